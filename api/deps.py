@@ -1,0 +1,93 @@
+"""Request dependencies: the DB session (owner of commit/rollback) and the caller's identity."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from api.errors import Forbidden, Unauthorized
+from models.tenant import find_token
+
+AfterCommit = Callable[[], None]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request: commit when the route returns, roll back on error.
+
+    Work queued in `session.info["after_commit"]` (host pokes) runs only once the commit
+    succeeded, and is dropped on rollback.
+    """
+    session: Session = request.app.state.sessionmaker()
+    session.info["after_commit"] = []
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        session.info["after_commit"] = []
+        raise
+    finally:
+        hooks: list[AfterCommit] = session.info.pop("after_commit", [])
+        session.close()
+    for hook in hooks:
+        hook()
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: str | None  # None: the admin
+
+    @property
+    def is_admin(self) -> bool:
+        return self.tenant_id is None
+
+    @property
+    def key(self) -> str:
+        return self.tenant_id or "admin"
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def get_principal(request: Request, session: SessionDep) -> Principal:
+    token = bearer(request)
+    if token is None:
+        raise Unauthorized("missing bearer token")
+    row = find_token(session, token)
+    if row is None:
+        raise Unauthorized("unknown bearer token")
+    return Principal(row.tenant_id)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal, scope="function")]
+
+
+def require_admin(principal: PrincipalDep) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("this operation is for the admin only")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(require_admin, scope="function")]
+
+
+def require_tenant(principal: PrincipalDep) -> Principal:
+    """Creating tenant resources needs a tenant token; the admin reads and deletes across."""
+    if principal.is_admin:
+        raise Forbidden("create tenant resources with that tenant's token")
+    return principal
+
+
+TenantDep = Annotated[Principal, Depends(require_tenant, scope="function")]

@@ -1,0 +1,185 @@
+"""Typed domain errors rendered as RFC 9457 problem documents.
+
+Each error carries its status; routes declare the statuses they can return through
+`responses=problems(...)` so the OpenAPI document lists every one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_TYPE = "https://vpcd.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path of the offending field, e.g. `body.cidr`.")
+    message: str
+
+
+class BlockingResource(BaseModel):
+    type: str
+    id: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+    blocking_resources: list[BlockingResource] | None = None
+
+
+class ApiError(Exception):
+    status: int = 500
+    slug: str = "internal"
+    title: str = "Internal error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_TYPE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update({k: v for k, v in self.extra.items() if v is not None})
+        return body
+
+
+class BadRequest(ApiError):
+    status, slug, title = 400, "bad-request", "Bad request"
+
+
+class Unauthorized(ApiError):
+    status, slug, title = 401, "unauthorized", "Authentication required"
+
+
+class Forbidden(ApiError):
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(ApiError):
+    status, slug, title = 404, "not-found", "Not found"
+
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"{kind} {ident} not found")
+
+
+class Conflict(ApiError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class InUse(Conflict):
+    slug, title = "in-use", "Resource in use"
+
+    def __init__(self, detail: str, blocking: list[tuple[str, str]]) -> None:
+        super().__init__(
+            detail, blocking_resources=[{"type": t, "id": i} for t, i in blocking]
+        )
+
+
+class Exhausted(Conflict):
+    slug, title = "exhausted", "Address space exhausted"
+
+
+class QuotaExceeded(Conflict):
+    slug, title = "quota-exceeded", "Quota exceeded"
+
+
+class PreconditionFailed(ApiError):
+    status, slug, title = 412, "precondition-failed", "Precondition failed"
+
+
+class Invalid(ApiError):
+    status, slug, title = 422, "validation", "Invalid request"
+
+    def __init__(self, field: str, message: str, detail: str | None = None) -> None:
+        super().__init__(
+            detail or f"{field}: {message}", errors=[{"field": field, "message": message}]
+        )
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_MEDIA_TYPE
+
+
+_STATUS_DOC = {
+    400: "Malformed request (bad page token, header)",
+    401: "Missing or unknown bearer token",
+    403: "Admin-only operation",
+    404: "Not found (or owned by another tenant)",
+    409: "Conflict: in use, exhausted, quota, or idempotent request still running",
+    412: "If-Match does not match the current ETag",
+    422: "Invalid input; `errors` names each field",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries declaring problem documents for these statuses."""
+    return {
+        s: {
+            "model": Problem,
+            "description": _STATUS_DOC[s],
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for s in statuses
+    }
+
+
+def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def validation_problem(exc: RequestValidationError, instance: str) -> dict[str, Any]:
+    errors = []
+    for err in exc.errors():
+        loc = err.get("loc", ())
+        msg = str(err.get("msg", "invalid"))
+        kind = err.get("type")
+        if kind == "extra_forbidden":
+            msg = "unknown or read-only field"
+        if kind in ("immutable", "not_nullable"):
+            word = "cannot be changed after creation" if kind == "immutable" else "may not be null"
+            for name in str(err.get("ctx", {}).get("fields", "")).split(", "):
+                errors.append({"field": _loc([*loc, name]), "message": word})
+            continue
+        errors.append({"field": _loc(loc), "message": msg})
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+    return Invalid("body", "invalid", detail).problem(instance) | {"errors": errors}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> ProblemResponse:
+        return ProblemResponse(exc.problem(request.url.path), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> ProblemResponse:
+        return ProblemResponse(validation_problem(exc, request.url.path), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
+        err = ApiError(str(exc.detail))
+        err.status, err.slug, err.title = exc.status_code, f"http-{exc.status_code}", str(
+            exc.detail
+        )
+        return ProblemResponse(
+            err.problem(request.url.path), status_code=exc.status_code, headers=exc.headers
+        )

@@ -1,0 +1,158 @@
+"""Validation of network input; each check names what is wrong and how to fix it.
+
+The Annotated types below run inside pydantic, so a failure is a 422 whose `errors`
+entry names the field; cross-resource checks raise `Invalid` from the services.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic_core import PydanticCustomError
+
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+NETNS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
+IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+
+
+def _fail(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)
+
+
+def parse_network(value: str) -> ipaddress.IPv4Network:
+    if "/" not in value:
+        raise _fail("cidr", "must be a CIDR such as 10.0.0.0/16")
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise _fail("cidr", f"{value!r} is not a valid CIDR") from exc
+    if net.version != 4:
+        raise _fail("cidr", "only IPv4 networks are supported")
+    host = ipaddress.ip_interface(value)
+    if host.ip != net.network_address:
+        raise _fail("cidr", f"host bits are set; the network is {net}")
+    return net  # type: ignore[return-value]
+
+
+def cidr_check(min_prefix: int, max_prefix: int) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        net = parse_network(value)
+        if net.prefixlen > max_prefix:
+            raise _fail("cidr", f"prefix /{net.prefixlen} is too long; the longest allowed is /{max_prefix}")
+        if net.prefixlen < min_prefix:
+            raise _fail("cidr", f"prefix /{net.prefixlen} is too short; the shortest allowed is /{min_prefix}")
+        return value
+
+    return check
+
+
+def parse_ip(value: str) -> ipaddress.IPv4Address:
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise _fail("ip", f"{value!r} is not a valid IP address") from exc
+    if addr.version != 4:
+        raise _fail("ip", "only IPv4 addresses are supported")
+    return addr  # type: ignore[return-value]
+
+
+def _ip(value: str) -> str:
+    parse_ip(value)
+    return value
+
+
+def _mac(value: str) -> str:
+    if not MAC_RE.match(value):
+        raise _fail("mac", f"{value!r} is not a MAC address like fa:16:3e:12:34:56")
+    if int(value[:2], 16) & 1:
+        raise _fail("mac", "must be a unicast MAC (the first octet's lowest bit clear)")
+    if value.lower() == "00:00:00:00:00:00":
+        raise _fail("mac", "the all-zero MAC is not allowed")
+    return value
+
+
+def _pattern(regex: re.Pattern[str], what: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not regex.match(value):
+            raise _fail("pattern", f"{value!r} is not a valid {what} (pattern {regex.pattern})")
+        return value
+
+    return check
+
+
+IPv4 = Annotated[str, AfterValidator(_ip)]
+VpcCidr = Annotated[str, AfterValidator(cidr_check(8, 28))]
+SubnetCidr = Annotated[str, AfterValidator(cidr_check(8, 30))]
+AnyCidr = Annotated[str, AfterValidator(cidr_check(0, 32))]
+Mac = Annotated[str, AfterValidator(_mac)]
+NetnsName = Annotated[str, AfterValidator(_pattern(NETNS_RE, "namespace name"))]
+IfName = Annotated[str, AfterValidator(_pattern(IFNAME_RE, "interface name"))]
+HostName = Annotated[str, AfterValidator(_pattern(HOSTNAME_RE, "host name"))]
+
+
+class Pool(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: IPv4
+    end: IPv4
+
+
+class HostRoute(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    destination: AnyCidr
+    nexthop: IPv4
+
+
+
+
+def validate_pools(
+    net: ipaddress.IPv4Network, gateway: ipaddress.IPv4Address, pools: list[Pool]
+) -> list[tuple[int, int]]:
+    """Pools inside the subnet's usable range, ordered, disjoint, not holding the gateway.
+
+    Raises ValueError(field, message) pairs through `PoolError`.
+    """
+    first, last = int(net.network_address) + 1, int(net.broadcast_address) - 1
+    spans: list[tuple[int, int, int]] = []
+    for i, pool in enumerate(pools):
+        s, e = int(parse_ip(pool.start)), int(parse_ip(pool.end))
+        if s > e:
+            raise PoolError(f"allocation_pools.{i}", "start is after end")
+        if s < first or e > last:
+            raise PoolError(
+                f"allocation_pools.{i}",
+                f"must lie within the usable addresses of {net} "
+                f"({ipaddress.IPv4Address(first)}-{ipaddress.IPv4Address(last)})",
+            )
+        if s <= int(gateway) <= e:
+            raise PoolError(f"allocation_pools.{i}", f"contains the gateway {gateway}")
+        spans.append((s, e, i))
+    spans.sort()
+    for (_s1, e1, _i1), (s2, _e2, i2) in zip(spans, spans[1:], strict=False):
+        if s2 <= e1:
+            raise PoolError(f"allocation_pools.{i2}", "overlaps another pool")
+    return [(s, e) for s, e, _ in spans]
+
+
+class PoolError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def default_pools(
+    net: ipaddress.IPv4Network, gateway: ipaddress.IPv4Address
+) -> list[dict[str, str]]:
+    """Every usable address but the gateway, as one or two ranges."""
+    first, last, gw = int(net.network_address) + 1, int(net.broadcast_address) - 1, int(gateway)
+    ranges = [(first, gw - 1), (gw + 1, last)] if first <= gw <= last else [(first, last)]
+    return [
+        {"start": str(ipaddress.IPv4Address(s)), "end": str(ipaddress.IPv4Address(e))}
+        for s, e in ranges
+        if s <= e
+    ]

@@ -1,0 +1,217 @@
+"""Subnets: a CIDR inside the VPC, its own VNI, gateway and allocation pools."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request, Response, status
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from api.common import (
+    Description,
+    Input,
+    Limit,
+    Name,
+    NotNull,
+    PageToken,
+    Patch,
+    RealisedOutput,
+    Tags,
+    apply_changes,
+    check_if_match,
+    created,
+    decode_token,
+    encode_token,
+    owned,
+    set_etag,
+)
+from api.deps import PrincipalDep, SessionDep, TenantDep
+from api.errors import Exhausted, Invalid, InUse, problems
+from api.netcheck import IPv4, HostRoute, Pool, PoolError, SubnetCidr, default_pools, validate_pools
+from api.services import ipam, quotas
+from models import Subnet, Vpc
+from models.network import ports_of_subnet, subnets_of_vpc
+from models.query import filtered, page, scoped
+from models.routing import interface_of_subnet
+
+router = APIRouter(prefix="/v1/subnets", tags=["subnets"])
+
+Nameservers = Annotated[list[IPv4], Field(max_length=5)]
+HostRoutes = Annotated[list[HostRoute], Field(max_length=32)]
+Pools = Annotated[list[Pool], Field(min_length=1, max_length=16)]
+
+
+class SubnetCreate(Input):
+    vpc_id: str
+    name: Name = ""
+    description: Description = ""
+    cidr: SubnetCidr
+    gateway_ip: IPv4 | None = Field(
+        default=None, description="Defaults to the first usable address."
+    )
+    allocation_pools: Pools | None = Field(
+        default=None, description="Defaults to every usable address but the gateway."
+    )
+    dns_nameservers: Nameservers = []
+    host_routes: HostRoutes = []
+    tags: Tags = []
+
+
+class SubnetUpdate(Patch):
+    immutable = frozenset({"vpc_id", "cidr", "gateway_ip"})
+    name: Name | None = NotNull()
+    description: Description | None = NotNull()
+    allocation_pools: Pools | None = NotNull()
+    dns_nameservers: Nameservers | None = NotNull()
+    host_routes: HostRoutes | None = NotNull()
+    tags: Tags | None = NotNull()
+
+
+class SubnetOut(RealisedOutput):
+    vpc_id: str
+    name: str
+    description: str
+    cidr: str
+    gateway_ip: str
+    allocation_pools: list[Pool]
+    dns_nameservers: list[str]
+    host_routes: list[HostRoute]
+    tags: list[str]
+    vni: int
+
+
+class SubnetList(BaseModel):
+    items: list[SubnetOut]
+    next_page_token: str | None = None
+
+
+def _pools(
+    net: ipaddress.IPv4Network, gateway: ipaddress.IPv4Address, pools: list[Pool] | None
+) -> list[dict[str, str]]:
+    if pools is None:
+        result = default_pools(net, gateway)
+        if not result:
+            raise Invalid("body.cidr", f"{net} leaves no address besides the gateway")
+        return result
+    try:
+        validate_pools(net, gateway, pools)
+    except PoolError as err:
+        raise Invalid(f"body.{err.field}", err.message) from err
+    return [p.model_dump() for p in pools]
+
+
+def _check_placement(session: Session, vpc: Vpc, net: ipaddress.IPv4Network) -> None:
+    vpc_net = ipaddress.ip_network(vpc.cidr)
+    if not net.subnet_of(vpc_net):  # type: ignore[arg-type]
+        raise Invalid("body.cidr", f"{net} is not inside the VPC's CIDR {vpc.cidr}")
+    for sibling in subnets_of_vpc(session, vpc.id):
+        if net.overlaps(ipaddress.ip_network(sibling.cidr)):
+            raise Invalid(
+                "body.cidr", f"{net} overlaps subnet {sibling.id} ({sibling.cidr}) of this VPC"
+            )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 404, 409, 422))
+def create_subnet(
+    body: SubnetCreate, request: Request, response: Response, session: SessionDep, who: TenantDep
+) -> SubnetOut:
+    assert who.tenant_id is not None
+    vpc = owned(session, Vpc, body.vpc_id, who, "vpc")
+    net = ipaddress.IPv4Network(body.cidr)
+    _check_placement(session, vpc, net)
+    if body.gateway_ip is None:
+        gateway = net.network_address + 1
+    else:
+        gateway = ipaddress.IPv4Address(body.gateway_ip)
+        if gateway not in net or gateway in (net.network_address, net.broadcast_address):
+            raise Invalid("body.gateway_ip", f"{gateway} is not a usable address of {net}")
+    pools = _pools(net, gateway, body.allocation_pools)
+    quotas.check(session, who.tenant_id, "subnets", Subnet)
+    fields = body.model_dump(exclude={"gateway_ip", "allocation_pools"})
+    fields.update(gateway_ip=str(gateway), allocation_pools=pools, tenant_id=who.tenant_id)
+    try:
+        vni = ipam.insert_unique(
+            session, ipam.vni_candidates(), lambda v: _new(fields, v)
+        )
+    except StopIteration as exc:  # pragma: no cover - 16M VNIs
+        raise Exhausted("no VNI is free") from exc
+    subnet = session.scalar(sa.select(Subnet).where(Subnet.vni == vni))
+    assert subnet is not None
+    created(request, response, f"/v1/subnets/{subnet.id}", subnet)
+    return SubnetOut.model_validate(subnet)
+
+
+def _new(fields: dict[str, object], vni: int) -> Subnet:
+    return Subnet(vni=vni, **fields)
+
+
+@router.get("", responses=problems(400, 401, 422))
+def list_subnets(
+    session: SessionDep,
+    who: PrincipalDep,
+    vpc_id: str | None = None,
+    name: str | None = None,
+    tag: str | None = None,
+    cidr: str | None = None,
+    limit: Limit = 100,
+    page_token: PageToken = None,
+) -> SubnetList:
+    stmt = scoped(sa.select(Subnet), Subnet, who.tenant_id)
+    stmt = filtered(
+        session, Subnet, stmt, {"vpc_id": vpc_id, "name": name, "tag": tag, "cidr": cidr}
+    )
+    rows, cursor = page(session, Subnet, stmt, limit, decode_token(page_token))
+    return SubnetList(
+        items=[SubnetOut.model_validate(r) for r in rows], next_page_token=encode_token(cursor)
+    )
+
+
+@router.get("/{subnet_id}", responses=problems(401, 404))
+def get_subnet(
+    subnet_id: str, response: Response, session: SessionDep, who: PrincipalDep
+) -> SubnetOut:
+    subnet = owned(session, Subnet, subnet_id, who, "subnet")
+    set_etag(response, subnet)
+    return SubnetOut.model_validate(subnet)
+
+
+@router.patch("/{subnet_id}", responses=problems(401, 404, 409, 412, 422))
+def update_subnet(
+    subnet_id: str,
+    body: SubnetUpdate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    who: PrincipalDep,
+) -> SubnetOut:
+    subnet = owned(session, Subnet, subnet_id, who, "subnet")
+    check_if_match(request, subnet)
+    changes = body.changes()
+    if body.allocation_pools is not None:
+        net = ipaddress.IPv4Network(subnet.cidr)
+        changes["allocation_pools"] = _pools(
+            net, ipaddress.IPv4Address(subnet.gateway_ip), body.allocation_pools
+        )
+    if apply_changes(subnet, changes):
+        subnet.status = "pending"
+    session.flush()
+    set_etag(response, subnet)
+    return SubnetOut.model_validate(subnet)
+
+
+@router.delete(
+    "/{subnet_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 404, 409, 412)
+)
+def delete_subnet(subnet_id: str, request: Request, session: SessionDep, who: PrincipalDep) -> None:
+    subnet = owned(session, Subnet, subnet_id, who, "subnet")
+    check_if_match(request, subnet)
+    blocking = [("port", p) for p in ports_of_subnet(session, subnet.id, user_only=True)]
+    iface = interface_of_subnet(session, subnet.id)
+    if iface is not None:
+        blocking.append(("router", iface.router_id))
+    if blocking:
+        raise InUse("the subnet still has ports or a router interface", blocking)
+    session.delete(subnet)

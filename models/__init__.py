@@ -1,0 +1,29 @@
+"""ORM models, one module per aggregate; importing this registers every table."""
+
+from models.base import Base
+from models.host import Host
+from models.idempotency import IdempotencyRecord
+from models.network import Port, PortSecurityGroup, Subnet, Vpc
+from models.routing import ExternalIp, ExternalNetwork, FloatingIp, Router, RouterInterface
+from models.security import SecurityGroup, SecurityGroupRule
+from models.tenant import ApiToken, Quota, Tenant
+
+__all__ = [
+    "ApiToken",
+    "Base",
+    "ExternalIp",
+    "ExternalNetwork",
+    "FloatingIp",
+    "Host",
+    "IdempotencyRecord",
+    "Port",
+    "PortSecurityGroup",
+    "Quota",
+    "Router",
+    "RouterInterface",
+    "SecurityGroup",
+    "SecurityGroupRule",
+    "Subnet",
+    "Tenant",
+    "Vpc",
+]

@@ -1,0 +1,19 @@
+"""Hosts: where agents run. Agents register and heartbeat here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, Resource
+
+
+class Host(Base, Resource):
+    __tablename__ = "hosts"
+    name: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
+    vtep_ip: Mapped[str] = mapped_column(sa.String(45), nullable=False)
+    roles: Mapped[list[str]] = mapped_column(sa.JSON, nullable=False, default=list)
+    last_heartbeat: Mapped[datetime | None] = mapped_column(nullable=True)
+    realised_revision: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)

@@ -1,0 +1,122 @@
+"""The VPC aggregate: VPCs, subnets and ports (the L2 side of the model)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from models.base import Base, Realised, Tenanted
+
+
+class Vpc(Base, Tenanted):
+    __tablename__ = "vpcs"
+    name: Mapped[str] = mapped_column(sa.String(255), nullable=False, default="")
+    description: Mapped[str] = mapped_column(sa.Text, nullable=False, default="")
+    cidr: Mapped[str] = mapped_column(sa.String(43), nullable=False)
+    tags: Mapped[list[str]] = mapped_column(sa.JSON, nullable=False, default=list)
+    default_security_group_id: Mapped[str | None] = mapped_column(sa.String(36), nullable=True)
+
+
+class Subnet(Base, Tenanted, Realised):
+    __tablename__ = "subnets"
+    vpc_id: Mapped[str] = mapped_column(
+        sa.String(36), sa.ForeignKey("vpcs.id", ondelete="RESTRICT"), index=True, nullable=False
+    )
+    name: Mapped[str] = mapped_column(sa.String(255), nullable=False, default="")
+    description: Mapped[str] = mapped_column(sa.Text, nullable=False, default="")
+    cidr: Mapped[str] = mapped_column(sa.String(43), nullable=False)
+    gateway_ip: Mapped[str] = mapped_column(sa.String(45), nullable=False)
+    allocation_pools: Mapped[list[dict[str, str]]] = mapped_column(sa.JSON, nullable=False)
+    dns_nameservers: Mapped[list[str]] = mapped_column(sa.JSON, nullable=False, default=list)
+    host_routes: Mapped[list[dict[str, str]]] = mapped_column(sa.JSON, nullable=False, default=list)
+    tags: Mapped[list[str]] = mapped_column(sa.JSON, nullable=False, default=list)
+    vni: Mapped[int] = mapped_column(sa.Integer, unique=True, nullable=False)
+
+
+class PortSecurityGroup(Base):
+    __tablename__ = "port_security_groups"
+    port_id: Mapped[str] = mapped_column(
+        sa.String(36), sa.ForeignKey("ports.id", ondelete="CASCADE"), primary_key=True
+    )
+    security_group_id: Mapped[str] = mapped_column(
+        sa.String(36),
+        sa.ForeignKey("security_groups.id", ondelete="RESTRICT"),
+        primary_key=True,
+        index=True,
+    )
+    position: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+
+
+class Port(Base, Tenanted, Realised):
+    """A tenant interface. device_owner marks ports the service made (router legs)."""
+
+    __tablename__ = "ports"
+    __table_args__ = (
+        sa.UniqueConstraint("subnet_id", "ip_address"),
+        sa.UniqueConstraint("subnet_id", "mac_address"),
+    )
+    subnet_id: Mapped[str] = mapped_column(
+        sa.String(36), sa.ForeignKey("subnets.id", ondelete="RESTRICT"), index=True, nullable=False
+    )
+    name: Mapped[str] = mapped_column(sa.String(255), nullable=False, default="")
+    description: Mapped[str] = mapped_column(sa.Text, nullable=False, default="")
+    host: Mapped[str | None] = mapped_column(sa.String(64), index=True, nullable=True)
+    netns: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    interface_name: Mapped[str] = mapped_column(sa.String(15), nullable=False, default="eth0")
+    ip_address: Mapped[str] = mapped_column(sa.String(45), nullable=False)
+    mac_address: Mapped[str] = mapped_column(sa.String(17), nullable=False)
+    device_owner: Mapped[str] = mapped_column(sa.String(32), nullable=False, default="")
+    device_id: Mapped[str | None] = mapped_column(sa.String(36), nullable=True, index=True)
+    tags: Mapped[list[str]] = mapped_column(sa.JSON, nullable=False, default=list)
+    security_groups: Mapped[list[PortSecurityGroup]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by=PortSecurityGroup.position
+    )
+
+    @property
+    def security_group_ids(self) -> list[str]:
+        return [m.security_group_id for m in self.security_groups]
+
+
+# -- queries of the VPC aggregate ----------------------------------------------------------
+
+
+def subnets_of_vpc(session: Session, vpc_id: str) -> list[Subnet]:
+    return list(session.scalars(sa.select(Subnet).where(Subnet.vpc_id == vpc_id)))
+
+
+def used_addresses(session: Session, subnet_id: str) -> set[int]:
+    rows = session.scalars(sa.select(Port.ip_address).where(Port.subnet_id == subnet_id))
+    return {int(ipaddress.IPv4Address(r)) for r in rows}
+
+
+def address_taken(session: Session, subnet_id: str, address: str) -> str | None:
+    return session.scalar(
+        sa.select(Port.id).where(Port.subnet_id == subnet_id, Port.ip_address == address)
+    )
+
+
+def mac_taken(session: Session, subnet_id: str, mac: str) -> str | None:
+    return session.scalar(
+        sa.select(Port.id).where(
+            Port.subnet_id == subnet_id, sa.func.lower(Port.mac_address) == mac.lower()
+        )
+    )
+
+
+def ports_of_subnet(session: Session, subnet_id: str, *, user_only: bool) -> list[str]:
+    stmt = sa.select(Port.id).where(Port.subnet_id == subnet_id)
+    if user_only:
+        stmt = stmt.where(Port.device_owner == "")
+    return list(session.scalars(stmt))
+
+
+def ports_in_group(session: Session, group_id: str) -> list[str]:
+    return list(
+        session.scalars(
+            sa.select(PortSecurityGroup.port_id).where(
+                PortSecurityGroup.security_group_id == group_id
+            )
+        )
+    )

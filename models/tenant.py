@@ -1,0 +1,68 @@
+"""Tenants, their bearer tokens (hashed) and quotas."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from models.base import Base, Resource, new_id, utcnow
+
+DEFAULT_QUOTAS: dict[str, int] = {
+    "vpcs": 10,
+    "subnets": 100,
+    "ports": 500,
+    "routers": 10,
+    "security_groups": 100,
+    "security_group_rules": 1000,
+    "floating_ips": 50,
+}
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Tenant(Base, Resource):
+    __tablename__ = "tenants"
+    name: Mapped[str] = mapped_column(sa.String(255), unique=True, nullable=False)
+    description: Mapped[str] = mapped_column(sa.Text, nullable=False, default="")
+
+
+class ApiToken(Base):
+    """A bearer token, stored as its SHA-256. tenant_id NULL means the admin token."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
+    tenant_id: Mapped[str | None] = mapped_column(
+        sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+
+
+class Quota(Base):
+    __tablename__ = "quotas"
+    tenant_id: Mapped[str] = mapped_column(
+        sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    resource: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    limit: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+
+
+def find_token(session: Session, token: str) -> ApiToken | None:
+    return session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+
+
+def admin_token_exists(session: Session) -> bool:
+    return session.scalar(sa.select(ApiToken.id).where(ApiToken.tenant_id.is_(None))) is not None
+
+
+def quotas_of(session: Session, tenant_id: str) -> dict[str, int]:
+    limits = dict(DEFAULT_QUOTAS)
+    rows = session.scalars(sa.select(Quota).where(Quota.tenant_id == tenant_id))
+    for row in rows:
+        limits[row.resource] = row.limit
+    return limits
