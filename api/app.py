@@ -27,9 +27,9 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def ensure_admin_token(app: FastAPI, settings: Settings) -> str | None:
+def ensure_admin_token(settings: Settings) -> str | None:
     """Store VPCD_ADMIN_TOKEN's hash, or mint one at first start and print it once."""
-    with app.state.sessionmaker.begin() as session:
+    with session_factory(engine_for(settings.database_url)).begin() as session:
         if settings.vpcd_admin_token:
             digest = hash_token(settings.vpcd_admin_token)
             if session.scalar(sa.select(ApiToken.id).where(ApiToken.token_hash == digest)) is None:
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ensure_admin_token(app, settings)
+        ensure_admin_token(settings)
         yield
 
     app = FastAPI(

@@ -1,0 +1,73 @@
+"""Small builders for API tests: each asserts the create succeeded and returns the body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.conftest import ADMIN, Tenant
+
+
+def create(c: TestClient, path: str, who: Tenant | dict[str, str], **body: Any) -> dict[str, Any]:
+    headers = who.headers if isinstance(who, Tenant) else who
+    r = c.post(path, json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def vpc(c: TestClient, t: Tenant, cidr: str = "10.0.0.0/16", **kw: Any) -> dict[str, Any]:
+    return create(c, "/v1/vpcs", t, cidr=cidr, **kw)
+
+
+def subnet(
+    c: TestClient, t: Tenant, vpc_id: str, cidr: str = "10.0.1.0/24", **kw: Any
+) -> dict[str, Any]:
+    return create(c, "/v1/subnets", t, vpc_id=vpc_id, cidr=cidr, **kw)
+
+
+def port(c: TestClient, t: Tenant, subnet_id: str, **kw: Any) -> dict[str, Any]:
+    return create(c, "/v1/ports", t, subnet_id=subnet_id, **kw)
+
+
+def group(c: TestClient, t: Tenant, vpc_id: str, **kw: Any) -> dict[str, Any]:
+    return create(c, "/v1/security-groups", t, vpc_id=vpc_id, **kw)
+
+
+def rule(c: TestClient, t: Tenant, group_id: str, **kw: Any) -> dict[str, Any]:
+    kw.setdefault("direction", "ingress")
+    kw.setdefault("protocol", "tcp")
+    return create(c, "/v1/security-group-rules", t, security_group_id=group_id, **kw)
+
+
+def router(c: TestClient, t: Tenant, vpc_id: str, **kw: Any) -> dict[str, Any]:
+    return create(c, "/v1/routers", t, vpc_id=vpc_id, **kw)
+
+
+def external_network(
+    c: TestClient, cidr: str = "203.0.113.0/24", gateway_ip: str = "203.0.113.1", **kw: Any
+) -> dict[str, Any]:
+    return create(c, "/v1/external-networks", ADMIN, cidr=cidr, gateway_ip=gateway_ip, **kw)
+
+
+def floating_ip(c: TestClient, t: Tenant, external_network_id: str, **kw: Any) -> dict[str, Any]:
+    return create(c, "/v1/floating-ips", t, external_network_id=external_network_id, **kw)
+
+
+def host(c: TestClient, name: str = "host-1", vtep_ip: str = "192.0.2.11", **kw: Any) -> dict[str, Any]:
+    return create(c, "/v1/hosts", ADMIN, name=name, vtep_ip=vtep_ip, **kw)
+
+
+def attach(c: TestClient, t: Tenant, router_id: str, subnet_id: str) -> dict[str, Any]:
+    return create(c, f"/v1/routers/{router_id}/interfaces", t, subnet_id=subnet_id)
+
+
+def problem(r: Any, status: int) -> dict[str, Any]:
+    """Assert an RFC 9457 problem with this status and return it."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json"), r.headers
+    body = r.json()
+    for key in ("type", "title", "status", "detail"):
+        assert key in body, body
+    assert body["status"] == status
+    return body  # type: ignore[no-any-return]
