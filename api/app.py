@@ -6,14 +6,16 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Response
 from fastapi.routing import APIRoute
-from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from api import errors, metrics
 from api.services.idempotency import IdempotencyMiddleware
+from api.services.notify import Notifier
 from api.settings import Settings, get_settings
 from models import ApiToken
 from models.db import engine_for, session_factory
@@ -43,6 +45,10 @@ def ensure_admin_token(settings: Settings) -> str | None:
     return token
 
 
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = engine_for(settings.database_url)
@@ -62,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = session_factory(engine)
+    app.state.notifier = Notifier(settings)
     errors.install(app)
 
     from api import (
@@ -89,18 +96,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(module.router)
 
-    @app.get("/healthz", tags=["health"], include_in_schema=True)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/healthz", tags=["health"])
+    def get_health() -> Health:
+        """The process is up (liveness)."""
+        return Health(status="ok")
 
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "DB unreachable"}})
-    def readyz() -> Response:
+    @app.get("/readyz", tags=["health"], responses=errors.problems(503))
+    def get_readiness() -> Health:
+        """The database answers (readiness); otherwise a 503 problem document."""
         try:
             with engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
         except sa.exc.SQLAlchemyError as exc:
-            return JSONResponse({"status": "unavailable", "detail": str(exc)[:200]}, 503)
-        return JSONResponse({"status": "ok"})
+            raise errors.Unavailable(f"database unreachable: {str(exc)[:200]}") from exc
+        return Health(status="ok")
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
     def prometheus() -> Response:
@@ -108,32 +117,71 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(body, media_type=content_type)
 
     problem_only_openapi(app)
-    app.add_middleware(IdempotencyMiddleware, sessionmaker=app.state.sessionmaker, settings=settings)
+    app.add_middleware(
+        IdempotencyMiddleware, sessionmaker=app.state.sessionmaker, settings=settings
+    )
     app.add_middleware(metrics.MetricsMiddleware)
     return app
 
 
 def problem_only_openapi(app: FastAPI) -> None:
-    """Every error in the document is a Problem: replace FastAPI's default 422 schema."""
+    """Finish FastAPI's document so that generated clients see the whole contract (DESIGN §3).
+
+    Every error response is a Problem under application/problem+json only (FastAPI's own 422
+    schema goes); /v1 calls need a bearer token; POST/PATCH take `Idempotency-Key`, which can
+    also answer 400, 409 and 422; calls that honour `If-Match` (those declaring 412) take it.
+    """
     original = app.openapi
 
-    def openapi() -> dict[str, object]:
+    def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         spec = original()
-        content = {
-            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-        }
-        for item in spec.get("paths", {}).values():
-            for op in item.values():
-                resp = op.get("responses", {}).get("422")
-                if resp is not None:
-                    resp["content"] = content
-                    resp["description"] = "Invalid input; `errors` names each field"
-        schemas = spec.get("components", {}).get("schemas", {})
+        for path, item in spec.get("paths", {}).items():
+            for method, op in item.items():
+                _finish_operation(path, method, op)
+        components = spec.setdefault("components", {})
+        schemas = components.get("schemas", {})
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
+        components["securitySchemes"] = {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A tenant token (POST /v1/tenants/{id}/tokens) or the admin token",
+            }
+        }
         app.openapi_schema = spec
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _finish_operation(path: str, method: str, op: dict[str, Any]) -> None:
+    responses: dict[str, Any] = op.setdefault("responses", {})
+    if path.startswith("/v1/"):
+        op["security"] = [{"bearer": []}]
+        if method in ("post", "patch"):
+            _header(op, "Idempotency-Key", "Retry safely: the first response is replayed", 255)
+            for status in ("400", "409", "422"):
+                responses.setdefault(status, {})
+    if "412" in responses:
+        _header(op, "If-Match", "Apply only if the resource's ETag still matches (else 412)")
+    for status in list(responses):
+        if int(status) >= 400:
+            responses[status] = errors.problem_response(int(status))
+    op["responses"] = dict(sorted(responses.items()))
+
+
+def _header(op: dict[str, Any], name: str, description: str, max_length: int = 0) -> None:
+    params: list[dict[str, Any]] = op.setdefault("parameters", [])
+    if not any(p.get("in") == "header" and p.get("name") == name for p in params):
+        params.append(
+            {
+                "name": name,
+                "in": "header",
+                "required": False,
+                "description": description,
+                "schema": {"type": "string"} | ({"maxLength": max_length} if max_length else {}),
+            }
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -10,8 +11,10 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from api.errors import Forbidden, Unauthorized
+from api.services.notify import Notifier
 from models.tenant import find_token
 
+log = logging.getLogger("vpcd.api")
 AfterCommit = Callable[[], None]
 
 
@@ -34,7 +37,10 @@ def get_session(request: Request) -> Iterator[Session]:
         hooks: list[AfterCommit] = session.info.pop("after_commit", [])
         session.close()
     for hook in hooks:
-        hook()
+        try:
+            hook()
+        except Exception:  # the commit stands; the controller's sweep finds dirty hosts
+            log.exception("after-commit hook failed")
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -72,6 +78,13 @@ def get_principal(request: Request, session: SessionDep) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal, scope="function")]
+
+
+def get_notifier(request: Request) -> Notifier:
+    return request.app.state.notifier  # type: ignore[no-any-return]
+
+
+NotifierDep = Annotated[Notifier, Depends(get_notifier)]
 
 
 def require_admin(principal: PrincipalDep) -> Principal:

@@ -28,7 +28,7 @@ from api.common import (
     owned,
     set_etag,
 )
-from api.deps import Principal, PrincipalDep, SessionDep, TenantDep
+from api.deps import NotifierDep, Principal, PrincipalDep, SessionDep, TenantDep
 from api.errors import Conflict, Exhausted, Invalid, problems
 from api.netcheck import HostName, IfName, IPv4, Mac, NetnsName
 from api.services import ipam, quotas
@@ -179,7 +179,12 @@ def allocate_port(session: Session, subnet: Subnet, fields: dict[str, object]) -
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 404, 409, 422))
 def create_port(
-    body: PortCreate, request: Request, response: Response, session: SessionDep, who: TenantDep
+    body: PortCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    who: TenantDep,
+    notifier: NotifierDep,
 ) -> PortOut:
     assert who.tenant_id is not None
     subnet = owned(session, Subnet, body.subnet_id, who, "subnet")
@@ -197,6 +202,7 @@ def create_port(
     fields = body.model_dump(exclude={"subnet_id"})
     fields.update(tenant_id=who.tenant_id, security_group_ids=groups)
     port = allocate_port(session, subnet, fields)
+    notifier.subnets_changed(session, {subnet.id}, port.host)
     created(request, response, f"/v1/ports/{port.id}", port)
     return render(session, port)
 
@@ -264,10 +270,12 @@ def update_port(
     response: Response,
     session: SessionDep,
     who: PrincipalDep,
+    notifier: NotifierDep,
 ) -> PortOut:
     port = owned(session, Port, port_id, who, "port")
     check_if_match(request, port)
     _not_router_owned(port)
+    old_host = port.host
     changes = body.changes()
     groups = changes.pop("security_group_ids", None)
     changed = apply_changes(port, changes)
@@ -280,6 +288,8 @@ def update_port(
         changed = True
     if changed:
         port.status = "pending"
+        session.flush()
+        notifier.subnets_changed(session, {port.subnet_id}, old_host, port.host)
     session.flush()
     set_etag(response, port)
     return render(session, port)
@@ -288,7 +298,9 @@ def update_port(
 @router.delete(
     "/{port_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 404, 409, 412)
 )
-def delete_port(port_id: str, request: Request, session: SessionDep, who: PrincipalDep) -> None:
+def delete_port(
+    port_id: str, request: Request, session: SessionDep, who: PrincipalDep, notifier: NotifierDep
+) -> None:
     port = owned(session, Port, port_id, who, "port")
     check_if_match(request, port)
     _not_router_owned(port)
@@ -297,4 +309,5 @@ def delete_port(port_id: str, request: Request, session: SessionDep, who: Princi
         fip.port_id, fip.router_id = None, None
         fip.touch()
         session.flush()
+    notifier.subnets_changed(session, {port.subnet_id}, port.host)
     session.delete(port)

@@ -28,7 +28,7 @@ from api.common import (
     owned,
     set_etag,
 )
-from api.deps import PrincipalDep, SessionDep, TenantDep
+from api.deps import NotifierDep, PrincipalDep, SessionDep, TenantDep
 from api.errors import Conflict, Exhausted, Invalid, InUse, NotFound, problems
 from api.netcheck import HostRoute
 from api.ports import ROUTER_INTERFACE
@@ -44,6 +44,7 @@ from models import (
     Subnet,
     Vpc,
 )
+from models.base import new_id
 from models.query import filtered, page, scoped
 from models.routing import (
     floating_ips_via_router,
@@ -178,12 +179,13 @@ def create_router(
     if body.routes:
         raise Invalid("body.routes.0.nexthop", "a new router has no subnets to reach a nexthop")
     quotas.check(session, who.tenant_id, "routers", Router)
-    r = Router(tenant_id=who.tenant_id, host=schedule(session), **body.model_dump())
+    r = Router(id=new_id(), tenant_id=who.tenant_id, host=schedule(session), **body.model_dump())
+    if body.external_network_id is not None:
+        # before the insert: an unknown network is a 404 (not an FK error), and the row
+        # goes in whole at revision 1
+        attach_gateway(session, r, body.external_network_id)
     session.add(r)
     session.flush()
-    if body.external_network_id is not None:
-        attach_gateway(session, r, body.external_network_id)
-        session.flush()
     created(request, response, f"/v1/routers/{r.id}", r)
     return render(session, r)
 
@@ -253,13 +255,17 @@ def update_router(
 @router.delete(
     "/{router_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 404, 409, 412)
 )
-def delete_router(router_id: str, request: Request, session: SessionDep, who: PrincipalDep) -> None:
+def delete_router(
+    router_id: str, request: Request, session: SessionDep, who: PrincipalDep, notifier: NotifierDep
+) -> None:
     r = owned(session, Router, router_id, who, "router")
     check_if_match(request, r)
     fips = floating_ips_via_router(session, r.id)
     if fips:
         raise InUse("floating IPs are associated through this router", [("floating_ip", f) for f in fips])
-    for iface in interfaces_of_router(session, r.id):  # service-made legs go with the router
+    ifaces = interfaces_of_router(session, r.id)
+    notifier.subnets_changed(session, {i.subnet_id for i in ifaces})
+    for iface in ifaces:  # service-made legs go with the router
         port = session.get(Port, iface.port_id)
         session.delete(iface)
         session.flush()
@@ -282,6 +288,7 @@ def add_router_interface(
     response: Response,
     session: SessionDep,
     who: TenantDep,
+    notifier: NotifierDep,
 ) -> RouterInterfaceOut:
     r = owned(session, Router, router_id, who, "router")
     subnet = owned(session, Subnet, body.subnet_id, who, "subnet")
@@ -310,6 +317,7 @@ def add_router_interface(
     r.touch()
     r.status = "pending"
     session.flush()
+    notifier.subnets_changed(session, {subnet.id})
     response.headers["Location"] = (
         str(request.base_url).rstrip("/") + f"/v1/routers/{r.id}/interfaces/{subnet.id}"
     )
@@ -335,13 +343,28 @@ def list_router_interfaces(
     return out
 
 
+@router.get("/{router_id}/interfaces/{subnet_id}", responses=problems(401, 404))
+def get_router_interface(
+    router_id: str, subnet_id: str, session: SessionDep, who: PrincipalDep
+) -> RouterInterfaceOut:
+    """The interface a POST's Location names."""
+    r = owned(session, Router, router_id, who, "router")
+    iface = interface_of_subnet(session, subnet_id)
+    port = session.get(Port, iface.port_id) if iface is not None else None
+    if iface is None or iface.router_id != r.id or port is None:
+        raise NotFound("router interface", f"{router_id}/{subnet_id}")
+    return RouterInterfaceOut(
+        router_id=r.id, subnet_id=subnet_id, port_id=port.id, ip_address=port.ip_address
+    )
+
+
 @router.delete(
     "/{router_id}/interfaces/{subnet_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problems(401, 404, 409),
 )
 def remove_router_interface(
-    router_id: str, subnet_id: str, session: SessionDep, who: PrincipalDep
+    router_id: str, subnet_id: str, session: SessionDep, who: PrincipalDep, notifier: NotifierDep
 ) -> None:
     r = owned(session, Router, router_id, who, "router")
     iface = interface_of_subnet(session, subnet_id)
@@ -364,5 +387,6 @@ def remove_router_interface(
     session.flush()
     if port is not None:
         session.delete(port)
+    notifier.subnets_changed(session, {subnet_id})
     r.touch()
     r.status = "pending"

@@ -11,6 +11,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
     database_url: str = "sqlite:///./vpcd.db"
     redis_url: str | None = None
+    vpcd_bus_dir: str | None = None  # the embedded bus (sandbox without Redis)
     vpcd_admin_token: str | None = None
     idempotency_ttl_seconds: int = 24 * 3600
     idempotency_inflight_seconds: int = 60

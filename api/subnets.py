@@ -28,12 +28,12 @@ from api.common import (
     owned,
     set_etag,
 )
-from api.deps import PrincipalDep, SessionDep, TenantDep
+from api.deps import NotifierDep, PrincipalDep, SessionDep, TenantDep
 from api.errors import Exhausted, Invalid, InUse, problems
 from api.netcheck import IPv4, HostRoute, Pool, PoolError, SubnetCidr, default_pools, validate_pools
 from api.services import ipam, quotas
 from models import Subnet, Vpc
-from models.network import ports_of_subnet, subnets_of_vpc
+from models.network import lock_vpc_subnets, ports_of_subnet, subnets_of_vpc
 from models.query import filtered, page, scoped
 from models.routing import interface_of_subnet
 
@@ -107,6 +107,7 @@ def _check_placement(session: Session, vpc: Vpc, net: ipaddress.IPv4Network) -> 
     vpc_net = ipaddress.ip_network(vpc.cidr)
     if not net.subnet_of(vpc_net):  # type: ignore[arg-type]
         raise Invalid("body.cidr", f"{net} is not inside the VPC's CIDR {vpc.cidr}")
+    lock_vpc_subnets(session, vpc.id)
     for sibling in subnets_of_vpc(session, vpc.id):
         if net.overlaps(ipaddress.ip_network(sibling.cidr)):
             raise Invalid(
@@ -186,6 +187,7 @@ def update_subnet(
     response: Response,
     session: SessionDep,
     who: PrincipalDep,
+    notifier: NotifierDep,
 ) -> SubnetOut:
     subnet = owned(session, Subnet, subnet_id, who, "subnet")
     check_if_match(request, subnet)
@@ -197,6 +199,7 @@ def update_subnet(
         )
     if apply_changes(subnet, changes):
         subnet.status = "pending"
+        notifier.subnets_changed(session, {subnet.id})
     session.flush()
     set_etag(response, subnet)
     return SubnetOut.model_validate(subnet)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from models import Base
 from models.db import DbSettings, make_engine
 
@@ -29,9 +30,7 @@ def run_online() -> None:
         return
     engine = make_engine(_url(), nullpool=True)
     with engine.connect() as conn:
-        context.configure(
-            connection=conn, target_metadata=target_metadata, render_as_batch=True
-        )
+        context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()
 

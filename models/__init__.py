@@ -2,6 +2,7 @@
 
 from models.base import Base
 from models.host import Host
+from models.hoststate import HostStateRow, Realisation
 from models.idempotency import IdempotencyRecord
 from models.network import Port, PortSecurityGroup, Subnet, Vpc
 from models.routing import ExternalIp, ExternalNetwork, FloatingIp, Router, RouterInterface
@@ -15,10 +16,12 @@ __all__ = [
     "ExternalNetwork",
     "FloatingIp",
     "Host",
+    "HostStateRow",
     "IdempotencyRecord",
     "Port",
     "PortSecurityGroup",
     "Quota",
+    "Realisation",
     "Router",
     "RouterInterface",
     "SecurityGroup",

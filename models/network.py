@@ -86,6 +86,19 @@ def subnets_of_vpc(session: Session, vpc_id: str) -> list[Subnet]:
     return list(session.scalars(sa.select(Subnet).where(Subnet.vpc_id == vpc_id)))
 
 
+def lock_vpc_subnets(session: Session, vpc_id: str) -> None:
+    """Serialise subnet creation within one VPC until this transaction ends.
+
+    The overlap check reads the siblings and then inserts; two requests (in any API
+    process) racing on one VPC would both pass it. FOR NO KEY UPDATE on the VPC row
+    makes the second wait and then see the first's subnet, while rows that merely
+    reference the VPC (FOR KEY SHARE) are not blocked. SQLite serialises writers anyway.
+    """
+    session.execute(
+        sa.select(Vpc.id).where(Vpc.id == vpc_id).with_for_update(key_share=True)
+    )
+
+
 def used_addresses(session: Session, subnet_id: str) -> set[int]:
     rows = session.scalars(sa.select(Port.ip_address).where(Port.subnet_id == subnet_id))
     return {int(ipaddress.IPv4Address(r)) for r in rows}

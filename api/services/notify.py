@@ -1,0 +1,43 @@
+"""Tell the controller which hosts a change touches, after the commit and coalesced.
+
+The host's dirty flag is set inside the request's transaction, so the need for a sync is
+as durable as the change itself; the poke goes out only after the commit (dropped on
+rollback) and only for hosts that were clean, so a burst costs each host one sync.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from celery import Celery
+from sqlalchemy.orm import Session
+
+from api.settings import Settings
+from models.hoststate import hosts_of_subnets, mark_dirty
+from workers.bus import make_app, poke_controller
+
+
+class Notifier:
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = bool(settings.redis_url or settings.vpcd_bus_dir)
+        self._settings = settings
+        self._app: Celery | None = None
+
+    def app(self) -> Celery:
+        if self._app is None:
+            self._app = make_app(self._settings.redis_url, self._settings.vpcd_bus_dir)
+        return self._app
+
+    def hosts_changed(self, session: Session, hosts: set[str | None]) -> None:
+        names = {h for h in hosts if h}
+        if not names:
+            return
+        newly = mark_dirty(session, names)
+        if newly and self.enabled:
+            session.info.setdefault("after_commit", []).append(
+                partial(poke_controller, self.app(), newly)
+            )
+
+    def subnets_changed(self, session: Session, subnet_ids: set[str], *extra: str | None) -> None:
+        """Every host carrying these subnets (their FDB or routes change), plus `extra`."""
+        self.hosts_changed(session, set(hosts_of_subnets(session, subnet_ids)) | set(extra))

@@ -1,0 +1,271 @@
+"""`vpcd sandbox`: many hosts on one machine, in namespaces never joined to its network.
+
+Layout (DESIGN §5), for a sandbox named S with N hosts:
+  S-fabric    underlay bridge (198.18.0.0/24) and external bridge (203.0.113.0/24)
+  S-h1..S-hN  host namespaces: vtep0 on the underlay; network hosts also ext0 on external
+  S-outside   203.0.113.1 on the external segment, standing for the internet
+Workloads of host H live in namespaces named H-<netns>. The API, the controller and one
+agent per host run as processes in the root namespace (so they reach Postgres/Redis on
+loopback); every PID and namespace is recorded in a state file that `down` uses, also
+after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+RUN_DIR = Path(os.environ.get("VPCD_SANDBOX_DIR", "/run/vpcd-sandbox"))
+UNDERLAY = "198.18.0"  # RFC 2544 benchmarking range: never routed, used only inside netns
+EXTERNAL = "203.0.113"  # RFC 5737 TEST-NET-3: the sandbox's "internet"
+
+
+@dataclass
+class Sandbox:
+    name: str
+    hosts: list[dict[str, str]] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)
+    pids: dict[str, int] = field(default_factory=dict)
+    endpoint: str = ""
+    admin_token: str = ""
+    database_url: str = ""
+    bus: str = ""
+
+    @property
+    def dir(self) -> Path:
+        return RUN_DIR / self.name
+
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / "state.json.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(self.dir / "state.json")
+
+    @classmethod
+    def load(cls, name: str) -> Sandbox | None:
+        path = RUN_DIR / name / "state.json"
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+    def host(self, ref: str) -> dict[str, str]:
+        for h in self.hosts:
+            if ref in (h["name"], h["short"]):
+                return h
+        raise KeyError(ref)
+
+
+def ip(*args: str, netns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = ["ip", *(["-n", netns] if netns else []), *args]
+    return subprocess.run(cmd, check=check, capture_output=True, text=True)
+
+
+def existing_namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def add_netns(sb: Sandbox, name: str) -> None:
+    sb.namespaces.append(name)
+    sb.save()  # recorded before it exists, so `down` finds it even if we die next
+    ip("netns", "add", name)
+    ip("link", "set", "lo", "up", netns=name)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build_fabric(sb: Sandbox, count: int, network_hosts: int) -> None:
+    fabric, outside = f"{sb.name}-fabric", f"{sb.name}-outside"
+    add_netns(sb, fabric)
+    for bridge in ("underlay", "external"):
+        ip("link", "add", bridge, "type", "bridge", netns=fabric)
+        ip("link", "set", bridge, "up", netns=fabric)
+    add_netns(sb, outside)
+    ip("link", "add", "out0", "netns", fabric, "type", "veth", "peer", "name", "eth0", "netns", outside)
+    ip("link", "set", "out0", "master", "external", "up", netns=fabric)
+    ip("addr", "add", f"{EXTERNAL}.1/24", "dev", "eth0", netns=outside)
+    ip("link", "set", "eth0", "up", netns=outside)
+    for i in range(1, count + 1):
+        name = f"{sb.name}-h{i}"
+        roles = ["compute", "network"] if i <= network_hosts else ["compute"]
+        vtep = f"{UNDERLAY}.{10 + i}"
+        add_netns(sb, name)
+        ip("link", "add", f"h{i}u", "netns", fabric, "type", "veth", "peer", "name", "vtep0", "netns", name)
+        ip("link", "set", f"h{i}u", "master", "underlay", "up", netns=fabric)
+        ip("addr", "add", f"{vtep}/24", "dev", "vtep0", netns=name)
+        ip("link", "set", "vtep0", "up", netns=name)
+        if "network" in roles:
+            ip("link", "add", f"h{i}x", "netns", fabric, "type", "veth", "peer", "name", "ext0", "netns", name)
+            ip("link", "set", f"h{i}x", "master", "external", "up", netns=fabric)
+            ip("link", "set", "ext0", "up", netns=name)
+        sb.hosts.append(
+            {"name": name, "short": f"h{i}", "netns": name, "vtep_ip": vtep, "roles": ",".join(roles)}
+        )
+    sb.save()
+
+
+def spawn(sb: Sandbox, label: str, argv: list[str], env: dict[str, str]) -> None:
+    log = open(sb.dir / f"{label}.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    sb.pids[label] = proc.pid
+    sb.save()
+
+
+def up(name: str, count: int, network_hosts: int = 1, resync: float = 30.0) -> Sandbox:
+    if os.geteuid() != 0:
+        raise SystemExit("vpcd sandbox needs root (network namespaces)")
+    if Sandbox.load(name) is not None:
+        down(name)
+    sb = Sandbox(name=name)
+    shutil.rmtree(sb.dir, ignore_errors=True)
+    sb.dir.mkdir(parents=True)
+    env = dict(os.environ)
+    env["VPCD_BUS_NAMESPACE"] = f"vpcd-{name}"
+    if not env.get("DATABASE_URL"):
+        env["DATABASE_URL"] = f"sqlite:///{sb.dir}/vpcd.db"
+    if not env.get("REDIS_URL"):
+        env["VPCD_BUS_DIR"] = str(sb.dir / "bus")
+    sb.database_url = env["DATABASE_URL"]
+    sb.bus = env.get("REDIS_URL") or f"filesystem:{env['VPCD_BUS_DIR']}"
+    sb.admin_token = env.get("VPCD_ADMIN_TOKEN") or "vpcd_admin_" + secrets.token_urlsafe(24)
+    env["VPCD_ADMIN_TOKEN"] = sb.admin_token
+    port = free_port()
+    sb.endpoint = f"http://127.0.0.1:{port}"
+    sb.save()
+    try:
+        build_fabric(sb, count, network_hosts)
+        py = sys.executable
+        subprocess.run([py, "-m", "cli.vpcd", "migrate"], env=env, check=True, capture_output=True)
+        spawn(sb, "api", [py, "-m", "uvicorn", "--factory", "api.app:create_app",
+                          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], env)
+        spawn(sb, "controller", [py, "-m", "cli.vpcd", "controller"], env)
+        for h in sb.hosts:
+            spawn(sb, f"agent-{h['short']}", [
+                py, "-m", "cli.vpcd", "worker", "--host", h["name"], "--netns", h["netns"],
+                "--vtep-ip", h["vtep_ip"], "--roles", h["roles"],
+                "--workload-prefix", f"{h['name']}-", "--resync-interval", str(resync),
+                "--state-dir", str(sb.dir / "agents" / h["short"]),
+            ], env)
+        wait_ready(sb, len(sb.hosts))
+    except BaseException:
+        down(name)
+        raise
+    return sb
+
+
+def wait_ready(sb: Sandbox, hosts: int, timeout: float = 60.0) -> None:
+    """Until the API answers and every agent has registered with a heartbeat."""
+    headers = {"Authorization": f"Bearer {sb.admin_token}"}
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        for label, pid in sb.pids.items():
+            if not alive(pid):
+                raise RuntimeError(f"sandbox {label} exited; see {sb.dir / (label + '.log')}")
+        try:
+            r = httpx.get(f"{sb.endpoint}/v1/hosts", headers=headers, timeout=2)
+            if r.status_code == 200:
+                up_hosts = [h for h in r.json()["items"] if h["status"] == "up"]
+                if len(up_hosts) >= hosts:
+                    return
+                last = f"{len(up_hosts)}/{hosts} hosts up"
+        except httpx.HTTPError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise RuntimeError(f"sandbox not ready after {timeout}s: {last}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def ours(pid: int) -> bool:
+    """Guard against a recycled PID: only end processes running our own Python code."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"cli.vpcd" in cmd or b"api.app:create_app" in cmd
+
+
+def down(name: str) -> None:
+    sb = Sandbox.load(name)
+    if sb is None:
+        sb = Sandbox(name=name)
+    for pid in sb.pids.values():
+        if alive(pid) and ours(pid):
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(p) and ours(p) for p in sb.pids.values()):
+        time.sleep(0.1)
+    for pid in sb.pids.values():
+        if alive(pid) and ours(pid):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    host_names = {h["name"] for h in sb.hosts}
+    for ns in sorted(existing_namespaces()):
+        mine = ns in sb.namespaces or ns.startswith(f"{name}-")
+        workload = any(ns.startswith(f"{h}-") for h in host_names)
+        if mine or workload:
+            ip("netns", "delete", ns, check=False)
+    shutil.rmtree(sb.dir, ignore_errors=True)
+
+
+def status(name: str) -> dict[str, object]:
+    sb = Sandbox.load(name)
+    if sb is None:
+        return {"name": name, "running": False}
+    procs = {label: ("running" if alive(pid) else "exited") for label, pid in sb.pids.items()}
+    return {
+        "name": name,
+        "running": True,
+        "endpoint": sb.endpoint,
+        "admin_token": sb.admin_token,
+        "database_url": sb.database_url,
+        "bus": sb.bus,
+        "processes": procs,
+        "hosts": sb.hosts,
+        "namespaces": sorted(n for n in existing_namespaces() if n.startswith(f"{name}-")),
+    }
+
+
+def exec_argv(name: str, host: str, netns: str | None, cmd: list[str]) -> list[str]:
+    """The argv that runs `cmd` in a workload (host + netns) or in `outside`."""
+    sb = Sandbox.load(name)
+    if sb is None:
+        raise SystemExit(f"no sandbox named {name}")
+    if host == "outside":
+        target = f"{name}-outside"
+    else:
+        h = sb.host(host)
+        target = f"{h['name']}-{netns}" if netns else h["netns"]
+    return ["ip", "netns", "exec", target, *cmd]

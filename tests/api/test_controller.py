@@ -1,0 +1,117 @@
+"""Controller against a real DB: registration, compile, reports -> statuses, coalescing.
+
+Celery is not involved: sent tasks are captured, so each step is checked on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.api import helpers as h
+from workers.bus import APPLY, SYNC_HOST
+from workers.controller import tasks
+from workers.protocol import HostState, Report, ResourceResult
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch, db_url: str) -> list[tuple[str, list[Any], dict[str, Any]]]:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    calls: list[tuple[str, list[Any], dict[str, Any]]] = []
+
+    def send_task(name: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None,
+                  **_: Any) -> None:
+        calls.append((name, args or [], kwargs or {}))
+
+    monkeypatch.setattr(tasks.app, "send_task", send_task)
+    return calls
+
+
+def _doc(sent: list[tuple[str, list[Any], dict[str, Any]]], host: str) -> HostState:
+    docs = [HostState.model_validate(a[0]) for n, a, _ in sent if n == APPLY]
+    return [d for d in docs if d.host == host][-1]
+
+
+def _ok(state: HostState, fail: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+    results = [ResourceResult(kind="subnet", id=s.id, revision=s.revision, ok=True)
+               for s in state.subnets]
+    results += [ResourceResult(kind="port", id=p.id, revision=p.revision, ok=p.id not in fail,
+                               detail="EPERM: veth" if p.id in fail else None)
+                for p in state.ports]
+    return Report(host=state.host, revision=state.revision, ok=not fail, results=results).model_dump(mode="json")
+
+
+def test_register_compile_report_status(client, tenant, sent) -> None:  # type: ignore[no-untyped-def]
+    tasks.heartbeat("h1", "198.18.0.11", ["compute"], first=True)
+    tasks.heartbeat("h2", "198.18.0.12", ["compute"], first=True)
+    hosts = client.get("/v1/hosts", headers=h.ADMIN).json()["items"]
+    assert {x["name"]: x["status"] for x in hosts} == {"h1": "up", "h2": "up"}
+
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    p1 = h.port(client, tenant, s["id"], host="h1", netns="web")
+    p2 = h.port(client, tenant, s["id"], host="h2", netns="db")
+    assert p1["status"] == "pending"
+
+    sent.clear()
+    tasks.sync_host("h1")
+    doc = _doc(sent, "h1")
+    assert [p.id for p in doc.ports] == [p1["id"]]
+    assert doc.subnets[0].remote_vteps == ["198.18.0.12"]
+    assert [r.mac for r in doc.subnets[0].remote_ports] == [p2["mac_address"]]
+    first_rev = doc.revision
+    tasks.sync_host("h1")  # nothing changed: same revision (a stale poke is a no-op)
+    assert _doc(sent, "h1").revision == first_rev
+
+    tasks.report(_ok(doc))
+    got = client.get(f"/v1/ports/{p1['id']}", headers=tenant.headers).json()
+    assert got["status"] == "active" and got["revision"] == p1["revision"]
+    # the subnet is carried by h1 and h2: active only when both have realised it
+    assert client.get(f"/v1/subnets/{s['id']}", headers=tenant.headers).json()["status"] == "pending"
+    tasks.sync_host("h2")
+    tasks.report(_ok(_doc(sent, "h2"), fail={p2["id"]}))
+    got2 = client.get(f"/v1/ports/{p2['id']}", headers=tenant.headers).json()
+    assert got2["status"] == "error" and "EPERM" in got2["status_detail"]
+    assert any(n == SYNC_HOST and kw.get("full") for n, _, kw in sent)  # failure -> full resync
+    tasks.report(_ok(_doc(sent, "h2")))
+    assert client.get(f"/v1/ports/{p2['id']}", headers=tenant.headers).json()["status"] == "active"
+    assert client.get(f"/v1/subnets/{s['id']}", headers=tenant.headers).json()["status"] == "active"
+
+    # a change makes the port pending again until the new revision is realised
+    r = client.patch(f"/v1/ports/{p1['id']}", json={"name": "renamed"}, headers=tenant.headers)
+    assert r.json()["status"] == "pending"
+    tasks.sync_host("h1")
+    newer = _doc(sent, "h1")
+    assert newer.revision > first_rev
+    tasks.report(_ok(newer))
+    assert client.get(f"/v1/ports/{p1['id']}", headers=tenant.headers).json()["status"] == "active"
+
+
+def test_changes_mark_touched_hosts_dirty_once(client, tenant, sent) -> None:  # type: ignore[no-untyped-def]
+    from models import HostStateRow
+    from models.db import engine_for, session_factory
+
+    tasks.heartbeat("h1", "198.18.0.11", ["compute"])
+    tasks.heartbeat("h2", "198.18.0.12", ["compute"])
+    tasks.heartbeat("h3", "198.18.0.13", ["compute"])
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    h.port(client, tenant, s["id"], host="h1", netns="a")
+    h.port(client, tenant, s["id"], host="h2", netns="b")
+    s2 = h.subnet(client, tenant, v["id"], cidr="10.0.2.0/24")
+    h.port(client, tenant, s2["id"], host="h3", netns="c")
+    maker = session_factory(engine_for(client.app.state.settings.database_url))  # type: ignore[attr-defined]
+    with maker() as session:
+        dirty = {r.host: r.dirty for r in session.query(HostStateRow)}
+    # every host with a port so far was touched by some change
+    assert dirty == {"h1": True, "h2": True, "h3": True}
+    sent.clear()
+    tasks.sweep()  # the sweep pushes every dirty host once and clears the flags
+    assert sorted(a[0]["host"] for n, a, _ in sent if n == APPLY) == ["h1", "h2", "h3"]
+    with maker() as session:
+        assert not any(r.dirty for r in session.query(HostStateRow))
+    h.port(client, tenant, s2["id"], host="h3", netns="d")  # subnet 2 lives on h3 only
+    with maker() as session:
+        dirty = {r.host: r.dirty for r in session.query(HostStateRow)}
+    assert dirty == {"h1": False, "h2": False, "h3": True}

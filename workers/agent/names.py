@@ -1,0 +1,85 @@
+"""Kernel object names the agent makes, derived from resource ids (DESIGN §4).
+
+Every host-side object is `vp` + a one-letter kind + 12 hex digits = 15 characters, the
+IFNAMSIZ limit. The fixed prefix is the ownership rule: the agent touches a link only if
+its name matches `OWNED_LINK_RE`, so it never flushes what others made. The hex comes
+from the id itself when the id is a random (version 4) UUID, so an operator can find a
+port's veth by grepping the first 12 hex digits of its id; any other id is hashed.
+
+The one user-chosen name that reaches the kernel is a port's `netns`; it is re-checked
+here against the API's pattern (the agent trusts nothing it did not derive itself) and
+only ever passed as an argument, never through a shell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+
+IFNAMSIZ = 15  # usable characters in a Linux interface name
+PREFIX = "vp"
+BRIDGE = "b"
+VXLAN = "x"
+PORT = "t"
+_TOKEN_LEN = IFNAMSIZ - len(PREFIX) - 1
+
+OWNED_LINK_RE = re.compile(rf"^{PREFIX}[{BRIDGE}{VXLAN}{PORT}][0-9a-f]{{{_TOKEN_LEN}}}\Z")
+# The same patterns the API enforces (api/netcheck.py); repeated because the agent
+# never imports api.
+NETNS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}\Z")
+IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}\Z")
+# A netns prefix is a host name plus "-" in the sandbox, "" in production.
+NETNS_PREFIX_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,62})?\Z")
+
+
+def _token(resource_id: str) -> str:
+    try:
+        parsed = uuid.UUID(resource_id)
+    except ValueError:
+        parsed = None
+    if parsed is not None and parsed.version == 4:
+        return parsed.hex[:_TOKEN_LEN]  # the first 48 bits of a v4 UUID are random
+    return hashlib.blake2b(resource_id.encode(), digest_size=8).hexdigest()[:_TOKEN_LEN]
+
+
+def bridge_name(subnet_id: str) -> str:
+    return f"{PREFIX}{BRIDGE}{_token(subnet_id)}"
+
+
+def vxlan_name(subnet_id: str) -> str:
+    return f"{PREFIX}{VXLAN}{_token(subnet_id)}"
+
+
+def host_veth_name(port_id: str) -> str:
+    return f"{PREFIX}{PORT}{_token(port_id)}"
+
+
+def is_owned_link(name: str) -> bool:
+    return OWNED_LINK_RE.match(name) is not None
+
+
+def link_kind(name: str) -> str | None:
+    """'bridge', 'vxlan' or 'veth' for a name the agent owns, else None."""
+    if not is_owned_link(name):
+        return None
+    return {BRIDGE: "bridge", VXLAN: "vxlan", PORT: "veth"}[name[len(PREFIX)]]
+
+
+def check_netns_prefix(prefix: str) -> str:
+    if NETNS_PREFIX_RE.match(prefix) is None:
+        raise ValueError(f"invalid netns prefix {prefix!r}")
+    return prefix
+
+
+def workload_netns(prefix: str, netns: str) -> str:
+    """The namespace a port's workload end lives in: prefix + the user's `netns`."""
+    if NETNS_RE.match(netns) is None:
+        raise ValueError(f"invalid netns name {netns!r} (pattern {NETNS_RE.pattern})")
+    return check_netns_prefix(prefix) + netns
+
+
+def check_ifname(name: str) -> str:
+    if IFNAME_RE.match(name) is None:
+        raise ValueError(f"invalid interface name {name!r} (pattern {IFNAME_RE.pattern})")
+    return name

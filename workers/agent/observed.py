@@ -1,0 +1,123 @@
+"""A typed snapshot of what the kernel holds of the agent's own objects.
+
+`observe.py` fills it from netlink; `plan()` compares it with the desired HostState. It
+holds only objects the agent owns (prefixed link names, fdb entries on its own VXLAN
+devices, the workload ends of its own veths) plus which namespaces exist and which of
+them the agent created. Plain frozen dataclasses, so unit tests build them by hand.
+
+A snapshot can also be partial: `Scope` names the objects a scoped observation looked
+at, and `Observed.merged()` replaces exactly those in an older snapshot. That is how an
+incremental sync avoids dumping 1000 links to change one port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+ZERO_MAC = "00:00:00:00:00:00"
+
+
+@dataclass(frozen=True)
+class BridgeObs:
+    name: str
+    mtu: int
+    up: bool
+
+
+@dataclass(frozen=True)
+class VxlanObs:
+    name: str
+    vni: int
+    local: str | None
+    learning: bool
+    dstport: int
+    mtu: int
+    master: str | None  # name of the bridge it is enslaved to
+    up: bool
+
+
+@dataclass(frozen=True, order=True)
+class FdbEntry:
+    """A forwarding entry on one of our VXLAN devices: MAC -> remote VTEP."""
+
+    device: str
+    mac: str  # lower case; ZERO_MAC is a flood entry
+    dst: str
+
+
+@dataclass(frozen=True)
+class HostVethObs:
+    name: str
+    master: str | None
+    mtu: int
+    up: bool
+
+
+@dataclass(frozen=True, order=True)
+class RouteObs:
+    destination: str  # normalised CIDR, "0.0.0.0/0" for the default route
+    gateway: str
+
+
+@dataclass(frozen=True)
+class WorkloadObs:
+    """The workload end of a port's veth, found in `netns` under `name`.
+
+    Observation reports it only when that interface really is the peer of the port's
+    host-side veth; a same-named interface that is not ours is never reported.
+    """
+
+    netns: str
+    name: str
+    mac: str
+    mtu: int
+    up: bool
+    addresses: frozenset[str] = frozenset()  # "ip/prefixlen", IPv4 only
+    routes: frozenset[RouteObs] = frozenset()  # only routes the agent installed
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a scoped observation looked at (host links, port workloads, namespaces).
+
+    A VXLAN name in `links` covers its fdb entries too.
+    """
+
+    links: frozenset[str] = frozenset()
+    ports: frozenset[str] = frozenset()
+    netns: frozenset[str] = frozenset()
+
+    def __or__(self, other: Scope) -> Scope:
+        return Scope(self.links | other.links, self.ports | other.ports, self.netns | other.netns)
+
+    def __bool__(self) -> bool:
+        return bool(self.links or self.ports or self.netns)
+
+
+@dataclass(frozen=True)
+class Observed:
+    bridges: Mapping[str, BridgeObs] = field(default_factory=dict)
+    vxlans: Mapping[str, VxlanObs] = field(default_factory=dict)
+    fdb: frozenset[FdbEntry] = frozenset()
+    veths: Mapping[str, HostVethObs] = field(default_factory=dict)
+    workloads: Mapping[str, WorkloadObs] = field(default_factory=dict)  # by port id
+    netns: frozenset[str] = frozenset()  # namespaces that exist
+    owned_netns: frozenset[str] = frozenset()  # of those, the ones the agent created
+
+    def merged(self, part: Observed, scope: Scope) -> Observed:
+        """This snapshot with everything `scope` names replaced by `part`'s view of it."""
+
+        def keep(items: Mapping[str, object], names: Iterable[str]) -> dict:
+            drop = set(names)
+            return {k: v for k, v in items.items() if k not in drop}
+
+        return Observed(
+            bridges={**keep(self.bridges, scope.links), **part.bridges},
+            vxlans={**keep(self.vxlans, scope.links), **part.vxlans},
+            fdb=frozenset(e for e in self.fdb if e.device not in scope.links) | part.fdb,
+            veths={**keep(self.veths, scope.links), **part.veths},
+            workloads={**keep(self.workloads, scope.ports), **part.workloads},
+            netns=(self.netns - scope.netns) | part.netns,
+            owned_netns=(self.owned_netns - scope.netns) | part.owned_netns,
+        )

@@ -1,0 +1,103 @@
+"""The agent process: a Celery worker on its host's own queue, a heartbeat, a resync timer.
+
+Documents arrive whole (level-triggered); `Agent.sync` ignores one that is not newer than
+the last applied unless a full resync is due (after a start, a failure, or the timer).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery
+
+from workers.agent.agent import Agent
+from workers.bus import APPLY, CONTROL_QUEUE, HEARTBEAT, REPORT, SYNC_HOST, celery_app, host_queue
+from workers.protocol import HostState
+
+log = logging.getLogger("vpcd.agent")
+
+
+@dataclass
+class AgentService:
+    host: str
+    vtep_ip: str
+    roles: list[str]
+    agent: Agent
+    app: Celery = field(default_factory=celery_app)
+    heartbeat_interval: float = 5.0
+    resync_interval: float = 30.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def apply(self, doc: dict[str, Any], full: bool) -> None:
+        state = HostState.model_validate(doc)
+        if state.host != self.host:  # never apply another host's document
+            log.error("dropping a document for host %s", state.host)
+            return
+        with self.lock:
+            report = self.agent.sync(state, full=full)
+        if report is not None:
+            self.app.send_task(REPORT, args=[report.model_dump(mode="json")], queue=CONTROL_QUEUE)
+
+    def heartbeat(self, first: bool = False) -> None:
+        self.app.send_task(
+            HEARTBEAT,
+            args=[self.host, self.vtep_ip, self.roles],
+            kwargs={"first": first},
+            queue=CONTROL_QUEUE,
+        )
+
+    def request_sync(self, full: bool) -> None:
+        self.app.send_task(SYNC_HOST, args=[self.host], kwargs={"full": full}, queue=CONTROL_QUEUE)
+
+    def start_timers(self) -> None:
+        def beat() -> None:
+            while True:
+                time.sleep(self.heartbeat_interval)
+                try:
+                    self.heartbeat()
+                except Exception:
+                    log.exception("heartbeat failed")
+
+        def resync() -> None:
+            while True:
+                time.sleep(self.resync_interval)
+                try:
+                    self.request_sync(full=True)
+                except Exception:
+                    log.exception("resync request failed")
+
+        threading.Thread(target=beat, name="vpcd-heartbeat", daemon=True).start()
+        threading.Thread(target=resync, name="vpcd-resync", daemon=True).start()
+
+    def run(self) -> None:
+        """Register (the controller answers with a full document), then consume."""
+        service = self
+
+        @self.app.task(name=APPLY)
+        def apply(doc: dict[str, Any], full: bool = False) -> None:
+            service.apply(doc, full)
+
+        self.heartbeat(first=True)
+        self.start_timers()
+        try:
+            self.app.worker_main(
+                [
+                    "worker",
+                    "-Q",
+                    host_queue(self.host),
+                    "-n",
+                    f"agent@{self.host}",
+                    "--pool",
+                    "solo",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-l",
+                    "INFO",
+                ]
+            )
+        finally:
+            self.agent.close()
