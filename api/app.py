@@ -120,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         IdempotencyMiddleware, sessionmaker=app.state.sessionmaker, settings=settings
     )
+    pass  # app.add_middleware(DbAdmission, limit=pool_capacity(engine))
     app.add_middleware(metrics.MetricsMiddleware)
     return app
 

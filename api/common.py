@@ -27,9 +27,10 @@ Tags = Annotated[list[Tag], Field(max_length=50)]
 
 
 class Input(BaseModel):
-    """Request bodies: unknown (and read-only) fields are rejected."""
+    """Request bodies: unknown (and read-only) fields are rejected, and so are wrong JSON
+    types (strict: "80" is not a port, "yes" is not a boolean) rather than coerced."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Patch(Input):
@@ -57,13 +58,15 @@ class Patch(Input):
 
     @classmethod
     def non_nullable(cls) -> set[str]:
-        return {n for n, f in cls.model_fields.items() if f.json_schema_extra == {"nullable": False}}
+        return {
+            n for n, f in cls.model_fields.items() if f.json_schema_extra == {"nullable": False}
+        }
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True)
 
 
-def NotNull(**kw: Any) -> Any:  # noqa: N802 - reads like a type in field declarations
+def NotNull(**kw: Any) -> Any:
     """A PATCH field that may be omitted but not set to null."""
     return Field(default=None, json_schema_extra={"nullable": False}, **kw)
 

@@ -69,6 +69,7 @@ class BadRequest(ApiError):
 
 class Unauthorized(ApiError):
     status, slug, title = 401, "unauthorized", "Authentication required"
+    headers = {"WWW-Authenticate": 'Bearer realm="vpcd"'}  # RFC 9110 §11.6.1: a 401 MUST
 
 
 class Forbidden(ApiError):
@@ -90,9 +91,7 @@ class InUse(Conflict):
     slug, title = "in-use", "Resource in use"
 
     def __init__(self, detail: str, blocking: list[tuple[str, str]]) -> None:
-        super().__init__(
-            detail, blocking_resources=[{"type": t, "id": i} for t, i in blocking]
-        )
+        super().__init__(detail, blocking_resources=[{"type": t, "id": i} for t, i in blocking])
 
 
 class Exhausted(Conflict):
@@ -105,6 +104,10 @@ class QuotaExceeded(Conflict):
 
 class PreconditionFailed(ApiError):
     status, slug, title = 412, "precondition-failed", "Precondition failed"
+
+
+class Unavailable(ApiError):
+    status, slug, title = 503, "unavailable", "Service unavailable"
 
 
 class Invalid(ApiError):
@@ -128,19 +131,21 @@ _STATUS_DOC = {
     409: "Conflict: in use, exhausted, quota, or idempotent request still running",
     412: "If-Match does not match the current ETag",
     422: "Invalid input; `errors` names each field",
+    503: "Database unreachable",
 }
+
+
+def problem_response(status: int) -> dict[str, Any]:
+    """The OpenAPI response object for a problem document with this status."""
+    return {
+        "description": _STATUS_DOC[status],
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` entries declaring problem documents for these statuses."""
-    return {
-        s: {
-            "model": Problem,
-            "description": _STATUS_DOC[s],
-            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-        }
-        for s in statuses
-    }
+    return {s: {"model": Problem, **problem_response(s)} for s in statuses}
 
 
 def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -155,6 +160,10 @@ def validation_problem(exc: RequestValidationError, instance: str) -> dict[str, 
         kind = err.get("type")
         if kind == "extra_forbidden":
             msg = "unknown or read-only field"
+        if kind == "json_invalid":  # loc is ("body", byte offset): the offset is no field
+            offset = loc[1] if len(loc) > 1 else "?"
+            error = err.get("ctx", {}).get("error", msg)
+            msg, loc = f"is not valid JSON ({error} at character {offset})", ("body",)
         if kind in ("immutable", "not_nullable"):
             word = "cannot be changed after creation" if kind == "immutable" else "may not be null"
             for name in str(err.get("ctx", {}).get("fields", "")).split(", "):
@@ -168,7 +177,10 @@ def validation_problem(exc: RequestValidationError, instance: str) -> dict[str, 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> ProblemResponse:
-        return ProblemResponse(exc.problem(request.url.path), status_code=exc.status)
+        headers = getattr(exc, "headers", None)
+        return ProblemResponse(
+            exc.problem(request.url.path), status_code=exc.status, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> ProblemResponse:
@@ -177,8 +189,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
         err = ApiError(str(exc.detail))
-        err.status, err.slug, err.title = exc.status_code, f"http-{exc.status_code}", str(
-            exc.detail
+        err.status, err.slug, err.title = (
+            exc.status_code,
+            f"http-{exc.status_code}",
+            str(exc.detail),
         )
         return ProblemResponse(
             err.problem(request.url.path), status_code=exc.status_code, headers=exc.headers

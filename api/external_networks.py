@@ -27,7 +27,7 @@ from api.common import (
     set_etag,
 )
 from api.deps import AdminDep, PrincipalDep, SessionDep
-from api.errors import Invalid, InUse, NotFound, problems
+from api.errors import InUse, Invalid, NotFound, problems
 from api.netcheck import AnyCidr, IPv4, Pool, PoolError, default_pools, validate_pools
 from models import ExternalNetwork
 from models.query import filtered, page
@@ -85,7 +85,9 @@ def create_external_network(
 ) -> ExternalNetworkOut:
     net = ipaddress.IPv4Network(body.cidr)
     if net.prefixlen > 30:
-        raise Invalid("body.cidr", f"prefix /{net.prefixlen} is too long; the longest allowed is /30")
+        raise Invalid(
+            "body.cidr", f"prefix /{net.prefixlen} is too long; the longest allowed is /30"
+        )
     gateway = ipaddress.IPv4Address(body.gateway_ip)
     if gateway not in net or gateway in (net.network_address, net.broadcast_address):
         raise Invalid("body.gateway_ip", f"{gateway} is not a usable address of {net}")
@@ -114,7 +116,9 @@ def list_external_networks(
     limit: Limit = 100,
     page_token: PageToken = None,
 ) -> ExternalNetworkList:
-    stmt = filtered(session, ExternalNetwork, sa.select(ExternalNetwork), {"name": name, "tag": tag})
+    stmt = filtered(
+        session, ExternalNetwork, sa.select(ExternalNetwork), {"name": name, "tag": tag}
+    )
     rows, cursor = page(session, ExternalNetwork, stmt, limit, decode_token(page_token))
     return ExternalNetworkList(
         items=[ExternalNetworkOut.model_validate(r) for r in rows],

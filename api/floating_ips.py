@@ -30,6 +30,7 @@ from api.ports import ROUTER_INTERFACE
 from api.routers import allocate_external
 from api.services import quotas
 from models import ExternalNetwork, FloatingIp, Port, Router
+from models.base import new_id
 from models.query import filtered, page, scoped
 from models.routing import floating_ip_of_port, interface_of_subnet, release_external
 
@@ -45,7 +46,9 @@ class FloatingIpCreate(Input):
 
 class FloatingIpUpdate(Patch):
     immutable = frozenset({"external_network_id"})
-    port_id: str | None = Field(default=None, description="A port to associate; null disassociates.")
+    port_id: str | None = Field(
+        default=None, description="A port to associate; null disassociates."
+    )
     description: Description | None = NotNull()
     tags: Tags | None = NotNull()
 
@@ -68,7 +71,9 @@ class FloatingIpList(BaseModel):
 def render(session: Session, fip: FloatingIp) -> FloatingIpOut:
     port = session.get(Port, fip.port_id) if fip.port_id else None
     data = {k: getattr(fip, k) for k in FloatingIpOut.model_fields if k != "fixed_ip_address"}
-    return FloatingIpOut.model_validate({**data, "fixed_ip_address": port.ip_address if port else None})
+    return FloatingIpOut.model_validate(
+        {**data, "fixed_ip_address": port.ip_address if port else None}
+    )
 
 
 def route_for(session: Session, who: Principal, fip: FloatingIp, port_id: str) -> str:
@@ -108,13 +113,15 @@ def create_floating_ip(
     if network is None:
         raise NotFound("external_network", body.external_network_id)
     quotas.check(session, who.tenant_id, "floating_ips", FloatingIp)
-    fip = FloatingIp(tenant_id=who.tenant_id, address="", **body.model_dump(exclude={"port_id"}))
+    fip = FloatingIp(
+        id=new_id(), tenant_id=who.tenant_id, address="", **body.model_dump(exclude={"port_id"})
+    )
     if body.port_id is not None:
         fip.router_id = route_for(session, who, fip, body.port_id)
         fip.port_id = body.port_id
-    session.add(fip)
-    session.flush()
+    # the address first, so the row is inserted whole at revision 1 (no second UPDATE)
     fip.address = allocate_external(session, network, fip.id)
+    session.add(fip)
     session.flush()
     created(request, response, f"/v1/floating-ips/{fip.id}", fip)
     return render(session, fip)
@@ -144,7 +151,9 @@ def list_floating_ips(
         },
     )
     rows, cursor = page(session, FloatingIp, stmt, limit, decode_token(page_token))
-    return FloatingIpList(items=[render(session, r) for r in rows], next_page_token=encode_token(cursor))
+    return FloatingIpList(
+        items=[render(session, r) for r in rows], next_page_token=encode_token(cursor)
+    )
 
 
 @router.get("/{floating_ip_id}", responses=problems(401, 404))

@@ -65,11 +65,25 @@ class HostList(BaseModel):
 def render(host: Host) -> HostOut:
     beat = host.last_heartbeat
     alive = beat is not None and utcnow() - beat < HEARTBEAT_TIMEOUT
-    data = {k: getattr(host, k) for k in ("id", "created_at", "updated_at", "revision", "name",
-                                           "vtep_ip", "roles", "realised_revision")}
+    data = {
+        k: getattr(host, k)
+        for k in (
+            "id",
+            "created_at",
+            "updated_at",
+            "revision",
+            "name",
+            "vtep_ip",
+            "roles",
+            "realised_revision",
+        )
+    }
     return HostOut.model_validate(
-        {**data, "status": "up" if alive else "down",
-         "last_heartbeat": beat.isoformat().replace("+00:00", "Z") if beat else None}
+        {
+            **data,
+            "status": "up" if alive else "down",
+            "last_heartbeat": beat.isoformat().replace("+00:00", "Z") if beat else None,
+        }
     )
 
 
@@ -131,14 +145,22 @@ def update_host(
 
 
 @router.delete(
-    "/{host_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403, 404, 409, 412)
+    "/{host_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(401, 403, 404, 409, 412),
 )
 def delete_host(host_id: str, request: Request, session: SessionDep, _: AdminDep) -> None:
     host = _get(session, host_id)
     check_if_match(request, host)
-    blocking = [("port", p) for p in session.scalars(
-        sa.select(Port.id).where(Port.host == host.name, Port.device_owner == ""))]
-    blocking += [("router", r) for r in session.scalars(sa.select(Router.id).where(Router.host == host.name))]
+    blocking = [
+        ("port", p)
+        for p in session.scalars(
+            sa.select(Port.id).where(Port.host == host.name, Port.device_owner == "")
+        )
+    ]
+    blocking += [
+        ("router", r) for r in session.scalars(sa.select(Router.id).where(Router.host == host.name))
+    ]
     if blocking:
         raise InUse("ports or routers are bound to this host", blocking)
     session.delete(host)

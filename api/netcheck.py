@@ -7,17 +7,19 @@ entry names the field; cross-resource checks raise `Invalid` from the services.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
 
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-NETNS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
-IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
-HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+# \Z, not $: `$` also matches before a trailing newline, which would let "ns\n" through.
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
+NETNS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}\Z")
+IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}\Z")
+HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?\Z")
 
 
 def _fail(kind: str, message: str) -> PydanticCustomError:
@@ -36,16 +38,23 @@ def parse_network(value: str) -> ipaddress.IPv4Network:
     host = ipaddress.ip_interface(value)
     if host.ip != net.network_address:
         raise _fail("cidr", f"host bits are set; the network is {net}")
-    return net  # type: ignore[return-value]
+    if value != str(net):  # netmask form, zero-padded prefix: filters and agents compare text
+        raise _fail("cidr", f"write the network in canonical form: {net}")
+    return net
 
 
 def cidr_check(min_prefix: int, max_prefix: int) -> Callable[[str], str]:
     def check(value: str) -> str:
         net = parse_network(value)
         if net.prefixlen > max_prefix:
-            raise _fail("cidr", f"prefix /{net.prefixlen} is too long; the longest allowed is /{max_prefix}")
+            raise _fail(
+                "cidr", f"prefix /{net.prefixlen} is too long; the longest allowed is /{max_prefix}"
+            )
         if net.prefixlen < min_prefix:
-            raise _fail("cidr", f"prefix /{net.prefixlen} is too short; the shortest allowed is /{min_prefix}")
+            raise _fail(
+                "cidr",
+                f"prefix /{net.prefixlen} is too short; the shortest allowed is /{min_prefix}",
+            )
         return value
 
     return check
@@ -58,7 +67,7 @@ def parse_ip(value: str) -> ipaddress.IPv4Address:
         raise _fail("ip", f"{value!r} is not a valid IP address") from exc
     if addr.version != 4:
         raise _fail("ip", "only IPv4 addresses are supported")
-    return addr  # type: ignore[return-value]
+    return addr
 
 
 def _ip(value: str) -> str:
@@ -96,17 +105,15 @@ HostName = Annotated[str, AfterValidator(_pattern(HOSTNAME_RE, "host name"))]
 
 
 class Pool(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     start: IPv4
     end: IPv4
 
 
 class HostRoute(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     destination: AnyCidr
     nexthop: IPv4
-
-
 
 
 def validate_pools(
@@ -132,7 +139,7 @@ def validate_pools(
             raise PoolError(f"allocation_pools.{i}", f"contains the gateway {gateway}")
         spans.append((s, e, i))
     spans.sort()
-    for (_s1, e1, _i1), (s2, _e2, i2) in zip(spans, spans[1:], strict=False):
+    for (_s1, e1, _i1), (s2, _e2, i2) in itertools.pairwise(spans):
         if s2 <= e1:
             raise PoolError(f"allocation_pools.{i2}", "overlaps another pool")
     return [(s, e) for s, e, _ in spans]

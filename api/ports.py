@@ -94,8 +94,10 @@ def render(session: Session, port: Port) -> PortOut:
     subnet = session.get(Subnet, port.subnet_id)
     assert subnet is not None
     return PortOut.model_validate(
-        {**{k: getattr(port, k) for k in PortOut.model_fields if k != "vpc_id"},
-         "vpc_id": subnet.vpc_id}
+        {
+            **{k: getattr(port, k) for k in PortOut.model_fields if k != "vpc_id"},
+            "vpc_id": subnet.vpc_id,
+        }
     )
 
 

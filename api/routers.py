@@ -29,7 +29,7 @@ from api.common import (
     set_etag,
 )
 from api.deps import NotifierDep, PrincipalDep, SessionDep, TenantDep
-from api.errors import Conflict, Exhausted, Invalid, InUse, NotFound, problems
+from api.errors import Conflict, Exhausted, InUse, Invalid, NotFound, problems
 from api.netcheck import HostRoute
 from api.ports import ROUTER_INTERFACE
 from api.services import ipam, quotas
@@ -116,12 +116,16 @@ def render(session: Session, r: Router) -> RouterOut:
 
 def schedule(session: Session) -> str | None:
     """Place the router on the network host carrying the fewest routers."""
-    hosts = [h for h in session.scalars(sa.select(Host).order_by(Host.name)) if "network" in h.roles]
+    hosts = [
+        h for h in session.scalars(sa.select(Host).order_by(Host.name)) if "network" in h.roles
+    ]
     if not hosts:
         return None
     load = dict(
         session.execute(
-            sa.select(Router.host, sa.func.count()).where(Router.host.is_not(None)).group_by(Router.host)
+            sa.select(Router.host, sa.func.count())
+            .where(Router.host.is_not(None))
+            .group_by(Router.host)
         ).all()
     )
     return min(hosts, key=lambda h: (load.get(h.name, 0), h.name)).name
@@ -157,7 +161,8 @@ def check_routes(session: Session, r: Router, routes: list[dict[str, str]]) -> N
     nets = [
         ipaddress.ip_network(s.cidr)
         for s in session.scalars(
-            sa.select(Subnet).join(RouterInterface, RouterInterface.subnet_id == Subnet.id)
+            sa.select(Subnet)
+            .join(RouterInterface, RouterInterface.subnet_id == Subnet.id)
             .where(RouterInterface.router_id == r.id)
         )
     ]
@@ -209,7 +214,9 @@ def list_routers(
         {"vpc_id": vpc_id, "name": name, "tag": tag, "external_network_id": external_network_id},
     )
     rows, cursor = page(session, Router, stmt, limit, decode_token(page_token))
-    return RouterList(items=[render(session, r) for r in rows], next_page_token=encode_token(cursor))
+    return RouterList(
+        items=[render(session, r) for r in rows], next_page_token=encode_token(cursor)
+    )
 
 
 @router.get("/{router_id}", responses=problems(401, 404))
@@ -238,7 +245,9 @@ def update_router(
     if "external_network_id" in changes and changes["external_network_id"] != r.external_network_id:
         fips = floating_ips_via_router(session, r.id)
         if fips:
-            raise InUse("floating IPs use this router's gateway", [("floating_ip", f) for f in fips])
+            raise InUse(
+                "floating IPs use this router's gateway", [("floating_ip", f) for f in fips]
+            )
         release_external(session, r.id)
         r.external_ip = None
         if changes["external_network_id"] is not None:
@@ -262,7 +271,9 @@ def delete_router(
     check_if_match(request, r)
     fips = floating_ips_via_router(session, r.id)
     if fips:
-        raise InUse("floating IPs are associated through this router", [("floating_ip", f) for f in fips])
+        raise InUse(
+            "floating IPs are associated through this router", [("floating_ip", f) for f in fips]
+        )
     ifaces = interfaces_of_router(session, r.id)
     notifier.subnets_changed(session, {i.subnet_id for i in ifaces})
     for iface in ifaces:  # service-made legs go with the router
@@ -296,7 +307,9 @@ def add_router_interface(
         raise Invalid("body.subnet_id", "the subnet belongs to another VPC than the router")
     existing = interface_of_subnet(session, subnet.id)
     if existing is not None:
-        raise Conflict(f"subnet {subnet.id} already has an interface on router {existing.router_id}")
+        raise Conflict(
+            f"subnet {subnet.id} already has an interface on router {existing.router_id}"
+        )
     if session.scalar(
         sa.select(Port.id).where(Port.subnet_id == subnet.id, Port.ip_address == subnet.gateway_ip)
     ):
@@ -337,7 +350,10 @@ def list_router_interfaces(
         assert port is not None
         out.append(
             RouterInterfaceOut(
-                router_id=r.id, subnet_id=iface.subnet_id, port_id=port.id, ip_address=port.ip_address
+                router_id=r.id,
+                subnet_id=iface.subnet_id,
+                port_id=port.id,
+                ip_address=port.ip_address,
             )
         )
     return out
@@ -378,10 +394,15 @@ def remove_router_interface(
         )
     )
     if fips:
-        raise InUse("floating IPs reach ports of this subnet through the router", [("floating_ip", f) for f in fips])
+        raise InUse(
+            "floating IPs reach ports of this subnet through the router",
+            [("floating_ip", f) for f in fips],
+        )
     hop_nets = ipaddress.ip_network(session.get(Subnet, subnet_id).cidr)  # type: ignore[union-attr]
     if any(ipaddress.ip_address(rt["nexthop"]) in hop_nets for rt in r.routes):
-        raise Conflict("a static route of the router uses a nexthop on this subnet; remove it first")
+        raise Conflict(
+            "a static route of the router uses a nexthop on this subnet; remove it first"
+        )
     port = session.get(Port, iface.port_id)
     session.delete(iface)
     session.flush()

@@ -28,7 +28,7 @@ from api.common import (
     set_etag,
 )
 from api.deps import PrincipalDep, SessionDep, TenantDep
-from api.errors import Conflict, Invalid, InUse, problems
+from api.errors import Conflict, InUse, Invalid, problems
 from api.netcheck import AnyCidr
 from api.services import quotas
 from models import SecurityGroup, SecurityGroupRule, Vpc
@@ -84,7 +84,11 @@ class SecurityGroupRuleCreate(Input):
         if ports_given and self.protocol not in ("tcp", "udp"):
             field = "port_min" if self.port_min is not None else "port_max"
             raise Invalid(f"body.{field}", f"ports apply only to tcp and udp, not {self.protocol}")
-        if self.port_min is not None and self.port_max is not None and self.port_min > self.port_max:
+        if (
+            self.port_min is not None
+            and self.port_max is not None
+            and self.port_min > self.port_max
+        ):
             raise Invalid("body.port_min", f"port_min {self.port_min} > port_max {self.port_max}")
         if self.remote_cidr is not None and self.remote_group_id is not None:
             raise Invalid("body.remote_group_id", "give remote_cidr or remote_group_id, not both")
@@ -93,8 +97,15 @@ class SecurityGroupRuleCreate(Input):
 
 class SecurityGroupRuleUpdate(Patch):
     immutable = frozenset(
-        {"security_group_id", "direction", "protocol", "port_min", "port_max",
-         "remote_cidr", "remote_group_id"}
+        {
+            "security_group_id",
+            "direction",
+            "protocol",
+            "port_min",
+            "port_max",
+            "remote_cidr",
+            "remote_group_id",
+        }
     )
     description: Description | None = NotNull()
 

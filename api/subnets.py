@@ -29,8 +29,8 @@ from api.common import (
     set_etag,
 )
 from api.deps import NotifierDep, PrincipalDep, SessionDep, TenantDep
-from api.errors import Exhausted, Invalid, InUse, problems
-from api.netcheck import IPv4, HostRoute, Pool, PoolError, SubnetCidr, default_pools, validate_pools
+from api.errors import Exhausted, InUse, Invalid, problems
+from api.netcheck import HostRoute, IPv4, Pool, PoolError, SubnetCidr, default_pools, validate_pools
 from api.services import ipam, quotas
 from models import Subnet, Vpc
 from models.network import lock_vpc_subnets, ports_of_subnet, subnets_of_vpc
@@ -121,6 +121,9 @@ def create_subnet(
 ) -> SubnetOut:
     assert who.tenant_id is not None
     vpc = owned(session, Vpc, body.vpc_id, who, "vpc")
+    # Serialise subnet creates per VPC so two concurrent ones cannot both pass the
+    # overlap check (a row lock on Postgres; SQLite serialises writers anyway).
+    session.execute(sa.select(Vpc.id).where(Vpc.id == vpc.id).with_for_update())
     net = ipaddress.IPv4Network(body.cidr)
     _check_placement(session, vpc, net)
     if body.gateway_ip is None:
@@ -134,9 +137,7 @@ def create_subnet(
     fields = body.model_dump(exclude={"gateway_ip", "allocation_pools"})
     fields.update(gateway_ip=str(gateway), allocation_pools=pools, tenant_id=who.tenant_id)
     try:
-        vni = ipam.insert_unique(
-            session, ipam.vni_candidates(), lambda v: _new(fields, v)
-        )
+        vni = ipam.insert_unique(session, ipam.vni_candidates(), lambda v: _new(fields, v))
     except StopIteration as exc:  # pragma: no cover - 16M VNIs
         raise Exhausted("no VNI is free") from exc
     subnet = session.scalar(sa.select(Subnet).where(Subnet.vni == vni))

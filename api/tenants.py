@@ -13,7 +13,6 @@ from api.common import (
     Description,
     Input,
     Limit,
-    Name,
     NotNull,
     Output,
     PageToken,
@@ -29,7 +28,7 @@ from api.deps import AdminDep, SessionDep
 from api.errors import Conflict, InUse, NotFound, problems
 from models import ApiToken, FloatingIp, Quota, Tenant, Vpc
 from models.query import filtered, page
-from models.tenant import DEFAULT_QUOTAS, hash_token, quotas_of
+from models.tenant import hash_token, quotas_of
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
 
@@ -60,12 +59,10 @@ class TokenOut(BaseModel):
     token: str = Field(description="The bearer token; shown only once.")
 
 
-
-
 class QuotaSet(BaseModel):
     """Limits per resource type; PATCH sets only the ones given."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "strict": True}
     vpcs: Annotated[int | None, Field(ge=0)] = None
     subnets: Annotated[int | None, Field(ge=0)] = None
     ports: Annotated[int | None, Field(ge=0)] = None
@@ -93,9 +90,7 @@ def _get(session: SessionDep, tenant_id: str) -> Tenant:
     return tenant
 
 
-@router.post(
-    "", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 409, 422)
-)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 409, 422))
 def create_tenant(
     body: TenantCreate, request: Request, response: Response, session: SessionDep, _: AdminDep
 ) -> TenantOut:
@@ -160,7 +155,9 @@ def update_tenant(
 def delete_tenant(tenant_id: str, request: Request, session: SessionDep, _: AdminDep) -> None:
     tenant = _get(session, tenant_id)
     check_if_match(request, tenant)
-    blocking = [("vpc", i) for i in session.scalars(sa.select(Vpc.id).where(Vpc.tenant_id == tenant_id))]
+    blocking = [
+        ("vpc", i) for i in session.scalars(sa.select(Vpc.id).where(Vpc.tenant_id == tenant_id))
+    ]
     blocking += [
         ("floating_ip", i)
         for i in session.scalars(sa.select(FloatingIp.id).where(FloatingIp.tenant_id == tenant_id))
@@ -203,5 +200,3 @@ def update_quotas(tenant_id: str, body: QuotaSet, session: SessionDep, _: AdminD
             row.limit = limit
     session.flush()
     return Quotas(tenant_id=tenant_id, **quotas_of(session, tenant_id))
-
-

@@ -104,7 +104,9 @@ def list_vpcs(
     stmt = scoped(sa.select(Vpc), Vpc, who.tenant_id)
     stmt = filtered(session, Vpc, stmt, {"name": name, "tag": tag, "cidr": cidr})
     rows, cursor = page(session, Vpc, stmt, limit, decode_token(page_token))
-    return VpcList(items=[VpcOut.model_validate(r) for r in rows], next_page_token=encode_token(cursor))
+    return VpcList(
+        items=[VpcOut.model_validate(r) for r in rows], next_page_token=encode_token(cursor)
+    )
 
 
 @router.get("/{vpc_id}", responses=problems(401, 404))

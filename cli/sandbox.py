@@ -12,6 +12,7 @@ after a crash.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -37,6 +38,8 @@ class Sandbox:
     hosts: list[dict[str, str]] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)
+    argv: dict[str, list[str]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
     endpoint: str = ""
     admin_token: str = ""
     database_url: str = ""
@@ -66,7 +69,9 @@ class Sandbox:
         raise KeyError(ref)
 
 
-def ip(*args: str, netns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def ip(
+    *args: str, netns: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     cmd = ["ip", *(["-n", netns] if netns else []), *args]
     return subprocess.run(cmd, check=check, capture_output=True, text=True)
 
@@ -96,7 +101,20 @@ def build_fabric(sb: Sandbox, count: int, network_hosts: int) -> None:
         ip("link", "add", bridge, "type", "bridge", netns=fabric)
         ip("link", "set", bridge, "up", netns=fabric)
     add_netns(sb, outside)
-    ip("link", "add", "out0", "netns", fabric, "type", "veth", "peer", "name", "eth0", "netns", outside)
+    ip(
+        "link",
+        "add",
+        "out0",
+        "netns",
+        fabric,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        outside,
+    )
     ip("link", "set", "out0", "master", "external", "up", netns=fabric)
     ip("addr", "add", f"{EXTERNAL}.1/24", "dev", "eth0", netns=outside)
     ip("link", "set", "eth0", "up", netns=outside)
@@ -105,21 +123,54 @@ def build_fabric(sb: Sandbox, count: int, network_hosts: int) -> None:
         roles = ["compute", "network"] if i <= network_hosts else ["compute"]
         vtep = f"{UNDERLAY}.{10 + i}"
         add_netns(sb, name)
-        ip("link", "add", f"h{i}u", "netns", fabric, "type", "veth", "peer", "name", "vtep0", "netns", name)
+        ip(
+            "link",
+            "add",
+            f"h{i}u",
+            "netns",
+            fabric,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vtep0",
+            "netns",
+            name,
+        )
         ip("link", "set", f"h{i}u", "master", "underlay", "up", netns=fabric)
         ip("addr", "add", f"{vtep}/24", "dev", "vtep0", netns=name)
         ip("link", "set", "vtep0", "up", netns=name)
         if "network" in roles:
-            ip("link", "add", f"h{i}x", "netns", fabric, "type", "veth", "peer", "name", "ext0", "netns", name)
+            ip(
+                "link",
+                "add",
+                f"h{i}x",
+                "netns",
+                fabric,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "ext0",
+                "netns",
+                name,
+            )
             ip("link", "set", f"h{i}x", "master", "external", "up", netns=fabric)
             ip("link", "set", "ext0", "up", netns=name)
         sb.hosts.append(
-            {"name": name, "short": f"h{i}", "netns": name, "vtep_ip": vtep, "roles": ",".join(roles)}
+            {
+                "name": name,
+                "short": f"h{i}",
+                "netns": name,
+                "vtep_ip": vtep,
+                "roles": ",".join(roles),
+            }
         )
     sb.save()
 
 
 def spawn(sb: Sandbox, label: str, argv: list[str], env: dict[str, str]) -> None:
+    sb.argv[label] = argv
     log = open(sb.dir / f"{label}.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -128,7 +179,25 @@ def spawn(sb: Sandbox, label: str, argv: list[str], env: dict[str, str]) -> None
     sb.save()
 
 
-def up(name: str, count: int, network_hosts: int = 1, resync: float = 30.0) -> Sandbox:
+def respawn(name: str, label: str) -> int:
+    """Start one of the sandbox's processes again (after it died or was killed)."""
+    sb = Sandbox.load(name)
+    if sb is None:
+        raise SystemExit(f"no sandbox named {name}")
+    old = sb.pids.get(label)
+    if old is not None and alive(old) and ours(old):
+        raise RuntimeError(f"{label} (pid {old}) is still running")
+    spawn(sb, label, sb.argv[label], {**os.environ, **sb.env})
+    return sb.pids[label]
+
+
+def up(
+    name: str,
+    count: int,
+    network_hosts: int = 1,
+    resync: float = 30.0,
+    overrides: dict[str, str] | None = None,
+) -> Sandbox:
     if os.geteuid() != 0:
         raise SystemExit("vpcd sandbox needs root (network namespaces)")
     if Sandbox.load(name) is not None:
@@ -136,7 +205,7 @@ def up(name: str, count: int, network_hosts: int = 1, resync: float = 30.0) -> S
     sb = Sandbox(name=name)
     shutil.rmtree(sb.dir, ignore_errors=True)
     sb.dir.mkdir(parents=True)
-    env = dict(os.environ)
+    env = {**os.environ, **(overrides or {})}
     env["VPCD_BUS_NAMESPACE"] = f"vpcd-{name}"
     if not env.get("DATABASE_URL"):
         env["DATABASE_URL"] = f"sqlite:///{sb.dir}/vpcd.db"
@@ -146,6 +215,8 @@ def up(name: str, count: int, network_hosts: int = 1, resync: float = 30.0) -> S
     sb.bus = env.get("REDIS_URL") or f"filesystem:{env['VPCD_BUS_DIR']}"
     sb.admin_token = env.get("VPCD_ADMIN_TOKEN") or "vpcd_admin_" + secrets.token_urlsafe(24)
     env["VPCD_ADMIN_TOKEN"] = sb.admin_token
+    keys = ("DATABASE_URL", "REDIS_URL", "VPCD_BUS_DIR", "VPCD_BUS_NAMESPACE", "VPCD_ADMIN_TOKEN")
+    sb.env = {k: env[k] for k in keys if k in env}
     port = free_port()
     sb.endpoint = f"http://127.0.0.1:{port}"
     sb.save()
@@ -153,16 +224,51 @@ def up(name: str, count: int, network_hosts: int = 1, resync: float = 30.0) -> S
         build_fabric(sb, count, network_hosts)
         py = sys.executable
         subprocess.run([py, "-m", "cli.vpcd", "migrate"], env=env, check=True, capture_output=True)
-        spawn(sb, "api", [py, "-m", "uvicorn", "--factory", "api.app:create_app",
-                          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], env)
+        spawn(
+            sb,
+            "api",
+            [
+                py,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "api.app:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env,
+        )
         spawn(sb, "controller", [py, "-m", "cli.vpcd", "controller"], env)
         for h in sb.hosts:
-            spawn(sb, f"agent-{h['short']}", [
-                py, "-m", "cli.vpcd", "worker", "--host", h["name"], "--netns", h["netns"],
-                "--vtep-ip", h["vtep_ip"], "--roles", h["roles"],
-                "--workload-prefix", f"{h['name']}-", "--resync-interval", str(resync),
-                "--state-dir", str(sb.dir / "agents" / h["short"]),
-            ], env)
+            spawn(
+                sb,
+                f"agent-{h['short']}",
+                [
+                    py,
+                    "-m",
+                    "cli.vpcd",
+                    "worker",
+                    "--host",
+                    h["name"],
+                    "--netns",
+                    h["netns"],
+                    "--vtep-ip",
+                    h["vtep_ip"],
+                    "--roles",
+                    h["roles"],
+                    "--workload-prefix",
+                    f"{h['name']}-",
+                    "--resync-interval",
+                    str(resync),
+                    "--state-dir",
+                    str(sb.dir / "agents" / h["short"]),
+                ],
+                env,
+            )
         wait_ready(sb, len(sb.hosts))
     except BaseException:
         down(name)
@@ -218,19 +324,15 @@ def down(name: str) -> None:
         sb = Sandbox(name=name)
     for pid in sb.pids.values():
         if alive(pid) and ours(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(alive(p) and ours(p) for p in sb.pids.values()):
         time.sleep(0.1)
     for pid in sb.pids.values():
         if alive(pid) and ours(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     host_names = {h["name"] for h in sb.hosts}
     for ns in sorted(existing_namespaces()):
         mine = ns in sb.namespaces or ns.startswith(f"{name}-")

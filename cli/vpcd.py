@@ -43,7 +43,11 @@ def serve(
     os.environ.setdefault("DATABASE_URL", url)
     ensure_admin_token(Settings())  # before the workers start, so it is minted once
     uvicorn.run(
-        "api.app:create_app", factory=True, host=bind, port=port, workers=workers,
+        "api.app:create_app",
+        factory=True,
+        host=bind,
+        port=port,
+        workers=workers,
         log_level="info",
     )
 

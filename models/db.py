@@ -16,6 +16,14 @@ class DbSettings(BaseSettings):
     database_url: str = "sqlite:///./vpcd.db"
 
 
+def pool_capacity(engine: Engine, default: int = 30) -> int:
+    """How many connections the engine's pool can lend at once (its size plus overflow)."""
+    pool = engine.pool
+    if isinstance(pool, sa.pool.QueuePool):
+        return pool.size() + max(int(getattr(pool, "_max_overflow", 0)), 0)
+    return default
+
+
 def make_engine(url: str, *, nullpool: bool = False) -> Engine:
     kwargs: dict[str, Any] = {}
     if nullpool:
@@ -23,7 +31,9 @@ def make_engine(url: str, *, nullpool: bool = False) -> Engine:
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     elif not nullpool:
-        kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        # Connections kept open cover a worker's usual concurrency: an overflow connection
+        # is closed on return, so a pool smaller than the load reconnects on every request.
+        kwargs.update(pool_size=20, max_overflow=10, pool_pre_ping=True)
     engine = sa.create_engine(url, **kwargs)
     if url.startswith("sqlite"):
 

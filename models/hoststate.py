@@ -7,6 +7,7 @@ monotonic stamp of the host's compiled document (bumped only when its content ch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -46,7 +47,9 @@ def hosts_of_subnets(session: Session, subnet_ids: set[str]) -> set[str]:
     if not subnet_ids:
         return set()
     rows = session.scalars(
-        sa.select(Port.host).where(Port.subnet_id.in_(subnet_ids), Port.host.is_not(None)).distinct()
+        sa.select(Port.host)
+        .where(Port.subnet_id.in_(subnet_ids), Port.host.is_not(None))
+        .distinct()
     )
     return {h for h in rows if h}
 
@@ -93,7 +96,9 @@ def routed_subnets(session: Session, ids: set[str]) -> set[str]:
     if not ids:
         return set()
     return set(
-        session.scalars(sa.select(RouterInterface.subnet_id).where(RouterInterface.subnet_id.in_(ids)))
+        session.scalars(
+            sa.select(RouterInterface.subnet_id).where(RouterInterface.subnet_id.in_(ids))
+        )
     )
 
 
@@ -117,9 +122,7 @@ def remote_ports(session: Session, subnet_ids: set[str], host: str) -> list[tupl
 
 def clear_dirty(session: Session, host: str) -> None:
     """Run and commit *before* compiling: a change committed later sets it again and pokes."""
-    session.execute(
-        sa.update(HostStateRow).where(HostStateRow.host == host).values(dirty=False)
-    )
+    session.execute(sa.update(HostStateRow).where(HostStateRow.host == host).values(dirty=False))
 
 
 def stamp(session: Session, host: str, digest: str) -> int:
@@ -160,7 +163,10 @@ def record_heartbeat(session: Session, name: str, vtep_ip: str, roles: list[str]
 
 
 def record_results(
-    session: Session, host: str, revision: int, results: list[tuple[str, str, int, bool, str | None]]
+    session: Session,
+    host: str,
+    revision: int,
+    results: Sequence[tuple[str, str, int, bool, str | None]],
 ) -> None:
     """Store (kind, id, revision, ok, detail) per resource and the host's realised revision.
 
@@ -175,7 +181,11 @@ def record_results(
     for kind, rid, rev, ok, detail in results:
         row = session.get(Realisation, (host, rid))
         if row is None:
-            session.add(Realisation(host=host, resource_id=rid, kind=kind, revision=rev, ok=ok, detail=detail))
+            session.add(
+                Realisation(
+                    host=host, resource_id=rid, kind=kind, revision=rev, ok=ok, detail=detail
+                )
+            )
         else:
             row.kind, row.revision, row.ok, row.detail = kind, rev, ok, detail
     session.flush()

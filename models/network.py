@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -94,14 +94,17 @@ def lock_vpc_subnets(session: Session, vpc_id: str) -> None:
     makes the second wait and then see the first's subnet, while rows that merely
     reference the VPC (FOR KEY SHARE) are not blocked. SQLite serialises writers anyway.
     """
-    session.execute(
-        sa.select(Vpc.id).where(Vpc.id == vpc_id).with_for_update(key_share=True)
-    )
+    session.execute(sa.select(Vpc.id).where(Vpc.id == vpc_id).with_for_update(key_share=True))
 
 
 def used_addresses(session: Session, subnet_id: str) -> set[int]:
+    """Every address taken on the subnet, as ints.
+
+    Runs on each allocation, over every port of the subnet: inet_aton parses the stored
+    (already canonical) dotted quads about ten times faster than ipaddress does.
+    """
     rows = session.scalars(sa.select(Port.ip_address).where(Port.subnet_id == subnet_id))
-    return {int(ipaddress.IPv4Address(r)) for r in rows}
+    return {int.from_bytes(socket.inet_aton(r), "big") for r in rows}
 
 
 def address_taken(session: Session, subnet_id: str, address: str) -> str | None:

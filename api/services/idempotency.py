@@ -63,7 +63,12 @@ class IdempotencyMiddleware:
             return
         fingerprint = hashlib.sha256(
             b"\0".join(
-                [scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body]
+                [
+                    scope["method"].encode(),
+                    scope["path"].encode(),
+                    scope.get("query_string", b""),
+                    body,
+                ]
             )
         ).hexdigest()
         claim, record = await run_in_threadpool(self._claim, principal, key, fingerprint)

@@ -24,9 +24,7 @@ CANDIDATE_WINDOW = 32
 MAX_ATTEMPTS = 500
 
 
-def free_addresses(
-    pools: Iterable[tuple[int, int]], used: set[int], limit: int
-) -> list[int]:
+def free_addresses(pools: Iterable[tuple[int, int]], used: set[int], limit: int) -> list[int]:
     """Up to `limit` free addresses from the pools, lowest first."""
     found: list[int] = []
     for start, end in pools:
@@ -50,7 +48,7 @@ def pool_spans(pools: list[dict[str, str]]) -> list[tuple[int, int]]:
 def random_mac(rng: random.Random | None = None) -> str:
     """A locally administered unicast MAC in Neutron's fa:16:3e space."""
     tail = rng.getrandbits(24) if rng else secrets.randbits(24)
-    return "fa:16:3e:%02x:%02x:%02x" % ((tail >> 16) & 0xFF, (tail >> 8) & 0xFF, tail & 0xFF)
+    return f"fa:16:3e:{(tail >> 16) & 0xFF:02x}:{(tail >> 8) & 0xFF:02x}:{tail & 0xFF:02x}"
 
 
 def insert_unique(session: Session, candidates: Iterator[T], make: Callable[[T], object]) -> T:

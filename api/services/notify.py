@@ -40,4 +40,5 @@ class Notifier:
 
     def subnets_changed(self, session: Session, subnet_ids: set[str], *extra: str | None) -> None:
         """Every host carrying these subnets (their FDB or routes change), plus `extra`."""
-        self.hosts_changed(session, set(hosts_of_subnets(session, subnet_ids)) | set(extra))
+        hosts: set[str | None] = set(hosts_of_subnets(session, subnet_ids))
+        self.hosts_changed(session, hosts | set(extra))

@@ -54,7 +54,9 @@ def floating_ip(c: TestClient, t: Tenant, external_network_id: str, **kw: Any) -
     return create(c, "/v1/floating-ips", t, external_network_id=external_network_id, **kw)
 
 
-def host(c: TestClient, name: str = "host-1", vtep_ip: str = "192.0.2.11", **kw: Any) -> dict[str, Any]:
+def host(
+    c: TestClient, name: str = "host-1", vtep_ip: str = "192.0.2.11", **kw: Any
+) -> dict[str, Any]:
     return create(c, "/v1/hosts", ADMIN, name=name, vtep_ip=vtep_ip, **kw)
 
 

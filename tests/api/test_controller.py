@@ -16,12 +16,15 @@ from workers.protocol import HostState, Report, ResourceResult
 
 
 @pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch, db_url: str) -> list[tuple[str, list[Any], dict[str, Any]]]:
+def sent(
+    monkeypatch: pytest.MonkeyPatch, db_url: str
+) -> list[tuple[str, list[Any], dict[str, Any]]]:
     monkeypatch.setenv("DATABASE_URL", db_url)
     calls: list[tuple[str, list[Any], dict[str, Any]]] = []
 
-    def send_task(name: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None,
-                  **_: Any) -> None:
+    def send_task(
+        name: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None, **_: Any
+    ) -> None:
         calls.append((name, args or [], kwargs or {}))
 
     monkeypatch.setattr(tasks.app, "send_task", send_task)
@@ -34,12 +37,22 @@ def _doc(sent: list[tuple[str, list[Any], dict[str, Any]]], host: str) -> HostSt
 
 
 def _ok(state: HostState, fail: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
-    results = [ResourceResult(kind="subnet", id=s.id, revision=s.revision, ok=True)
-               for s in state.subnets]
-    results += [ResourceResult(kind="port", id=p.id, revision=p.revision, ok=p.id not in fail,
-                               detail="EPERM: veth" if p.id in fail else None)
-                for p in state.ports]
-    return Report(host=state.host, revision=state.revision, ok=not fail, results=results).model_dump(mode="json")
+    results = [
+        ResourceResult(kind="subnet", id=s.id, revision=s.revision, ok=True) for s in state.subnets
+    ]
+    results += [
+        ResourceResult(
+            kind="port",
+            id=p.id,
+            revision=p.revision,
+            ok=p.id not in fail,
+            detail="EPERM: veth" if p.id in fail else None,
+        )
+        for p in state.ports
+    ]
+    return Report(
+        host=state.host, revision=state.revision, ok=not fail, results=results
+    ).model_dump(mode="json")
 
 
 def test_register_compile_report_status(client, tenant, sent) -> None:  # type: ignore[no-untyped-def]
@@ -68,7 +81,9 @@ def test_register_compile_report_status(client, tenant, sent) -> None:  # type: 
     got = client.get(f"/v1/ports/{p1['id']}", headers=tenant.headers).json()
     assert got["status"] == "active" and got["revision"] == p1["revision"]
     # the subnet is carried by h1 and h2: active only when both have realised it
-    assert client.get(f"/v1/subnets/{s['id']}", headers=tenant.headers).json()["status"] == "pending"
+    assert (
+        client.get(f"/v1/subnets/{s['id']}", headers=tenant.headers).json()["status"] == "pending"
+    )
     tasks.sync_host("h2")
     tasks.report(_ok(_doc(sent, "h2"), fail={p2["id"]}))
     got2 = client.get(f"/v1/ports/{p2['id']}", headers=tenant.headers).json()

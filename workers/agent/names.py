@@ -2,9 +2,10 @@
 
 Every host-side object is `vp` + a one-letter kind + 12 hex digits = 15 characters, the
 IFNAMSIZ limit. The fixed prefix is the ownership rule: the agent touches a link only if
-its name matches `OWNED_LINK_RE`, so it never flushes what others made. The hex comes
-from the id itself when the id is a random (version 4) UUID, so an operator can find a
-port's veth by grepping the first 12 hex digits of its id; any other id is hashed.
+its name matches `OWNED_LINK_RE`, so it never flushes what others made. The 12 hex
+digits are a hash of the id (BLAKE2b, 48 bits): uniform whatever the id scheme (ids
+that share a prefix, such as time-ordered UUIDs, still get distinct names); plan()
+still refuses, rather than merges, the rare two ids that hash alike on one host.
 
 The one user-chosen name that reaches the kernel is a port's `netns`; it is re-checked
 here against the API's pattern (the agent trusts nothing it did not derive itself) and
@@ -13,9 +14,9 @@ only ever passed as an argument, never through a shell.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
-import uuid
 
 IFNAMSIZ = 15  # usable characters in a Linux interface name
 PREFIX = "vp"
@@ -33,13 +34,8 @@ IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}\Z")
 NETNS_PREFIX_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,62})?\Z")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _token(resource_id: str) -> str:
-    try:
-        parsed = uuid.UUID(resource_id)
-    except ValueError:
-        parsed = None
-    if parsed is not None and parsed.version == 4:
-        return parsed.hex[:_TOKEN_LEN]  # the first 48 bits of a v4 UUID are random
     return hashlib.blake2b(resource_id.encode(), digest_size=8).hexdigest()[:_TOKEN_LEN]
 
 
@@ -72,6 +68,7 @@ def check_netns_prefix(prefix: str) -> str:
     return prefix
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def workload_netns(prefix: str, netns: str) -> str:
     """The namespace a port's workload end lives in: prefix + the user's `netns`."""
     if NETNS_RE.match(netns) is None:

@@ -46,7 +46,10 @@ def build(
                 host_routes=[Route(**r) for r in s.host_routes],
                 remote_vteps=sorted({v for _, v in others if v}),
                 remote_ports=sorted(
-                    (RemotePort(mac=p.mac_address.lower(), ip=p.ip_address, vtep_ip=v) for p, v in others),
+                    (
+                        RemotePort(mac=p.mac_address.lower(), ip=p.ip_address, vtep_ip=v)
+                        for p, v in others
+                    ),
                     key=lambda r: (r.mac, r.vtep_ip),
                 ),
             )

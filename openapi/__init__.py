@@ -1,0 +1,1 @@
+"""The committed OpenAPI document and the script that regenerates it."""

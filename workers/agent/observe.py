@@ -1,0 +1,196 @@
+"""Read the kernel into an `Observed`: only the agent's own objects.
+
+A full observation dumps the host namespace's links once (≈0.4 s per 1000 links), the
+fdb of each of our VXLAN devices, the list of namespaces, and, per workload namespace of
+a desired port, that namespace's links/addresses/routes through its cached socket. A
+scoped observation (`scope=`) asks the kernel only about the named objects, one
+RTM_GETLINK each, which is what lets one port change on a host with 1000 ports cost a
+handful of netlink round trips instead of a full dump.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from workers.agent import drivers, names
+from workers.agent.drivers import Netlink
+from workers.agent.observed import (
+    BridgeObs,
+    FdbEntry,
+    HostVethObs,
+    Observed,
+    RouteObs,
+    Scope,
+    VxlanObs,
+    WorkloadObs,
+)
+from workers.agent.plan import port_problems
+from workers.protocol import HostState, PortState
+
+# Above this many links, one dump of the host namespace is cheaper than a get for each.
+DUMP_ABOVE = 32
+
+
+def _kind(msg: Any) -> str | None:
+    kind = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+    return str(kind) if kind is not None else None
+
+
+def _up(msg: Any) -> bool:
+    return bool(msg["flags"] & drivers.IFF_UP)
+
+
+def observe(
+    nl: Netlink,
+    host_netns: str | None,
+    desired: HostState,
+    *,
+    netns_prefix: str = "",
+    owned_netns: frozenset[str] = frozenset(),
+    scope: Scope | None = None,
+) -> Observed:
+    """Snapshot the agent's objects; with `scope`, only the objects it names.
+
+    `owned_netns` is the ledger of namespaces the agent created.
+    """
+    host = nl.handle(host_netns)
+    problems = port_problems(desired, netns_prefix)
+    ports = {p.id: p for p in desired.ports if p.id not in problems}
+
+    if scope is None:
+        every = drivers.dump_links(host)
+        by_index = {int(m["index"]): str(m.get("IFLA_IFNAME")) for m in every}
+        links = [m for m in every if names.is_owned_link(str(m.get("IFLA_IFNAME")))]
+        netns = drivers.list_netns()
+        look_at = list(ports.values())
+    else:
+        wanted = set(scope.links) | {names.host_veth_name(pid) for pid in scope.ports}
+        if len(wanted) > DUMP_ABOVE:
+            every = drivers.dump_links(host)
+            by_index = {int(m["index"]): str(m.get("IFLA_IFNAME")) for m in every}
+            links = [m for m in every if str(m.get("IFLA_IFNAME")) in wanted]
+        else:
+            links = [m for m in (drivers.get_link(host, n) for n in sorted(wanted)) if m]
+            by_index = {int(m["index"]): str(m.get("IFLA_IFNAME")) for m in links}
+        look_at = [ports[pid] for pid in sorted(scope.ports) if pid in ports]
+        candidates = set(scope.netns) | {
+            names.workload_netns(netns_prefix, p.netns) for p in look_at
+        }
+        netns = frozenset(n for n in candidates if drivers.netns_exists(n))
+
+    def master_name(msg: Any) -> str | None:
+        index = msg.get("IFLA_MASTER")
+        if not index:
+            return None
+        if index not in by_index:
+            found = drivers.get_link(host, index=int(index))
+            by_index[int(index)] = str(found.get("IFLA_IFNAME")) if found is not None else ""
+        return by_index[int(index)] or None
+
+    bridges: dict[str, BridgeObs] = {}
+    vxlans: dict[str, VxlanObs] = {}
+    veths: dict[str, HostVethObs] = {}
+    veth_index: dict[str, int] = {}
+    fdb: set[FdbEntry] = set()
+    for msg in links:
+        name = str(msg.get("IFLA_IFNAME"))
+        kind = names.link_kind(name)
+        if kind is None or _kind(msg) != kind:
+            continue  # not ours, or a same-named object of another kind: not ours either
+        mtu, up = int(msg.get("IFLA_MTU")), _up(msg)
+        if kind == "bridge":
+            bridges[name] = BridgeObs(name, mtu, up)
+        elif kind == "vxlan":
+            data = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
+            local = data.get("IFLA_VXLAN_LOCAL")
+            vxlans[name] = VxlanObs(
+                name=name,
+                vni=int(data.get("IFLA_VXLAN_ID")),
+                local=str(local) if local else None,
+                learning=bool(data.get("IFLA_VXLAN_LEARNING")),
+                dstport=int(data.get("IFLA_VXLAN_PORT")),
+                mtu=mtu,
+                master=master_name(msg),
+                up=up,
+            )
+            fdb |= {
+                FdbEntry(name, mac, dst) for mac, dst in drivers.dump_fdb(host, int(msg["index"]))
+            }
+        else:
+            veths[name] = HostVethObs(name, master_name(msg), mtu, up)
+            veth_index[name] = int(msg["index"])
+
+    workloads = _workloads(nl, look_at, veth_index, netns, netns_prefix)
+    return Observed(
+        bridges=bridges,
+        vxlans=vxlans,
+        fdb=frozenset(fdb),
+        veths=veths,
+        workloads=workloads,
+        netns=netns,
+        owned_netns=owned_netns & netns,
+    )
+
+
+def _workloads(
+    nl: Netlink,
+    ports: list[PortState],
+    veth_index: dict[str, int],
+    netns: frozenset[str],
+    netns_prefix: str,
+) -> dict[str, WorkloadObs]:
+    """Find each port's workload end: in its netns, named interface_name, and the peer
+    of its host veth (its IFLA_LINK is the host end's ifindex)."""
+    by_netns: dict[str, list[PortState]] = defaultdict(list)
+    for port in ports:
+        ns = names.workload_netns(netns_prefix, port.netns)
+        if ns in netns and names.host_veth_name(port.id) in veth_index:
+            by_netns[ns].append(port)
+
+    handles: dict[str, Any] = {}
+    for ns in sorted(by_netns):
+        try:
+            handles[ns] = nl.handle(ns)
+        except drivers.NetnsMissing:
+            continue  # removed since we listed it: the plan will create it again
+
+    async def read(ns: str) -> list[tuple[str, WorkloadObs]]:
+        ipr = handles[ns]
+        matched: list[tuple[PortState, Any]] = []
+        for port in by_netns[ns]:
+            msg = await drivers.aget_link(ipr, port.interface_name)
+            if (
+                msg is not None
+                and _kind(msg) == "veth"
+                and msg.get("IFLA_LINK") == veth_index[names.host_veth_name(port.id)]
+            ):
+                matched.append((port, msg))
+        if not matched:
+            return []
+        addresses: dict[int, set[str]] = defaultdict(set)
+        for index, cidr in await drivers.adump_addresses(ipr):
+            addresses[index].add(cidr)
+        routes: dict[int, set[RouteObs]] = defaultdict(set)
+        for oif, dst, gateway in await drivers.adump_routes(ipr):
+            routes[oif].add(RouteObs(dst, gateway))
+        out = []
+        for port, msg in matched:
+            index = int(msg["index"])
+            out.append(
+                (
+                    port.id,
+                    WorkloadObs(
+                        netns=ns,
+                        name=port.interface_name,
+                        mac=str(msg.get("IFLA_ADDRESS")).lower(),
+                        mtu=int(msg.get("IFLA_MTU")),
+                        up=_up(msg),
+                        addresses=frozenset(addresses[index]),
+                        routes=frozenset(routes[index]),
+                    ),
+                )
+            )
+        return out
+
+    return {pid: obs for part in nl.gather(read(ns) for ns in handles) for pid, obs in part}
