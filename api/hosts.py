@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 import sqlalchemy as sa
@@ -48,13 +48,22 @@ class HostUpdate(Patch):
     roles: Roles | None = NotNull()
 
 
+class HostSync(BaseModel):
+    """The agent's last applied sync."""
+
+    at: datetime
+    duration_ms: float | None
+    full: bool
+
+
 class HostOut(Output):
     name: str
     vtep_ip: str
     roles: list[str]
-    status: Literal["up", "down"]
-    last_heartbeat: str | None
+    status: Literal["up", "down"] = Field(description="down after missed heartbeats")
+    last_heartbeat: datetime | None
     realised_revision: int
+    last_sync: HostSync | None
 
 
 class HostList(BaseModel):
@@ -65,24 +74,19 @@ class HostList(BaseModel):
 def render(host: Host) -> HostOut:
     beat = host.last_heartbeat
     alive = beat is not None and utcnow() - beat < HEARTBEAT_TIMEOUT
-    data = {
-        k: getattr(host, k)
-        for k in (
-            "id",
-            "created_at",
-            "updated_at",
-            "revision",
-            "name",
-            "vtep_ip",
-            "roles",
-            "realised_revision",
+    names = ("id", "created_at", "updated_at", "revision", "name", "vtep_ip", "roles")
+    sync = None
+    if host.last_sync_at is not None:
+        sync = HostSync(
+            at=host.last_sync_at, duration_ms=host.last_sync_ms, full=bool(host.last_sync_full)
         )
-    }
     return HostOut.model_validate(
         {
-            **data,
+            **{k: getattr(host, k) for k in names},
             "status": "up" if alive else "down",
-            "last_heartbeat": beat.isoformat().replace("+00:00", "Z") if beat else None,
+            "last_heartbeat": beat,
+            "realised_revision": host.realised_revision,
+            "last_sync": sync,
         }
     )
 

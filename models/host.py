@@ -17,3 +17,7 @@ class Host(Base, Resource):
     roles: Mapped[list[str]] = mapped_column(sa.JSON, nullable=False, default=list)
     last_heartbeat: Mapped[datetime | None] = mapped_column(nullable=True)
     realised_revision: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+    # The agent's last applied sync, for operators and the convergence benchmark.
+    last_sync_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_sync_ms: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    last_sync_full: Mapped[bool | None] = mapped_column(sa.Boolean, nullable=True)

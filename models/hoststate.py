@@ -167,6 +167,9 @@ def record_results(
     host: str,
     revision: int,
     results: Sequence[tuple[str, str, int, bool, str | None]],
+    *,
+    full: bool = False,
+    duration_ms: float | None = None,
 ) -> None:
     """Store (kind, id, revision, ok, detail) per resource and the host's realised revision.
 
@@ -176,7 +179,13 @@ def record_results(
     session.execute(
         sa.update(Host)
         .where(Host.name == host)
-        .values(realised_revision=revision, last_heartbeat=utcnow())
+        .values(
+            realised_revision=revision,
+            last_heartbeat=utcnow(),
+            last_sync_at=utcnow(),
+            last_sync_ms=duration_ms,
+            last_sync_full=full,
+        )
     )
     for kind, rid, rev, ok, detail in results:
         row = session.get(Realisation, (host, rid))

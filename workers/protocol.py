@@ -87,4 +87,7 @@ class Report(_Doc):
     revision: int
     ok: bool
     detail: str | None = None
+    full: bool = False
+    duration_ms: float | None = None
+    ops: int = 0
     results: list[ResourceResult] = []

@@ -2,10 +2,14 @@
 
 A full observation dumps the host namespace's links once (≈0.4 s per 1000 links), the
 fdb of each of our VXLAN devices, the list of namespaces, and, per workload namespace of
-a desired port, that namespace's links/addresses/routes through its cached socket. A
-scoped observation (`scope=`) asks the kernel only about the named objects, one
-RTM_GETLINK each, which is what lets one port change on a host with 1000 ports cost a
-handful of netlink round trips instead of a full dump.
+a desired port, that namespace's interface/addresses/routes through its cached socket;
+the per-namespace reads run concurrently (`Netlink.gather`). A scoped observation
+(`scope=`) asks the kernel only about the named objects (one RTM_GETLINK each, or one
+dump when there are many), which is what lets one port change on a host with 1000 ports
+cost a handful of netlink round trips instead of a full observation.
+
+Only the workload end of *desired* ports is looked for: an undesired port is removed by
+deleting its host end, which takes the workload end with it.
 """
 
 from __future__ import annotations

@@ -39,8 +39,17 @@ class AgentService:
             return
         with self.lock:
             report = self.agent.sync(state, full=full)
-        if report is not None:
-            self.app.send_task(REPORT, args=[report.model_dump(mode="json")], queue=CONTROL_QUEUE)
+            stats = self.agent.stats
+        if stats.skipped:  # a stale poke: nothing was applied, nothing to report
+            return
+        report = report.model_copy(
+            update={
+                "full": stats.full,
+                "ops": stats.ops,
+                "duration_ms": round(stats.timings.get("total", 0.0) * 1000, 2),
+            }
+        )
+        self.app.send_task(REPORT, args=[report.model_dump(mode="json")], queue=CONTROL_QUEUE)
 
     def heartbeat(self, first: bool = False) -> None:
         self.app.send_task(

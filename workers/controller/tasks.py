@@ -67,7 +67,9 @@ def report(doc: dict[str, Any]) -> None:
     port_ids = {r.id for r in rep.results if r.kind == "port"}
     subnet_ids = {r.id for r in rep.results if r.kind == "subnet"}
     with transaction() as session:
-        q.record_results(session, rep.host, rep.revision, results)
+        q.record_results(
+            session, rep.host, rep.revision, results, full=rep.full, duration_ms=rep.duration_ms
+        )
         q.forget_realisations(session, rep.host, {r.id for r in rep.results})
         q.refresh_port_status(session, port_ids)
         q.refresh_subnet_status(session, subnet_ids | q.subnets_of_ports(session, port_ids))
