@@ -14,11 +14,12 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from api import errors, metrics
+from api.deps import DbAdmission
 from api.services.idempotency import IdempotencyMiddleware
 from api.services.notify import Notifier
 from api.settings import Settings, get_settings
 from models import ApiToken
-from models.db import engine_for, session_factory
+from models.db import engine_for, pool_capacity, session_factory
 from models.tenant import admin_token_exists, hash_token
 
 log = logging.getLogger("vpcd.api")
@@ -31,6 +32,13 @@ def operation_id(route: APIRoute) -> str:
 
 def ensure_admin_token(settings: Settings) -> str | None:
     """Store VPCD_ADMIN_TOKEN's hash, or mint one at first start and print it once."""
+    try:
+        return _ensure_admin_token(settings)
+    except sa.exc.IntegrityError:  # another API worker stored the same token first
+        return None
+
+
+def _ensure_admin_token(settings: Settings) -> str | None:
     with session_factory(engine_for(settings.database_url)).begin() as session:
         if settings.vpcd_admin_token:
             digest = hash_token(settings.vpcd_admin_token)
@@ -120,7 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         IdempotencyMiddleware, sessionmaker=app.state.sessionmaker, settings=settings
     )
-    pass  # app.add_middleware(DbAdmission, limit=pool_capacity(engine))
+    app.add_middleware(DbAdmission, limit=pool_capacity(engine))
     app.add_middleware(metrics.MetricsMiddleware)
     return app
 

@@ -100,6 +100,15 @@ class IdempotencyMiddleware:
         status = 500
         stored_headers: dict[str, str] = {}
         chunks: list[bytes] = []
+        stored = False
+
+        async def store() -> None:
+            nonlocal stored
+            if not stored:
+                stored = True
+                await run_in_threadpool(
+                    self._finish, principal, key, status, stored_headers, b"".join(chunks)
+                )
 
         async def capture(message: Message) -> None:
             nonlocal status
@@ -111,14 +120,16 @@ class IdempotencyMiddleware:
                         stored_headers[name] = v.decode()
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Stored before the client sees the end of the response, so a retry
+                    # that follows at once is replayed rather than told "still running".
+                    await store()
             await send(message)
 
         try:
             await self.app(scope, receive, capture)
         finally:
-            await run_in_threadpool(
-                self._finish, principal, key, status, stored_headers, b"".join(chunks)
-            )
+            await store()
 
     def _principal(self, authorization: str) -> str | None:
         scheme, _, token = authorization.partition(" ")

@@ -1,0 +1,352 @@
+"""Allocation under real concurrency: a uvicorn with two worker processes on Postgres.
+
+In-process TestClient calls are serialised by one event loop and one connection pool, so
+they cannot show a race between processes. Here every request of a burst is released at
+once (a barrier) against a real multi-process server; correctness must come from the
+database's constraints, never from a lock inside one process (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import ADMIN, ADMIN_TOKEN, wipe
+
+if os.environ.get("VPCD_TEST_DATABASE_URL", "sqlite://").startswith("sqlite"):
+    # SQLite serialises every writer (BEGIN IMMEDIATE): there is no race to test there.
+    pytest.skip("needs Postgres", allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKERS = 2
+BIG_BURST = 200  # well over one worker's DB pool and thread pool (30 + 40), twice
+STARTUP_TIMEOUT = 60.0
+REQUEST_TIMEOUT = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop uvicorn and its workers: they share the process group we gave it."""
+    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        # KILL too: workers that outlived their supervisor, or one that ignored TERM
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"uvicorn exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"uvicorn not ready after {STARTUP_TIMEOUT}s:\n{log.read_text()}")
+
+
+class Server:
+    def __init__(self, base: str, metrics_dir: Path, log: Path) -> None:
+        self.base = base
+        self.metrics_dir = metrics_dir
+        self.log = log
+
+    def log_tail(self, chars: int = 6000) -> str:
+        """The end of uvicorn's output: the traceback behind a 5xx, for the failure message."""
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def serving_pids(self, method: str, route: str) -> set[str]:
+        """PIDs of the worker processes that counted a request to this route.
+
+        prometheus_client's multiprocess mode keeps one file per process, named by PID,
+        which tells us which workers served a burst without adding anything to the API.
+        """
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        pids = set()
+        for path in self.metrics_dir.glob("counter_*.db"):
+            for metric in MultiProcessCollector.merge([str(path)], accumulate=False):
+                for sample in metric.samples:
+                    if (
+                        sample.name == "vpcd_http_requests_total"
+                        and sample.labels.get("method") == method
+                        and sample.labels.get("route") == route
+                        and sample.value > 0
+                    ):
+                        pids.add(path.stem.split("_", 1)[1])
+        return pids
+
+
+@pytest.fixture(scope="module")
+def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    wipe(db_url)
+    tmp = tmp_path_factory.mktemp("uvicorn")
+    metrics_dir = tmp / "metrics"
+    metrics_dir.mkdir()
+    log = tmp / "uvicorn.log"
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "VPCD_ADMIN_TOKEN": ADMIN_TOKEN,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "api.app:create_app",
+                "--workers",
+                str(WORKERS),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(proc, base, log)
+        yield Server(base, metrics_dir, log)
+    finally:
+        _stop(proc)
+        wipe(db_url)
+
+
+@pytest.fixture
+def api(server: Server, db_url: str) -> Iterator[httpx.Client]:
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    with httpx.Client(base_url=server.base, timeout=REQUEST_TIMEOUT, limits=limits) as c:
+        yield c
+    wipe(db_url)
+
+
+def _tenant(api: httpx.Client) -> dict[str, str]:
+    """A tenant with room to spare, so quotas never stand in for the limit under test."""
+    r = api.post("/v1/tenants", json={"name": f"conc-{uuid.uuid4().hex[:8]}"}, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    tid = r.json()["id"]
+    r = api.patch(f"/v1/tenants/{tid}/quotas", json={"ports": 1000, "subnets": 1000}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    r = api.post(f"/v1/tenants/{tid}/tokens", headers=ADMIN)
+    assert r.status_code == 201, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def _create(api: httpx.Client, path: str, who: dict[str, str], **body: Any) -> dict[str, Any]:
+    r = api.post(path, json=body, headers=who)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def burst(n: int, call: Callable[[int], httpx.Response]) -> list[httpx.Response]:
+    """Run `call(i)` for i in range(n) on n threads released together by a barrier."""
+    barrier = threading.Barrier(n)
+
+    def one(i: int) -> httpx.Response:
+        barrier.wait(timeout=30)
+        return call(i)
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def _problem(r: httpx.Response, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json"), r.headers
+    body = r.json()
+    assert body["status"] == status and body["title"] and body["detail"], body
+    return body
+
+
+def _no_5xx(responses: list[httpx.Response], server: Server) -> None:
+    failed = [r.status_code for r in responses if r.status_code >= 500]
+    assert not failed, f"{len(failed)} replies {failed}; server log:\n{server.log_tail()}"
+
+
+def _count(db_url: str, table: str, **where: str) -> int:
+    from models.db import engine_for
+
+    clause = " AND ".join(f"{k} = :{k}" for k in where) or "TRUE"
+    with engine_for(db_url).connect() as conn:
+        return int(conn.scalar(sa.text(f"SELECT count(*) FROM {table} WHERE {clause}"), where))
+
+
+def test_parallel_port_creates_exhaust_a_slash26_cleanly(
+    api: httpx.Client, server: Server, db_url: str
+) -> None:
+    who = _tenant(api)
+    vpc = _create(api, "/v1/vpcs", who, cidr="10.0.0.0/16")
+    subnet = _create(api, "/v1/subnets", who, vpc_id=vpc["id"], cidr="10.0.1.0/26")
+    assert subnet["gateway_ip"] == "10.0.1.1"
+
+    responses = burst(
+        70, lambda i: api.post("/v1/ports", json={"subnet_id": subnet["id"]}, headers=who)
+    )
+
+    _no_5xx(responses, server)
+    codes = [r.status_code for r in responses]
+    made = [r.json() for r in responses if r.status_code == 201]
+    refused = [r for r in responses if r.status_code != 201]
+    assert len(made) == 61, sorted(codes)
+    assert len(refused) == 9, sorted(codes)
+    for r in refused:
+        assert _problem(r, 409)["type"].endswith("/exhausted"), r.text
+
+    addresses = {p["ip_address"] for p in made}
+    usable = {f"10.0.1.{i}" for i in range(2, 63)}  # .0 network, .1 gateway, .63 broadcast
+    assert addresses == usable
+    assert len({p["mac_address"].lower() for p in made}) == 61
+    assert len({p["id"] for p in made}) == 61
+    assert _count(db_url, "ports", subnet_id=subnet["id"]) == 61
+    r = api.get("/v1/ports", params={"subnet_id": subnet["id"], "limit": 1000}, headers=who)
+    assert r.status_code == 200
+    assert {p["ip_address"] for p in r.json()["items"]} == usable
+
+    # The burst really was spread over both worker processes.
+    assert len(server.serving_pids("POST", "/v1/ports")) == WORKERS
+
+    # Full means full, also afterwards.
+    _problem(api.post("/v1/ports", json={"subnet_id": subnet["id"]}, headers=who), 409)
+
+
+def test_a_burst_beyond_the_db_pool_waits_instead_of_failing(
+    api: httpx.Client, server: Server
+) -> None:
+    """More requests than a worker's DB pool holds (20 + 10): they queue, none fails.
+
+    Sessions keep their connection between thread-pool hops, so an unbounded burst can
+    leave every thread waiting on the pool while the connection holders wait for a thread.
+    """
+    who = _tenant(api)
+    vpc = _create(api, "/v1/vpcs", who, cidr="10.0.0.0/16")
+    subnet = _create(api, "/v1/subnets", who, vpc_id=vpc["id"], cidr="10.0.1.0/24")
+
+    def call(i: int) -> httpx.Response:
+        return api.post("/v1/ports", json={"subnet_id": subnet["id"]}, headers=who)
+
+    started = time.monotonic()
+    responses = burst(BIG_BURST, call)
+    elapsed = time.monotonic() - started
+
+    _no_5xx(responses, server)
+    assert [r.status_code for r in responses] == [201] * BIG_BURST, [r.text for r in responses]
+    assert len({r.json()["ip_address"] for r in responses}) == BIG_BURST
+    assert elapsed < 25, f"the burst stalled for {elapsed:.1f}s (pool timeout is 30s)"
+
+
+def test_parallel_subnet_creates_get_distinct_vnis(
+    api: httpx.Client, server: Server, db_url: str
+) -> None:
+    who = _tenant(api)
+    vpc = _create(api, "/v1/vpcs", who, cidr="10.0.0.0/16")
+
+    responses = burst(
+        20,
+        lambda i: api.post(
+            "/v1/subnets", json={"vpc_id": vpc["id"], "cidr": f"10.0.{i}.0/24"}, headers=who
+        ),
+    )
+
+    _no_5xx(responses, server)
+    assert [r.status_code for r in responses] == [201] * 20, [r.text for r in responses]
+    made = [r.json() for r in responses]
+    vnis = [s["vni"] for s in made]
+    assert len(set(vnis)) == 20, vnis
+    assert all(1 <= v < 1 << 24 for v in vnis), vnis
+    assert {s["cidr"] for s in made} == {f"10.0.{i}.0/24" for i in range(20)}
+    assert _count(db_url, "subnets", vpc_id=vpc["id"]) == 20
+
+
+def test_parallel_overlapping_subnets_admit_one(
+    api: httpx.Client, server: Server, db_url: str
+) -> None:
+    """The sibling-overlap rule holds under a race, not only for requests in sequence."""
+    who = _tenant(api)
+    vpc = _create(api, "/v1/vpcs", who, cidr="10.0.0.0/16")
+    cidrs = ["10.0.0.0/24", "10.0.0.0/23", "10.0.0.128/25", "10.0.0.0/22", "10.0.1.0/24"]
+
+    responses = burst(
+        len(cidrs) * 2,
+        lambda i: api.post(
+            "/v1/subnets", json={"vpc_id": vpc["id"], "cidr": cidrs[i % len(cidrs)]}, headers=who
+        ),
+    )
+
+    _no_5xx(responses, server)
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(201) >= 1, codes
+    for r in responses:
+        if r.status_code != 201:
+            body = _problem(r, 422)
+            assert body["errors"][0]["field"] == "body.cidr", body
+    r = api.get("/v1/subnets", params={"vpc_id": vpc["id"]}, headers=who)
+    kept = [s["cidr"] for s in r.json()["items"]]
+    assert len(kept) == codes.count(201) == _count(db_url, "subnets", vpc_id=vpc["id"])
+    nets = [ipaddress.ip_network(c) for c in kept]
+    overlapping = [(a, b) for i, a in enumerate(nets) for b in nets[i + 1 :] if a.overlaps(b)]
+    assert not overlapping, kept
+
+
+def test_parallel_creates_of_one_fixed_ip_admit_one(
+    api: httpx.Client, server: Server, db_url: str
+) -> None:
+    who = _tenant(api)
+    vpc = _create(api, "/v1/vpcs", who, cidr="10.0.0.0/16")
+    subnet = _create(api, "/v1/subnets", who, vpc_id=vpc["id"], cidr="10.0.1.0/24")
+
+    responses = burst(
+        8,
+        lambda i: api.post(
+            "/v1/ports",
+            json={"subnet_id": subnet["id"], "ip_address": "10.0.1.50", "name": f"p{i}"},
+            headers=who,
+        ),
+    )
+
+    _no_5xx(responses, server)
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [201] + [409] * 7, [r.text for r in responses]
+    for r in responses:
+        if r.status_code == 409:
+            body = _problem(r, 409)
+            assert body["type"].endswith("/conflict"), body
+            assert body["errors"][0]["field"] == "body.ip_address", body
+    winner = next(r.json() for r in responses if r.status_code == 201)
+    assert winner["ip_address"] == "10.0.1.50"
+    assert _count(db_url, "ports", subnet_id=subnet["id"]) == 1
