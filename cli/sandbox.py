@@ -171,6 +171,9 @@ def build_fabric(sb: Sandbox, count: int, network_hosts: int) -> None:
 
 def spawn(sb: Sandbox, label: str, argv: list[str], env: dict[str, str]) -> None:
     sb.argv[label] = argv
+    if label.startswith("agent-"):
+        # Agents hold no DB credentials: documents come and reports go on the bus.
+        env = {k: v for k, v in env.items() if k != "DATABASE_URL"}
     log = open(sb.dir / f"{label}.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -130,3 +130,51 @@ def test_changes_mark_touched_hosts_dirty_once(client, tenant, sent) -> None:  #
     with maker() as session:
         dirty = {r.host: r.dirty for r in session.query(HostStateRow)}
     assert dirty == {"h1": False, "h2": False, "h3": True}
+
+
+def test_a_burst_of_changes_pokes_each_host_once(client, tenant, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Coalescing: while a host is dirty (its sync not yet compiled), no further pokes."""
+    pokes: list[list[str]] = []
+    notifier = client.app.state.notifier
+    monkeypatch.setattr(notifier, "enabled", True)
+    monkeypatch.setattr(notifier, "app", lambda: "fake-app")
+    monkeypatch.setattr(
+        "api.services.notify.poke_controller", lambda app, hosts: pokes.append(sorted(hosts))
+    )
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    for i in range(10):
+        h.port(client, tenant, s["id"], host="h1", netns=f"n{i}")
+    assert pokes == [["h1"]]
+    h.port(client, tenant, s["id"], host="h2", netns="m")  # touches h2 (new) and h1 (FDB)
+    assert pokes == [["h1"], ["h2"]]
+    r = client.post(
+        "/v1/ports",
+        json={"subnet_id": s["id"], "host": "h3", "ip_address": "9.9.9.9"},
+        headers=tenant.headers,
+    )
+    assert r.status_code == 422 and pokes == [["h1"], ["h2"]]  # a failed request pokes nobody
+
+
+def test_host_goes_down_after_missed_heartbeats(client, sent) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from api.hosts import HEARTBEAT_TIMEOUT
+    from models import Host
+    from models.base import utcnow
+    from models.db import engine_for
+
+    tasks.heartbeat("h1", "198.18.0.11", ["compute", "network"], first=True)
+    (host,) = client.get("/v1/hosts", headers=h.ADMIN).json()["items"]
+    assert host["status"] == "up" and host["roles"] == ["compute", "network"]
+    with engine_for(client.app.state.settings.database_url).begin() as conn:
+        conn.execute(
+            sa.update(Host).values(
+                last_heartbeat=utcnow() - HEARTBEAT_TIMEOUT - timedelta(seconds=1)
+            )
+        )
+    assert client.get(f"/v1/hosts/{host['id']}", headers=h.ADMIN).json()["status"] == "down"
+    tasks.heartbeat("h1", "198.18.0.11", ["compute", "network"])
+    assert client.get(f"/v1/hosts/{host['id']}", headers=h.ADMIN).json()["status"] == "up"

@@ -211,3 +211,12 @@ def test_deleting_ports_removes_interfaces_bridges_and_flood_entries(box: Box) -
     assert gone, (links, flood)
     assert names.bridge_name(s["id"]) in box.links("h1")  # h1 still carries the subnet
     assert h3_ns in sbx.existing_namespaces()
+
+
+def test_agents_hold_no_database_credentials(box: Box) -> None:
+    state = sbx.Sandbox.load(box.name)
+    assert state is not None
+    for label, pid in state.pids.items():
+        environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")  # noqa: SIM115
+        has_db = any(e.startswith(b"DATABASE_URL=") for e in environ)
+        assert has_db == (not label.startswith("agent-")), label
