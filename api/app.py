@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from api import errors, metrics
+from api.common import reject_unknown_query
 from api.deps import DbAdmission
 from api.services.idempotency import IdempotencyMiddleware
 from api.services.notify import Notifier
@@ -102,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         external_networks,
         floating_ips,
     ):
-        app.include_router(module.router)
+        app.include_router(module.router, dependencies=[Depends(reject_unknown_query)])
 
     @app.get("/healthz", tags=["health"])
     def get_health() -> Health:

@@ -14,7 +14,7 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy.orm import Session
 
 from api.deps import Principal
-from api.errors import BadRequest, NotFound, PreconditionFailed
+from api.errors import BadRequest, Invalid, NotFound, PreconditionFailed
 from models.base import Base
 from models.query import get_scoped
 
@@ -166,3 +166,43 @@ def apply_changes(obj: Any, changes: dict[str, Any]) -> bool:
     if changed:
         obj.touch()
     return changed
+
+
+# -- query strings -----------------------------------------------------------------------
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def reject_unknown_query(request: Request) -> None:
+    """A misspelt or unsupported filter is an error, not a silently unfiltered list.
+
+    (`/v1/ports?vpc_id=...` would otherwise return every port.)
+    """
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _QUERY_NAMES.get(id(route))
+    if known is None:
+        known = _QUERY_NAMES[id(route)] = frozenset(_query_names(dependant))
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        errors = [
+            {
+                "field": f"query.{name}",
+                "message": "unknown query parameter"
+                + (f"; this list filters by {', '.join(sorted(known - {'limit', 'page_token'}))}"
+                   if known - {"limit", "page_token"} else ""),
+            }
+            for name in unknown
+        ]
+        raise Invalid(errors[0]["field"], errors[0]["message"]).with_errors(errors)

@@ -118,6 +118,12 @@ class Invalid(ApiError):
             detail or f"{field}: {message}", errors=[{"field": field, "message": message}]
         )
 
+    def with_errors(self, errors: list[dict[str, str]]) -> Invalid:
+        self.extra["errors"] = errors
+        self.detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        self.args = (self.detail,)
+        return self
+
 
 class ProblemResponse(JSONResponse):
     media_type = PROBLEM_MEDIA_TYPE

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, lazyload, mapped_column
 
 from models.base import Base, utcnow
 from models.host import Host
@@ -80,6 +81,7 @@ def local_ports(session: Session, host: str) -> list[Port]:
     return list(
         session.scalars(
             sa.select(Port)
+            .options(lazyload(Port.security_groups))  # L2 needs none of them
             .where(Port.host == host, Port.device_owner == "", Port.netns.is_not(None))
             .order_by(Port.id)
         )
@@ -108,6 +110,7 @@ def remote_ports(session: Session, subnet_ids: set[str], host: str) -> list[tupl
         return []
     rows = session.execute(
         sa.select(Port, Host.vtep_ip)
+        .options(lazyload(Port.security_groups))
         .join(Host, Host.name == Port.host)
         .where(
             Port.subnet_id.in_(subnet_ids),
@@ -170,42 +173,61 @@ def record_results(
     *,
     full: bool = False,
     duration_ms: float | None = None,
-) -> None:
-    """Store (kind, id, revision, ok, detail) per resource and the host's realised revision.
+) -> set[str]:
+    """Store (kind, id, revision, ok, detail) per resource; return the ids whose result changed.
 
-    Written with Core UPDATEs so that status bookkeeping never bumps a resource's
-    revision (which would make it pending again).
+    A host reports every resource it carries on every sync, so only the differences are
+    written (one read, bulk writes) and only they need their status recomputed. Rows of
+    resources the host no longer reports are removed. Statuses are written with Core
+    UPDATEs, so bookkeeping never bumps a resource's revision.
     """
+    now = utcnow()
     session.execute(
         sa.update(Host)
         .where(Host.name == host)
         .values(
             realised_revision=revision,
-            last_heartbeat=utcnow(),
-            last_sync_at=utcnow(),
+            last_heartbeat=now,
+            last_sync_at=now,
             last_sync_ms=duration_ms,
             last_sync_full=full,
         )
     )
+    existing = {
+        r.resource_id: r
+        for r in session.scalars(sa.select(Realisation).where(Realisation.host == host))
+    }
+    changed: set[str] = set()
+    fresh: list[dict[str, object]] = []
     for kind, rid, rev, ok, detail in results:
-        row = session.get(Realisation, (host, rid))
+        row = existing.pop(rid, None)
         if row is None:
-            session.add(
-                Realisation(
-                    host=host, resource_id=rid, kind=kind, revision=rev, ok=ok, detail=detail
-                )
+            fresh.append(
+                {
+                    "host": host,
+                    "resource_id": rid,
+                    "kind": kind,
+                    "revision": rev,
+                    "ok": ok,
+                    "detail": detail,
+                }
             )
-        else:
+        elif (row.kind, row.revision, row.ok, row.detail) != (kind, rev, ok, detail):
             row.kind, row.revision, row.ok, row.detail = kind, rev, ok, detail
+        else:
+            continue
+        changed.add(rid)
+    if fresh:
+        session.execute(sa.insert(Realisation), fresh)
+    gone = sorted(existing)
+    for i in range(0, len(gone), 500):
+        session.execute(
+            sa.delete(Realisation).where(
+                Realisation.host == host, Realisation.resource_id.in_(gone[i : i + 500])
+            )
+        )
     session.flush()
-
-
-def forget_realisations(session: Session, host: str, keep: set[str]) -> None:
-    session.execute(
-        sa.delete(Realisation).where(Realisation.host == host, Realisation.resource_id.not_in(keep))
-        if keep
-        else sa.delete(Realisation).where(Realisation.host == host)
-    )
+    return changed
 
 
 def _verdict(
@@ -222,6 +244,19 @@ def _verdict(
     return ("active", None) if done else ("pending", None)
 
 
+def _write_statuses(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
+    """One executemany of guarded UPDATEs: a row whose revision moved on is left pending."""
+    if not rows:
+        return
+    table = model.__table__
+    stmt = (
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("rid"), table.c.revision == sa.bindparam("rev"))
+        .values(status=sa.bindparam("new_status"), status_detail=sa.bindparam("new_detail"))
+    )
+    session.connection().execute(stmt, rows)
+
+
 def refresh_port_status(session: Session, port_ids: set[str]) -> None:
     if not port_ids:
         return
@@ -229,36 +264,31 @@ def refresh_port_status(session: Session, port_ids: set[str]) -> None:
         sa.select(Port.id, Port.revision, Port.host, Port.status).where(Port.id.in_(port_ids))
     ).all()
     reports = _reports(session, port_ids)
+    rows = []
     for pid, rev, host, current in ports:
         carriers = {host} if host else set()
         status, detail = _verdict(rev, carriers, reports.get(pid, {}))
         if not carriers:
             status = "pending"
         if status != current or status == "error":
-            session.execute(
-                sa.update(Port)
-                .where(Port.id == pid, Port.revision == rev)
-                .values(status=status, status_detail=detail)
-                .execution_options(synchronize_session=False)
-            )
+            rows.append({"rid": pid, "rev": rev, "new_status": status, "new_detail": detail})
+    _write_statuses(session, Port, rows)
 
 
 def refresh_subnet_status(session: Session, subnet_ids: set[str]) -> None:
     if not subnet_ids:
         return
     reports = _reports(session, subnet_ids)
+    registered = registered_hosts(session)
+    rows = []
     for sid, rev, current in session.execute(
         sa.select(Subnet.id, Subnet.revision, Subnet.status).where(Subnet.id.in_(subnet_ids))
     ).all():
-        carriers = hosts_of_subnets(session, {sid}) & registered_hosts(session)
+        carriers = hosts_of_subnets(session, {sid}) & registered
         status, detail = _verdict(rev, carriers, reports.get(sid, {}))
         if status != current or status == "error":
-            session.execute(
-                sa.update(Subnet)
-                .where(Subnet.id == sid, Subnet.revision == rev)
-                .values(status=status, status_detail=detail)
-                .execution_options(synchronize_session=False)
-            )
+            rows.append({"rid": sid, "rev": rev, "new_status": status, "new_detail": detail})
+    _write_statuses(session, Subnet, rows)
 
 
 def pending_subnets(session: Session) -> set[str]:

@@ -563,3 +563,16 @@ def test_health_ready_and_metrics(client: TestClient, tenant: Tenant) -> None:
     assert any(
         'route="/v1/vpcs"' in ln and 'method="GET"' in ln and 'status="200"' in ln for ln in lines
     ), lines
+
+
+def test_unknown_query_parameter_is_422_not_an_unfiltered_list(client, tenant) -> None:  # type: ignore[no-untyped-def]
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    h.port(client, tenant, s["id"])
+    r = client.get("/v1/ports", params={"vpc_id": v["id"]}, headers=tenant.headers)
+    body = h.problem(r, 422)
+    assert body["errors"][0]["field"] == "query.vpc_id"
+    assert "subnet_id" in body["errors"][0]["message"]  # says what it does filter by
+    assert client.get("/v1/ports", params={"subnet_id": s["id"]}, headers=tenant.headers).json()[
+        "items"
+    ]

@@ -64,13 +64,12 @@ def sync_host(host: str, full: bool = False) -> int | None:
 def report(doc: dict[str, Any]) -> None:
     rep = Report.model_validate(doc)
     results = [(r.kind, r.id, r.revision, r.ok, r.detail) for r in rep.results]
-    port_ids = {r.id for r in rep.results if r.kind == "port"}
-    subnet_ids = {r.id for r in rep.results if r.kind == "subnet"}
     with transaction() as session:
-        q.record_results(
+        changed = q.record_results(
             session, rep.host, rep.revision, results, full=rep.full, duration_ms=rep.duration_ms
         )
-        q.forget_realisations(session, rep.host, {r.id for r in rep.results})
+        port_ids = {r.id for r in rep.results if r.kind == "port" and r.id in changed}
+        subnet_ids = {r.id for r in rep.results if r.kind == "subnet" and r.id in changed}
         q.refresh_port_status(session, port_ids)
         q.refresh_subnet_status(session, subnet_ids | q.subnets_of_ports(session, port_ids))
     if not rep.ok:  # any failure: a full resync, after a short pause
