@@ -85,3 +85,11 @@ class Realised:
 
     status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="pending")
     status_detail: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+
+
+@sa.event.listens_for(Base, "before_insert", propagate=True)
+def _same_birth_time(_mapper: Any, _conn: Any, target: Any) -> None:
+    """A new row's updated_at equals its created_at (column defaults would differ by µs)."""
+    if isinstance(target, Resource):
+        target.created_at = target.created_at or utcnow()
+        target.updated_at = target.updated_at or target.created_at

@@ -576,3 +576,10 @@ def test_unknown_query_parameter_is_422_not_an_unfiltered_list(client, tenant) -
     assert client.get("/v1/ports", params={"subnet_id": s["id"]}, headers=tenant.headers).json()[
         "items"
     ]
+
+
+def test_a_new_resource_was_updated_when_it_was_created(client, tenant) -> None:  # type: ignore[no-untyped-def]
+    v = h.vpc(client, tenant)
+    assert v["created_at"] == v["updated_at"] and v["created_at"].endswith("Z")
+    p = client.patch(f"/v1/vpcs/{v['id']}", json={"name": "x"}, headers=tenant.headers).json()
+    assert p["created_at"] == v["created_at"] and p["updated_at"] > v["updated_at"]
