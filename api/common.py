@@ -200,8 +200,11 @@ def reject_unknown_query(request: Request) -> None:
             {
                 "field": f"query.{name}",
                 "message": "unknown query parameter"
-                + (f"; this list filters by {', '.join(sorted(known - {'limit', 'page_token'}))}"
-                   if known - {"limit", "page_token"} else ""),
+                + (
+                    f"; this list filters by {', '.join(sorted(known - {'limit', 'page_token'}))}"
+                    if known - {"limit", "page_token"}
+                    else ""
+                ),
             }
             for name in unknown
         ]

@@ -23,11 +23,12 @@ from api.common import (
     encode_token,
     set_etag,
 )
-from api.deps import AdminDep, SessionDep
+from api.deps import AdminDep, NotifierDep, SessionDep
 from api.errors import Conflict, InUse, NotFound, problems
 from api.netcheck import HostName, IPv4
 from models import Host, Port, Router
 from models.base import utcnow
+from models.hoststate import subnets_on_host
 from models.query import filtered, page
 
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
@@ -139,10 +140,14 @@ def update_host(
     response: Response,
     session: SessionDep,
     _: AdminDep,
+    notifier: NotifierDep,
 ) -> HostOut:
+    """A running agent reasserts its own VTEP and roles with every heartbeat."""
     host = _get(session, host_id)
     check_if_match(request, host)
-    apply_changes(host, body.changes())
+    if apply_changes(host, body.changes()):
+        session.flush()  # its peers' flood and unicast entries point at the VTEP
+        notifier.subnets_changed(session, subnets_on_host(session, host.name), host.name)
     session.flush()
     set_etag(response, host)
     return render(host)

@@ -33,7 +33,7 @@ from api.errors import Conflict, Exhausted, Invalid, problems
 from api.netcheck import HostName, IfName, IPv4, Mac, NetnsName
 from api.services import ipam, quotas
 from models import Port, PortSecurityGroup, SecurityGroup, Subnet, Vpc
-from models.network import address_taken, mac_taken, used_addresses
+from models.network import address_taken, mac_taken, ports_in_netns, used_addresses
 from models.query import filtered, page, scoped
 from models.routing import floating_ip_of_port
 
@@ -141,6 +141,36 @@ def check_fixed_ip(session: Session, subnet: Subnet, address: str, field: str) -
         )
 
 
+def check_binding(
+    session: Session,
+    tenant_id: str,
+    host: str | None,
+    netns: str | None,
+    interface_name: str,
+    port_id: str | None = None,
+) -> None:
+    """A workload namespace on a host is one tenant's, and each interface name in it is once.
+
+    Namespace names are shared by every tenant on a host (as with any name a CNI caller
+    gives), so the clash is reported without saying whose the other port is.
+    """
+    if not host or not netns:
+        return
+    for other in ports_in_netns(session, host, netns):
+        if other.id == port_id:
+            continue
+        if other.tenant_id != tenant_id:
+            raise Conflict(
+                f"netns {netns!r} on host {host!r} is in use; choose another name",
+                errors=[{"field": "body.netns", "message": "in use on this host"}],
+            )
+        if other.interface_name == interface_name:
+            raise Conflict(
+                f"netns {netns!r} on host {host!r} already has {interface_name} (port {other.id})",
+                errors=[{"field": "body.interface_name", "message": "in use in this netns"}],
+            )
+
+
 def allocate_port(session: Session, subnet: Subnet, fields: dict[str, object]) -> Port:
     """Insert the port, allocating IP and MAC unless fixed; retries on collisions."""
     fixed_ip = fields.pop("ip_address", None)
@@ -200,6 +230,7 @@ def create_port(
             f"MAC {body.mac_address} is already used by port {owner} on this subnet",
             errors=[{"field": "body.mac_address", "message": f"already used by port {owner}"}],
         )
+    check_binding(session, who.tenant_id, body.host, body.netns, body.interface_name)
     quotas.check(session, who.tenant_id, "ports", Port)
     fields = body.model_dump(exclude={"subnet_id"})
     fields.update(tenant_id=who.tenant_id, security_group_ids=groups)
@@ -279,6 +310,15 @@ def update_port(
     _not_router_owned(port)
     old_host = port.host
     changes = body.changes()
+    if {"host", "netns", "interface_name"} & changes.keys():
+        check_binding(
+            session,
+            port.tenant_id,
+            changes.get("host", port.host),
+            changes.get("netns", port.netns),
+            changes.get("interface_name", port.interface_name),
+            port.id,
+        )
     groups = changes.pop("security_group_ids", None)
     changed = apply_changes(port, changes)
     if groups is not None and groups != port.security_group_ids:

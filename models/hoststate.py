@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, lazyload, mapped_column
 
 from models.base import Base, utcnow
@@ -49,7 +50,12 @@ def hosts_of_subnets(session: Session, subnet_ids: set[str]) -> set[str]:
         return set()
     rows = session.scalars(
         sa.select(Port.host)
-        .where(Port.subnet_id.in_(subnet_ids), Port.host.is_not(None))
+        .where(
+            Port.subnet_id.in_(subnet_ids),
+            Port.host.is_not(None),
+            Port.device_owner == "",  # router legs are not realised on hosts yet
+            Port.netns.is_not(None),  # nor ports with no workload namespace
+        )
         .distinct()
     )
     return {h for h in rows if h}
@@ -128,12 +134,24 @@ def clear_dirty(session: Session, host: str) -> None:
     session.execute(sa.update(HostStateRow).where(HostStateRow.host == host).values(dirty=False))
 
 
-def stamp(session: Session, host: str, digest: str) -> int:
-    """The document's revision, bumped only if its content changed."""
+def lock_state(session: Session, host: str) -> HostStateRow:
+    """Take the host's state row first: compiles of one host then run one at a time, so a
+    compile that read older rows can never be stamped after a newer one."""
     row = session.get(HostStateRow, host, with_for_update=True)
     if row is None:
-        row = HostStateRow(host=host, revision=0, digest="", dirty=False)
-        session.add(row)
+        try:
+            with session.begin_nested():
+                session.add(HostStateRow(host=host, revision=0, digest="", dirty=False))
+        except IntegrityError:  # created concurrently: wait for it like everyone else
+            pass
+        row = session.get(HostStateRow, host, with_for_update=True, populate_existing=True)
+        assert row is not None
+    return row
+
+
+def stamp(session: Session, host: str, digest: str) -> int:
+    """The document's revision, bumped only if its content changed (row locked already)."""
+    row = lock_state(session, host)
     if row.digest != digest:
         row.revision += 1
         row.digest = digest
@@ -182,6 +200,11 @@ def record_results(
     UPDATEs, so bookkeeping never bumps a resource's revision.
     """
     now = utcnow()
+    current = session.scalar(
+        sa.select(Host.realised_revision).where(Host.name == host).with_for_update()
+    )
+    if current is not None and revision < current:  # an older report overtaken by a newer
+        return set()
     session.execute(
         sa.update(Host)
         .where(Host.name == host)
@@ -297,6 +320,10 @@ def pending_subnets(session: Session) -> set[str]:
 
 def registered_hosts(session: Session) -> set[str]:
     return set(session.scalars(sa.select(Host.name)))
+
+
+def subnets_on_host(session: Session, host: str) -> set[str]:
+    return set(session.scalars(sa.select(Port.subnet_id).where(Port.host == host).distinct()))
 
 
 def subnets_of_ports(session: Session, port_ids: set[str]) -> set[str]:

@@ -128,6 +128,11 @@ def ports_of_subnet(session: Session, subnet_id: str, *, user_only: bool) -> lis
     return list(session.scalars(stmt))
 
 
+def ports_in_netns(session: Session, host: str, netns: str) -> list[Port]:
+    """The ports bound into one workload namespace of a host (any tenant)."""
+    return list(session.scalars(sa.select(Port).where(Port.host == host, Port.netns == netns)))
+
+
 def ports_in_group(session: Session, group_id: str) -> list[str]:
     return list(
         session.scalars(

@@ -54,6 +54,7 @@ class PortState(_Doc):
     id: str
     revision: int
     subnet_id: str
+    tenant_id: str = Field(default="", description="A workload namespace is one tenant's.")
     netns: str = Field(description="The workload namespace, as the user named it.")
     interface_name: str = "eth0"
     mac: str

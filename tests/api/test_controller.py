@@ -178,3 +178,47 @@ def test_host_goes_down_after_missed_heartbeats(client, sent) -> None:  # type: 
     assert client.get(f"/v1/hosts/{host['id']}", headers=h.ADMIN).json()["status"] == "down"
     tasks.heartbeat("h1", "198.18.0.11", ["compute", "network"])
     assert client.get(f"/v1/hosts/{host['id']}", headers=h.ADMIN).json()["status"] == "up"
+
+
+def test_router_legs_and_unbound_ports_do_not_keep_a_subnet_pending(client, tenant, sent) -> None:  # type: ignore[no-untyped-def]
+    tasks.heartbeat("h1", "198.18.0.11", ["compute", "network"], first=True)
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    r = h.router(client, tenant, v["id"])
+    assert r["host"] == "h1"
+    h.attach(client, tenant, r["id"], s["id"])  # a router leg bound to h1, not realised yet
+    h.port(client, tenant, s["id"], host="h1")  # bound but no workload netns
+    tasks.sweep()
+    assert client.get(f"/v1/subnets/{s['id']}", headers=tenant.headers).json()["status"] == "active"
+
+
+def test_an_older_report_never_overwrites_a_newer_one(client, tenant, sent) -> None:  # type: ignore[no-untyped-def]
+    tasks.heartbeat("h1", "198.18.0.11", ["compute"], first=True)
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    p = h.port(client, tenant, s["id"], host="h1", netns="a")
+    tasks.sync_host("h1")
+    old = _doc(sent, "h1")
+    client.patch(f"/v1/ports/{p['id']}", json={"name": "b"}, headers=tenant.headers)
+    tasks.sync_host("h1")
+    new = _doc(sent, "h1")
+    tasks.report(_ok(new))
+    tasks.report(_ok(old))  # arrives late
+    got = client.get(f"/v1/ports/{p['id']}", headers=tenant.headers).json()
+    assert got["status"] == "active"
+    hosts = client.get("/v1/hosts", headers=h.ADMIN).json()["items"]
+    assert hosts[0]["realised_revision"] == new.revision
+
+
+def test_an_agent_starting_late_is_pushed_to_its_peers(client, tenant, sent) -> None:  # type: ignore[no-untyped-def]
+    tasks.heartbeat("h1", "198.18.0.11", ["compute"], first=True)
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    h.port(client, tenant, s["id"], host="h1", netns="a")
+    h.host(client, name="h2", vtep_ip="198.18.0.12")  # the admin registered it first
+    h.port(client, tenant, s["id"], host="h2", netns="b")  # h2 has no agent yet
+    sent.clear()
+    tasks.heartbeat("h2", "198.18.0.12", ["compute"], first=True)
+    pushed = {a[0]["host"]: a[0] for n, a, _ in sent if n == APPLY}
+    assert set(pushed) == {"h1", "h2"}
+    assert pushed["h1"]["subnets"][0]["remote_vteps"] == ["198.18.0.12"]

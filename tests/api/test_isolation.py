@@ -696,3 +696,26 @@ def test_admin_sees_both_tenants_but_cannot_create_for_them(ctx: Ctx) -> None:
             assert ctx.c.get(BY_ID[key].format(ids[key]), headers=ADMIN).status_code == 200
     r = ctx.c.post("/v1/vpcs", json={"cidr": "10.0.0.0/16"}, headers=ADMIN)
     h.problem(r, 403)
+
+
+def test_a_workload_netns_on_a_host_belongs_to_one_tenant(client, make_tenant) -> None:  # type: ignore[no-untyped-def]
+    a, b = make_tenant("netns-a"), make_tenant("netns-b")
+    sa_ = h.subnet(client, a, h.vpc(client, a)["id"])
+    sb_ = h.subnet(client, b, h.vpc(client, b)["id"])
+    h.port(client, a, sa_["id"], host="h1", netns="web")
+    h.port(client, a, sa_["id"], host="h1", netns="web", interface_name="eth1")  # multi-homed
+    r = client.post(
+        "/v1/ports",
+        json={"subnet_id": sb_["id"], "host": "h1", "netns": "web", "interface_name": "eth2"},
+        headers=b.headers,
+    )
+    body = h.problem(r, 409)
+    assert body["errors"][0]["field"] == "body.netns" and a.id not in r.text
+    r = client.post(
+        "/v1/ports", json={"subnet_id": sa_["id"], "host": "h1", "netns": "web"}, headers=a.headers
+    )
+    assert h.problem(r, 409)["errors"][0]["field"] == "body.interface_name"
+    other = h.port(client, b, sb_["id"], host="h2", netns="web")  # another host: fine
+    r = client.patch(f"/v1/ports/{other['id']}", json={"host": "h1"}, headers=b.headers)
+    h.problem(r, 409)
+    assert client.get(f"/v1/ports/{other['id']}", headers=b.headers).json()["host"] == "h2"

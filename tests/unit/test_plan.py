@@ -675,3 +675,14 @@ def test_merged_replaces_only_the_scoped_objects() -> None:
     assert set(merged.veths) == {VE2} and set(merged.workloads) == {P2}
     assert merged.netns == {"ns2"} and merged.owned_netns == {"ns2"}
     assert merged.bridges == old.bridges and merged.fdb == old.fdb
+
+
+def test_a_netns_is_never_shared_between_tenants() -> None:
+    mine = port(P1, netns="web", tenant_id="tenant-a")
+    theirs = port(P2, netns="web", interface_name="eth1", tenant_id="tenant-b")
+    also_mine = port(P3, netns="web", interface_name="eth2", tenant_id="tenant-a")
+    problems = port_problems(host([subnet()], [mine, theirs, also_mine]))
+    assert set(problems) == {P2} and "another tenant" in problems[P2]
+    ops = plan(host([subnet()], [mine, theirs, also_mine]), EMPTY)
+    made = {op.port_id for op in ops if isinstance(op, CreatePort)}
+    assert made == {P1, P3}  # the other tenant's interface is not put into the netns

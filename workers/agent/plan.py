@@ -274,6 +274,7 @@ def port_problems(desired: HostState, netns_prefix: str = "") -> dict[str, str]:
             bad_subnets[sid] = f"subnet {sid} has the same device names as subnet {other}"
     problems: dict[str, str] = {}
     seen: dict[tuple[str, str], str] = {}
+    owners: dict[str, tuple[str, str]] = {}  # netns -> (tenant, first port)
     veths: dict[str, str] = {}
     for port in sorted(desired.ports, key=lambda p: p.id):
         if port.subnet_id not in subnets:
@@ -291,6 +292,10 @@ def port_problems(desired: HostState, netns_prefix: str = "") -> dict[str, str]:
             names.check_ifname(port.interface_name)
         except ValueError as exc:
             problems[port.id] = str(exc)
+            continue
+        tenant, first = owners.setdefault(netns, (port.tenant_id, port.id))
+        if tenant != port.tenant_id:  # never put one tenant's interface in another's netns
+            problems[port.id] = f"netns {netns} holds port {first} of another tenant"
             continue
         key = (netns, port.interface_name)
         if key in seen:

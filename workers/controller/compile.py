@@ -59,6 +59,7 @@ def build(
             id=p.id,
             revision=p.revision,
             subnet_id=p.subnet_id,
+            tenant_id=p.tenant_id,
             netns=p.netns or "",
             interface_name=p.interface_name,
             mac=p.mac_address.lower(),
@@ -83,6 +84,7 @@ def compile_host(session: Session, host: str) -> HostState | None:
     row = q.host_by_name(session, host)
     if row is None:
         return None
+    q.lock_state(session, host)  # before reading any row the document is built from
     ports = q.local_ports(session, host)
     subnet_ids = {p.subnet_id for p in ports}
     state = build(

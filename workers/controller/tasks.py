@@ -49,9 +49,17 @@ def push(host: str, *, full: bool) -> int | None:
         state = compile_host(session, host)
     if state is None:
         return None
-    app.send_task(
-        APPLY, args=[state.model_dump(mode="json")], kwargs={"full": full}, queue=host_queue(host)
-    )
+    try:
+        app.send_task(
+            APPLY,
+            args=[state.model_dump(mode="json")],
+            kwargs={"full": full},
+            queue=host_queue(host),
+        )
+    except Exception:  # the bus is down: keep the need for a sync for the sweeper
+        with transaction() as session:
+            q.mark_dirty(session, {host})
+        raise
     return state.revision
 
 
@@ -83,10 +91,9 @@ def report(doc: dict[str, Any]) -> None:
 def heartbeat(host: str, vtep_ip: str, roles: list[str], first: bool = False) -> None:
     with transaction() as session:
         changed = q.record_heartbeat(session, host, vtep_ip, roles)
-        peers = set()
-        if changed:  # every host sharing a subnet with it must learn the new VTEP
-            subnets = q.subnets_of_ports(session, {p.id for p in q.local_ports(session, host)})
-            peers = q.hosts_of_subnets(session, subnets) - {host}
+        peers: set[str] = set()
+        if changed or first:  # hosts sharing a subnet with it must (re)learn its VTEP
+            peers = q.hosts_of_subnets(session, q.subnets_on_host(session, host)) - {host}
     if changed or first:
         push(host, full=True)
     for peer in sorted(peers):
