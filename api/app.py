@@ -41,8 +41,13 @@ def ensure_admin_token(settings: Settings) -> str | None:
 
 def _ensure_admin_token(settings: Settings) -> str | None:
     with session_factory(engine_for(settings.database_url)).begin() as session:
-        if settings.vpcd_admin_token:
+        if settings.vpcd_admin_token:  # the configured token is the only admin token
             digest = hash_token(settings.vpcd_admin_token)
+            session.execute(
+                sa.delete(ApiToken).where(
+                    ApiToken.tenant_id.is_(None), ApiToken.token_hash != digest
+                )
+            )
             if session.scalar(sa.select(ApiToken.id).where(ApiToken.token_hash == digest)) is None:
                 session.add(ApiToken(token_hash=digest, tenant_id=None))
             return None

@@ -12,6 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_TYPE = "https://vpcd.dev/problems/"
@@ -187,6 +189,22 @@ def install(app: FastAPI) -> None:
         return ProblemResponse(
             exc.problem(request.url.path), status_code=exc.status, headers=headers
         )
+
+    @app.exception_handler(StaleDataError)
+    async def _stale(request: Request, exc: StaleDataError) -> ProblemResponse:
+        """Optimistic locking lost a race: another request changed the row first."""
+        err: ApiError
+        if request.headers.get("if-match"):
+            err = PreconditionFailed("the resource changed after the ETag you sent; GET it again")
+        else:
+            err = Conflict("the resource was changed by a concurrent request; retry")
+        return ProblemResponse(err.problem(request.url.path), status_code=err.status)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> ProblemResponse:
+        """A constraint caught a race the checks could not see (e.g. a parent deleted)."""
+        err = Conflict("the request conflicts with a concurrent change; retry")
+        return ProblemResponse(err.problem(request.url.path), status_code=err.status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> ProblemResponse:

@@ -79,6 +79,8 @@ def render(session: Session, fip: FloatingIp) -> FloatingIpOut:
 def route_for(session: Session, who: Principal, fip: FloatingIp, port_id: str) -> str:
     """The router that carries this port's subnet to the FIP's external network."""
     port = owned(session, Port, port_id, who, "port")
+    if port.tenant_id != fip.tenant_id:  # even the admin cannot map one tenant's IP to another
+        raise NotFound("port", port_id)
     if port.device_owner == ROUTER_INTERFACE:
         raise Invalid("body.port_id", "a router interface cannot take a floating IP")
     other = floating_ip_of_port(session, port.id)

@@ -248,11 +248,11 @@ def update_router(
             raise InUse(
                 "floating IPs use this router's gateway", [("floating_ip", f) for f in fips]
             )
-        release_external(session, r.id)
-        r.external_ip = None
+        release_external(session, r.id)  # a Core DELETE: nothing of `r` is flushed early
         if changes["external_network_id"] is not None:
-            session.flush()
             attach_gateway(session, r, changes["external_network_id"])
+        else:
+            r.external_ip = None
         r.touch()
     if apply_changes(r, changes):
         r.status = "pending"

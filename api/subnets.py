@@ -121,9 +121,6 @@ def create_subnet(
 ) -> SubnetOut:
     assert who.tenant_id is not None
     vpc = owned(session, Vpc, body.vpc_id, who, "vpc")
-    # Serialise subnet creates per VPC so two concurrent ones cannot both pass the
-    # overlap check (a row lock on Postgres; SQLite serialises writers anyway).
-    session.execute(sa.select(Vpc.id).where(Vpc.id == vpc.id).with_for_update())
     net = ipaddress.IPv4Network(body.cidr)
     _check_placement(session, vpc, net)
     if body.gateway_ip is None:

@@ -174,10 +174,10 @@ def spawn(sb: Sandbox, label: str, argv: list[str], env: dict[str, str]) -> None
     if label.startswith("agent-"):
         # Agents hold no DB credentials: documents come and reports go on the bus.
         env = {k: v for k, v in env.items() if k != "DATABASE_URL"}
-    log = open(sb.dir / f"{label}.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(
-        argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    with open(sb.dir / f"{label}.log", "ab") as log:  # the child keeps its own copy
+        proc = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     sb.pids[label] = proc.pid
     sb.save()
 
@@ -209,7 +209,9 @@ def up(
     shutil.rmtree(sb.dir, ignore_errors=True)
     sb.dir.mkdir(parents=True)
     env = {**os.environ, **(overrides or {})}
-    env["VPCD_BUS_NAMESPACE"] = f"vpcd-{name}"
+    # A fresh bus namespace per `up`: messages a previous run left in a shared Redis
+    # (documents of another database's revisions) can never reach these agents.
+    env["VPCD_BUS_NAMESPACE"] = f"vpcd-{name}-{secrets.token_hex(4)}"
     if not env.get("DATABASE_URL"):
         env["DATABASE_URL"] = f"sqlite:///{sb.dir}/vpcd.db"
     if not env.get("REDIS_URL"):
@@ -342,7 +344,25 @@ def down(name: str) -> None:
         workload = any(ns.startswith(f"{h}-") for h in host_names)
         if mine or workload:
             ip("netns", "delete", ns, check=False)
+    purge_bus(sb.env)
     shutil.rmtree(sb.dir, ignore_errors=True)
+
+
+def purge_bus(env: dict[str, str]) -> None:
+    """Drop the sandbox's queues from a shared Redis (a filesystem bus goes with its dir)."""
+    url, namespace = env.get("REDIS_URL"), env.get("VPCD_BUS_NAMESPACE")
+    if not url or not namespace:
+        return
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=5)
+        keys = [*client.scan_iter(f"{namespace}.*"), *client.scan_iter(f"*{namespace}.*")]
+        if keys:
+            client.delete(*set(keys))
+        client.close()
+    except redis.RedisError:  # best effort: a stale namespace is never read again
+        pass
 
 
 def status(name: str) -> dict[str, object]:

@@ -63,9 +63,18 @@ def insert_unique(session: Session, candidates: Iterator[T], make: Callable[[T],
                 session.add(make(value))
                 session.flush()
             return value
-        except IntegrityError:
+        except IntegrityError as exc:
+            if not is_unique_violation(exc):  # e.g. a parent deleted meanwhile: not ours to retry
+                raise
             continue
     raise Exhausted("allocation kept colliding with concurrent requests; retry")
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return bool(sqlstate == "23505")
+    return "UNIQUE constraint failed" in str(exc.orig)
 
 
 def address_candidates(
@@ -89,8 +98,3 @@ def address_candidates(
 def vni_candidates() -> Iterator[int]:
     while True:
         yield secrets.randbelow(VNI_MAX - VNI_MIN + 1) + VNI_MIN
-
-
-def mac_candidates() -> Iterator[str]:
-    while True:
-        yield random_mac()

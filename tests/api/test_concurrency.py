@@ -350,3 +350,43 @@ def test_parallel_creates_of_one_fixed_ip_admit_one(
     winner = next(r.json() for r in responses if r.status_code == 201)
     assert winner["ip_address"] == "10.0.1.50"
     assert _count(db_url, "ports", subnet_id=subnet["id"]) == 1
+
+
+def test_racing_patches_and_deletes_lose_cleanly(
+    api: httpx.Client, server: Server, db_url: str
+) -> None:
+    """Optimistic locking: a lost race is a 409 (412 with If-Match), never a 500."""
+    who = _tenant(api)
+    vpc = _create(api, "/v1/vpcs", who, cidr="10.0.0.0/16")
+    patches = burst(
+        16,
+        lambda i: api.patch(f"/v1/vpcs/{vpc['id']}", json={"name": f"n{i}"}, headers=who),
+    )
+    _no_5xx(patches, server)
+    assert {r.status_code for r in patches} <= {200, 409}
+    assert any(r.status_code == 200 for r in patches)
+    final = api.get(f"/v1/vpcs/{vpc['id']}", headers=who).json()
+    assert final["revision"] == 1 + sum(r.status_code == 200 for r in patches)
+
+    guarded = burst(
+        8,
+        lambda i: api.patch(
+            f"/v1/vpcs/{vpc['id']}",
+            json={"description": f"d{i}"},
+            headers={**who, "If-Match": f'"{final["revision"]}"'},
+        ),
+    )
+    _no_5xx(guarded, server)
+    assert sorted(r.status_code for r in guarded) == [200] + [412] * 7
+
+    subnet = _create(api, "/v1/subnets", who, vpc_id=vpc["id"], cidr="10.0.1.0/24")
+    mixed = burst(
+        6,
+        lambda i: (
+            api.delete(f"/v1/subnets/{subnet['id']}", headers=who)
+            if i == 0
+            else api.post("/v1/ports", json={"subnet_id": subnet["id"]}, headers=who)
+        ),
+    )
+    _no_5xx(mixed, server)
+    assert {r.status_code for r in mixed} <= {201, 204, 404, 409}

@@ -583,3 +583,61 @@ def test_a_new_resource_was_updated_when_it_was_created(client, tenant) -> None:
     assert v["created_at"] == v["updated_at"] and v["created_at"].endswith("Z")
     p = client.patch(f"/v1/vpcs/{v['id']}", json={"name": "x"}, headers=tenant.headers).json()
     assert p["created_at"] == v["created_at"] and p["updated_at"] > v["updated_at"]
+
+
+def test_setting_the_admin_token_revokes_older_admin_tokens(client, db_url) -> None:  # type: ignore[no-untyped-def]
+    from api.app import ensure_admin_token
+    from api.settings import Settings
+
+    assert client.get("/v1/tenants", headers=ADMIN).status_code == 200
+    ensure_admin_token(Settings(database_url=db_url, vpcd_admin_token="rotated-admin-token"))
+    rotated = {"Authorization": "Bearer rotated-admin-token"}
+    try:
+        assert client.get("/v1/tenants", headers=ADMIN).status_code == 401
+        assert client.get("/v1/tenants", headers=rotated).status_code == 200
+    finally:
+        ensure_admin_token(
+            Settings(database_url=db_url, vpcd_admin_token=ADMIN["Authorization"][7:])
+        )
+    assert client.get("/v1/tenants", headers=ADMIN).status_code == 200
+
+
+def _routed_port(client: TestClient, t: Tenant, ext: dict[str, Any], cidr: str) -> dict[str, Any]:
+    v = h.vpc(client, t, cidr=cidr)
+    s = h.subnet(client, t, v["id"], cidr=cidr.replace("/16", "/24"))
+    r = h.router(client, t, v["id"], external_network_id=ext["id"])
+    h.attach(client, t, r["id"], s["id"])
+    return h.port(client, t, s["id"])
+
+
+def test_even_the_admin_cannot_map_one_tenants_floating_ip_to_anothers_port(
+    client, make_tenant
+) -> None:  # type: ignore[no-untyped-def]
+    a, b = make_tenant("fip-a"), make_tenant("fip-b")
+    ext = h.external_network(client)
+    _routed_port(client, a, ext, "10.0.0.0/16")
+    port_b = _routed_port(client, b, ext, "10.1.0.0/16")
+    fip_a = h.floating_ip(client, a, ext["id"])
+    r = client.patch(
+        f"/v1/floating-ips/{fip_a['id']}", json={"port_id": port_b["id"]}, headers=ADMIN
+    )
+    h.problem(r, 404)
+    assert (
+        client.get(f"/v1/floating-ips/{fip_a['id']}", headers=a.headers).json()["port_id"] is None
+    )
+
+
+def test_changing_a_router_gateway_is_one_revision(client, tenant) -> None:  # type: ignore[no-untyped-def]
+    ext1 = h.external_network(client)
+    ext2 = h.external_network(client, cidr="198.51.100.0/24", gateway_ip="198.51.100.1")
+    v = h.vpc(client, tenant)
+    r = h.router(client, tenant, v["id"], external_network_id=ext1["id"])
+    assert r["revision"] == 1 and r["external_ip"].startswith("203.0.113.")
+    moved = client.patch(
+        f"/v1/routers/{r['id']}", json={"external_network_id": ext2["id"]}, headers=tenant.headers
+    ).json()
+    assert moved["revision"] == 2 and moved["external_ip"].startswith("198.51.100.")
+    cleared = client.patch(
+        f"/v1/routers/{r['id']}", json={"external_network_id": None}, headers=tenant.headers
+    ).json()
+    assert cleared["revision"] == 3 and cleared["external_ip"] is None
