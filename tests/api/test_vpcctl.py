@@ -38,8 +38,12 @@ class Cli:
     ) -> Result:
         argv = ["--url", URL, *(["--token", token] if token else []), *args]
         result = self.runner.invoke(vpcctl.app, argv, env=env)
-        assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr,
-                                          result.exception)
+        assert result.exit_code == code, (
+            result.exit_code,
+            result.stdout,
+            result.stderr,
+            result.exception,
+        )
         return result
 
     def json(self, *args: str, token: str | None = None) -> Any:
@@ -82,10 +86,27 @@ def row_of(table: str, ident: str) -> list[str]:
 
 def test_vpc_lifecycle(cli: Cli, client: TestClient, tenant: Tenant) -> None:
     t = tenant.token
-    made = cli.json("vpcs", "create", "--cidr", "10.0.0.0/16", "--name", "x", "--tag", "a",
-                    "--tag", "b", "--description", "d", token=t)
+    made = cli.json(
+        "vpcs",
+        "create",
+        "--cidr",
+        "10.0.0.0/16",
+        "--name",
+        "x",
+        "--tag",
+        "a",
+        "--tag",
+        "b",
+        "--description",
+        "d",
+        token=t,
+    )
     assert (made["cidr"], made["name"], made["tags"], made["description"]) == (
-        "10.0.0.0/16", "x", ["a", "b"], "d")
+        "10.0.0.0/16",
+        "x",
+        ["a", "b"],
+        "d",
+    )
     assert made["tenant_id"] == tenant.id
     vid = made["id"]
     stored = client.get(f"/v1/vpcs/{vid}", headers=tenant.headers).json()
@@ -97,19 +118,42 @@ def test_vpc_lifecycle(cli: Cli, client: TestClient, tenant: Tenant) -> None:
     assert row_of(shown, "default_security_group_id")[1] == made["default_security_group_id"]
     assert cli.json("vpcs", "show", vid, token=t) == stored
 
-    changed = cli.json("vpcs", "update", vid, "--set", "name=renamed", "--set", 'tags=["z"]',
-                       "--set", "description=null text", token=t)
+    changed = cli.json(
+        "vpcs",
+        "update",
+        vid,
+        "--set",
+        "name=renamed",
+        "--set",
+        'tags=["z"]',
+        "--set",
+        "description=null text",
+        token=t,
+    )
     assert (changed["name"], changed["tags"], changed["description"]) == (
-        "renamed", ["z"], "null text")
+        "renamed",
+        ["z"],
+        "null text",
+    )
     assert changed["revision"] == made["revision"] + 1
     assert client.get(f"/v1/vpcs/{vid}", headers=tenant.headers).json()["name"] == "renamed"
 
-    stale = cli("vpcs", "update", vid, "--set", "name=y", "--if-match", str(made["revision"]),
-                token=t, code=1)
+    stale = cli(
+        "vpcs",
+        "update",
+        vid,
+        "--set",
+        "name=y",
+        "--if-match",
+        str(made["revision"]),
+        token=t,
+        code=1,
+    )
     assert stale.stderr.startswith("Precondition failed: ")
     assert client.get(f"/v1/vpcs/{vid}", headers=tenant.headers).json()["name"] == "renamed"
-    fresh = cli.json("vpcs", "update", vid, "--set", "name=y", "--if-match",
-                     str(changed["revision"]), token=t)
+    fresh = cli.json(
+        "vpcs", "update", vid, "--set", "name=y", "--if-match", str(changed["revision"]), token=t
+    )
     assert fresh["name"] == "y"
     assert cli.sent[-1].headers["if-match"] == f'"{changed["revision"]}"'
 
@@ -129,9 +173,20 @@ def test_subnet_lifecycle(cli: Cli, client: TestClient, tenant: Tenant) -> None:
     vpc = h.vpc(client, tenant)
     pools = [{"start": "10.0.1.10", "end": "10.0.1.20"}]
     made = cli.json(
-        "subnets", "create", "--vpc-id", vpc["id"], "--cidr", "10.0.1.0/24", "--name", "web",
-        "--dns-nameserver", "192.0.2.53", "--set", f"allocation_pools={json.dumps(pools)}",
-        "--set", 'host_routes=[{"destination":"192.168.0.0/16","nexthop":"10.0.1.254"}]',
+        "subnets",
+        "create",
+        "--vpc-id",
+        vpc["id"],
+        "--cidr",
+        "10.0.1.0/24",
+        "--name",
+        "web",
+        "--dns-nameserver",
+        "192.0.2.53",
+        "--set",
+        f"allocation_pools={json.dumps(pools)}",
+        "--set",
+        'host_routes=[{"destination":"192.168.0.0/16","nexthop":"10.0.1.254"}]',
         token=t,
     )
     sid = made["id"]
@@ -153,11 +208,17 @@ def test_subnet_lifecycle(cli: Cli, client: TestClient, tenant: Tenant) -> None:
     header = table.splitlines()[1]
     for column in ("id", "name", "vpc_id", "cidr", "gateway_ip", "vni", "status"):
         assert column in header
-    assert row_of(table, sid) == [sid, "web", vpc["id"], "10.0.1.0/24", "10.0.1.1",
-                                  str(made["vni"]), "pending"]
+    assert row_of(table, sid) == [
+        sid,
+        "web",
+        vpc["id"],
+        "10.0.1.0/24",
+        "10.0.1.1",
+        str(made["vni"]),
+        "pending",
+    ]
 
-    changed = cli.json("subnets", "update", sid, "--set", 'dns_nameservers=["192.0.2.54"]',
-                       token=t)
+    changed = cli.json("subnets", "update", sid, "--set", 'dns_nameservers=["192.0.2.54"]', token=t)
     assert changed["dns_nameservers"] == ["192.0.2.54"]
     cli("subnets", "delete", sid, token=t)
     assert client.get(f"/v1/subnets/{sid}", headers=tenant.headers).status_code == 404
@@ -221,8 +282,16 @@ def test_delete_in_use_shows_blockers(cli: Cli, client: TestClient, tenant: Tena
 
 def test_validation_error_names_the_field(cli: Cli, client: TestClient, tenant: Tenant) -> None:
     vpc = h.vpc(client, tenant)
-    r = cli("subnets", "create", "--vpc-id", vpc["id"], "--cidr", "10.0.1.1/24",
-            token=tenant.token, code=1)
+    r = cli(
+        "subnets",
+        "create",
+        "--vpc-id",
+        vpc["id"],
+        "--cidr",
+        "10.0.1.1/24",
+        token=tenant.token,
+        code=1,
+    )
     assert r.stdout == ""
     assert r.stderr.startswith("Invalid request: ")
     assert any(line.strip().startswith("body.cidr: ") for line in r.stderr.splitlines()[1:])
@@ -261,8 +330,12 @@ def test_configuration_from_environment(cli: Cli, tenant: Tenant) -> None:
     assert cli.urls == ["http://from-env:1"]
     assert cli.sent[-1].headers["authorization"] == f"Bearer {tenant.token}"
     # options win over the environment
-    cli("vpcs", "list", env={"VPCD_URL": "http://from-env:1", "VPCD_TOKEN": "wrong"},
-        token=tenant.token)
+    cli(
+        "vpcs",
+        "list",
+        env={"VPCD_URL": "http://from-env:1", "VPCD_TOKEN": "wrong"},
+        token=tenant.token,
+    )
     assert cli.urls[-1] == URL
 
 
@@ -270,8 +343,9 @@ def test_configuration_from_environment(cli: Cli, tenant: Tenant) -> None:
 
 
 def test_tenant_create_token_and_quotas(cli: Cli, client: TestClient) -> None:
-    tenant = cli.json("tenants", "create", "--name", "acme", "--description", "d",
-                      token=ADMIN_TOKEN)
+    tenant = cli.json(
+        "tenants", "create", "--name", "acme", "--description", "d", token=ADMIN_TOKEN
+    )
     assert (tenant["name"], tenant["description"]) == ("acme", "d")
     assert row_of(cli("tenants", "list", token=ADMIN_TOKEN).stdout, tenant["id"])[1] == "acme"
 
@@ -289,40 +363,104 @@ def test_tenant_create_token_and_quotas(cli: Cli, client: TestClient) -> None:
     assert cli.json("tenants", "quotas", tenant["id"], token=ADMIN_TOKEN)["vpcs"] == 1
     over = cli("vpcs", "create", "--cidr", "10.1.0.0/16", token=token, code=1)
     assert over.stderr.startswith("Quota exceeded: ")
-    assert len(client.get("/v1/vpcs", headers={"Authorization": f"Bearer {token}"})
-               .json()["items"]) == 1
+    assert (
+        len(client.get("/v1/vpcs", headers={"Authorization": f"Bearer {token}"}).json()["items"])
+        == 1
+    )
 
 
 def test_hosts_and_rules_typed_options(cli: Cli, client: TestClient, tenant: Tenant) -> None:
-    host = cli.json("hosts", "create", "--name", "h1", "--vtep-ip", "192.0.2.11",
-                    "--role", "compute", "--role", "network", token=ADMIN_TOKEN)
+    host = cli.json(
+        "hosts",
+        "create",
+        "--name",
+        "h1",
+        "--vtep-ip",
+        "192.0.2.11",
+        "--role",
+        "compute",
+        "--role",
+        "network",
+        token=ADMIN_TOKEN,
+    )
     assert (host["name"], host["vtep_ip"], sorted(host["roles"])) == (
-        "h1", "192.0.2.11", ["compute", "network"])
+        "h1",
+        "192.0.2.11",
+        ["compute", "network"],
+    )
 
     vpc = h.vpc(client, tenant)
     group = h.group(client, tenant, vpc["id"])
-    rule = cli.json("security-group-rules", "create", "--security-group-id", group["id"],
-                    "--direction", "ingress", "--protocol", "tcp", "--port-min", "22",
-                    "--port-max", "22", "--remote-cidr", "0.0.0.0/0", token=tenant.token)
+    rule = cli.json(
+        "security-group-rules",
+        "create",
+        "--security-group-id",
+        group["id"],
+        "--direction",
+        "ingress",
+        "--protocol",
+        "tcp",
+        "--port-min",
+        "22",
+        "--port-max",
+        "22",
+        "--remote-cidr",
+        "0.0.0.0/0",
+        token=tenant.token,
+    )
     assert (rule["direction"], rule["protocol"], rule["port_min"], rule["port_max"]) == (
-        "ingress", "tcp", 22, 22)
-    bad = cli("security-group-rules", "create", "--security-group-id", group["id"],
-              "--direction", "ingress", "--protocol", "icmp", "--port-min", "1",
-              token=tenant.token, code=1)
+        "ingress",
+        "tcp",
+        22,
+        22,
+    )
+    bad = cli(
+        "security-group-rules",
+        "create",
+        "--security-group-id",
+        group["id"],
+        "--direction",
+        "ingress",
+        "--protocol",
+        "icmp",
+        "--port-min",
+        "1",
+        token=tenant.token,
+        code=1,
+    )
     assert "  body.port_min: " in bad.stderr
     cli("security-group-rules", "create", "--direction", "sideways", token=tenant.token, code=2)
 
 
 def test_router_interfaces_and_floating_ips(cli: Cli, client: TestClient, tenant: Tenant) -> None:
     t = tenant.token
-    ext = cli.json("external-networks", "create", "--name", "public", "--cidr",
-                   "203.0.113.0/24", "--gateway-ip", "203.0.113.1", "--set",
-                   'allocation_pools=[{"start":"203.0.113.10","end":"203.0.113.50"}]',
-                   token=ADMIN_TOKEN)
+    ext = cli.json(
+        "external-networks",
+        "create",
+        "--name",
+        "public",
+        "--cidr",
+        "203.0.113.0/24",
+        "--gateway-ip",
+        "203.0.113.1",
+        "--set",
+        'allocation_pools=[{"start":"203.0.113.10","end":"203.0.113.50"}]',
+        token=ADMIN_TOKEN,
+    )
     vpc = h.vpc(client, tenant)
     sub = h.subnet(client, tenant, vpc["id"])
-    router = cli.json("routers", "create", "--vpc-id", vpc["id"], "--name", "r",
-                      "--external-network-id", ext["id"], "--no-snat", token=t)
+    router = cli.json(
+        "routers",
+        "create",
+        "--vpc-id",
+        vpc["id"],
+        "--name",
+        "r",
+        "--external-network-id",
+        ext["id"],
+        "--no-snat",
+        token=t,
+    )
     assert router["enable_snat"] is False and router["external_ip"]
 
     iface = cli.json("routers", "add-interface", router["id"], sub["id"], token=t)
@@ -330,8 +468,17 @@ def test_router_interfaces_and_floating_ips(cli: Cli, client: TestClient, tenant
     table = cli("routers", "interfaces", router["id"], token=t).stdout
     assert row_of(table, sub["id"]) == [sub["id"], sub["gateway_ip"], iface["port_id"]]
 
-    port = cli.json("ports", "create", "--subnet-id", sub["id"], "--name", "p",
-                    "--ip-address", "10.0.1.5", token=t)
+    port = cli.json(
+        "ports",
+        "create",
+        "--subnet-id",
+        sub["id"],
+        "--name",
+        "p",
+        "--ip-address",
+        "10.0.1.5",
+        token=t,
+    )
     assert port["ip_address"] == "10.0.1.5"
     assert port["security_group_ids"] == [vpc["default_security_group_id"]]
 
@@ -339,8 +486,10 @@ def test_router_interfaces_and_floating_ips(cli: Cli, client: TestClient, tenant
     assert fip["port_id"] is None
     linked = cli.json("floating-ips", "associate", fip["id"], port["id"], token=t)
     assert (linked["port_id"], linked["router_id"]) == (port["id"], router["id"])
-    assert client.get(f"/v1/floating-ips/{fip['id']}", headers=tenant.headers).json()[
-        "port_id"] == port["id"]
+    assert (
+        client.get(f"/v1/floating-ips/{fip['id']}", headers=tenant.headers).json()["port_id"]
+        == port["id"]
+    )
     by_port = cli.json("floating-ips", "list", "--filter", f"port_id={port['id']}", token=t)
     assert [f["id"] for f in by_port] == [fip["id"]]
 
@@ -378,10 +527,19 @@ def test_resource_table_matches_the_api(app: FastAPI) -> None:
         assert set(r.columns) <= set(out["properties"]), r.name
 
 
-@pytest.mark.parametrize("value, parsed", [
-    ("10", 10), ("true", True), ("null", None), ('["a"]', ["a"]), ("web", "web"),
-    ("10.0.0.0/16", "10.0.0.0/16"), ('"10"', "10"), ("", ""),
-])
+@pytest.mark.parametrize(
+    "value, parsed",
+    [
+        ("10", 10),
+        ("true", True),
+        ("null", None),
+        ('["a"]', ["a"]),
+        ("web", "web"),
+        ("10.0.0.0/16", "10.0.0.0/16"),
+        ('"10"', "10"),
+        ("", ""),
+    ],
+)
 def test_set_values_parse_as_json_when_they_can(value: str, parsed: Any) -> None:
     assert vpcctl.parse_pairs([f"k={value}"], "--set") == {"k": parsed}
 
@@ -394,11 +552,19 @@ def test_if_match_accepts_revision_or_etag() -> None:
 
 
 def test_help_is_generated_per_resource(cli: Cli) -> None:
-    text = cli.runner.invoke(vpcctl.app, ["subnets", "create", "--help"],
-                             env={"COLUMNS": "200"}).stdout
-    for flag in ("--vpc-id", "--cidr", "--gateway-ip", "--dns-nameserver", "--tag", "--set",
-                 "--idempotency-key", "allocation_pools"):
+    text = cli.runner.invoke(
+        vpcctl.app, ["subnets", "create", "--help"], env={"COLUMNS": "200"}
+    ).stdout
+    for flag in (
+        "--vpc-id",
+        "--cidr",
+        "--gateway-ip",
+        "--dns-nameserver",
+        "--tag",
+        "--set",
+        "--idempotency-key",
+        "allocation_pools",
+    ):
         assert flag in text
     text = cli.runner.invoke(vpcctl.app, ["vpcs", "delete", "--help"]).stdout
     assert "VPC_ID" in text and "--if-match" in text
-
