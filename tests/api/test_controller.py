@@ -222,3 +222,46 @@ def test_an_agent_starting_late_is_pushed_to_its_peers(client, tenant, sent) -> 
     pushed = {a[0]["host"]: a[0] for n, a, _ in sent if n == APPLY}
     assert set(pushed) == {"h1", "h2"}
     assert pushed["h1"]["subnets"][0]["remote_vteps"] == ["198.18.0.12"]
+
+
+def test_compiles_of_one_host_never_stamp_older_rows_newer(  # type: ignore[no-untyped-def]
+    client, tenant, sent, db_url, monkeypatch
+) -> None:
+    """A slow compile that read the rows before a change must not outrank a later one."""
+    import threading
+    import time
+
+    from models import hoststate as q
+
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite runs one writer at a time; the race needs Postgres")
+    tasks.heartbeat("h1", "198.18.0.11", ["compute"], first=True)
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    h.port(client, tenant, s["id"], host="h1", netns="a")
+    read, release = threading.Event(), threading.Event()
+    original = q.local_ports
+
+    def slow(session, host):  # type: ignore[no-untyped-def]
+        rows = original(session, host)
+        if threading.current_thread().name == "slow":
+            read.set()
+            release.wait(10)
+        return rows
+
+    monkeypatch.setattr(q, "local_ports", slow)
+    sent.clear()
+    first = threading.Thread(target=tasks.sync_host, args=("h1",), name="slow")
+    first.start()
+    assert read.wait(10)
+    late = h.port(client, tenant, s["id"], host="h1", netns="b")
+    second = threading.Thread(target=tasks.sync_host, args=("h1",), name="fast")
+    second.start()
+    time.sleep(0.5)  # without serialisation the fast compile stamps first
+    release.set()
+    first.join(10)
+    second.join(10)
+    newest = max(
+        (HostState.model_validate(a[0]) for n, a, _ in sent if n == APPLY), key=lambda d: d.revision
+    )
+    assert late["id"] in {p.id for p in newest.ports}

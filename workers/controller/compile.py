@@ -84,7 +84,7 @@ def compile_host(session: Session, host: str) -> HostState | None:
     row = q.host_by_name(session, host)
     if row is None:
         return None
-    q.lock_state(session, host)  # before reading any row the document is built from
+    q.serialise_compiles(session, host)  # before reading any row the document is built from
     ports = q.local_ports(session, host)
     subnet_ids = {p.subnet_id for p in ports}
     state = build(
