@@ -29,15 +29,12 @@ import platform
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +45,9 @@ if str(ROOT) not in sys.path:  # run as a script: make api/, models/, migrations
     sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
+
+from cli import procs  # noqa: E402
+from models.db import scratch_database  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://root@127.0.0.1/postgres"
 STARTUP_TIMEOUT = 60.0
@@ -71,12 +71,6 @@ def baseline_app() -> Any:
 
 
 # -- processes -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -104,78 +98,17 @@ class Server:
 def start_uvicorn(
     name: str, factory: str, workers: int, env: dict[str, str], logdir: Path
 ) -> Server:
-    port = free_port()
+    """uvicorn in a process group of its own: its workers are measured and stopped with it."""
+    port = procs.free_port()
     log = logdir / f"{name}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                factory,
-                "--workers",
-                str(workers),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the workers die with it
-        )
-    return Server(name, proc, port, log)
-
-
-def stop(server: Server) -> None:
-    proc = server.proc
-    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
+    argv = procs.uvicorn_argv(factory, port, "--workers", str(workers), "--no-access-log")
+    return Server(name, procs.spawn(argv, {**os.environ, **env}, log, cwd=ROOT), port, log)
 
 
 def wait_ready(server: Server, path: str) -> None:
-    import httpx
-
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"{server.name} exited:\n{server.log.read_text()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{server.port}{path}", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{server.name} not ready in {STARTUP_TIMEOUT}s:\n{server.log.read_text()}")
-
-
-@contextmanager
-def private_database(base: str) -> Iterator[str]:
-    """A fresh database on the server of `base`, dropped (even if in use) at the end."""
-    name = f"vpcd_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    server_url = sa.engine.make_url(base)
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    procs.wait_http_ok(
+        f"http://127.0.0.1:{server.port}{path}", server.proc, server.log, STARTUP_TIMEOUT
+    )
 
 
 # -- clients -------------------------------------------------------------------------------
@@ -444,7 +377,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     logdir.mkdir(parents=True, exist_ok=True)
     admin_token = "bench-admin-" + secrets.token_urlsafe(16)
     try:
-        with private_database(args.pg_url) as db_url:
+        with scratch_database(args.pg_url, "vpcd_bench") as db_url:
             from migrations.runner import upgrade
 
             upgrade(db_url)
@@ -511,7 +444,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise
     finally:
         for server in reversed(servers):
-            stop(server)
+            procs.stop_group(server.proc)
     shutil.rmtree(logdir, ignore_errors=True)
     print_table(phases, ratios)
     return {

@@ -21,17 +21,16 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cli import sandbox as sbx
+from models.db import scratch_database
 
 NAME = "bcv"
 
@@ -237,13 +236,6 @@ def main() -> None:
         raise SystemExit("needs root")
     base = os.environ.get("VPCD_BENCH_DATABASE_URL", "postgresql+psycopg://root@127.0.0.1/postgres")
     redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    dbname = f"vpcd_bench_{uuid.uuid4().hex[:8]}"
-    server = sa.create_engine(
-        sa.engine.make_url(base).set(database="postgres"), isolation_level="AUTOCOMMIT"
-    )
-    with server.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{dbname}"'))
-    url = sa.engine.make_url(base).set(database=dbname).render_as_string(hide_password=False)
     result: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(),
         "cpus": os.cpu_count(),
@@ -251,19 +243,17 @@ def main() -> None:
         "database": "postgresql",
         "bus": "redis",
     }
-    try:
-        sb = sbx.up(NAME, 3, resync=300.0, overrides={"DATABASE_URL": url, "REDIS_URL": redis})
-        b = Bench(sb)
-        result["first_ping"] = first_ping_latencies(b, args.ports)
-        print(json.dumps(result["first_ping"], indent=2), flush=True)
-        if args.scale:
-            result["scale"] = scale(b, args.scale)
-            print(json.dumps(result["scale"], indent=2), flush=True)
-    finally:
-        sbx.down(NAME)
-        with server.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
-        server.dispose()
+    with scratch_database(base, "vpcd_bench") as url:
+        try:
+            sb = sbx.up(NAME, 3, resync=300.0, overrides={"DATABASE_URL": url, "REDIS_URL": redis})
+            b = Bench(sb)
+            result["first_ping"] = first_ping_latencies(b, args.ports)
+            print(json.dumps(result["first_ping"], indent=2), flush=True)
+            if args.scale:
+                result["scale"] = scale(b, args.scale)
+                print(json.dumps(result["scale"], indent=2), flush=True)
+        finally:
+            sbx.down(NAME)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"saved {args.out}")

@@ -18,7 +18,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+
+from cli import procs
 
 RUN_DIR = Path(os.environ.get("VPCD_SANDBOX_DIR", "/run/vpcd-sandbox"))
 UNDERLAY = "198.18.0"  # RFC 2544 benchmarking range: never routed, used only inside netns
@@ -86,12 +87,6 @@ def add_netns(sb: Sandbox, name: str) -> None:
     sb.save()  # recorded before it exists, so `down` finds it even if we die next
     ip("netns", "add", name)
     ip("link", "set", "lo", "up", netns=name)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def build_fabric(sb: Sandbox, count: int, network_hosts: int) -> None:
@@ -174,10 +169,7 @@ def spawn(sb: Sandbox, label: str, argv: list[str], env: dict[str, str]) -> None
     if label.startswith("agent-"):
         # Agents hold no DB credentials: documents come and reports go on the bus.
         env = {k: v for k, v in env.items() if k != "DATABASE_URL"}
-    with open(sb.dir / f"{label}.log", "ab") as log:  # the child keeps its own copy
-        proc = subprocess.Popen(
-            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    proc = procs.spawn(argv, env, sb.dir / f"{label}.log")  # appends: respawns keep the past
     sb.pids[label] = proc.pid
     sb.save()
 
@@ -222,31 +214,14 @@ def up(
     env["VPCD_ADMIN_TOKEN"] = sb.admin_token
     keys = ("DATABASE_URL", "REDIS_URL", "VPCD_BUS_DIR", "VPCD_BUS_NAMESPACE", "VPCD_ADMIN_TOKEN")
     sb.env = {k: env[k] for k in keys if k in env}
-    port = free_port()
+    port = procs.free_port()
     sb.endpoint = f"http://127.0.0.1:{port}"
     sb.save()
     try:
         build_fabric(sb, count, network_hosts)
         py = sys.executable
         subprocess.run([py, "-m", "cli.vpcd", "migrate"], env=env, check=True, capture_output=True)
-        spawn(
-            sb,
-            "api",
-            [
-                py,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "api.app:create_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            env,
-        )
+        spawn(sb, "api", procs.uvicorn_argv("api.app:create_app", port), env)
         spawn(sb, "controller", [py, "-m", "cli.vpcd", "controller"], env)
         for h in sb.hosts:
             spawn(

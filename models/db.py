@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -61,3 +66,28 @@ def engine_for(url: str) -> Engine:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+
+
+@contextmanager
+def scratch_database(base_url: str, prefix: str) -> Iterator[str]:
+    """A new database on the Postgres server of `base_url`; yields its URL, drops it on exit.
+
+    Each test session or benchmark gets one of its own, so runs in parallel never share rows.
+    It is created and dropped from the server's `postgres` database (the one in `base_url`
+    need not exist), and dropped WITH (FORCE): connections still open do not keep it.
+    """
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", prefix):
+        raise ValueError(f"database name prefix {prefix!r} is not a plain identifier")
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    url = sa.engine.make_url(base_url)
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

@@ -20,10 +20,6 @@ ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def _server_url(url: str) -> sa.engine.URL:
-    return sa.engine.make_url(url).set(database="postgres")
-
-
 @pytest.fixture(scope="session")
 def db_url() -> Iterator[str]:
     base = os.environ.get("VPCD_TEST_DATABASE_URL", "sqlite://")
@@ -33,22 +29,15 @@ def db_url() -> Iterator[str]:
             _migrate(url)
             yield url
         return
-    name = f"vpcd_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(_server_url(base), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
-    try:
-        _migrate(url)
-        yield url
-    finally:
-        from models.db import engine_for
+    from models.db import engine_for, scratch_database
 
-        engine_for(url).dispose()
-        engine_for.cache_clear()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(base, "vpcd_test") as url:
+        try:
+            _migrate(url)
+            yield url
+        finally:
+            engine_for(url).dispose()
+            engine_for.cache_clear()
 
 
 def _migrate(url: str) -> None:

@@ -8,13 +8,8 @@ database's constraints, never from a lock inside one process (DESIGN §3).
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,6 +22,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from cli import procs
 from tests.conftest import ADMIN, ADMIN_TOKEN, wipe
 
 if os.environ.get("VPCD_TEST_DATABASE_URL", "sqlite://").startswith("sqlite"):
@@ -38,36 +34,6 @@ WORKERS = 2
 BIG_BURST = 200  # well over one worker's DB pool and thread pool (30 + 40), twice
 STARTUP_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop uvicorn and its workers: they share the process group we gave it."""
-    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        # KILL too: workers that outlived their supervisor, or one that ignored TERM
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=grace)
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"uvicorn exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"uvicorn not ready after {STARTUP_TIMEOUT}s:\n{log.read_text()}")
 
 
 class Server:
@@ -109,42 +75,21 @@ def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
     metrics_dir = tmp / "metrics"
     metrics_dir.mkdir()
     log = tmp / "uvicorn.log"
-    port = _free_port()
+    port = procs.free_port()
     env = {
         **os.environ,
         "DATABASE_URL": db_url,
         "VPCD_ADMIN_TOKEN": ADMIN_TOKEN,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "api.app:create_app",
-                "--workers",
-                str(WORKERS),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    argv = procs.uvicorn_argv("api.app:create_app", port, "--workers", str(WORKERS))
+    proc = procs.spawn(argv, env, log, cwd=ROOT)
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(proc, base, log)
+        procs.wait_http_ok(f"{base}/readyz", proc, log, STARTUP_TIMEOUT)
         yield Server(base, metrics_dir, log)
     finally:
-        _stop(proc)
+        procs.stop_group(proc)
         wipe(db_url)
 
 

@@ -20,7 +20,7 @@ from alembic.script import ScriptDirectory
 
 from migrations.runner import alembic_config, downgrade, upgrade
 from models import Base
-from models.db import make_engine
+from models.db import make_engine, scratch_database
 
 VERSION_TABLE = "alembic_version"
 
@@ -31,18 +31,8 @@ def empty_url(tmp_path: Path) -> Iterator[str]:
     if base.startswith("sqlite"):
         yield f"sqlite:///{tmp_path}/migrations.db"
         return
-    name = f"vpcd_migrations_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    server = sa.create_engine(
-        sa.engine.make_url(base).set(database="postgres"), isolation_level="AUTOCOMMIT"
-    )
-    with server.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
+    with scratch_database(base, "vpcd_migrations") as url:
+        yield url
 
 
 def _engine(url: str) -> sa.engine.Engine:

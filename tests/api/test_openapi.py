@@ -12,15 +12,12 @@ import json
 import os
 import pkgutil
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
@@ -28,6 +25,7 @@ from fastapi.routing import APIRoute
 from api.app import create_app
 from api.deps import require_admin, require_tenant
 from api.settings import Settings
+from cli import procs
 from openapi.export import DOCUMENT, EXPORT_COMMAND, render
 from tests.conftest import ADMIN_TOKEN, wipe
 
@@ -266,38 +264,19 @@ def test_every_schema_is_named(spec: dict[str, Any]) -> None:
 # -- (c) a generated client against a running server ---------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(db_url: str, tmp_path: Path) -> Iterator[str]:
-    """uvicorn in a subprocess on the test database; killed by PID, then the data wiped."""
-    port = _free_port()
+    """uvicorn in a subprocess on the test database; its process group stopped, data wiped."""
+    port = procs.free_port()
     env = os.environ | {"DATABASE_URL": db_url, "VPCD_ADMIN_TOKEN": ADMIN_TOKEN}
-    log = (tmp_path / "uvicorn.log").open("wb")
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app"]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = tmp_path / "uvicorn.log"
+    proc = procs.spawn(procs.uvicorn_argv("api.app:create_app", port), env, log, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (tmp_path / "uvicorn.log").read_text()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.1)
+        procs.wait_http_ok(f"{base}/readyz", proc, log, timeout=30)
         yield base
     finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        log.close()
+        procs.stop_group(proc)
         wipe(db_url)
 
 

@@ -13,18 +13,19 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 if os.geteuid() != 0 or shutil.which("ip") is None:
     pytest.skip("e2e tests need root and iproute2", allow_module_level=True)
 
 from cli import sandbox as sbx
+from models.db import scratch_database
 
 ECHO = str(Path(__file__).with_name("echo.py"))
 RESYNC = 3.0
@@ -136,43 +137,27 @@ class Box:
         self.servers.clear()
 
 
-def _database(base: str) -> tuple[str, Callable[[], None]]:
-    if base.startswith("sqlite"):
-        return "", lambda: None
-    name = f"vpcd_e2e_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    server = sa.create_engine(
-        sa.engine.make_url(base).set(database="postgres"), isolation_level="AUTOCOMMIT"
-    )
-    with server.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with server.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
-
-    url = sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
-    return url, drop
-
-
 @pytest.fixture(scope="session")
 def box() -> Iterator[Box]:
     name = f"e2e{os.getpid() % 100000}"
-    db_url, drop = _database(os.environ.get("VPCD_TEST_DATABASE_URL", "sqlite://"))
-    overrides = {"DATABASE_URL": db_url} if db_url else {"DATABASE_URL": ""}
-    if not os.environ.get("REDIS_URL"):
-        overrides["REDIS_URL"] = ""
-    sb = None
-    try:
-        sb = sbx.up(name, 3, network_hosts=1, resync=RESYNC, overrides=overrides)
-        b = Box(sb)
+    base = os.environ.get("VPCD_TEST_DATABASE_URL", "sqlite://")
+    database: AbstractContextManager[str] = (
+        nullcontext("") if base.startswith("sqlite") else scratch_database(base, "vpcd_e2e")
+    )
+    with database as db_url:
+        overrides = {"DATABASE_URL": db_url} if db_url else {"DATABASE_URL": ""}
+        if not os.environ.get("REDIS_URL"):
+            overrides["REDIS_URL"] = ""
+        sb = None
         try:
-            yield b
+            sb = sbx.up(name, 3, network_hosts=1, resync=RESYNC, overrides=overrides)
+            b = Box(sb)
+            try:
+                yield b
+            finally:
+                b.stop_servers()
+                b.http.close()
         finally:
-            b.stop_servers()
-            b.http.close()
-    finally:
-        sbx.down(name)
-        drop()
-        left = [n for n in sbx.existing_namespaces() if n.startswith(f"{name}-")]
-        assert not left, f"sandbox left namespaces behind: {left}"
+            sbx.down(name)
+            left = [n for n in sbx.existing_namespaces() if n.startswith(f"{name}-")]
+            assert not left, f"sandbox left namespaces behind: {left}"
