@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -73,3 +74,24 @@ def problem(r: Any, status: int) -> dict[str, Any]:
         assert key in body, body
     assert body["status"] == status
     return body  # type: ignore[no-any-return]
+
+
+def v1_routes(app: Any) -> Iterator[Any]:
+    """Every /v1 operation of the app, whatever FastAPI's route nesting."""
+    try:
+        from fastapi.routing import iter_route_contexts
+
+        routes: Any = iter_route_contexts(app.routes)
+    except ImportError:  # older FastAPI: a flat list of APIRoute
+        routes = app.routes
+    for route in routes:
+        if (route.path or "").startswith("/v1/") and getattr(route, "dependant", None):
+            yield route
+
+
+def dependency_names(dependant: Any) -> set[str]:
+    names: set[str] = set()
+    for sub in dependant.dependencies:
+        names.add(getattr(sub.call, "__name__", ""))
+        names |= dependency_names(sub)
+    return names

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from tests.api import helpers as h
+from tests.api.helpers import dependency_names, v1_routes
 from tests.conftest import ADMIN, Tenant
 
 SHARED_NAME = "same"
@@ -33,27 +34,6 @@ A_ONLY_BODY = {"cidr": "10.5.0.0/16", "name": "a-only"}
 
 
 # -- the routes --------------------------------------------------------------------------
-
-
-def v1_routes(app: Any) -> Iterator[Any]:
-    """Every /v1 operation of the app, whatever FastAPI's route nesting."""
-    try:
-        from fastapi.routing import iter_route_contexts
-
-        routes: Any = iter_route_contexts(app.routes)
-    except ImportError:  # older FastAPI: a flat list of APIRoute
-        routes = app.routes
-    for route in routes:
-        if (route.path or "").startswith("/v1/") and getattr(route, "dependant", None):
-            yield route
-
-
-def dependency_names(dependant: Any) -> set[str]:
-    names: set[str] = set()
-    for sub in dependant.dependencies:
-        names.add(getattr(sub.call, "__name__", ""))
-        names |= dependency_names(sub)
-    return names
 
 
 def route_keys(app: Any) -> set[tuple[str, str]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +18,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from tests.api import helpers as h
+from tests.api.helpers import dependency_names, v1_routes
 from tests.conftest import ADMIN, Tenant
 
 # -- machinery ---------------------------------------------------------------------------
@@ -977,27 +977,6 @@ def test_bad_input_is_rejected_and_changes_nothing(
 
 
 # -- generated over every route that takes a body ----------------------------------------
-
-
-def v1_routes(app: Any) -> Iterator[Any]:
-    """Every /v1 operation of the app, whatever FastAPI's route nesting."""
-    try:
-        from fastapi.routing import iter_route_contexts
-
-        routes: Any = iter_route_contexts(app.routes)
-    except ImportError:  # older FastAPI: a flat list of APIRoute
-        routes = app.routes
-    for route in routes:
-        if (route.path or "").startswith("/v1/") and getattr(route, "dependant", None):
-            yield route
-
-
-def dependency_names(dependant: Any) -> set[str]:
-    names: set[str] = set()
-    for sub in dependant.dependencies:
-        names.add(getattr(sub.call, "__name__", ""))
-        names |= dependency_names(sub)
-    return names
 
 
 def body_routes(app: Any) -> list[tuple[str, str, bool]]:
