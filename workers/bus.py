@@ -15,6 +15,8 @@ from pathlib import Path
 from celery import Celery
 from kombu import Queue
 
+import workers.fsbus  # noqa: F401 - registers the "vpcdfs" transport
+
 # Queue names carry a namespace (VPCD_BUS_NAMESPACE) so that several deployments or
 # sandboxes can share one Redis without hearing each other.
 NAMESPACE = os.environ.get("VPCD_BUS_NAMESPACE", "vpcd")
@@ -37,7 +39,7 @@ def broker_settings(redis_url: str | None, bus_dir: str | None) -> dict[str, obj
     folder = Path(bus_dir or "./vpcd-bus").resolve()
     folder.mkdir(parents=True, exist_ok=True)
     return {
-        "broker_url": "filesystem://",
+        "broker_url": "vpcdfs://",  # kombu's filesystem transport, atomic writes
         "broker_transport_options": {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),

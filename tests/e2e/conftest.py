@@ -29,6 +29,7 @@ from models.db import scratch_database
 
 ECHO = str(Path(__file__).with_name("echo.py"))
 RESYNC = 3.0
+LOGS = Path(os.environ.get("VPCD_E2E_LOGS", "/tmp/vpcd-e2e-logs"))
 
 
 class Box:
@@ -158,6 +159,13 @@ def box() -> Iterator[Box]:
                 b.stop_servers()
                 b.http.close()
         finally:
+            if sb is not None:  # keep the processes' logs: the sandbox dir goes with `down`
+                shutil.copytree(
+                    sb.dir,
+                    LOGS / name,
+                    dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("bus", "*.db*", "agents"),
+                )
             sbx.down(name)
             left = [n for n in sbx.existing_namespaces() if n.startswith(f"{name}-")]
             assert not left, f"sandbox left namespaces behind: {left}"
