@@ -386,7 +386,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "vpcd",
                 "api.app:create_app",
                 args.workers,
-                {"DATABASE_URL": db_url, "VPCD_ADMIN_TOKEN": admin_token},
+                {"DATABASE_URL": db_url, "VPCD_ADMIN_TOKEN": admin_token, "REDIS_URL": ""},
                 logdir,
             )
             servers.append(vpcd)

@@ -51,7 +51,8 @@ def app(db_url: str):  # type: ignore[no-untyped-def]
     from api.app import create_app
     from api.settings import Settings
 
-    return create_app(Settings(database_url=db_url, vpcd_admin_token=ADMIN_TOKEN))
+    # No bus: the in-process API pokes no controller (tests that need one capture pokes).
+    return create_app(Settings(database_url=db_url, vpcd_admin_token=ADMIN_TOKEN, redis_url=None))
 
 
 def wipe(db_url: str) -> None:

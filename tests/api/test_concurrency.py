@@ -80,6 +80,7 @@ def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
         **os.environ,
         "DATABASE_URL": db_url,
         "VPCD_ADMIN_TOKEN": ADMIN_TOKEN,
+        "REDIS_URL": "",  # no controller here: poke nobody on the machine's Redis
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     argv = procs.uvicorn_argv("api.app:create_app", port, "--workers", str(WORKERS))

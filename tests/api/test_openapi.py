@@ -268,7 +268,7 @@ def test_every_schema_is_named(spec: dict[str, Any]) -> None:
 def server(db_url: str, tmp_path: Path) -> Iterator[str]:
     """uvicorn in a subprocess on the test database; its process group stopped, data wiped."""
     port = procs.free_port()
-    env = os.environ | {"DATABASE_URL": db_url, "VPCD_ADMIN_TOKEN": ADMIN_TOKEN}
+    env = os.environ | {"DATABASE_URL": db_url, "VPCD_ADMIN_TOKEN": ADMIN_TOKEN, "REDIS_URL": ""}
     log = tmp_path / "uvicorn.log"
     proc = procs.spawn(procs.uvicorn_argv("api.app:create_app", port), env, log, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
