@@ -76,6 +76,19 @@ class Box:
             "/v1/ports", who, subnet_id=subnet["id"], host=self.host(host), netns=netns, **kw
         )
 
+    def connected_pair(
+        self, first: tuple[str, str], second: tuple[str, str]
+    ) -> tuple[dict[str, str], dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """A tenant, one subnet and two ports (host, netns) that already ping each other."""
+        t = self.tenant()
+        (s,) = self.network(t)
+        a = self.port(t, s, *first)
+        b = self.port(t, s, *second)
+        self.wait_status(t, a)
+        self.wait_status(t, b)
+        self.wait_ping(self.workload(*first), b["ip_address"])
+        return t, s, a, b
+
     def wait_status(
         self, who: dict[str, str], port: dict[str, Any], want: str = "active", timeout: float = 30
     ) -> dict[str, Any]:

@@ -21,14 +21,8 @@ pytestmark = pytest.mark.e2e
 
 
 def test_ports_on_two_hosts_talk_icmp_tcp_udp(box: Box) -> None:
-    t = box.tenant()
-    (s,) = box.network(t)
-    a = box.port(t, s, "h1", "a")
-    b = box.port(t, s, "h2", "b")
-    box.wait_status(t, a)
-    box.wait_status(t, b)
+    _t, _s, a, b = box.connected_pair(("h1", "a"), ("h2", "b"))
     ns_a, ns_b = box.workload("h1", "a"), box.workload("h2", "b")
-    box.wait_ping(ns_a, b["ip_address"])
     assert box.ping(ns_b, a["ip_address"])
     box.serve(ns_b, "tcp", 7001, "b-tcp")
     box.serve(ns_b, "udp", 7002, "b-udp")
@@ -106,13 +100,7 @@ def test_agent_failure_reports_error_with_detail(box: Box) -> None:
 
 
 def test_agent_sigkill_and_restart_restores_without_duplicates(box: Box) -> None:
-    t = box.tenant()
-    (s,) = box.network(t)
-    a = box.port(t, s, "h1", "k1")
-    b = box.port(t, s, "h2", "k2")
-    box.wait_status(t, a)
-    box.wait_status(t, b)
-    box.wait_ping(box.workload("h1", "k1"), b["ip_address"])
+    t, s, _a, b = box.connected_pair(("h1", "k1"), ("h2", "k2"))
     before = sorted(box.links("h2"))
     state = sbx.Sandbox.load(box.name)
     assert state is not None
@@ -131,14 +119,8 @@ def test_agent_sigkill_and_restart_restores_without_duplicates(box: Box) -> None
 
 
 def test_drift_is_repaired_within_the_resync_interval(box: Box) -> None:
-    t = box.tenant()
-    (s,) = box.network(t)
-    a = box.port(t, s, "h1", "d1")
-    b = box.port(t, s, "h2", "d2")
-    box.wait_status(t, a)
-    box.wait_status(t, b)
+    _t, s, _a, b = box.connected_pair(("h1", "d1"), ("h2", "d2"))
     ns_a = box.workload("h1", "d1")
-    box.wait_ping(ns_a, b["ip_address"])
     h1 = box.sb.host("h1")["netns"]
     h2 = box.sb.host("h2")["netns"]
     subprocess.run(["ip", "-n", h2, "link", "del", names.bridge_name(s["id"])], check=True)
@@ -174,13 +156,7 @@ def test_drift_is_repaired_within_the_resync_interval(box: Box) -> None:
 
 
 def test_deleting_ports_removes_interfaces_bridges_and_flood_entries(box: Box) -> None:
-    t = box.tenant()
-    (s,) = box.network(t)
-    a = box.port(t, s, "h1", "r1")
-    b = box.port(t, s, "h3", "r2")
-    box.wait_status(t, a)
-    box.wait_status(t, b)
-    box.wait_ping(box.workload("h1", "r1"), b["ip_address"])
+    t, s, _a, b = box.connected_pair(("h1", "r1"), ("h3", "r2"))
     h1_ns, h3_ns = box.sb.host("h1")["netns"], box.sb.host("h3")["netns"]
     vtep3 = box.sb.host("h3")["vtep_ip"]
     flood = subprocess.run(
