@@ -90,16 +90,16 @@ class Principal:
         return self.tenant_id or "admin"
 
 
-def bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer ...` header, or None."""
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
 
 
 def get_principal(request: Request, session: SessionDep) -> Principal:
-    token = bearer(request)
+    token = bearer_token(request.headers.get("authorization", ""))
     if token is None:
         raise Unauthorized("missing bearer token")
     row = find_token(session, token)

@@ -191,6 +191,7 @@ def allocate_port(session: Session, subnet: Subnet, fields: dict[str, object]) -
         return port
 
     if fixed_ip is not None:
+        # Same address again: a collision may be on the random MAC, which `make` redraws.
         candidates = iter([int(ipaddress.IPv4Address(str(fixed_ip)))] * 8)
     else:
         spans = ipam.pool_spans(subnet.allocation_pools)

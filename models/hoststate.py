@@ -46,11 +46,13 @@ class Realisation(Base):
 # -- which hosts a change touches -------------------------------------------------------------
 
 
-def hosts_of_subnets(session: Session, subnet_ids: set[str]) -> set[str]:
+def carriers_of_subnets(session: Session, subnet_ids: set[str]) -> dict[str, set[str]]:
+    """The hosts that realise each subnet: those with a workload port on it."""
+    carriers: dict[str, set[str]] = {}
     if not subnet_ids:
-        return set()
-    rows = session.scalars(
-        sa.select(Port.host)
+        return carriers
+    rows = session.execute(
+        sa.select(Port.subnet_id, Port.host)
         .where(
             Port.subnet_id.in_(subnet_ids),
             Port.host.is_not(None),
@@ -59,7 +61,14 @@ def hosts_of_subnets(session: Session, subnet_ids: set[str]) -> set[str]:
         )
         .distinct()
     )
-    return {h for h in rows if h}
+    for subnet_id, host in rows:
+        if host:
+            carriers.setdefault(subnet_id, set()).add(host)
+    return carriers
+
+
+def hosts_of_subnets(session: Session, subnet_ids: set[str]) -> set[str]:
+    return set().union(*carriers_of_subnets(session, subnet_ids).values())
 
 
 def mark_dirty(session: Session, hosts: set[str]) -> set[str]:
@@ -312,11 +321,12 @@ def refresh_subnet_status(session: Session, subnet_ids: set[str]) -> None:
         return
     reports = _reports(session, subnet_ids)
     registered = registered_hosts(session)
+    carried = carriers_of_subnets(session, subnet_ids)
     rows = []
     for sid, rev, current in session.execute(
         sa.select(Subnet.id, Subnet.revision, Subnet.status).where(Subnet.id.in_(subnet_ids))
     ).all():
-        carriers = hosts_of_subnets(session, {sid}) & registered
+        carriers = carried.get(sid, set()) & registered
         status, detail = _verdict(rev, carriers, reports.get(sid, {}))
         if status != current or status == "error":
             rows.append({"rid": sid, "rev": rev, "new_status": status, "new_detail": detail})

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.deps import Principal, bearer_token
 from api.errors import PROBLEM_MEDIA_TYPE, BadRequest, Conflict, Invalid
 from api.settings import Settings
 from models.base import utcnow
@@ -132,14 +133,12 @@ class IdempotencyMiddleware:
             await store()
 
     def _principal(self, authorization: str) -> str | None:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(authorization)
+        if token is None:
             return None
         with self.sessionmaker() as session:
-            row = find_token(session, token.strip())
-            if row is None:
-                return None
-            return row.tenant_id or "admin"
+            row = find_token(session, token)
+            return None if row is None else Principal(row.tenant_id).key
 
     def _claim(
         self, principal: str, key: str, fingerprint: str

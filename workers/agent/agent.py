@@ -117,11 +117,8 @@ class Agent:
         )
 
     @property
-    def applied_revision(self) -> int | None:
-        return self._applied.revision if self._applied is not None else None
-
-    @property
     def needs_full(self) -> bool:
+        """Whether the next sync observes everything (after a start or a failure)."""
         return self._needs_full
 
     def close(self) -> None:

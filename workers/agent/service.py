@@ -15,7 +15,15 @@ from typing import Any
 from celery import Celery
 
 from workers.agent.agent import Agent
-from workers.bus import APPLY, CONTROL_QUEUE, HEARTBEAT, REPORT, SYNC_HOST, celery_app, host_queue
+from workers.bus import (
+    APPLY,
+    CONTROL_QUEUE,
+    HEARTBEAT,
+    REPORT,
+    celery_app,
+    host_queue,
+    poke_controller,
+)
 from workers.protocol import HostState
 
 log = logging.getLogger("vpcd.agent")
@@ -60,7 +68,7 @@ class AgentService:
         )
 
     def request_sync(self, full: bool) -> None:
-        self.app.send_task(SYNC_HOST, args=[self.host], kwargs={"full": full}, queue=CONTROL_QUEUE)
+        poke_controller(self.app, [self.host], full=full)
 
     def start_timers(self) -> None:
         def beat() -> None:
