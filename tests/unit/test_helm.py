@@ -331,8 +331,7 @@ def test_agent_is_named_after_its_node(rendered: tuple[str, list[Manifest]]) -> 
         env = _env(container)
         assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
         assert env["NODE_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
-        # NODE_NAME and NODE_IP come before the args that use them: Kubernetes expands
-        # $(VAR) only for variables defined in env.
+        # Kubernetes expands $(VAR) in args only for variables the container's env defines.
         assert "REDIS_URL" in env
         # Hosts hold no database credentials (DESIGN §2) and no admin token.
         assert "DATABASE_URL" not in env and "VPCD_ADMIN_TOKEN" not in env
