@@ -254,7 +254,7 @@ class ModelKernel:
         w = self.workloads[op.port_id]
         addresses = (w.addresses - set(op.del_addresses)) | set(op.add_addresses)
         if op.del_addresses:  # the kernel drops routes with the address; driver re-adds
-            routes = set(op.routes)
+            routes = frozenset(op.routes)
         else:
             routes = (w.routes - set(op.del_routes)) | set(op.add_routes)
         self.workloads[op.port_id] = replace(
