@@ -348,6 +348,6 @@ def test_every_op_type_has_one_row_and_both_kernels_implement_it() -> None:
         dispatch.apply(ModelKernel(Observed()), Op())
 
 
-def test_phases_order_sets_around_rules() -> None:
+def test_phases_order_sets_around_rules_and_the_guard_around_vxlan_devices() -> None:
     assert FillIpsets.PHASE < RestoreRuleset.PHASE < DestroyIpsets.PHASE
-    assert ops.Phase.CONFIGURE_PORT < FillIpsets.PHASE
+    assert ops.Phase.DELETE_VXLAN < RestoreRuleset.PHASE < ops.Phase.CREATE_VXLAN

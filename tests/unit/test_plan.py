@@ -176,8 +176,8 @@ def test_workload_netns_rejects_unsafe_names(bad: str) -> None:
 def test_empty_to_full_build_exact_ops() -> None:
     s = subnet(routed=True, host_routes=[Route(destination="10.9.0.0/16", nexthop="192.168.1.254")])
     ops = plan(host([s], [port()]), EMPTY)
-    # ...and the underlay guard, last: its set, then its rules (tests/unit/test_firewall.py)
-    assert [type(op) for op in ops[-2:]] == [FillIpsets, RestoreRuleset]
+    # The underlay guard first (its set, then its rules; tests/unit/test_firewall.py)...
+    assert [type(op) for op in ops[:2]] == [FillIpsets, RestoreRuleset]
     assert l2_and_ports(ops) == [
         CreateNetns("ns1"),
         CreateBridge(BR1, S1, mtu=1450),
@@ -210,6 +210,7 @@ def test_full_to_empty_teardown() -> None:
     desired = host([subnet(), subnet(S2)], [port(P1), port(P2, S2)])
     built = converge(desired)
     ops = plan(host([], []), built)
+    # ...the guard goes after the last VXLAN device (tests/unit/test_firewall.py)
     assert [type(op) for op in ops[-2:]] == [RestoreRuleset, DestroyIpsets]
     assert l2_and_ports(ops) == [
         DeleteNetns("ns1"),

@@ -6,11 +6,15 @@ module is plain Python so tests call it directly):
 - A state no newer than the last applied one is a no-op (a stale or duplicate poke),
   unless `full` asks to re-observe and repair at the same revision. An older revision is
   never applied, full or not: that would roll the host back.
+- The document is validated once into a `Desired` (desired.py) that observe, plan,
+  the scope of an incremental sync and the report all read.
 - A full sync observes everything the agent owns. An incremental sync (a newer revision
-  after a clean one) observes only what changed between the two states and trusts its
-  post-apply snapshot for the rest, so one port change on a host with 1000 ports costs
-  a few netlink round trips. Drift in the untouched part is what the periodic full
-  resync is for.
+  after a clean one) observes only what changed between the two states (delta.py) and
+  trusts its post-apply snapshot for the rest, so one port change on a host with 1000
+  ports costs a few netlink round trips and no iptables-save. Drift in the untouched
+  part is what the periodic full resync is for.
+- Ops are applied in order through the dispatch table (dispatch.py) on the real kernel
+  (kernel.py).
 - After applying, it re-observes what the ops touched and plans again; that plan must
   be empty. Anything left over, and any op that failed, marks its resource ok=False with
   a reason and makes the next sync full.

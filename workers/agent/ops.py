@@ -16,25 +16,27 @@ from workers.agent.observed import Scope
 
 class Phase(IntEnum):
     """Apply order across domains: deletions (which free names) before creations,
-    parents before children, sets before the rules that match on them."""
+    parents before children. The firewall sits between the two, so the underlay guard
+    is up before a VXLAN device exists and stays until the last one is gone; sets are
+    filled before the rules that match on them and destroyed after."""
 
     DELETE_NETNS = 0  # first: the kernel then tears down the veths inside in one batch
     DELETE_PORT = 1
     DELETE_VXLAN = 2
     DELETE_BRIDGE = 3
-    CREATE_NETNS = 4
-    CREATE_BRIDGE = 5
-    CONFIGURE_BRIDGE = 6
-    CREATE_VXLAN = 7
-    CONFIGURE_VXLAN = 8
-    DELETE_FDB = 9
-    ADD_FDB = 10
-    CREATE_PORT = 11
-    CONFIGURE_HOST_VETH = 12
-    CONFIGURE_PORT = 13
-    FILL_IPSETS = 14  # before the rules that reference them
-    RESTORE_RULESET = 15
-    DESTROY_IPSETS = 16  # after the rules that referenced them are gone
+    FILL_IPSETS = 4
+    RESTORE_RULESET = 5
+    DESTROY_IPSETS = 6
+    CREATE_NETNS = 7
+    CREATE_BRIDGE = 8
+    CONFIGURE_BRIDGE = 9
+    CREATE_VXLAN = 10
+    CONFIGURE_VXLAN = 11
+    DELETE_FDB = 12
+    ADD_FDB = 13
+    CREATE_PORT = 14
+    CONFIGURE_HOST_VETH = 15
+    CONFIGURE_PORT = 16
 
 
 @dataclass(frozen=True)
