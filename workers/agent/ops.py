@@ -8,7 +8,7 @@ module holds only what every domain shares, so a new domain never edits another'
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import IntEnum, auto
 from typing import ClassVar
 
 from workers.agent.observed import Scope
@@ -18,25 +18,26 @@ class Phase(IntEnum):
     """Apply order across domains: deletions (which free names) before creations,
     parents before children. The firewall sits between the two, so the underlay guard
     is up before a VXLAN device exists and stays until the last one is gone; sets are
-    filled before the rules that match on them and destroyed after."""
+    filled before the rules that match on them and destroyed after. Only the order of
+    the members matters: a new phase is one line where it belongs."""
 
-    DELETE_NETNS = 0  # first: the kernel then tears down the veths inside in one batch
-    DELETE_PORT = 1
-    DELETE_VXLAN = 2
-    DELETE_BRIDGE = 3
-    FILL_IPSETS = 4
-    RESTORE_RULESET = 5
-    DESTROY_IPSETS = 6
-    CREATE_NETNS = 7
-    CREATE_BRIDGE = 8
-    CONFIGURE_BRIDGE = 9
-    CREATE_VXLAN = 10
-    CONFIGURE_VXLAN = 11
-    DELETE_FDB = 12
-    ADD_FDB = 13
-    CREATE_PORT = 14
-    CONFIGURE_HOST_VETH = 15
-    CONFIGURE_PORT = 16
+    DELETE_NETNS = auto()  # first: the kernel then tears down the veths inside in one batch
+    DELETE_PORT = auto()
+    DELETE_VXLAN = auto()
+    DELETE_BRIDGE = auto()
+    FILL_IPSETS = auto()
+    RESTORE_RULESET = auto()
+    DESTROY_IPSETS = auto()
+    CREATE_NETNS = auto()
+    CREATE_BRIDGE = auto()
+    CONFIGURE_BRIDGE = auto()
+    CREATE_VXLAN = auto()
+    CONFIGURE_VXLAN = auto()
+    DELETE_FDB = auto()
+    ADD_FDB = auto()
+    CREATE_PORT = auto()
+    CONFIGURE_HOST_VETH = auto()
+    CONFIGURE_PORT = auto()
 
 
 @dataclass(frozen=True)
