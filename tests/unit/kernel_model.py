@@ -42,6 +42,7 @@ from workers.agent.planners.ports import (
     CreatePort,
     DeleteNetns,
     DeletePort,
+    SetSysctl,
 )
 from workers.agent.ruleset import BUILTIN_CHAINS, IpsetState, NetnsFirewall, Ruleset, owned
 
@@ -216,6 +217,9 @@ class ModelKernel:
     def create_netns(self, op: CreateNetns) -> None:
         self.netns.add(op.name)
         self.owned.add(op.name)
+
+    def set_sysctl(self, op: SetSysctl) -> None:
+        assert op.netns in self.netns, "sysctl in a namespace that does not exist"
 
     def create_bridge(self, op: CreateBridge) -> None:
         self.bridges[op.name] = BridgeObs(op.name, op.mtu, True)
