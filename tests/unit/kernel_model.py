@@ -42,7 +42,6 @@ from workers.agent.planners.ports import (
     CreatePort,
     DeleteNetns,
     DeletePort,
-    SetSysctl,
 )
 from workers.agent.ruleset import BUILTIN_CHAINS, IpsetState, NetnsFirewall, Ruleset, owned
 
@@ -217,9 +216,6 @@ class ModelKernel:
     def create_netns(self, op: CreateNetns) -> None:
         self.netns.add(op.name)
         self.owned.add(op.name)
-
-    def set_sysctl(self, op: SetSysctl) -> None:
-        assert op.netns in self.netns, "sysctl in a namespace that does not exist"
 
     def create_bridge(self, op: CreateBridge) -> None:
         self.bridges[op.name] = BridgeObs(op.name, op.mtu, True)

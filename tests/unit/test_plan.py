@@ -45,7 +45,6 @@ from workers.agent.planners.ports import (
     CreatePort,
     DeleteNetns,
     DeletePort,
-    SetSysctl,
 )
 from workers.protocol import HostState, PortState, RemotePort, Route, SubnetState
 
@@ -181,7 +180,6 @@ def test_empty_to_full_build_exact_ops() -> None:
     assert [type(op) for op in ops[:2]] == [FillIpsets, RestoreRuleset]
     assert l2_and_ports(ops) == [
         CreateNetns("ns1"),
-        SetSysctl("ns1", "net.ipv6.conf.default.disable_ipv6", "1"),
         CreateBridge(BR1, S1, mtu=1450),
         CreateVxlan(VX1, S1, vni=100, local=VTEP, dstport=4789, mtu=1450, bridge=BR1),
         AddFdb(VX1, ZERO_MAC, "10.0.0.2", S1),
@@ -427,7 +425,6 @@ DRIFT: dict[str, tuple[Observed, list[Op]]] = {
         [
             DeletePort(VE1, P1),
             CreateNetns("ns1"),
-            SetSysctl("ns1", "net.ipv6.conf.default.disable_ipv6", "1"),
             CreatePort(
                 P1,
                 veth=VE1,
@@ -466,7 +463,6 @@ def test_port_moved_to_another_netns_is_recreated() -> None:
         DeleteNetns,
         DeletePort,
         CreateNetns,
-        SetSysctl,
         CreatePort,
         ConfigurePort,
     ]

@@ -30,7 +30,6 @@ from workers.agent.planners.ports import (
     CreatePort,
     DeleteNetns,
     DeletePort,
-    SetSysctl,
 )
 
 HANDLERS: Mapping[type[Op], str] = MappingProxyType(
@@ -40,7 +39,6 @@ HANDLERS: Mapping[type[Op], str] = MappingProxyType(
         DeleteVxlan: "delete_vxlan",
         DeleteBridge: "delete_bridge",
         CreateNetns: "create_netns",
-        SetSysctl: "set_sysctl",
         CreateBridge: "create_bridge",
         ConfigureBridge: "configure_bridge",
         CreateVxlan: "create_vxlan",

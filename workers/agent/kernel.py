@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 
 from workers.agent import drivers
-from workers.agent.drivers import Netlink, sysctl
+from workers.agent.drivers import Netlink
 from workers.agent.drivers.cmd import ToolCalls
 from workers.agent.observed import ZERO_MAC
 from workers.agent.planners.firewall import DestroyIpsets, FillIpsets, RestoreRuleset
@@ -31,7 +31,6 @@ from workers.agent.planners.ports import (
     CreatePort,
     DeleteNetns,
     DeletePort,
-    SetSysctl,
 )
 
 
@@ -69,9 +68,6 @@ class HostKernel:
 
     def create_netns(self, op: CreateNetns) -> None:
         self.nl.create_netns(op.name)
-
-    def set_sysctl(self, op: SetSysctl) -> None:
-        sysctl.write(op.netns, op.key, op.value)
 
     def delete_port(self, op: DeletePort) -> None:
         self._delete_link(op.veth)

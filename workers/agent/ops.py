@@ -29,7 +29,6 @@ class Phase(IntEnum):
     RESTORE_RULESET = auto()
     DESTROY_IPSETS = auto()
     CREATE_NETNS = auto()
-    CONFIGURE_NETNS = auto()
     CREATE_BRIDGE = auto()
     CONFIGURE_BRIDGE = auto()
     CREATE_VXLAN = auto()

@@ -18,8 +18,6 @@ from workers.agent.observed import Observed, RouteObs, Scope, WorkloadObs
 from workers.agent.ops import Op, Phase
 from workers.protocol import PortState, SubnetState
 
-NO_IPV6 = "net.ipv6.conf.default.disable_ipv6"
-
 
 @dataclass(frozen=True)
 class DeleteNetns(Op):
@@ -71,24 +69,6 @@ class CreateNetns(Op):
 
     def scope(self) -> Scope:
         return Scope(netns=frozenset({self.name}))
-
-
-@dataclass(frozen=True)
-class SetSysctl(Op):
-    """A sysctl in a namespace the agent just created (tenant networks are IPv4-only:
-    without IPv6, new interfaces send no solicitations flooding across VXLAN)."""
-
-    PHASE: ClassVar[Phase] = Phase.CONFIGURE_NETNS
-    netns: str
-    key: str
-    value: str
-
-    @property
-    def target(self) -> str:
-        return self.netns
-
-    def scope(self) -> Scope:
-        return Scope(netns=frozenset({self.netns}))
 
 
 @dataclass(frozen=True)
@@ -172,7 +152,6 @@ def plan_ports(desired: Desired, observed: Observed) -> list[Op]:
     ops: list[Op] = []
     want_netns = desired.netns
     ops += [CreateNetns(ns) for ns in want_netns - observed.netns]
-    ops += [SetSysctl(ns, NO_IPV6, "1") for ns in want_netns - observed.netns]
     ops += [DeleteNetns(ns) for ns in (observed.owned_netns & observed.netns) - want_netns]
     # A desired port's veth is never deleted as stale, even if the port cannot be
     # realised right now: a controller glitch must not tear down a working workload.
