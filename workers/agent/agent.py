@@ -83,7 +83,6 @@ class Agent:
         if host_netns is not None:
             drivers.netns_path(host_netns)  # validates the name
         self.netns_prefix = names.check_netns_prefix(netns_prefix)
-        self.state_dir = state_dir
         self._ledger = NetnsLedger(state_dir)
         _raise_fd_limit()  # one netlink socket per workload namespace stays open
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"vpcd-agent-{host}")

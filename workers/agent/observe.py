@@ -153,13 +153,13 @@ def observe_firewall(
 ) -> dict[str | None, NetnsFirewall]:
     """Our chains, hooks and sets in each named namespace (None: the host's)."""
     out: dict[str | None, NetnsFirewall] = {}
-    for ns, names_ in tables.items():
+    for ns, wanted in tables.items():
         where = host_netns if ns is None else ns
         if where is not None and not drivers.netns_exists(where):
             out[ns] = NetnsFirewall()  # nothing of ours can be in a namespace that is gone
             continue
         rulesets = {}
-        for table in names_:
+        for table in wanted:
             calls.iptables_saves += 1
             rulesets[table] = parse_save(drivers.iptables.save(where, table), table)
         out[ns] = NetnsFirewall(rulesets, parse_ipset_save(drivers.ipset.save(where)))
