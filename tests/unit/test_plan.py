@@ -12,8 +12,10 @@ from dataclasses import replace
 
 import pytest
 
+from tests.unit.kernel_model import apply_ops
 from workers.agent import names
-from workers.agent.agent import delta_scope
+from workers.agent.delta import delta_scope as _delta_scope
+from workers.agent.desired import Desired
 from workers.agent.observed import (
     ZERO_MAC,
     BridgeObs,
@@ -22,27 +24,27 @@ from workers.agent.observed import (
     Observed,
     RouteObs,
     Scope,
-    VxlanObs,
-    WorkloadObs,
 )
-from workers.agent.plan import (
+from workers.agent.ops import Op
+from workers.agent.plan import plan as _plan
+from workers.agent.planners.firewall import DestroyIpsets, FillIpsets, RestoreRuleset
+from workers.agent.planners.l2 import (
     AddFdb,
     ConfigureBridge,
-    ConfigureHostVeth,
-    ConfigurePort,
     ConfigureVxlan,
     CreateBridge,
-    CreateNetns,
-    CreatePort,
     CreateVxlan,
     DeleteBridge,
-    DeleteNetns,
-    DeletePort,
     DeleteVxlan,
     DelFdb,
-    Op,
-    plan,
-    port_problems,
+)
+from workers.agent.planners.ports import (
+    ConfigureHostVeth,
+    ConfigurePort,
+    CreateNetns,
+    CreatePort,
+    DeleteNetns,
+    DeletePort,
 )
 from workers.protocol import HostState, PortState, RemotePort, Route, SubnetState
 
@@ -92,91 +94,21 @@ def host(subnets: list[SubnetState], ports: list[PortState], revision: int = 1) 
 EMPTY = Observed()
 
 
-def apply_ops(observed: Observed, ops: list[Op]) -> Observed:
-    """What the kernel looks like after the drivers ran `ops` (the drivers' contract)."""
-    bridges = dict(observed.bridges)
-    vxlans = dict(observed.vxlans)
-    fdb = set(observed.fdb)
-    veths = dict(observed.veths)
-    workloads = dict(observed.workloads)
-    netns, owned = set(observed.netns), set(observed.owned_netns)
+def plan(desired: HostState, observed: Observed, *, netns_prefix: str = "") -> list[Op]:
+    return _plan(Desired.build(desired, netns_prefix), observed)
 
-    def drop_port(veth: str) -> None:
-        veths.pop(veth, None)
-        for pid in [p for p in workloads if names.host_veth_name(p) == veth]:
-            del workloads[pid]
 
-    for op in ops:
-        if isinstance(op, DeleteNetns):
-            netns.discard(op.name)
-            owned.discard(op.name)
-            for pid in [p for p, w in workloads.items() if w.netns == op.name]:
-                drop_port(names.host_veth_name(pid))
-        elif isinstance(op, DeletePort):
-            drop_port(op.veth)
-        elif isinstance(op, DeleteVxlan):
-            vxlans.pop(op.name, None)
-            fdb = {e for e in fdb if e.device != op.name}
-        elif isinstance(op, DeleteBridge):
-            bridges.pop(op.name, None)
-            for name, v in vxlans.items():
-                if v.master == op.name:
-                    vxlans[name] = replace(v, master=None)
-            for name, h in veths.items():
-                if h.master == op.name:
-                    veths[name] = replace(h, master=None)
-        elif isinstance(op, CreateNetns):
-            netns.add(op.name)
-            owned.add(op.name)
-        elif isinstance(op, CreateBridge | ConfigureBridge):
-            bridges[op.name] = BridgeObs(op.name, op.mtu, True)
-        elif isinstance(op, CreateVxlan):
-            assert op.bridge in bridges, "vxlan created before its bridge"
-            vxlans[op.name] = VxlanObs(
-                op.name, op.vni, op.local, False, op.dstport, op.mtu, op.bridge, True
-            )
-        elif isinstance(op, ConfigureVxlan):
-            vxlans[op.name] = replace(vxlans[op.name], mtu=op.mtu, master=op.bridge, up=True)
-        elif isinstance(op, DelFdb):
-            fdb.discard(FdbEntry(op.device, op.mac, op.dst))
-        elif isinstance(op, AddFdb):
-            assert op.device in vxlans
-            if op.mac != ZERO_MAC:  # replace semantics for unicast
-                fdb = {e for e in fdb if (e.device, e.mac) != (op.device, op.mac)}
-            fdb.add(FdbEntry(op.device, op.mac, op.dst))
-        elif isinstance(op, CreatePort):
-            assert op.bridge in bridges and op.netns in netns
-            assert op.veth not in veths, "veth name still taken"
-            veths[op.veth] = HostVethObs(op.veth, op.bridge, op.mtu, True)
-            workloads[op.port_id] = WorkloadObs(op.netns, op.ifname, op.mac, op.mtu, False)
-        elif isinstance(op, ConfigureHostVeth):
-            veths[op.veth] = HostVethObs(op.veth, op.bridge, op.mtu, True)
-        elif isinstance(op, ConfigurePort):
-            w = workloads[op.port_id]
-            addresses = (w.addresses - set(op.del_addresses)) | set(op.add_addresses)
-            if op.del_addresses:  # the kernel drops routes with the address; driver re-adds
-                routes = set(op.routes)
-            else:
-                routes = (w.routes - set(op.del_routes)) | set(op.add_routes)
-            workloads[op.port_id] = replace(
-                w,
-                mac=op.mac or w.mac,
-                mtu=op.mtu or w.mtu,
-                up=True,
-                addresses=frozenset(addresses),
-                routes=frozenset(routes),
-            )
-        else:  # pragma: no cover
-            raise AssertionError(f"unmodelled op {op!r}")
-    return Observed(
-        bridges=bridges,
-        vxlans=vxlans,
-        fdb=frozenset(fdb),
-        veths=veths,
-        workloads=workloads,
-        netns=frozenset(netns),
-        owned_netns=frozenset(owned),
-    )
+def port_problems(desired: HostState) -> dict[str, str]:
+    return dict(Desired.build(desired).problems)
+
+
+def delta_scope(prev: HostState, new: HostState) -> Scope:
+    return _delta_scope(Desired.build(prev), Desired.build(new))
+
+
+def l2_and_ports(ops: list[Op]) -> list[Op]:
+    """The ops of the link domains (the firewall's have their own tests)."""
+    return [op for op in ops if not isinstance(op, FillIpsets | RestoreRuleset | DestroyIpsets)]
 
 
 def converge(desired: HostState, observed: Observed = EMPTY) -> Observed:
@@ -244,7 +176,9 @@ def test_workload_netns_rejects_unsafe_names(bad: str) -> None:
 def test_empty_to_full_build_exact_ops() -> None:
     s = subnet(routed=True, host_routes=[Route(destination="10.9.0.0/16", nexthop="192.168.1.254")])
     ops = plan(host([s], [port()]), EMPTY)
-    assert ops == [
+    # The underlay guard first (its set, then its rules; tests/unit/test_firewall.py)...
+    assert [type(op) for op in ops[:2]] == [FillIpsets, RestoreRuleset]
+    assert l2_and_ports(ops) == [
         CreateNetns("ns1"),
         CreateBridge(BR1, S1, mtu=1450),
         CreateVxlan(VX1, S1, vni=100, local=VTEP, dstport=4789, mtu=1450, bridge=BR1),
@@ -276,7 +210,9 @@ def test_full_to_empty_teardown() -> None:
     desired = host([subnet(), subnet(S2)], [port(P1), port(P2, S2)])
     built = converge(desired)
     ops = plan(host([], []), built)
-    assert ops == [
+    # ...the guard goes after the last VXLAN device (tests/unit/test_firewall.py)
+    assert [type(op) for op in ops[-2:]] == [RestoreRuleset, DestroyIpsets]
+    assert l2_and_ports(ops) == [
         DeleteNetns("ns1"),
         DeleteNetns("ns2"),
         *sorted([DeletePort(VE1), DeletePort(VE2)], key=Op.sort_key),
@@ -577,7 +513,7 @@ def test_foreign_objects_are_never_targets() -> None:
     teardown = plan(host([], []), observed)
     targets = {op.target for op in teardown}
     assert "vxlan0" not in targets and "someone-elses" not in targets
-    assert targets == {"ns1", VE1, VX1, BR1}
+    assert targets == {"ns1", VE1, VX1, BR1, "host/filter", "host/ipset"}
 
 
 def test_unrealisable_ports_are_left_alone_and_reported() -> None:
@@ -615,7 +551,7 @@ def test_duplicate_interface_in_one_netns_is_a_problem_for_the_later_port() -> N
 def test_plan_is_deterministic_whatever_the_input_order() -> None:
     desired = STATES["two subnets, three ports, shared netns"]
     expected = plan(desired, EMPTY)
-    assert [op.ORDER for op in expected] == sorted(op.ORDER for op in expected)
+    assert [op.PHASE for op in expected] == sorted(op.PHASE for op in expected)
     rng = random.Random(7)
     half = converge(host(desired.subnets[:1], desired.ports[:1]))
     for _ in range(20):

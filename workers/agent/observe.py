@@ -10,15 +10,22 @@ cost a handful of netlink round trips instead of a full observation.
 
 Only the workload end of *desired* ports is looked for: an undesired port is removed by
 deleting its host end, which takes the workload end with it.
+
+Firewall state is read with one iptables-save per (netns, table) the caller names and
+one ipset save per namespace, reduced to our chains, hooks and sets (ruleset.py); a
+scoped observation reads it only for the namespaces in `scope.firewall`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from workers.agent import drivers, names
+from workers.agent.desired import Desired
 from workers.agent.drivers import Netlink
+from workers.agent.drivers.cmd import ToolCalls
 from workers.agent.observed import (
     BridgeObs,
     FdbEntry,
@@ -29,8 +36,8 @@ from workers.agent.observed import (
     VxlanObs,
     WorkloadObs,
 )
-from workers.agent.plan import port_problems
-from workers.protocol import HostState, PortState
+from workers.agent.ruleset import NetnsFirewall, parse_ipset_save, parse_save
+from workers.protocol import PortState
 
 # Above this many links, one dump of the host namespace is cheaper than a get for each.
 DUMP_ABOVE = 32
@@ -48,19 +55,23 @@ def _up(msg: Any) -> bool:
 def observe(
     nl: Netlink,
     host_netns: str | None,
-    desired: HostState,
+    desired: Desired,
     *,
-    netns_prefix: str = "",
     owned_netns: frozenset[str] = frozenset(),
     scope: Scope | None = None,
+    tables: Mapping[str | None, Iterable[str]] | None = None,
+    calls: ToolCalls | None = None,
 ) -> Observed:
     """Snapshot the agent's objects; with `scope`, only the objects it names.
 
-    `owned_netns` is the ledger of namespaces the agent created.
+    `owned_netns` is the ledger of namespaces the agent created; `tables` names the
+    firewall tables to read per namespace (None: the host's), `calls` counts the reads.
     """
     host = nl.handle(host_netns)
-    problems = port_problems(desired, netns_prefix)
-    ports = {p.id: p for p in desired.ports if p.id not in problems}
+    ports = {p.id: p for p in desired.ports}
+    want_tables = dict(tables or {})
+    if scope is not None:
+        want_tables = {ns: t for ns, t in want_tables.items() if ns in scope.firewall}
 
     if scope is None:
         every = drivers.dump_links(host)
@@ -78,9 +89,7 @@ def observe(
             links = [m for m in (drivers.get_link(host, n) for n in sorted(wanted)) if m]
             by_index = {int(m["index"]): str(m.get("IFLA_IFNAME")) for m in links}
         look_at = [ports[pid] for pid in sorted(scope.ports) if pid in ports]
-        candidates = set(scope.netns) | {
-            names.workload_netns(netns_prefix, p.netns) for p in look_at
-        }
+        candidates = set(scope.netns) | {desired.port_netns[p.id] for p in look_at}
         netns = frozenset(n for n in candidates if drivers.netns_exists(n))
 
     def master_name(msg: Any) -> str | None:
@@ -125,7 +134,8 @@ def observe(
             veths[name] = HostVethObs(name, master_name(msg), mtu, up)
             veth_index[name] = int(msg["index"])
 
-    workloads = _workloads(nl, look_at, veth_index, netns, netns_prefix)
+    workloads = _workloads(nl, desired, look_at, veth_index, netns)
+    firewall = observe_firewall(host_netns, want_tables, calls or ToolCalls())
     return Observed(
         bridges=bridges,
         vxlans=vxlans,
@@ -134,21 +144,40 @@ def observe(
         workloads=workloads,
         netns=netns,
         owned_netns=owned_netns & netns,
+        firewall=firewall,
     )
+
+
+def observe_firewall(
+    host_netns: str | None, tables: Mapping[str | None, Iterable[str]], calls: ToolCalls
+) -> dict[str | None, NetnsFirewall]:
+    """Our chains, hooks and sets in each named namespace (None: the host's)."""
+    out: dict[str | None, NetnsFirewall] = {}
+    for ns, wanted in tables.items():
+        where = host_netns if ns is None else ns
+        if where is not None and not drivers.netns_exists(where):
+            out[ns] = NetnsFirewall()  # nothing of ours can be in a namespace that is gone
+            continue
+        rulesets = {}
+        for table in wanted:
+            calls.iptables_saves += 1
+            rulesets[table] = parse_save(drivers.iptables.save(where, table), table)
+        out[ns] = NetnsFirewall(rulesets, parse_ipset_save(drivers.ipset.save(where)))
+    return out
 
 
 def _workloads(
     nl: Netlink,
+    desired: Desired,
     ports: list[PortState],
     veth_index: dict[str, int],
     netns: frozenset[str],
-    netns_prefix: str,
 ) -> dict[str, WorkloadObs]:
     """Find each port's workload end: in its netns, named interface_name, and the peer
     of its host veth (its IFLA_LINK is the host end's ifindex)."""
     by_netns: dict[str, list[PortState]] = defaultdict(list)
     for port in ports:
-        ns = names.workload_netns(netns_prefix, port.netns)
+        ns = desired.port_netns[port.id]
         if ns in netns and names.host_veth_name(port.id) in veth_index:
             by_netns[ns].append(port)
 

@@ -1,6 +1,7 @@
 """A typed snapshot of what the kernel holds of the agent's own objects.
 
-`observe.py` fills it from netlink; `plan()` compares it with the desired HostState. It
+`observe.py` fills it from netlink (our firewall part from iptables-save and ipset
+save); `plan()` compares it with the desired state. It
 holds only objects the agent owns (prefixed link names, fdb entries on its own VXLAN
 devices, the workload ends of its own veths) plus which namespaces exist and which of
 them the agent created. Plain frozen dataclasses, so unit tests build them by hand.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+from workers.agent.ruleset import NetnsFirewall
 
 ZERO_MAC = "00:00:00:00:00:00"
 
@@ -79,20 +82,28 @@ class WorkloadObs:
 
 @dataclass(frozen=True)
 class Scope:
-    """What a scoped observation looked at (host links, port workloads, namespaces).
+    """What a scoped observation looked at (host links, port workloads, namespaces,
+    and the namespaces whose firewall tables and sets were read again).
 
-    A VXLAN name in `links` covers its fdb entries too.
+    A VXLAN name in `links` covers its fdb entries too. In `firewall`, None is the
+    host namespace.
     """
 
     links: frozenset[str] = frozenset()
     ports: frozenset[str] = frozenset()
     netns: frozenset[str] = frozenset()
+    firewall: frozenset[str | None] = frozenset()
 
     def __or__(self, other: Scope) -> Scope:
-        return Scope(self.links | other.links, self.ports | other.ports, self.netns | other.netns)
+        return Scope(
+            self.links | other.links,
+            self.ports | other.ports,
+            self.netns | other.netns,
+            self.firewall | other.firewall,
+        )
 
     def __bool__(self) -> bool:
-        return bool(self.links or self.ports or self.netns)
+        return bool(self.links or self.ports or self.netns or self.firewall)
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,7 @@ class Observed:
     workloads: Mapping[str, WorkloadObs] = field(default_factory=dict)  # by port id
     netns: frozenset[str] = frozenset()  # namespaces that exist
     owned_netns: frozenset[str] = frozenset()  # of those, the ones the agent created
+    firewall: Mapping[str | None, NetnsFirewall] = field(default_factory=dict)  # None: host
 
     def merged(self, part: Observed, scope: Scope) -> Observed:
         """This snapshot with everything `scope` names replaced by `part`'s view of it."""
@@ -120,4 +132,8 @@ class Observed:
             workloads={**keep(self.workloads, scope.ports), **part.workloads},
             netns=(self.netns - scope.netns) | part.netns,
             owned_netns=(self.owned_netns - scope.netns) | part.owned_netns,
+            firewall={
+                **{k: v for k, v in self.firewall.items() if k not in scope.firewall},
+                **part.firewall,
+            },
         )

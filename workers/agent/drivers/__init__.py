@@ -21,10 +21,15 @@ pins its namespace, veths and all. Sockets subscribe to no multicast groups (a b
 host would otherwise flood every one of them with events) and ask for extended acks,
 so errors carry the kernel's own explanation.
 
+Userspace tools (iptables-save/-restore, ipset, conntrack) and per-netns daemons have
+their own modules (`iptables`, `ipset`, `conntrack`, `processes`), reached as
+`drivers.iptables.restore(...)` and so on; they run argv lists, never a shell.
+
 pyroute2's sync IPRoute is bound to the thread that made it: a `Netlink` must be used
 from one thread only (the Agent runs all kernel I/O on its own worker thread).
 """
 
+from workers.agent.drivers import conntrack, ipset, iptables, processes
 from workers.agent.drivers.base import (
     IFF_UP,
     NETNS_DIR,
@@ -86,6 +91,7 @@ __all__ = [
     "adump_addresses",
     "adump_routes",
     "aget_link",
+    "conntrack",
     "create_bridge",
     "create_netns",
     "create_veth",
@@ -101,10 +107,13 @@ __all__ = [
     "fdb_delete",
     "fdb_replace",
     "get_link",
+    "ipset",
+    "iptables",
     "link_index",
     "list_netns",
     "netns_exists",
     "netns_path",
     "open_netns_fd",
+    "processes",
     "set_link",
 ]

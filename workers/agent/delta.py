@@ -1,0 +1,65 @@
+"""What an incremental sync must look at: the objects whose desired form changed.
+
+Everything else is taken from the snapshot made after the previous state was applied,
+so one port change on a host with 1000 ports costs a few netlink round trips, and a
+firewall is read again (iptables-save) only where its rendering changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+
+from workers.agent import names
+from workers.agent.desired import Desired
+from workers.agent.observed import Scope
+from workers.agent.ruleset import NetnsFirewall
+
+# Subnet fields whose change touches only the VXLAN device's fdb, not the ports.
+_FDB_ONLY_FIELDS = {"revision", "remote_vteps", "remote_ports"}
+
+
+def delta_scope(
+    prev: Desired,
+    new: Desired,
+    prev_firewall: Mapping[str | None, NetnsFirewall] | None = None,
+    new_firewall: Mapping[str | None, NetnsFirewall] | None = None,
+) -> Scope:
+    """Every kernel object whose desired form differs between two states.
+
+    The firewall renderings are the ones applied for `prev` and rendered for `new`.
+    """
+    links: set[str] = set()
+    ports: set[str] = set()
+    netns: set[str] = set()
+    port_subnets: set[str] = set()
+    for sid in prev.needed.keys() | new.needed.keys():
+        a, b = prev.needed.get(sid), new.needed.get(sid)
+        if a == b and prev.vtep_ip == new.vtep_ip:
+            continue
+        links |= {names.bridge_name(sid), names.vxlan_name(sid)}
+        if a is None or b is None:
+            port_subnets.add(sid)
+            continue
+        changed = {k for k in type(a).model_fields if getattr(a, k) != getattr(b, k)}
+        if changed - _FDB_ONLY_FIELDS:
+            port_subnets.add(sid)
+
+    prev_ports = {p.id: p for p in prev.state.ports}
+    new_ports = {p.id: p for p in new.state.ports}
+    for pid in prev_ports.keys() | new_ports.keys():
+        a_port, b_port = prev_ports.get(pid), new_ports.get(pid)
+        if (
+            a_port != b_port
+            or prev.problems.get(pid) != new.problems.get(pid)
+            or any(p is not None and p.subnet_id in port_subnets for p in (a_port, b_port))
+        ):
+            ports.add(pid)
+            links.add(names.host_veth_name(pid))
+            for d, p in ((prev, a_port), (new, b_port)):
+                if p is not None:
+                    with contextlib.suppress(ValueError):
+                        netns.add(names.workload_netns(d.netns_prefix, p.netns))
+    before, after = prev_firewall or {}, new_firewall or {}
+    firewall = {ns for ns in before.keys() | after.keys() if before.get(ns) != after.get(ns)}
+    return Scope(frozenset(links), frozenset(ports), frozenset(netns), frozenset(firewall))

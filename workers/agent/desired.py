@@ -1,0 +1,131 @@
+"""The host document, validated once per sync into one immutable `Desired` value.
+
+Observe, plan, report and the incremental scope all read the same kernel names, the
+same set of realisable ports and the same per-port problems from it, so none of them
+re-derives (or could disagree about) what is valid. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from workers.agent import names
+from workers.agent.observed import RouteObs
+from workers.protocol import HostState, PortState, SubnetState
+
+DEFAULT_ROUTE = "0.0.0.0/0"
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What this host must carry, with everything it cannot carry named and explained."""
+
+    state: HostState
+    netns_prefix: str
+    problems: Mapping[str, str]  # port id -> why it cannot be realised
+    subnets: Mapping[str, SubnetState]  # every subnet in the document, by id
+    needed: Mapping[str, SubnetState]  # subnets with a realisable local port
+    ports: tuple[PortState, ...]  # realisable ports, in document order
+    port_netns: Mapping[str, str]  # realisable port id -> its workload namespace
+    routes: Mapping[str, frozenset[RouteObs]]  # needed subnet id -> workload routes
+    vteps: frozenset[str]  # every other host's VTEP the document names
+
+    @classmethod
+    def build(cls, state: HostState, netns_prefix: str = "") -> Desired:
+        problems = port_problems(state, netns_prefix)
+        ports = tuple(p for p in state.ports if p.id not in problems)
+        used = {p.subnet_id for p in ports}
+        needed = {s.id: s for s in state.subnets if s.id in used}
+        vteps = {v for s in state.subnets for v in s.remote_vteps}
+        vteps |= {rp.vtep_ip for s in state.subnets for rp in s.remote_ports}
+        vteps.discard(state.vtep_ip)
+        return cls(
+            state=state,
+            netns_prefix=netns_prefix,
+            problems=MappingProxyType(problems),
+            subnets=MappingProxyType({s.id: s for s in state.subnets}),
+            needed=MappingProxyType(needed),
+            ports=ports,
+            port_netns=MappingProxyType(
+                {p.id: names.workload_netns(netns_prefix, p.netns) for p in ports}
+            ),
+            routes=MappingProxyType(
+                {sid: frozenset(desired_routes(s)) for sid, s in needed.items()}
+            ),
+            vteps=frozenset(vteps),
+        )
+
+    @property
+    def host(self) -> str:
+        return self.state.host
+
+    @property
+    def revision(self) -> int:
+        return self.state.revision
+
+    @property
+    def vtep_ip(self) -> str:
+        return self.state.vtep_ip
+
+    @property
+    def netns(self) -> frozenset[str]:
+        """The workload namespaces realisable ports live in."""
+        return frozenset(self.port_netns.values())
+
+
+def port_problems(state: HostState, netns_prefix: str = "") -> dict[str, str]:
+    """Ports that cannot be realised, with why; planners leave their kernel state alone."""
+    subnets = {s.id for s in state.subnets}
+    # Names are 48-bit hashes of ids; should two ids ever collide, the lower id keeps it.
+    bad_subnets: dict[str, str] = {}
+    bridges: dict[str, str] = {}
+    for sid in sorted(subnets):
+        other = bridges.setdefault(names.bridge_name(sid), sid)
+        if other != sid:
+            bad_subnets[sid] = f"subnet {sid} has the same device names as subnet {other}"
+    problems: dict[str, str] = {}
+    seen: dict[tuple[str, str], str] = {}
+    owners: dict[str, tuple[str, str]] = {}  # netns -> (tenant, first port)
+    veths: dict[str, str] = {}
+    for port in sorted(state.ports, key=lambda p: p.id):
+        if port.subnet_id not in subnets:
+            problems[port.id] = f"subnet {port.subnet_id} is not in this host's state"
+            continue
+        if port.subnet_id in bad_subnets:
+            problems[port.id] = bad_subnets[port.subnet_id]
+            continue
+        other = veths.setdefault(names.host_veth_name(port.id), port.id)
+        if other != port.id:
+            problems[port.id] = f"port {port.id} has the same veth name as port {other}"
+            continue
+        try:
+            netns = names.workload_netns(netns_prefix, port.netns)
+            names.check_ifname(port.interface_name)
+        except ValueError as exc:
+            problems[port.id] = str(exc)
+            continue
+        tenant, first = owners.setdefault(netns, (port.tenant_id, port.id))
+        if tenant != port.tenant_id:  # never put one tenant's interface in another's netns
+            problems[port.id] = f"netns {netns} holds port {first} of another tenant"
+            continue
+        key = (netns, port.interface_name)
+        if key in seen:
+            problems[port.id] = (
+                f"interface {port.interface_name} in netns {netns} is already port {seen[key]}'s"
+            )
+            continue
+        seen[key] = port.id
+    return problems
+
+
+def desired_routes(subnet: SubnetState) -> tuple[RouteObs, ...]:
+    """Default route when a router serves the subnet, then host routes (which win)."""
+    routes: dict[str, str] = {}
+    if subnet.routed:
+        routes[DEFAULT_ROUTE] = subnet.gateway_ip
+    for r in subnet.host_routes:
+        routes[str(ipaddress.ip_network(r.destination, strict=False))] = r.nexthop
+    return tuple(sorted(RouteObs(d, g) for d, g in routes.items()))

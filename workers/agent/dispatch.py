@@ -1,0 +1,63 @@
+"""The one table from op type to the kernel method that carries it out.
+
+Every kernel the agent can drive (the real one in workers/agent/kernel.py, the
+in-memory model the unit tests check plans against) implements one method per row,
+taking the op; `apply` looks the method up here. Adding an op type is: its planner, its
+driver, one row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from workers.agent.ops import Op
+from workers.agent.planners.firewall import DestroyIpsets, FillIpsets, RestoreRuleset
+from workers.agent.planners.l2 import (
+    AddFdb,
+    ConfigureBridge,
+    ConfigureVxlan,
+    CreateBridge,
+    CreateVxlan,
+    DeleteBridge,
+    DeleteVxlan,
+    DelFdb,
+)
+from workers.agent.planners.ports import (
+    ConfigureHostVeth,
+    ConfigurePort,
+    CreateNetns,
+    CreatePort,
+    DeleteNetns,
+    DeletePort,
+)
+
+HANDLERS: Mapping[type[Op], str] = MappingProxyType(
+    {
+        DeleteNetns: "delete_netns",
+        DeletePort: "delete_port",
+        DeleteVxlan: "delete_vxlan",
+        DeleteBridge: "delete_bridge",
+        CreateNetns: "create_netns",
+        CreateBridge: "create_bridge",
+        ConfigureBridge: "configure_bridge",
+        CreateVxlan: "create_vxlan",
+        ConfigureVxlan: "configure_vxlan",
+        DelFdb: "del_fdb",
+        AddFdb: "add_fdb",
+        CreatePort: "create_port",
+        ConfigureHostVeth: "configure_host_veth",
+        ConfigurePort: "configure_port",
+        FillIpsets: "fill_ipsets",
+        RestoreRuleset: "restore_ruleset",
+        DestroyIpsets: "destroy_ipsets",
+    }
+)
+
+
+def apply(kernel: object, op: Op) -> None:
+    """Carry out `op` on `kernel` through its row; an op without a row is a bug."""
+    name = HANDLERS.get(type(op))
+    if name is None:
+        raise TypeError(f"no driver for {op!r}")
+    getattr(kernel, name)(op)

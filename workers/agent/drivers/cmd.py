@@ -1,0 +1,56 @@
+"""Running a userspace tool, in a named netns or the current one: argv lists only.
+
+No shell ever: names travel as separate arguments. `ip netns exec NS` enters the
+namespace (and execs the tool in place, so the PID is the tool's).
+"""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+from dataclasses import dataclass
+
+from workers.agent.drivers.base import DriverError
+from workers.agent.drivers.netns import netns_path
+
+TIMEOUT = 30.0
+
+
+def in_netns(netns: str | None, argv: list[str]) -> list[str]:
+    """argv run inside `netns` (None: where the agent runs)."""
+    if netns is None:
+        return argv
+    netns_path(netns)  # validates the name
+    return ["ip", "netns", "exec", netns, *argv]
+
+
+def run(
+    netns: str | None, argv: list[str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run argv in `netns`; DriverError carrying the tool's stderr when it fails."""
+    full = in_netns(netns, argv)
+    try:
+        done = subprocess.run(
+            full, input=stdin, capture_output=True, text=True, timeout=TIMEOUT, check=False
+        )
+    except FileNotFoundError as exc:
+        raise DriverError(errno.ENOENT, f"{full[0]}: not installed") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise DriverError(errno.ETIMEDOUT, f"{argv[0]} timed out after {TIMEOUT}s") from exc
+    return done
+
+
+def check(done: subprocess.CompletedProcess[str], what: str) -> str:
+    if done.returncode != 0:
+        message = " ".join((done.stderr or done.stdout).split()) or f"exit {done.returncode}"
+        raise DriverError(errno.EIO, f"{what}: {message}")
+    return done.stdout
+
+
+@dataclass
+class ToolCalls:
+    """Userspace tool runs of one agent (each a fork+exec), for SyncStats."""
+
+    iptables_saves: int = 0
+    iptables_restores: int = 0
+    ipset_restores: int = 0

@@ -1,0 +1,159 @@
+"""The real kernel behind the dispatch table: one method per op type, each a thin call
+into workers/agent/drivers. It resolves names to ifindexes once per apply, maps the
+host namespace (None in ops) to the agent's, and counts the userspace tool calls that
+SyncStats reports.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from workers.agent import drivers
+from workers.agent.drivers import Netlink
+from workers.agent.drivers.cmd import ToolCalls
+from workers.agent.observed import ZERO_MAC
+from workers.agent.planners.firewall import DestroyIpsets, FillIpsets, RestoreRuleset
+from workers.agent.planners.l2 import (
+    AddFdb,
+    ConfigureBridge,
+    ConfigureVxlan,
+    CreateBridge,
+    CreateVxlan,
+    DeleteBridge,
+    DeleteVxlan,
+    DelFdb,
+)
+from workers.agent.planners.ports import (
+    ConfigureHostVeth,
+    ConfigurePort,
+    CreateNetns,
+    CreatePort,
+    DeleteNetns,
+    DeletePort,
+)
+
+
+@dataclass
+class HostKernel:
+    nl: Netlink
+    host_netns: str | None
+    calls: ToolCalls = field(default_factory=ToolCalls)
+    _index: dict[str, int] = field(default_factory=dict)
+
+    def begin(self) -> None:
+        """Forget cached ifindexes: a new apply may follow changes made by hand."""
+        self._index.clear()
+
+    def netns(self, netns: str | None) -> str | None:
+        """The namespace an op's `netns` means: None is the host's."""
+        return self.host_netns if netns is None else netns
+
+    def _host(self) -> object:
+        return self.nl.handle(self.host_netns)
+
+    def _idx(self, name: str) -> int:
+        if name not in self._index:
+            self._index[name] = drivers.link_index(self._host(), name)
+        return self._index[name]
+
+    def _delete_link(self, name: str) -> None:
+        self._index.pop(name, None)
+        drivers.delete_link(self._host(), name)
+
+    # ------------------------------------------------------------------- ports
+
+    def delete_netns(self, op: DeleteNetns) -> None:
+        self.nl.delete_netns(op.name)
+
+    def create_netns(self, op: CreateNetns) -> None:
+        self.nl.create_netns(op.name)
+
+    def delete_port(self, op: DeletePort) -> None:
+        self._delete_link(op.veth)
+
+    def create_port(self, op: CreatePort) -> None:
+        fd = drivers.open_netns_fd(op.netns)
+        try:
+            drivers.create_veth(
+                self._host(),
+                op.veth,
+                master=self._idx(op.bridge),
+                mtu=op.mtu,
+                peer_name=op.ifname,
+                peer_mac=op.mac,
+                peer_netns_fd=fd,
+            )
+        finally:
+            os.close(fd)
+
+    def configure_host_veth(self, op: ConfigureHostVeth) -> None:
+        drivers.set_link(
+            self._host(), self._idx(op.veth), master=self._idx(op.bridge), mtu=op.mtu, up=True
+        )
+
+    def configure_port(self, op: ConfigurePort) -> None:
+        ipr = self.nl.handle(op.netns)
+        i = drivers.link_index(ipr, op.ifname)
+        if op.mac is not None or op.mtu is not None or op.up:
+            drivers.set_link(ipr, i, address=op.mac, mtu=op.mtu, up=True if op.up else None)
+        for cidr in op.del_addresses:
+            drivers.delete_address(ipr, i, cidr)
+        for cidr in op.add_addresses:
+            drivers.add_address(ipr, i, cidr)
+        for route in op.del_routes:
+            drivers.delete_route(ipr, i, route.destination, route.gateway)
+        # Removing an address drops the routes through it: then re-add all of them.
+        for route in op.routes if op.del_addresses else op.add_routes:
+            drivers.add_route(ipr, i, route.destination, route.gateway)
+
+    # ---------------------------------------------------------------------- l2
+
+    def delete_vxlan(self, op: DeleteVxlan) -> None:
+        self._delete_link(op.name)
+
+    def delete_bridge(self, op: DeleteBridge) -> None:
+        self._delete_link(op.name)
+
+    def create_bridge(self, op: CreateBridge) -> None:
+        drivers.create_bridge(self._host(), op.name, op.mtu)
+
+    def configure_bridge(self, op: ConfigureBridge) -> None:
+        drivers.set_link(self._host(), self._idx(op.name), mtu=op.mtu, up=True)
+
+    def create_vxlan(self, op: CreateVxlan) -> None:
+        drivers.create_vxlan(
+            self._host(),
+            op.name,
+            vni=op.vni,
+            local=op.local,
+            dstport=op.dstport,
+            mtu=op.mtu,
+            master=self._idx(op.bridge),
+        )
+
+    def configure_vxlan(self, op: ConfigureVxlan) -> None:
+        drivers.set_link(
+            self._host(), self._idx(op.name), mtu=op.mtu, master=self._idx(op.bridge), up=True
+        )
+
+    def del_fdb(self, op: DelFdb) -> None:
+        drivers.fdb_delete(self._host(), self._idx(op.device), op.mac, op.dst)
+
+    def add_fdb(self, op: AddFdb) -> None:
+        add = drivers.fdb_append if op.mac == ZERO_MAC else drivers.fdb_replace
+        add(self._host(), self._idx(op.device), op.mac, op.dst)
+
+    # ---------------------------------------------------------------- firewall
+
+    def fill_ipsets(self, op: FillIpsets) -> None:
+        self.calls.ipset_restores += 1
+        drivers.ipset.restore(self.netns(op.netns), op.text)
+
+    def restore_ruleset(self, op: RestoreRuleset) -> None:
+        self.calls.iptables_restores += 1
+        drivers.iptables.restore(self.netns(op.netns), op.text)
+
+    def destroy_ipsets(self, op: DestroyIpsets) -> None:
+        for name in op.names:
+            drivers.ipset.destroy(self.netns(op.netns), name)

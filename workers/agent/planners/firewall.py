@@ -1,0 +1,133 @@
+"""Firewall and NAT as whole rulesets (DESIGN §4), rendered from `Desired` and diffed.
+
+`render(desired)` is the pure renderer: per namespace (None = the host's), our part of
+each table it uses and our ipsets. `plan_firewall` compares that with what observe
+parsed from iptables-save / ipset save and emits at most one op per table (a whole
+`iptables-restore --noflush` input) and per namespace for the sets, never per rule.
+
+Content so far, the underlay guard: in the host namespace's filter table, VXLAN (UDP
+4789) is accepted on INPUT only from known VTEPs, the ipset `vpcd-vteps` holding every
+other host the document names (flood lists and remote ports); other UDP 4789 is
+dropped. A host that carries no subnet has no VXLAN device and keeps no rules at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from workers.agent.desired import Desired
+from workers.agent.observed import Observed, Scope
+from workers.agent.ops import Op, Phase
+from workers.agent.planners.l2 import VXLAN_PORT
+from workers.agent.ruleset import (
+    IpsetState,
+    NetnsFirewall,
+    Ruleset,
+    changed_sets,
+    ipset_swap_text,
+    restore_text,
+    stale_sets,
+)
+
+HOST: None = None  # the host namespace, whatever its name on this machine
+VTEP_SET = "vpcd-vteps"
+INPUT_CHAIN = "vpcd-INPUT"
+TABLES: dict[str | None, tuple[str, ...]] = {HOST: ("filter",)}  # every table a netns uses
+
+
+def _where(netns: str | None) -> str:
+    return "host" if netns is None else netns
+
+
+@dataclass(frozen=True)
+class FillIpsets(Op):
+    """Rebuild the named sets under temporary names and swap them in (one ipset restore)."""
+
+    PHASE: ClassVar[Phase] = Phase.FILL_IPSETS
+    netns: str | None
+    names: tuple[str, ...]
+    text: str
+
+    @property
+    def target(self) -> str:
+        return f"{_where(self.netns)}/ipset"
+
+    def scope(self) -> Scope:
+        return Scope(firewall=frozenset({self.netns}))
+
+
+@dataclass(frozen=True)
+class RestoreRuleset(Op):
+    """One `iptables-restore --noflush` of our chains and hooks in one table."""
+
+    PHASE: ClassVar[Phase] = Phase.RESTORE_RULESET
+    netns: str | None
+    table: str
+    text: str
+
+    @property
+    def target(self) -> str:
+        return f"{_where(self.netns)}/{self.table}"
+
+    def scope(self) -> Scope:
+        return Scope(firewall=frozenset({self.netns}))
+
+
+@dataclass(frozen=True)
+class DestroyIpsets(Op):
+    """Remove our sets that nothing desired uses any more (after the rules did)."""
+
+    PHASE: ClassVar[Phase] = Phase.DESTROY_IPSETS
+    netns: str | None
+    names: tuple[str, ...]
+
+    @property
+    def target(self) -> str:
+        return f"{_where(self.netns)}/ipset"
+
+    def scope(self) -> Scope:
+        return Scope(firewall=frozenset({self.netns}))
+
+
+def render(desired: Desired) -> dict[str | None, NetnsFirewall]:
+    """Our tables and sets per namespace; every table of TABLES is present, maybe empty."""
+    host: dict[str, Ruleset] = {table: Ruleset() for table in TABLES[HOST]}
+    sets: dict[str, IpsetState] = {}
+    if desired.needed:  # only a host with VXLAN devices has an underlay to guard
+        vxlan = f"-p udp -m udp --dport {VXLAN_PORT}"
+        host["filter"] = Ruleset(
+            chains={
+                INPUT_CHAIN: (
+                    f"{vxlan} -m set --match-set {VTEP_SET} src -j ACCEPT",
+                    f"{vxlan} -j DROP",
+                )
+            },
+            hooks=(("INPUT", f"-j {INPUT_CHAIN}"),),
+        )
+        sets[VTEP_SET] = IpsetState(VTEP_SET, "hash:ip", desired.vteps)
+    return {HOST: NetnsFirewall(tables=host, sets=sets)}
+
+
+def plan_firewall(desired: Desired, observed: Observed) -> list[Op]:
+    """Ops for namespaces whose observed firewall differs from the rendered one.
+
+    A namespace missing from `observed.firewall` is taken as empty (nothing of ours).
+    """
+    ops: list[Op] = []
+    for netns, want in render(desired).items():
+        have = observed.firewall.get(netns, NetnsFirewall())
+        if want == have:
+            continue
+        fill = changed_sets(want.sets, have.sets)
+        if fill:
+            sets = ipset_swap_text(want.sets[n] for n in fill)
+            ops.append(FillIpsets(netns, tuple(fill), sets))
+        for table, rules in want.tables.items():
+            text = restore_text(table, rules, have.tables.get(table, Ruleset()))
+            if text is not None:
+                ops.append(RestoreRuleset(netns, table, text))
+        stale = stale_sets(want.sets, have.sets)
+        if stale:
+            ops.append(DestroyIpsets(netns, tuple(stale)))
+    return ops

@@ -1,0 +1,74 @@
+"""The agent's answer for one sync: a Report with one result per resource.
+
+A resource is ok when no op of its failed, nothing of it was left unconverged after
+apply, and the document itself did not make it unrealisable (Desired.problems).
+Host housekeeping (namespaces, the firewall) failing makes the whole report not ok.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from workers.agent.desired import Desired
+from workers.agent.ops import Op
+from workers.protocol import Report, ResourceResult
+
+Failures = dict[tuple[str, str] | None, list[str]]
+
+
+def build_report(desired: Desired, failures: Failures, leftover: list[Op]) -> Report:
+    state = desired.state
+    unconverged: dict[tuple[str, str] | None, list[Op]] = {}
+    for op in leftover:
+        unconverged.setdefault(op.resource, []).append(op)
+
+    def result(
+        kind: Literal["subnet", "port"], rid: str, revision: int, extra: str | None = None
+    ) -> ResourceResult:
+        reasons = list(failures.get((kind, rid), []))
+        if extra:
+            reasons.append(extra)
+        if (kind, rid) in unconverged and not reasons:
+            ops = unconverged[(kind, rid)]
+            reasons.append("not converged after apply: " + ", ".join(map(repr, ops[:3])))
+        return ResourceResult(
+            kind=kind,
+            id=rid,
+            revision=revision,
+            ok=not reasons,
+            detail="; ".join(reasons) or None,
+        )
+
+    results = [result("subnet", s.id, s.revision) for s in state.subnets]
+    subnet_ok = {r.id: r.ok for r in results}
+    for port in state.ports:
+        extra = desired.problems.get(port.id)
+        if extra is None and not subnet_ok.get(port.subnet_id, True):
+            extra = f"subnet {port.subnet_id} is not realised on this host"
+            if ("port", port.id) in failures:
+                extra = None
+        results.append(result("port", port.id, port.revision, extra))
+    host_level = failures.get(None, []) + [repr(op) for op in unconverged.get(None, [])]
+    ok = all(r.ok for r in results) and not host_level
+    detail = None
+    if host_level:
+        detail = "; ".join(host_level[:5])
+    elif not ok:
+        bad = [r for r in results if not r.ok]
+        detail = f"{len(bad)} resource(s) not realised"
+    return Report(host=state.host, revision=state.revision, ok=ok, detail=detail, results=results)
+
+
+def failed_report(desired: Desired, detail: str) -> Report:
+    """Every resource failed for one reason (the sync itself broke)."""
+    state = desired.state
+    results = [
+        ResourceResult(kind="subnet", id=s.id, revision=s.revision, ok=False, detail=detail)
+        for s in state.subnets
+    ] + [
+        ResourceResult(kind="port", id=p.id, revision=p.revision, ok=False, detail=detail)
+        for p in state.ports
+    ]
+    return Report(
+        host=state.host, revision=state.revision, ok=False, detail=detail, results=results
+    )

@@ -1,0 +1,159 @@
+"""Firewall state as whole rulesets: the model, the normaliser and the differ (pure).
+
+vpcd owns the chains named `vpcd-*` and, in builtin chains, only the rules that jump to
+them (its hooks); of ipsets, those named `vpcd-*`. A table's state is exactly that:
+`parse_save` reduces an `iptables-save` dump to it, so foreign chains and rules never
+enter a comparison, and `restore_text` turns a difference into one
+`iptables-restore --noflush` input that re-declares (which flushes) and refills only our
+chains, deletes stale or duplicated hooks, inserts missing ones once and removes our
+stale chains. Sets are rebuilt under a temporary name and swapped in, so a rule never
+matches a half-filled set. Rules are rendered in the canonical form iptables-save
+prints, so that an unchanged kernel compares equal and costs no restore.
+
+Shared by observe (parsing) and the firewall planner (diffing); it imports neither.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shlex
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+PREFIX = "vpcd-"
+BUILTIN_CHAINS = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
+IPSET_NAME_MAX = 31
+_TMP = "-tmp"
+
+
+def owned(name: str) -> bool:
+    return name.startswith(PREFIX)
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """Our part of one table: our chains' rules in order, and our hooks in order."""
+
+    chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    hooks: tuple[tuple[str, str], ...] = ()  # (builtin chain, rule spec)
+
+
+@dataclass(frozen=True)
+class IpsetState:
+    name: str
+    type: str  # e.g. "hash:ip"
+    members: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class NetnsFirewall:
+    """Our tables and sets in one namespace: rendered (desired) or parsed (observed)."""
+
+    tables: Mapping[str, Ruleset] = field(default_factory=dict)
+    sets: Mapping[str, IpsetState] = field(default_factory=dict)
+
+
+def _jump_target(spec: str) -> str | None:
+    try:
+        words = shlex.split(spec)
+    except ValueError:
+        return None
+    for flag, target in itertools.pairwise(words):
+        if flag in ("-j", "--jump", "-g", "--goto"):
+            return target
+    return None
+
+
+def parse_save(text: str, table: str) -> Ruleset:
+    """Our chains and hooks in `table` of an iptables-save dump; the rest is ignored."""
+    chains: dict[str, list[str]] = {}
+    hooks: list[tuple[str, str]] = []
+    current: str | None = None
+    for raw in text.splitlines():
+        line = " ".join(raw.split())
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("*"):
+            current = line[1:]
+        elif line == "COMMIT":
+            current = None
+        elif current != table:
+            continue
+        elif line.startswith(":"):
+            name = line[1:].split(" ", 1)[0]
+            if owned(name):
+                chains.setdefault(name, [])
+        elif line.startswith("-A "):
+            chain, _, spec = line[3:].partition(" ")
+            if owned(chain):
+                chains.setdefault(chain, []).append(spec)
+            elif chain in BUILTIN_CHAINS and owned(_jump_target(spec) or ""):
+                hooks.append((chain, spec))
+    return Ruleset({c: tuple(r) for c, r in chains.items()}, tuple(hooks))
+
+
+def restore_text(table: str, want: Ruleset, have: Ruleset) -> str | None:
+    """One `iptables-restore --noflush` input taking `have` to `want`; None if equal."""
+    if want == have:
+        return None
+    stale = sorted(set(have.chains) - set(want.chains))
+    lines = [f"*{table}"]
+    lines += [f":{chain} - [0:0]" for chain in [*sorted(want.chains), *stale]]
+    kept: set[tuple[str, str]] = set()
+    for hook in have.hooks:  # the first copy of a wanted hook stays; every other goes
+        if hook in want.hooks and hook not in kept:
+            kept.add(hook)
+        else:
+            lines.append(f"-D {hook[0]} {hook[1]}")
+    for chain in sorted(want.chains):
+        lines += [f"-A {chain} {spec}" for spec in want.chains[chain]]
+    for hook in reversed(want.hooks):
+        if hook not in kept:
+            lines.append(f"-I {hook[0]} 1 {hook[1]}")
+            kept.add(hook)
+    lines += [f"-X {chain}" for chain in stale]
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------ ipsets
+
+
+def tmp_set_name(name: str) -> str:
+    tmp = name + _TMP
+    if len(tmp) > IPSET_NAME_MAX:
+        raise ValueError(f"ipset name {name!r} too long for its temporary twin")
+    return tmp
+
+
+def parse_ipset_save(text: str) -> dict[str, IpsetState]:
+    """Our sets in an `ipset save` dump (a leftover temporary set included: it is stale)."""
+    types: dict[str, str] = {}
+    members: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[0] == "create" and owned(words[1]):
+            types[words[1]] = words[2]
+            members.setdefault(words[1], set())
+        elif len(words) >= 3 and words[0] == "add" and owned(words[1]):
+            members.setdefault(words[1], set()).add(words[2])
+    return {n: IpsetState(n, t, frozenset(members[n])) for n, t in types.items()}
+
+
+def ipset_swap_text(sets: Iterable[IpsetState]) -> str:
+    """`ipset restore` input that rebuilds each set under a temporary name and swaps it in."""
+    lines: list[str] = []
+    for s in sorted(sets, key=lambda s: s.name):
+        tmp = tmp_set_name(s.name)
+        lines += [f"create {tmp} {s.type} -exist", f"flush {tmp}"]
+        lines += [f"add {tmp} {m}" for m in sorted(s.members)]
+        lines += [f"create {s.name} {s.type} -exist", f"swap {tmp} {s.name}", f"destroy {tmp}"]
+    return "\n".join(lines) + "\n"
+
+
+def changed_sets(want: Mapping[str, IpsetState], have: Mapping[str, IpsetState]) -> list[str]:
+    return sorted(n for n, s in want.items() if have.get(n) != s)
+
+
+def stale_sets(want: Mapping[str, IpsetState], have: Mapping[str, IpsetState]) -> list[str]:
+    return sorted(set(have) - set(want))
