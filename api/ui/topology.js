@@ -46,6 +46,7 @@
     timer: null,
     busy: false,
     again: false,
+    pageSize: PAGE_SIZE,
   };
 
   class AuthError extends Error {}
@@ -124,7 +125,7 @@
     const items = [];
     let pageToken = null;
     for (let i = 0; i < MAX_PAGES; i++) {
-      const body = await api(path, { ...params, limit: PAGE_SIZE, page_token: pageToken });
+      const body = await api(path, { ...params, limit: state.pageSize, page_token: pageToken });
       items.push(...body.items);
       pageToken = body.next_page_token;
       if (!pageToken) return items;
@@ -219,6 +220,7 @@
       fipByPort,
       groups,
       members,
+      groupNames: new Map(groups.map((g) => [g.id, g.name || short(g.id)])),
       loadBalancers,
       lbSupported: lbs !== null,
     };
@@ -510,7 +512,7 @@
       ["host", p.host],
       ["netns", p.netns ? `${p.netns} (${p.interface_name})` : undefined],
       ["floating IP", fip ? fip.address : undefined],
-      ["security groups", (p.security_group_ids || []).length],
+      ["security groups", (p.security_group_ids || []).map((id) => model.groupNames.get(id) || short(id)).join(", ")],
       ["tags", (p.tags || []).join(", ")],
     ]);
     const h = PORT_H + (fip ? FIP_H : 0);
@@ -556,6 +558,7 @@
     const g = findNode(key);
     if (g) g.classList.add("selected");
     showDetails(g);
+    if (pin) writeFragment();
   }
 
   function showDetails(g) {
@@ -630,12 +633,23 @@
     }
     state.token = sessionStorage.getItem(TOKEN_KEY);
     state.vpcId = params.get("vpc") || null;
+    const selected = params.get("select"); // "kind:id": a link to one element, pinned
+    if (selected && selected !== state.selected) {
+      state.selected = selected;
+      state.pinned = true;
+    }
+    const size = Number.parseInt(params.get("page_size") || "", 10); // list page size
+    state.pageSize = size >= 1 && size <= 1000 ? size : PAGE_SIZE;
     writeFragment();
   }
 
   function writeFragment() {
-    const hash = state.vpcId ? `#vpc=${encodeURIComponent(state.vpcId)}` : "";
-    history.replaceState(null, "", location.pathname + location.search + hash);
+    const params = new URLSearchParams();
+    if (state.vpcId) params.set("vpc", state.vpcId);
+    if (state.pinned && state.selected) params.set("select", state.selected);
+    if (state.pageSize !== PAGE_SIZE) params.set("page_size", String(state.pageSize));
+    const hash = params.toString();
+    history.replaceState(null, "", location.pathname + location.search + (hash ? `#${hash}` : ""));
   }
 
   function askForToken(reason) {
@@ -644,6 +658,17 @@
     sessionStorage.removeItem(TOKEN_KEY);
     $("vpc-bar").hidden = true;
     $("token-form").hidden = false;
+    // nothing drawn with the old token stays on screen as if it were current
+    clear($("canvas"));
+    $("canvas").appendChild(
+      el("p", { class: "empty" }, "Enter an API token: a tenant's token (POST /v1/tenants/{id}/tokens) or the admin token. It is kept in this tab only."),
+    );
+    clear($("problems"));
+    state.selected = null;
+    state.pinned = false;
+    showDetails(null);
+    $("updated").textContent = "";
+    state.vpcSignature = "";
     document.body.dataset.state = "need-token";
     showMessage(reason || "", reason ? "error" : "info");
     $("token-input").focus();
@@ -709,6 +734,7 @@
           state.selected = null;
           state.pinned = false;
           showDetails(null);
+          writeFragment();
         }
       }
       if ($("message").className !== "info") showMessage("");
@@ -764,6 +790,7 @@
     $("forget-token").addEventListener("click", () => askForToken(""));
     $("canvas").addEventListener("click", () => {
       state.pinned = false;
+      writeFragment();
     });
     window.addEventListener("hashchange", () => {
       readFragment();

@@ -149,6 +149,7 @@ def topology(server: str, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Itera
             gateway_ip="203.0.113.1",
         )
         vpc = _post(c, "/v1/vpcs", who, name="prod", cidr="10.0.0.0/16")
+        _post(c, "/v1/vpcs", who, name=HOSTILE, cidr="10.9.0.0/16")
         front = _post(
             c,
             "/v1/subnets",
@@ -336,8 +337,9 @@ class DomIndex(HTMLParser):
         return [e for e in self.elements if e.attrs.get("data-kind") == kind and e.tag == "g"]
 
 
-def page_url(server: str, token: str, vpc_id: str) -> str:
-    return f"{server}/ui/#token={token}&vpc={vpc_id}"
+def page_url(server: str, token: str, vpc_id: str, **extra: str) -> str:
+    fragment = "&".join(f"{k}={v}" for k, v in {"token": token, "vpc": vpc_id, **extra}.items())
+    return f"{server}/ui/#{fragment}"
 
 
 # -- tests -------------------------------------------------------------------------------
@@ -371,9 +373,12 @@ def test_topology_page_draws_the_vpc(
         fips = _list(c, who, "/v1/floating-ips")
         ifaces = c.get(f"/v1/routers/{t.router['id']}/interfaces", headers=who).json()
 
-    url = page_url(server, t.token, t.vpc["id"])
+    # pages of two items: every list needs its next_page_token followed; one port pinned
+    selected = f"port:{t.failed_port}"
+    url = page_url(server, t.token, t.vpc["id"], page_size="2", select=selected)
     dom = DomIndex(run_chromium(url, tmp_path, "--dump-dom"))
     assert dom.body.get("data-state") == "ready", dom.body
+    assert int(dom.body["data-renders"]) >= 2  # it refreshes by itself
 
     statuses: set[str] = set()
     for s in subnets:
@@ -433,12 +438,15 @@ def test_topology_page_draws_the_vpc(
     problems = [e for e in dom.elements if e.tag == "li" and e.attrs.get("data-kind") == "port"]
     assert [e.attrs["data-id"] for e in problems] == [t.failed_port]
     assert t.failure in problems[0].text
+    details = dom.by_id("details").text
+    assert t.failure in details and t.failed_port in details and "db-1" in details
 
     # user strings are text, never markup
     assert "img" not in dom.tags and "b" not in dom.tags
     assert dom.title == "vpcd topology"
     assert HOSTILE in dom.find("port", t.ports[4]["id"]).text
     assert HOSTILE in dom.find("subnet", front["id"]).text  # its tag, in the tooltip
+    assert f"{HOSTILE} — 10.9.0.0/16" in dom.by_id("vpc-select").text  # another VPC's name
 
     # a screenshot, for people
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -456,3 +464,5 @@ def test_a_rejected_token_asks_for_another(server: str, tmp_path: Path) -> None:
     assert "401" in dom.by_id("message").text
     assert "hidden" not in dom.by_id("token-form").attrs
     assert "hidden" in dom.by_id("vpc-bar").attrs
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    run_chromium(url, tmp_path, f"--screenshot={ARTIFACTS / 'token-rejected.png'}", budget_ms=5000)
