@@ -242,6 +242,8 @@ def run_chromium(url: str, tmp: Path, *args: str, budget_ms: int = 12000) -> str
         "--disable-sync",
         "--disable-dev-shm-usage",
         "--hide-scrollbars",
+        "--enable-logging=stderr",  # the page's console, to catch script errors
+        "--log-level=0",
         f"--user-data-dir={profile}",
         f"--virtual-time-budget={budget_ms}",
         "--window-size=1400,900",
@@ -262,7 +264,11 @@ def run_chromium(url: str, tmp: Path, *args: str, budget_ms: int = 12000) -> str
         pytest.fail(f"chromium did not finish in {BROWSER_TIMEOUT}s: {url}")
     finally:
         procs.stop_group(proc, grace=5)
-    assert proc.returncode == 0, err.decode(errors="replace")[-3000:]
+    log = err.decode(errors="replace")
+    assert proc.returncode == 0, log[-3000:]
+    console = [line for line in log.splitlines() if "CONSOLE" in line]
+    bad = ("Uncaught", "Refused to", "Content Security Policy")  # script errors, CSP blocks
+    assert not [line for line in console if any(b in line for b in bad)], console
     return out.decode()
 
 
