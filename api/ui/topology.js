@@ -182,6 +182,7 @@
     );
     const portIds = new Set(ports.map((p) => p.id));
     const routerIds = new Set(routers.map((r) => r.id));
+    const subnetNames = new Map(subnets.map((s) => [s.id, s.name || s.cidr]));
     const legs = [];
     routers.forEach((r, i) => {
       for (const iface of ifaceLists[i] || []) {
@@ -189,6 +190,7 @@
         const port = legPorts.get(iface.port_id);
         legs.push({
           id: `${r.id}:${iface.subnet_id}`,
+          name: `${r.name || short(r.id)} → ${subnetNames.get(iface.subnet_id)}`,
           router_id: r.id,
           subnet_id: iface.subnet_id,
           port_id: iface.port_id,
@@ -756,7 +758,8 @@
 
   function startTimer() {
     stopTimer();
-    state.timer = setTimeout(refresh, REFRESH_MS);
+    // a hidden tab does not poll; it refreshes when shown again (visibilitychange)
+    state.timer = setTimeout(() => (document.hidden ? stopTimer() : refresh()), REFRESH_MS);
   }
 
   function stopTimer() {

@@ -405,10 +405,12 @@ def test_topology_page_draws_the_vpc(
     (r,) = routers
     assert dom.find("router", r["id"]).attrs["data-status"] == r["status"]
     assert len(ifaces) == 2
+    subnet_names = {s["id"]: s["name"] for s in subnets}
     for iface in ifaces:
         el = dom.find("leg", f"{r['id']}:{iface['subnet_id']}")
         assert el.attrs["data-status"] == legs[iface["port_id"]]["status"]
         assert iface["ip_address"] in el.text
+        assert f"edge → {subnet_names[iface['subnet_id']]}" in el.text
     assert len(dom.kinds("leg")) == 2
     (fip,) = [f for f in fips if f["id"] == t.fip["id"]]
     el = dom.find("floating_ip", fip["id"])
