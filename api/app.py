@@ -6,11 +6,14 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Response
+from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from api import errors, metrics
@@ -24,6 +27,7 @@ from models.db import engine_for, pool_capacity, session_factory
 from models.tenant import admin_token_exists, hash_token
 
 log = logging.getLogger("vpcd.api")
+UI_DIR = Path(__file__).with_name("ui")  # the topology page: static files, no build step
 
 
 def operation_id(route: APIRoute) -> str:
@@ -129,6 +133,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def prometheus() -> Response:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
+
+    @app.get("/ui", include_in_schema=False)
+    def topology_page() -> RedirectResponse:
+        return RedirectResponse("ui/")  # relative: still right behind a path prefix
+
+    app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
 
     problem_only_openapi(app)
     app.add_middleware(
