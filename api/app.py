@@ -19,7 +19,7 @@ from api.rest.query import reject_unknown_query
 from api.services.idempotency import IdempotencyMiddleware
 from api.services.notify import Notifier
 from api.settings import Settings, get_settings
-from models.db import engine_for, pool_capacity, session_factory
+from models.db import engine_for, ping, pool_capacity, session_factory
 from models.tenant import add_token, admin_token_exists, keep_only_admin_token
 
 log = logging.getLogger("vpcd.api")
@@ -111,8 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def get_readiness() -> Health:
         """The database answers (readiness); otherwise a 503 problem document."""
         try:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
+            ping(engine)
         except sa.exc.SQLAlchemyError as exc:
             raise errors.Unavailable(f"database unreachable: {str(exc)[:200]}") from exc
         return Health(status="ok")

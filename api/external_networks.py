@@ -93,7 +93,7 @@ def create_external_network(
 def list_external_networks(
     pages: PagesDep, who: PrincipalDep, name: str | None = None, tag: str | None = None
 ) -> ExternalNetworkList:
-    return pages.of(ExternalNetworkList, ExternalNetwork, who, name=name, tag=tag)
+    return pages.of(ExternalNetworkList, ExternalNetwork, who, {"name": name, "tag": tag})
 
 
 @router.get("/{external_network_id}", responses=problems(401, 404))

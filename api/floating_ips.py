@@ -7,9 +7,9 @@ from pydantic import Field
 from sqlalchemy.orm import Session
 
 from api.deps import PrincipalDep, SessionDep, TenantDep
-from api.errors import Conflict, Invalid, NotFound, problems
+from api.errors import problems
 from api.rest.pages import Page, PagesDep
-from api.rest.preconditions import Lookup, LookupDep, ResourceRoute
+from api.rest.preconditions import LookupDep, ResourceRoute
 from api.rest.schemas import (
     Description,
     Input,
@@ -20,10 +20,10 @@ from api.rest.schemas import (
     apply_changes,
 )
 from api.services import external_ips, quotas
-from models import FloatingIp, Port, Router
+from api.services.fip_routing import router_for
+from models import FloatingIp, Port
 from models.base import new_id
-from models.network import ROUTER_INTERFACE
-from models.routing import floating_ip_of_port, interface_of_subnet, release_external
+from models.routing import release_external
 
 router = APIRouter(prefix="/v1/floating-ips", tags=["floating-ips"], route_class=ResourceRoute)
 
@@ -66,32 +66,6 @@ def render(session: Session, fip: FloatingIp) -> FloatingIpOut:
     )
 
 
-def route_for(session: Session, lookup: Lookup, fip: FloatingIp, port_id: str) -> str:
-    """The router that carries this port's subnet to the FIP's external network."""
-    port = lookup.get(Port, port_id)
-    if port.tenant_id != fip.tenant_id:  # even the admin cannot map one tenant's IP to another
-        raise NotFound("port", port_id)
-    if port.device_owner == ROUTER_INTERFACE:
-        raise Invalid("body.port_id", "a router interface cannot take a floating IP")
-    other = floating_ip_of_port(session, port.id)
-    if other is not None and other.id != fip.id:
-        raise Conflict(f"port {port.id} already has floating IP {other.id} ({other.address})")
-    iface = interface_of_subnet(session, port.subnet_id)
-    if iface is None:
-        raise Conflict(
-            f"port {port.id}'s subnet {port.subnet_id} is not attached to a router; "
-            "add a router interface on it first"
-        )
-    r = session.get(Router, iface.router_id)
-    assert r is not None
-    if r.external_network_id != fip.external_network_id:
-        raise Conflict(
-            f"router {r.id}, which serves the port's subnet, has no gateway on external network "
-            f"{fip.external_network_id}; set its external_network_id first"
-        )
-    return r.id
-
-
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 404, 409, 422))
 def create_floating_ip(
     body: FloatingIpCreate, session: SessionDep, who: TenantDep, lookup: LookupDep
@@ -103,7 +77,7 @@ def create_floating_ip(
         id=new_id(), tenant_id=who.tenant_id, address="", **body.model_dump(exclude={"port_id"})
     )
     if body.port_id is not None:
-        fip.router_id = route_for(session, lookup, fip, body.port_id)
+        fip.router_id = router_for(session, lookup, fip, body.port_id)
         fip.port_id = body.port_id
     # the address first, so the row is inserted whole at revision 1 (no second UPDATE)
     fip.address = external_ips.allocate(session, network, fip.id)
@@ -126,11 +100,13 @@ def list_floating_ips(
         FloatingIpList,
         FloatingIp,
         who,
+        {
+            "external_network_id": external_network_id,
+            "port_id": port_id,
+            "router_id": router_id,
+            "tag": tag,
+        },
         render=lambda f: render(session, f),
-        external_network_id=external_network_id,
-        port_id=port_id,
-        router_id=router_id,
-        tag=tag,
     )
 
 
@@ -147,7 +123,7 @@ def update_floating_ip(
     changes = body.changes()
     if "port_id" in changes:
         port_id = changes["port_id"]
-        changes["router_id"] = route_for(session, lookup, fip, port_id) if port_id else None
+        changes["router_id"] = router_for(session, lookup, fip, port_id) if port_id else None
     if apply_changes(fip, changes):
         fip.status = "pending"
     session.flush()

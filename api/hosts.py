@@ -92,7 +92,7 @@ def create_host(body: HostCreate, session: SessionDep, _: AdminDep) -> HostOut:
 
 @router.get("", responses=problems(400, 401, 403, 422))
 def list_hosts(pages: PagesDep, who: AdminDep, name: str | None = None) -> HostList:
-    return pages.of(HostList, Host, who, render=render, name=name)
+    return pages.of(HostList, Host, who, {"name": name}, render=render)
 
 
 @router.get("/{host_id}", responses=problems(401, 403, 404))

@@ -144,18 +144,11 @@ def list_ports(
     ip_address: str | None = None,
     security_group_id: str | None = None,
 ) -> PortList:
+    filters = {"subnet_id": subnet_id, "host": host, "name": name, "tag": tag}
+    filters |= {"device_id": device_id, "ip_address": ip_address}
+    in_group = () if security_group_id is None else (in_security_group(security_group_id),)
     return pages.of(
-        PortList,
-        Port,
-        who,
-        render=lambda p: render(session, p),
-        where=() if security_group_id is None else (in_security_group(security_group_id),),
-        subnet_id=subnet_id,
-        host=host,
-        name=name,
-        tag=tag,
-        device_id=device_id,
-        ip_address=ip_address,
+        PortList, Port, who, filters, render=lambda p: render(session, p), where=in_group
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated
 
 from fastapi import APIRouter, Request, Response, status
@@ -25,7 +24,7 @@ from api.rest.schemas import (
     apply_changes,
 )
 from api.services import blockers, external_ips, quotas
-from api.services.router_legs import add_leg, remove_leg
+from api.services.router_legs import add_leg, check_routes, remove_leg
 from api.services.scheduling import schedule_router
 from models import Port, Router, Subnet, Vpc
 from models.base import new_id
@@ -33,7 +32,6 @@ from models.routing import (
     interface_of_subnet,
     interfaces_of_router,
     release_external,
-    subnets_of_router,
 )
 
 router = APIRouter(prefix="/v1/routers", tags=["routers"], route_class=ResourceRoute)
@@ -95,18 +93,6 @@ def render(session: Session, r: Router) -> RouterOut:
     return RouterOut.model_validate({**data, "subnet_ids": subnets})
 
 
-def check_routes(session: Session, r: Router, routes: list[dict[str, str]]) -> None:
-    """Each nexthop must sit on one of the router's subnets, as Neutron requires."""
-    nets = [ipaddress.ip_network(s.cidr) for s in subnets_of_router(session, r.id)]
-    for i, route in enumerate(routes):
-        hop = ipaddress.ip_address(route["nexthop"])
-        if not any(hop in n for n in nets):
-            raise Invalid(
-                f"body.routes.{i}.nexthop",
-                f"{hop} is not on any subnet attached to this router",
-            )
-
-
 def interface_out(r: Router, subnet_id: str, port: Port) -> RouterInterfaceOut:
     return RouterInterfaceOut(
         router_id=r.id, subnet_id=subnet_id, port_id=port.id, ip_address=port.ip_address
@@ -148,11 +134,8 @@ def list_routers(
         RouterList,
         Router,
         who,
+        {"vpc_id": vpc_id, "name": name, "tag": tag, "external_network_id": external_network_id},
         render=lambda r: render(session, r),
-        vpc_id=vpc_id,
-        name=name,
-        tag=tag,
-        external_network_id=external_network_id,
     )
 
 

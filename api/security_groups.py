@@ -143,7 +143,9 @@ def list_security_groups(
     name: str | None = None,
     tag: str | None = None,
 ) -> SecurityGroupList:
-    return pages.of(SecurityGroupList, SecurityGroup, who, vpc_id=vpc_id, name=name, tag=tag)
+    return pages.of(
+        SecurityGroupList, SecurityGroup, who, {"vpc_id": vpc_id, "name": name, "tag": tag}
+    )
 
 
 @router.get("/v1/security-groups/{security_group_id}", responses=problems(401, 404))
@@ -211,9 +213,11 @@ def list_security_group_rules(
         SecurityGroupRuleList,
         SecurityGroupRule,
         who,
-        security_group_id=security_group_id,
-        remote_group_id=remote_group_id,
-        direction=direction,
+        {
+            "security_group_id": security_group_id,
+            "remote_group_id": remote_group_id,
+            "direction": direction,
+        },
     )
 
 

@@ -141,7 +141,9 @@ def list_subnets(
     tag: str | None = None,
     cidr: str | None = None,
 ) -> SubnetList:
-    return pages.of(SubnetList, Subnet, who, vpc_id=vpc_id, name=name, tag=tag, cidr=cidr)
+    return pages.of(
+        SubnetList, Subnet, who, {"vpc_id": vpc_id, "name": name, "tag": tag, "cidr": cidr}
+    )
 
 
 @router.get("/{subnet_id}", responses=problems(401, 404))

@@ -81,7 +81,7 @@ def create_tenant(body: TenantCreate, session: SessionDep, _: AdminDep) -> Tenan
 
 @router.get("", responses=problems(400, 401, 403, 422))
 def list_tenants(pages: PagesDep, who: AdminDep, name: str | None = None) -> TenantList:
-    return pages.of(TenantList, Tenant, who, name=name)
+    return pages.of(TenantList, Tenant, who, {"name": name})
 
 
 @router.get("/{tenant_id}", responses=problems(401, 403, 404))

@@ -73,7 +73,7 @@ def list_vpcs(
     tag: str | None = None,
     cidr: str | None = None,
 ) -> VpcList:
-    return pages.of(VpcList, Vpc, who, name=name, tag=tag, cidr=cidr)
+    return pages.of(VpcList, Vpc, who, {"name": name, "tag": tag, "cidr": cidr})
 
 
 @router.get("/{vpc_id}", responses=problems(401, 404))

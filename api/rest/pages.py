@@ -71,10 +71,10 @@ class Pages:
         page_type: type[P],
         model: type[M],
         who: Principal,
+        filters: dict[str, Any],
         *,
         render: Callable[[M], Any] | None = None,
         where: tuple[sa.ColumnElement[bool], ...] = (),
-        **filters: Any,
     ) -> P:
         """`filters` are equalities by column (`tag` matches one of the tags); None is no
         filter. Tenants see their own rows, the admin everyone's. `render` defaults to the

@@ -1,4 +1,5 @@
-"""A router's legs: one service-made port per attached subnet, at the subnet's gateway IP.
+"""A router's legs: one service-made port per attached subnet, at the subnet's gateway IP,
+and the static routes whose nexthops those legs reach.
 
 The user attaches and detaches subnets; the legs' ports are the service's own (device_owner
 `router_interface`) and go with the interface or the router, never blocking the user.
@@ -6,13 +7,15 @@ The user attaches and detaches subnets; the legs' ports are the service's own (d
 
 from __future__ import annotations
 
+import ipaddress
+
 from sqlalchemy.orm import Session
 
 from api.errors import Conflict, Invalid
 from api.services import ipam
 from models import Port, Router, RouterInterface, Subnet
 from models.network import ROUTER_INTERFACE, address_taken
-from models.routing import interface_of_subnet
+from models.routing import interface_of_subnet, subnets_of_router
 
 
 def add_leg(session: Session, r: Router, subnet: Subnet) -> Port:
@@ -51,3 +54,15 @@ def remove_leg(session: Session, iface: RouterInterface) -> None:
     session.flush()
     if port is not None:
         session.delete(port)
+
+
+def check_routes(session: Session, r: Router, routes: list[dict[str, str]]) -> None:
+    """Each nexthop must sit on one of the router's subnets, as Neutron requires."""
+    nets = [ipaddress.ip_network(s.cidr) for s in subnets_of_router(session, r.id)]
+    for i, route in enumerate(routes):
+        hop = ipaddress.ip_address(route["nexthop"])
+        if not any(hop in n for n in nets):
+            raise Invalid(
+                f"body.routes.{i}.nexthop",
+                f"{hop} is not on any subnet attached to this router",
+            )
