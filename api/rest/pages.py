@@ -61,7 +61,9 @@ def decode_token(token: str | None) -> tuple[datetime, str] | None:
 class Pages:
     """The list helper: the caller's page of a model's rows, rendered into a `Page`."""
 
-    def __init__(self, session: SessionDep, limit: Limit = 100, page_token: PageToken = None):
+    def __init__(
+        self, session: SessionDep, limit: Limit = 100, page_token: PageToken = None
+    ) -> None:
         self.session = session
         self.limit = limit
         self.page_token = page_token
