@@ -17,14 +17,13 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from api import errors, metrics
-from api.common import reject_unknown_query
 from api.deps import DbAdmission
+from api.rest.query import reject_unknown_query
 from api.services.idempotency import IdempotencyMiddleware
 from api.services.notify import Notifier
 from api.settings import Settings, get_settings
-from models import ApiToken
-from models.db import engine_for, pool_capacity, session_factory
-from models.tenant import admin_token_exists, hash_token
+from models.db import engine_for, ping, pool_capacity, session_factory
+from models.tenant import add_token, admin_token_exists, keep_only_admin_token
 
 log = logging.getLogger("vpcd.api")
 UI_DIR = Path(__file__).with_name("ui")  # the topology page: static files, no build step
@@ -45,20 +44,13 @@ def ensure_admin_token(settings: Settings) -> str | None:
 
 def _ensure_admin_token(settings: Settings) -> str | None:
     with session_factory(engine_for(settings.database_url)).begin() as session:
-        if settings.vpcd_admin_token:  # the configured token is the only admin token
-            digest = hash_token(settings.vpcd_admin_token)
-            session.execute(
-                sa.delete(ApiToken).where(
-                    ApiToken.tenant_id.is_(None), ApiToken.token_hash != digest
-                )
-            )
-            if session.scalar(sa.select(ApiToken.id).where(ApiToken.token_hash == digest)) is None:
-                session.add(ApiToken(token_hash=digest, tenant_id=None))
+        if settings.vpcd_admin_token:
+            keep_only_admin_token(session, settings.vpcd_admin_token)
             return None
         if admin_token_exists(session):
             return None
         token = "vpcd_admin_" + secrets.token_urlsafe(32)
-        session.add(ApiToken(token_hash=hash_token(token), tenant_id=None))
+        add_token(session, token, None)
     print(f"vpcd: generated admin token (shown once): {token}", flush=True)
     return token
 
@@ -123,8 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def get_readiness() -> Health:
         """The database answers (readiness); otherwise a 503 problem document."""
         try:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
+            ping(engine)
         except sa.exc.SQLAlchemyError as exc:
             raise errors.Unavailable(f"database unreachable: {str(exc)[:200]}") from exc
         return Health(status="ok")

@@ -15,6 +15,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import get_route_path
+
+from api.rest.methods import MethodTable
 
 PROBLEM_TYPE = "https://vpcd.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -218,6 +221,18 @@ def install(app: FastAPI) -> None:
             f"http-{exc.status_code}",
             str(exc.detail),
         )
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), **_allow(request)}
         return ProblemResponse(
-            err.problem(request.url.path), status_code=exc.status_code, headers=exc.headers
+            err.problem(request.url.path), status_code=exc.status_code, headers=headers
         )
+
+
+def _allow(request: Request) -> dict[str, str]:
+    """Every method of the path, from a table built once the app has all its routes."""
+    state = request.app.state
+    if getattr(state, "method_table", None) is None:
+        state.method_table = MethodTable(request.app.routes)
+    allow = state.method_table.allow(get_route_path(request.scope))
+    return {"Allow": allow} if allow else {}

@@ -5,35 +5,30 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated
 
-import sqlalchemy as sa
-from fastapi import APIRouter, Request, Response, status
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, status
+from pydantic import Field
 
-from api.common import (
+from api.deps import AdminDep, PrincipalDep, SessionDep
+from api.errors import Invalid, problems
+from api.netcheck import AnyCidr, IPv4, Pool, PoolError, default_pools, validate_pools
+from api.rest.pages import Page, PagesDep
+from api.rest.preconditions import LookupDep, ResourceRoute
+from api.rest.schemas import (
     Description,
     Input,
-    Limit,
     Name,
     NotNull,
     Output,
-    PageToken,
     Patch,
     Tags,
     apply_changes,
-    check_if_match,
-    created,
-    decode_token,
-    encode_token,
-    set_etag,
 )
-from api.deps import AdminDep, PrincipalDep, SessionDep
-from api.errors import InUse, Invalid, NotFound, problems
-from api.netcheck import AnyCidr, IPv4, Pool, PoolError, default_pools, validate_pools
+from api.services import blockers
 from models import ExternalNetwork
-from models.query import filtered, page
-from models.routing import users_of_external_network
 
-router = APIRouter(prefix="/v1/external-networks", tags=["external-networks"])
+router = APIRouter(
+    prefix="/v1/external-networks", tags=["external-networks"], route_class=ResourceRoute
+)
 
 Pools = Annotated[list[Pool], Field(min_length=1, max_length=16)]
 
@@ -63,25 +58,13 @@ class ExternalNetworkOut(Output):
     tags: list[str]
 
 
-class ExternalNetworkList(BaseModel):
-    items: list[ExternalNetworkOut]
-    next_page_token: str | None = None
-
-
-def _get(session: SessionDep, ident: str) -> ExternalNetwork:
-    network = session.get(ExternalNetwork, ident)
-    if network is None:
-        raise NotFound("external_network", ident)
-    return network
+class ExternalNetworkList(Page[ExternalNetworkOut]):
+    pass
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 422))
 def create_external_network(
-    body: ExternalNetworkCreate,
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    _: AdminDep,
+    body: ExternalNetworkCreate, session: SessionDep, _: AdminDep
 ) -> ExternalNetworkOut:
     net = ipaddress.IPv4Network(body.cidr)
     if net.prefixlen > 30:
@@ -103,52 +86,32 @@ def create_external_network(
     network = ExternalNetwork(allocation_pools=pools, **fields)
     session.add(network)
     session.flush()
-    created(request, response, f"/v1/external-networks/{network.id}", network)
     return ExternalNetworkOut.model_validate(network)
 
 
 @router.get("", responses=problems(400, 401, 422))
 def list_external_networks(
-    session: SessionDep,
-    _: PrincipalDep,
-    name: str | None = None,
-    tag: str | None = None,
-    limit: Limit = 100,
-    page_token: PageToken = None,
+    pages: PagesDep, who: PrincipalDep, name: str | None = None, tag: str | None = None
 ) -> ExternalNetworkList:
-    stmt = filtered(
-        session, ExternalNetwork, sa.select(ExternalNetwork), {"name": name, "tag": tag}
-    )
-    rows, cursor = page(session, ExternalNetwork, stmt, limit, decode_token(page_token))
-    return ExternalNetworkList(
-        items=[ExternalNetworkOut.model_validate(r) for r in rows],
-        next_page_token=encode_token(cursor),
-    )
+    return pages.of(ExternalNetworkList, ExternalNetwork, who, {"name": name, "tag": tag})
 
 
 @router.get("/{external_network_id}", responses=problems(401, 404))
-def get_external_network(
-    external_network_id: str, response: Response, session: SessionDep, _: PrincipalDep
-) -> ExternalNetworkOut:
-    network = _get(session, external_network_id)
-    set_etag(response, network)
-    return ExternalNetworkOut.model_validate(network)
+def get_external_network(external_network_id: str, lookup: LookupDep) -> ExternalNetworkOut:
+    return ExternalNetworkOut.model_validate(lookup.target(ExternalNetwork, external_network_id))
 
 
 @router.patch("/{external_network_id}", responses=problems(401, 403, 404, 412, 422))
 def update_external_network(
     external_network_id: str,
     body: ExternalNetworkUpdate,
-    request: Request,
-    response: Response,
     session: SessionDep,
     _: AdminDep,
+    lookup: LookupDep,
 ) -> ExternalNetworkOut:
-    network = _get(session, external_network_id)
-    check_if_match(request, network)
+    network = lookup.target(ExternalNetwork, external_network_id)
     apply_changes(network, body.changes())
     session.flush()
-    set_etag(response, network)
     return ExternalNetworkOut.model_validate(network)
 
 
@@ -158,11 +121,8 @@ def update_external_network(
     responses=problems(401, 403, 404, 409, 412),
 )
 def delete_external_network(
-    external_network_id: str, request: Request, session: SessionDep, _: AdminDep
+    external_network_id: str, session: SessionDep, _: AdminDep, lookup: LookupDep
 ) -> None:
-    network = _get(session, external_network_id)
-    check_if_match(request, network)
-    users = users_of_external_network(session, network.id)
-    if users:
-        raise InUse("routers or floating IPs use this external network", users)
+    network = lookup.target(ExternalNetwork, external_network_id)
+    blockers.external_network(session, network.id)
     session.delete(network)

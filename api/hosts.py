@@ -5,33 +5,22 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-import sqlalchemy as sa
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
-from api.common import (
-    Input,
-    Limit,
-    NotNull,
-    Output,
-    PageToken,
-    Patch,
-    apply_changes,
-    check_if_match,
-    created,
-    decode_token,
-    encode_token,
-    set_etag,
-)
 from api.deps import AdminDep, NotifierDep, SessionDep
-from api.errors import Conflict, InUse, NotFound, problems
+from api.errors import Conflict, problems
 from api.netcheck import HostName, IPv4
-from models import Host, Port, Router
+from api.rest.pages import Page, PagesDep
+from api.rest.preconditions import LookupDep, ResourceRoute
+from api.rest.schemas import Input, NotNull, Output, Patch, apply_changes
+from api.services import blockers
+from models import Host
 from models.base import utcnow
+from models.host import host_named
 from models.hoststate import subnets_on_host
-from models.query import filtered, page
 
-router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
+router = APIRouter(prefix="/v1/hosts", tags=["hosts"], route_class=ResourceRoute)
 
 HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 Roles = Annotated[list[Literal["compute", "network"]], Field(min_length=1, max_length=2)]
@@ -67,9 +56,8 @@ class HostOut(Output):
     last_sync: HostSync | None
 
 
-class HostList(BaseModel):
-    items: list[HostOut]
-    next_page_token: str | None = None
+class HostList(Page[HostOut]):
+    pass
 
 
 def render(host: Host) -> HostOut:
@@ -92,64 +80,41 @@ def render(host: Host) -> HostOut:
     )
 
 
-def _get(session: SessionDep, ident: str) -> Host:
-    host = session.get(Host, ident)
-    if host is None:
-        raise NotFound("host", ident)
-    return host
-
-
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 409, 422))
-def create_host(
-    body: HostCreate, request: Request, response: Response, session: SessionDep, _: AdminDep
-) -> HostOut:
-    if session.scalar(sa.select(Host.id).where(Host.name == body.name)):
+def create_host(body: HostCreate, session: SessionDep, _: AdminDep) -> HostOut:
+    if host_named(session, body.name):
         raise Conflict(f"a host named {body.name!r} exists")
     host = Host(**body.model_dump())
     session.add(host)
     session.flush()
-    created(request, response, f"/v1/hosts/{host.id}", host)
     return render(host)
 
 
 @router.get("", responses=problems(400, 401, 403, 422))
-def list_hosts(
-    session: SessionDep,
-    _: AdminDep,
-    name: str | None = None,
-    limit: Limit = 100,
-    page_token: PageToken = None,
-) -> HostList:
-    stmt = filtered(session, Host, sa.select(Host), {"name": name})
-    rows, cursor = page(session, Host, stmt, limit, decode_token(page_token))
-    return HostList(items=[render(h) for h in rows], next_page_token=encode_token(cursor))
+def list_hosts(pages: PagesDep, who: AdminDep, name: str | None = None) -> HostList:
+    return pages.of(HostList, Host, who, {"name": name}, render=render)
 
 
 @router.get("/{host_id}", responses=problems(401, 403, 404))
-def get_host(host_id: str, response: Response, session: SessionDep, _: AdminDep) -> HostOut:
-    host = _get(session, host_id)
-    set_etag(response, host)
-    return render(host)
+def get_host(host_id: str, _: AdminDep, lookup: LookupDep) -> HostOut:
+    return render(lookup.target(Host, host_id))
 
 
 @router.patch("/{host_id}", responses=problems(401, 403, 404, 412, 422))
 def update_host(
     host_id: str,
     body: HostUpdate,
-    request: Request,
-    response: Response,
     session: SessionDep,
     _: AdminDep,
+    lookup: LookupDep,
     notifier: NotifierDep,
 ) -> HostOut:
     """A running agent reasserts its own VTEP and roles with every heartbeat."""
-    host = _get(session, host_id)
-    check_if_match(request, host)
+    host = lookup.target(Host, host_id)
     if apply_changes(host, body.changes()):
         session.flush()  # its peers' flood and unicast entries point at the VTEP
         notifier.subnets_changed(session, subnets_on_host(session, host.name), host.name)
     session.flush()
-    set_etag(response, host)
     return render(host)
 
 
@@ -158,18 +123,7 @@ def update_host(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problems(401, 403, 404, 409, 412),
 )
-def delete_host(host_id: str, request: Request, session: SessionDep, _: AdminDep) -> None:
-    host = _get(session, host_id)
-    check_if_match(request, host)
-    blocking = [
-        ("port", p)
-        for p in session.scalars(
-            sa.select(Port.id).where(Port.host == host.name, Port.device_owner == "")
-        )
-    ]
-    blocking += [
-        ("router", r) for r in session.scalars(sa.select(Router.id).where(Router.host == host.name))
-    ]
-    if blocking:
-        raise InUse("ports or routers are bound to this host", blocking)
+def delete_host(host_id: str, session: SessionDep, _: AdminDep, lookup: LookupDep) -> None:
+    host = lookup.target(Host, host_id)
+    blockers.host(session, host.name)
     session.delete(host)

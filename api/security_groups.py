@@ -4,39 +4,30 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import sqlalchemy as sa
-from fastapi import APIRouter, Request, Response, status
-from pydantic import BaseModel, Field, model_validator
+from fastapi import APIRouter, status
+from pydantic import Field, model_validator
 
-from api.common import (
+from api.deps import PrincipalDep, SessionDep, TenantDep
+from api.errors import Invalid, problems
+from api.netcheck import AnyCidr
+from api.rest.pages import Page, PagesDep
+from api.rest.preconditions import LookupDep, ResourceRoute
+from api.rest.schemas import (
     Description,
     Input,
-    Limit,
     Name,
     NotNull,
-    PageToken,
     Patch,
     RealisedOutput,
     Tags,
     TenantOutput,
     apply_changes,
-    check_if_match,
-    created,
-    decode_token,
-    encode_token,
-    owned,
-    set_etag,
 )
-from api.deps import PrincipalDep, SessionDep, TenantDep
-from api.errors import Conflict, InUse, Invalid, problems
-from api.netcheck import AnyCidr
-from api.services import quotas
+from api.services import blockers, quotas
 from models import SecurityGroup, SecurityGroupRule, Vpc
-from models.network import ports_in_group
-from models.query import filtered, page, scoped
-from models.security import delete_group, rules_referencing
+from models.security import delete_group, mark_group_changed
 
-router = APIRouter(tags=["security-groups"])
+router = APIRouter(tags=["security-groups"], route_class=ResourceRoute)
 
 PortNumber = Annotated[int, Field(ge=1, le=65535)]
 
@@ -63,9 +54,8 @@ class SecurityGroupOut(RealisedOutput):
     is_default: bool
 
 
-class SecurityGroupList(BaseModel):
-    items: list[SecurityGroupOut]
-    next_page_token: str | None = None
+class SecurityGroupList(Page[SecurityGroupOut]):
+    pass
 
 
 class SecurityGroupRuleCreate(Input):
@@ -121,9 +111,8 @@ class SecurityGroupRuleOut(TenantOutput):
     remote_group_id: str | None
 
 
-class SecurityGroupRuleList(BaseModel):
-    items: list[SecurityGroupRuleOut]
-    next_page_token: str | None = None
+class SecurityGroupRuleList(Page[SecurityGroupRuleOut]):
+    pass
 
 
 # -- groups ------------------------------------------------------------------------------
@@ -135,66 +124,44 @@ class SecurityGroupRuleList(BaseModel):
     responses=problems(401, 403, 404, 409, 422),
 )
 def create_security_group(
-    body: SecurityGroupCreate,
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    who: TenantDep,
+    body: SecurityGroupCreate, session: SessionDep, who: TenantDep, lookup: LookupDep
 ) -> SecurityGroupOut:
     assert who.tenant_id is not None
-    owned(session, Vpc, body.vpc_id, who, "vpc")
+    lookup.get(Vpc, body.vpc_id)
     quotas.check(session, who.tenant_id, "security_groups", SecurityGroup)
     group = SecurityGroup(tenant_id=who.tenant_id, **body.model_dump())
     session.add(group)
     session.flush()
-    created(request, response, f"/v1/security-groups/{group.id}", group)
     return SecurityGroupOut.model_validate(group)
 
 
 @router.get("/v1/security-groups", responses=problems(400, 401, 422))
 def list_security_groups(
-    session: SessionDep,
+    pages: PagesDep,
     who: PrincipalDep,
     vpc_id: str | None = None,
     name: str | None = None,
     tag: str | None = None,
-    limit: Limit = 100,
-    page_token: PageToken = None,
 ) -> SecurityGroupList:
-    stmt = scoped(sa.select(SecurityGroup), SecurityGroup, who.tenant_id)
-    stmt = filtered(session, SecurityGroup, stmt, {"vpc_id": vpc_id, "name": name, "tag": tag})
-    rows, cursor = page(session, SecurityGroup, stmt, limit, decode_token(page_token))
-    return SecurityGroupList(
-        items=[SecurityGroupOut.model_validate(r) for r in rows],
-        next_page_token=encode_token(cursor),
+    return pages.of(
+        SecurityGroupList, SecurityGroup, who, {"vpc_id": vpc_id, "name": name, "tag": tag}
     )
 
 
 @router.get("/v1/security-groups/{security_group_id}", responses=problems(401, 404))
-def get_security_group(
-    security_group_id: str, response: Response, session: SessionDep, who: PrincipalDep
-) -> SecurityGroupOut:
-    group = owned(session, SecurityGroup, security_group_id, who, "security_group")
-    set_etag(response, group)
-    return SecurityGroupOut.model_validate(group)
+def get_security_group(security_group_id: str, lookup: LookupDep) -> SecurityGroupOut:
+    return SecurityGroupOut.model_validate(lookup.target(SecurityGroup, security_group_id))
 
 
 @router.patch(
     "/v1/security-groups/{security_group_id}", responses=problems(401, 404, 409, 412, 422)
 )
 def update_security_group(
-    security_group_id: str,
-    body: SecurityGroupUpdate,
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    who: PrincipalDep,
+    security_group_id: str, body: SecurityGroupUpdate, session: SessionDep, lookup: LookupDep
 ) -> SecurityGroupOut:
-    group = owned(session, SecurityGroup, security_group_id, who, "security_group")
-    check_if_match(request, group)
+    group = lookup.target(SecurityGroup, security_group_id)
     apply_changes(group, body.changes())
     session.flush()
-    set_etag(response, group)
     return SecurityGroupOut.model_validate(group)
 
 
@@ -203,17 +170,9 @@ def update_security_group(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problems(401, 404, 409, 412),
 )
-def delete_security_group(
-    security_group_id: str, request: Request, session: SessionDep, who: PrincipalDep
-) -> None:
-    group = owned(session, SecurityGroup, security_group_id, who, "security_group")
-    check_if_match(request, group)
-    if group.is_default:
-        raise Conflict("the default security group goes with its VPC; delete the VPC")
-    blocking = [("port", p) for p in ports_in_group(session, group.id)]
-    blocking += [("security_group_rule", r) for r in rules_referencing(session, group.id)]
-    if blocking:
-        raise InUse("the security group is used by ports or other groups' rules", blocking)
+def delete_security_group(security_group_id: str, session: SessionDep, lookup: LookupDep) -> None:
+    group = lookup.target(SecurityGroup, security_group_id)
+    blockers.security_group(session, group)
     delete_group(session, group)
 
 
@@ -226,79 +185,54 @@ def delete_security_group(
     responses=problems(401, 403, 404, 409, 422),
 )
 def create_security_group_rule(
-    body: SecurityGroupRuleCreate,
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    who: TenantDep,
+    body: SecurityGroupRuleCreate, session: SessionDep, who: TenantDep, lookup: LookupDep
 ) -> SecurityGroupRuleOut:
     assert who.tenant_id is not None
-    group = owned(session, SecurityGroup, body.security_group_id, who, "security_group")
+    group = lookup.get(SecurityGroup, body.security_group_id)
     if body.remote_group_id is not None:
-        remote = owned(session, SecurityGroup, body.remote_group_id, who, "security_group")
+        remote = lookup.get(SecurityGroup, body.remote_group_id)
         if remote.vpc_id != group.vpc_id:
             raise Invalid("body.remote_group_id", "the remote group belongs to another VPC")
     quotas.check(session, who.tenant_id, "security_group_rules", SecurityGroupRule)
     rule = SecurityGroupRule(tenant_id=who.tenant_id, **body.model_dump())
     session.add(rule)
-    group.touch()
-    group.status = "pending"
+    mark_group_changed(group)
     session.flush()
-    created(request, response, f"/v1/security-group-rules/{rule.id}", rule)
     return SecurityGroupRuleOut.model_validate(rule)
 
 
 @router.get("/v1/security-group-rules", responses=problems(400, 401, 422))
 def list_security_group_rules(
-    session: SessionDep,
+    pages: PagesDep,
     who: PrincipalDep,
     security_group_id: str | None = None,
     remote_group_id: str | None = None,
     direction: Literal["ingress", "egress"] | None = None,
-    limit: Limit = 100,
-    page_token: PageToken = None,
 ) -> SecurityGroupRuleList:
-    stmt = scoped(sa.select(SecurityGroupRule), SecurityGroupRule, who.tenant_id)
-    stmt = filtered(
-        session,
+    return pages.of(
+        SecurityGroupRuleList,
         SecurityGroupRule,
-        stmt,
+        who,
         {
             "security_group_id": security_group_id,
             "remote_group_id": remote_group_id,
             "direction": direction,
         },
     )
-    rows, cursor = page(session, SecurityGroupRule, stmt, limit, decode_token(page_token))
-    return SecurityGroupRuleList(
-        items=[SecurityGroupRuleOut.model_validate(r) for r in rows],
-        next_page_token=encode_token(cursor),
-    )
 
 
 @router.get("/v1/security-group-rules/{rule_id}", responses=problems(401, 404))
-def get_security_group_rule(
-    rule_id: str, response: Response, session: SessionDep, who: PrincipalDep
-) -> SecurityGroupRuleOut:
-    rule = owned(session, SecurityGroupRule, rule_id, who, "security_group_rule")
-    set_etag(response, rule)
-    return SecurityGroupRuleOut.model_validate(rule)
+def get_security_group_rule(rule_id: str, lookup: LookupDep) -> SecurityGroupRuleOut:
+    return SecurityGroupRuleOut.model_validate(lookup.target(SecurityGroupRule, rule_id))
 
 
 @router.patch("/v1/security-group-rules/{rule_id}", responses=problems(401, 404, 409, 412, 422))
 def update_security_group_rule(
-    rule_id: str,
-    body: SecurityGroupRuleUpdate,
-    request: Request,
-    response: Response,
-    session: SessionDep,
-    who: PrincipalDep,
+    rule_id: str, body: SecurityGroupRuleUpdate, session: SessionDep, lookup: LookupDep
 ) -> SecurityGroupRuleOut:
-    rule = owned(session, SecurityGroupRule, rule_id, who, "security_group_rule")
-    check_if_match(request, rule)
+    rule = lookup.target(SecurityGroupRule, rule_id)
     apply_changes(rule, body.changes())
     session.flush()
-    set_etag(response, rule)
     return SecurityGroupRuleOut.model_validate(rule)
 
 
@@ -307,13 +241,7 @@ def update_security_group_rule(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problems(401, 404, 409, 412),
 )
-def delete_security_group_rule(
-    rule_id: str, request: Request, session: SessionDep, who: PrincipalDep
-) -> None:
-    rule = owned(session, SecurityGroupRule, rule_id, who, "security_group_rule")
-    check_if_match(request, rule)
-    group = session.get(SecurityGroup, rule.security_group_id)
-    if group is not None:
-        group.touch()
-        group.status = "pending"
+def delete_security_group_rule(rule_id: str, session: SessionDep, lookup: LookupDep) -> None:
+    rule = lookup.target(SecurityGroupRule, rule_id)
+    mark_group_changed(session.get(SecurityGroup, rule.security_group_id))
     session.delete(rule)

@@ -5,39 +5,30 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated
 
-import sqlalchemy as sa
-from fastapi import APIRouter, Request, Response, status
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, status
+from pydantic import Field
 from sqlalchemy.orm import Session
 
-from api.common import (
+from api.deps import NotifierDep, PrincipalDep, SessionDep, TenantDep
+from api.errors import Exhausted, Invalid, problems
+from api.netcheck import HostRoute, IPv4, Pool, PoolError, SubnetCidr, default_pools, validate_pools
+from api.rest.pages import Page, PagesDep
+from api.rest.preconditions import LookupDep, ResourceRoute
+from api.rest.schemas import (
     Description,
     Input,
-    Limit,
     Name,
     NotNull,
-    PageToken,
     Patch,
     RealisedOutput,
     Tags,
     apply_changes,
-    check_if_match,
-    created,
-    decode_token,
-    encode_token,
-    owned,
-    set_etag,
 )
-from api.deps import NotifierDep, PrincipalDep, SessionDep, TenantDep
-from api.errors import Exhausted, InUse, Invalid, problems
-from api.netcheck import HostRoute, IPv4, Pool, PoolError, SubnetCidr, default_pools, validate_pools
-from api.services import ipam, quotas
+from api.services import blockers, ipam, quotas
 from models import Subnet, Vpc
-from models.network import lock_vpc_subnets, ports_of_subnet, subnets_of_vpc
-from models.query import filtered, page, scoped
-from models.routing import interface_of_subnet
+from models.network import lock_vpc_subnets, subnets_of_vpc
 
-router = APIRouter(prefix="/v1/subnets", tags=["subnets"])
+router = APIRouter(prefix="/v1/subnets", tags=["subnets"], route_class=ResourceRoute)
 
 Nameservers = Annotated[list[IPv4], Field(max_length=5)]
 HostRoutes = Annotated[list[HostRoute], Field(max_length=32)]
@@ -83,9 +74,8 @@ class SubnetOut(RealisedOutput):
     vni: int
 
 
-class SubnetList(BaseModel):
-    items: list[SubnetOut]
-    next_page_token: str | None = None
+class SubnetList(Page[SubnetOut]):
+    pass
 
 
 def _pools(
@@ -117,10 +107,10 @@ def _check_placement(session: Session, vpc: Vpc, net: ipaddress.IPv4Network) -> 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 404, 409, 422))
 def create_subnet(
-    body: SubnetCreate, request: Request, response: Response, session: SessionDep, who: TenantDep
+    body: SubnetCreate, session: SessionDep, who: TenantDep, lookup: LookupDep
 ) -> SubnetOut:
     assert who.tenant_id is not None
-    vpc = owned(session, Vpc, body.vpc_id, who, "vpc")
+    vpc = lookup.get(Vpc, body.vpc_id)
     net = ipaddress.IPv4Network(body.cidr)
     _check_placement(session, vpc, net)
     if body.gateway_ip is None:
@@ -134,61 +124,42 @@ def create_subnet(
     fields = body.model_dump(exclude={"gateway_ip", "allocation_pools"})
     fields.update(gateway_ip=str(gateway), allocation_pools=pools, tenant_id=who.tenant_id)
     try:
-        vni = ipam.insert_unique(session, ipam.vni_candidates(), lambda v: _new(fields, v))
+        subnet = ipam.insert_unique(
+            session, ipam.vni_candidates(), lambda v: Subnet(vni=v, **fields)
+        )
     except StopIteration as exc:  # pragma: no cover - 16M VNIs
         raise Exhausted("no VNI is free") from exc
-    subnet = session.scalar(sa.select(Subnet).where(Subnet.vni == vni))
-    assert subnet is not None
-    created(request, response, f"/v1/subnets/{subnet.id}", subnet)
     return SubnetOut.model_validate(subnet)
-
-
-def _new(fields: dict[str, object], vni: int) -> Subnet:
-    return Subnet(vni=vni, **fields)
 
 
 @router.get("", responses=problems(400, 401, 422))
 def list_subnets(
-    session: SessionDep,
+    pages: PagesDep,
     who: PrincipalDep,
     vpc_id: str | None = None,
     name: str | None = None,
     tag: str | None = None,
     cidr: str | None = None,
-    limit: Limit = 100,
-    page_token: PageToken = None,
 ) -> SubnetList:
-    stmt = scoped(sa.select(Subnet), Subnet, who.tenant_id)
-    stmt = filtered(
-        session, Subnet, stmt, {"vpc_id": vpc_id, "name": name, "tag": tag, "cidr": cidr}
-    )
-    rows, cursor = page(session, Subnet, stmt, limit, decode_token(page_token))
-    return SubnetList(
-        items=[SubnetOut.model_validate(r) for r in rows], next_page_token=encode_token(cursor)
+    return pages.of(
+        SubnetList, Subnet, who, {"vpc_id": vpc_id, "name": name, "tag": tag, "cidr": cidr}
     )
 
 
 @router.get("/{subnet_id}", responses=problems(401, 404))
-def get_subnet(
-    subnet_id: str, response: Response, session: SessionDep, who: PrincipalDep
-) -> SubnetOut:
-    subnet = owned(session, Subnet, subnet_id, who, "subnet")
-    set_etag(response, subnet)
-    return SubnetOut.model_validate(subnet)
+def get_subnet(subnet_id: str, lookup: LookupDep) -> SubnetOut:
+    return SubnetOut.model_validate(lookup.target(Subnet, subnet_id))
 
 
 @router.patch("/{subnet_id}", responses=problems(401, 404, 409, 412, 422))
 def update_subnet(
     subnet_id: str,
     body: SubnetUpdate,
-    request: Request,
-    response: Response,
     session: SessionDep,
-    who: PrincipalDep,
+    lookup: LookupDep,
     notifier: NotifierDep,
 ) -> SubnetOut:
-    subnet = owned(session, Subnet, subnet_id, who, "subnet")
-    check_if_match(request, subnet)
+    subnet = lookup.target(Subnet, subnet_id)
     changes = body.changes()
     if body.allocation_pools is not None:
         net = ipaddress.IPv4Network(subnet.cidr)
@@ -199,20 +170,13 @@ def update_subnet(
         subnet.status = "pending"
         notifier.subnets_changed(session, {subnet.id})
     session.flush()
-    set_etag(response, subnet)
     return SubnetOut.model_validate(subnet)
 
 
 @router.delete(
     "/{subnet_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 404, 409, 412)
 )
-def delete_subnet(subnet_id: str, request: Request, session: SessionDep, who: PrincipalDep) -> None:
-    subnet = owned(session, Subnet, subnet_id, who, "subnet")
-    check_if_match(request, subnet)
-    blocking = [("port", p) for p in ports_of_subnet(session, subnet.id, user_only=True)]
-    iface = interface_of_subnet(session, subnet.id)
-    if iface is not None:
-        blocking.append(("router", iface.router_id))
-    if blocking:
-        raise InUse("the subnet still has ports or a router interface", blocking)
+def delete_subnet(subnet_id: str, session: SessionDep, lookup: LookupDep) -> None:
+    subnet = lookup.target(Subnet, subnet_id)
+    blockers.subnet(session, subnet.id)
     session.delete(subnet)

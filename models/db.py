@@ -91,3 +91,9 @@ def scratch_database(base_url: str, prefix: str) -> Iterator[str]:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+def ping(engine: Engine) -> None:
+    """One round trip to the database (readiness); raises SQLAlchemyError if it fails."""
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))

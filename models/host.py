@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, Resource
 
@@ -21,3 +21,12 @@ class Host(Base, Resource):
     last_sync_at: Mapped[datetime | None] = mapped_column(nullable=True)
     last_sync_ms: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
     last_sync_full: Mapped[bool | None] = mapped_column(sa.Boolean, nullable=True)
+
+
+def host_named(session: Session, name: str) -> str | None:
+    return session.scalar(sa.select(Host.id).where(Host.name == name))
+
+
+def network_hosts(session: Session) -> list[Host]:
+    """Hosts with the network role (where routers run), by name."""
+    return [h for h in session.scalars(sa.select(Host).order_by(Host.name)) if "network" in h.roles]

@@ -9,6 +9,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.base import Base, Realised, Tenanted
 
+ROUTER_INTERFACE = "router_interface"  # Port.device_owner of a router's leg on a subnet
+
 
 class Vpc(Base, Tenanted):
     __tablename__ = "vpcs"
@@ -140,4 +142,22 @@ def ports_in_group(session: Session, group_id: str) -> list[str]:
                 PortSecurityGroup.security_group_id == group_id
             )
         )
+    )
+
+
+def in_security_group(group_id: str) -> sa.ColumnElement[bool]:
+    """Ports that are members of the group (a list filter)."""
+    return Port.id.in_(
+        sa.select(PortSecurityGroup.port_id).where(PortSecurityGroup.security_group_id == group_id)
+    )
+
+
+def vpcs_of_tenant(session: Session, tenant_id: str) -> list[str]:
+    return list(session.scalars(sa.select(Vpc.id).where(Vpc.tenant_id == tenant_id)))
+
+
+def user_ports_on_host(session: Session, host: str) -> list[str]:
+    """Ports the user bound to the host (service-made router legs aside)."""
+    return list(
+        session.scalars(sa.select(Port.id).where(Port.host == host, Port.device_owner == ""))
     )

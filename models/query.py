@@ -9,14 +9,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from models.base import Base
+from models.base import Base, Tenanted
 
 M = TypeVar("M", bound=Base)
 
 
 def scoped(stmt: sa.Select[Any], model: Any, tenant_id: str | None) -> sa.Select[Any]:
-    """Restrict to one tenant's rows; tenant_id None (the admin) sees all."""
-    if tenant_id is None:
+    """Restrict to one tenant's rows; tenant_id None (the admin) sees all, and every caller
+    sees the rows of shared, untenanted resources (external networks)."""
+    if tenant_id is None or not issubclass(model, Tenanted):
         return stmt
     return stmt.where(model.tenant_id == tenant_id)
 
@@ -66,6 +67,20 @@ def page(
     rows = rows[:limit]
     last: Any = rows[-1]
     return rows, (last.created_at, last.id)
+
+
+def list_page(
+    session: Session,
+    model: type[M],
+    tenant_id: str | None,
+    filters: dict[str, Any],
+    where: tuple[sa.ColumnElement[bool], ...],
+    limit: int,
+    after: tuple[datetime, str] | None,
+) -> tuple[list[M], tuple[datetime, str] | None]:
+    """One page of the rows a caller may list, with equality filters and extra conditions."""
+    stmt = filtered(session, model, scoped(sa.select(model), model, tenant_id), filters)
+    return page(session, model, stmt.where(*where), limit, after)
 
 
 def count(session: Session, model: Any, *where: sa.ColumnElement[bool]) -> int:

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, Realised, Resource, Tenanted
+from models.network import Port, Subnet
 
 
 class ExternalNetwork(Base, Resource):
@@ -123,3 +124,51 @@ def users_of_external_network(session: Session, network_id: str) -> list[tuple[s
         sa.select(FloatingIp.id).where(FloatingIp.external_network_id == network_id)
     )
     return [("router", r) for r in routers] + [("floating_ip", f) for f in fips]
+
+
+def floating_ips_of_tenant(session: Session, tenant_id: str) -> list[str]:
+    return list(session.scalars(sa.select(FloatingIp.id).where(FloatingIp.tenant_id == tenant_id)))
+
+
+def routers_on_host(session: Session, host: str) -> list[str]:
+    return list(session.scalars(sa.select(Router.id).where(Router.host == host)))
+
+
+def router_load(session: Session) -> dict[str, int]:
+    """How many routers each host carries."""
+    rows = session.execute(
+        sa.select(Router.host, sa.func.count())
+        .where(Router.host.is_not(None))
+        .group_by(Router.host)
+    )
+    return {host: n for host, n in rows if host is not None}
+
+
+def subnets_of_router(session: Session, router_id: str) -> list[Subnet]:
+    return list(
+        session.scalars(
+            sa.select(Subnet)
+            .join(RouterInterface, RouterInterface.subnet_id == Subnet.id)
+            .where(RouterInterface.router_id == router_id)
+        )
+    )
+
+
+def floating_ips_through(session: Session, router_id: str, subnet_id: str) -> list[str]:
+    """Floating IPs the router maps to ports of one of its subnets."""
+    return list(
+        session.scalars(
+            sa.select(FloatingIp.id)
+            .join(Port, Port.id == FloatingIp.port_id)
+            .where(FloatingIp.router_id == router_id, Port.subnet_id == subnet_id)
+        )
+    )
+
+
+def disassociate_port(session: Session, port_id: str) -> None:
+    """Unmap the port's floating IP, if any (the port is going away)."""
+    fip = floating_ip_of_port(session, port_id)
+    if fip is not None:
+        fip.port_id, fip.router_id = None, None
+        fip.touch()
+        session.flush()

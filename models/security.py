@@ -74,3 +74,33 @@ def add_default_rules(group: SecurityGroup) -> list[SecurityGroupRule]:
         SecurityGroupRule(direction="ingress", remote_group_id=group.id, **common),
         SecurityGroupRule(direction="egress", remote_cidr="0.0.0.0/0", **common),
     ]
+
+
+def add_default_group(session: Session, tenant_id: str, vpc_id: str, group_id: str) -> None:
+    """The VPC's default group (AWS's), made with the VPC and deleted with it."""
+    group = SecurityGroup(
+        id=group_id,
+        tenant_id=tenant_id,
+        vpc_id=vpc_id,
+        name="default",
+        description="default security group of the VPC",
+        is_default=True,
+    )
+    session.add(group)
+    session.flush()
+    session.add_all(add_default_rules(group))
+    session.flush()
+
+
+def delete_default_group(session: Session, group_id: str | None) -> None:
+    group = session.get(SecurityGroup, group_id) if group_id else None
+    if group is not None:
+        delete_group(session, group)
+        session.flush()
+
+
+def mark_group_changed(group: SecurityGroup | None) -> None:
+    """A rule came or went: the group's hosts must realise it again."""
+    if group is not None:
+        group.touch()
+        group.status = "pending"

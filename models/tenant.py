@@ -66,3 +66,42 @@ def quotas_of(session: Session, tenant_id: str) -> dict[str, int]:
     for row in rows:
         limits[row.resource] = row.limit
     return limits
+
+
+def tenant_named(session: Session, name: str) -> str | None:
+    return session.scalar(sa.select(Tenant.id).where(Tenant.name == name))
+
+
+def add_token(session: Session, token: str, tenant_id: str | None) -> ApiToken:
+    """Store a bearer token (its hash only); tenant_id None makes it an admin token."""
+    row = ApiToken(token_hash=hash_token(token), tenant_id=tenant_id)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def keep_only_admin_token(session: Session, token: str) -> None:
+    """The configured admin token becomes the only one: older admin tokens are revoked."""
+    digest = hash_token(token)
+    session.execute(
+        sa.delete(ApiToken).where(ApiToken.tenant_id.is_(None), ApiToken.token_hash != digest)
+    )
+    if session.scalar(sa.select(ApiToken.id).where(ApiToken.token_hash == digest)) is None:
+        session.add(ApiToken(token_hash=digest, tenant_id=None))
+
+
+def set_quotas(session: Session, tenant_id: str, limits: dict[str, int]) -> None:
+    for resource, limit in limits.items():
+        row = session.get(Quota, (tenant_id, resource))
+        if row is None:
+            session.add(Quota(tenant_id=tenant_id, resource=resource, limit=limit))
+        else:
+            row.limit = limit
+    session.flush()
+
+
+def delete_with_tokens(session: Session, tenant: Tenant) -> None:
+    """The tenant with its tokens and quotas (its resources are gone already)."""
+    session.execute(sa.delete(ApiToken).where(ApiToken.tenant_id == tenant.id))
+    session.execute(sa.delete(Quota).where(Quota.tenant_id == tenant.id))
+    session.delete(tenant)

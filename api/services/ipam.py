@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from api.errors import Exhausted
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 VNI_MIN, VNI_MAX = 1, (1 << 24) - 1
 CANDIDATE_WINDOW = 32
@@ -51,18 +52,20 @@ def random_mac(rng: random.Random | None = None) -> str:
     return f"fa:16:3e:{(tail >> 16) & 0xFF:02x}:{(tail >> 8) & 0xFF:02x}:{tail & 0xFF:02x}"
 
 
-def insert_unique(session: Session, candidates: Iterator[T], make: Callable[[T], object]) -> T:
-    """Insert `make(c)` for successive candidates until one commits to the savepoint.
+def insert_unique(session: Session, candidates: Iterator[T], make: Callable[[T], R]) -> R:
+    """Insert `make(c)` for successive candidates until one commits to the savepoint, and
+    return that row.
 
     StopIteration from `candidates` means nothing is left: the caller's Exhausted.
     """
     for _ in range(MAX_ATTEMPTS):
         value = next(candidates)
+        row = make(value)
         try:
             with session.begin_nested():
-                session.add(make(value))
+                session.add(row)
                 session.flush()
-            return value
+            return row
         except IntegrityError as exc:
             if not is_unique_violation(exc):  # e.g. a parent deleted meanwhile: not ours to retry
                 raise

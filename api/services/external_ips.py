@@ -1,0 +1,56 @@
+"""Addresses on external networks, for router gateways and floating IPs alike.
+
+Both draw from the network's pools through one `external_ips` table, whose unique
+(network, address) constraint keeps two owners from ever holding one address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from sqlalchemy.orm import Session
+
+from api.errors import Exhausted, NotFound
+from api.services import ipam
+from models import ExternalIp, ExternalNetwork, Router
+from models.routing import release_external, used_external
+
+
+def allocate(session: Session, network: ExternalNetwork, owner_id: str) -> str:
+    spans = ipam.pool_spans(network.allocation_pools)
+    candidates = ipam.address_candidates(spans, lambda: used_external(session, network.id), set())
+    try:
+        row = ipam.insert_unique(
+            session,
+            candidates,
+            lambda a: ExternalIp(
+                external_network_id=network.id,
+                address=str(ipaddress.IPv4Address(a)),
+                owner_id=owner_id,
+            ),
+        )
+    except StopIteration as exc:
+        raise Exhausted(f"external network {network.id} has no free address left") from exc
+    return row.address
+
+
+def external_network(session: Session, network_id: str) -> ExternalNetwork:
+    """External networks are shared: every tenant may name one."""
+    network = session.get(ExternalNetwork, network_id)
+    if network is None:
+        raise NotFound("external_network", network_id)
+    return network
+
+
+def attach_gateway(session: Session, r: Router, network_id: str) -> None:
+    r.external_ip = allocate(session, external_network(session, network_id), r.id)
+
+
+def change_gateway(session: Session, r: Router, network_id: str | None) -> None:
+    """Move the router's gateway to another external network, or remove it."""
+    release_external(session, r.id)  # a Core DELETE: nothing of `r` is flushed early
+    if network_id is not None:
+        attach_gateway(session, r, network_id)
+    else:
+        r.external_ip = None
+    r.touch()
