@@ -10,7 +10,7 @@ annotations of the generated command functions, and those refer to closure varia
 import inspect
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn
@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 import httpx
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -27,6 +28,7 @@ MAX_PAGE = 1000  # the API's largest `limit`
 
 class Output(StrEnum):
     table = "table"
+    wide = "wide"  # a table with every field as a column
     json = "json"
 
 
@@ -49,6 +51,8 @@ class Api:
 
     def __init__(self, url: str, token: str | None, output: Output, timeout: float) -> None:
         self.url = url.rstrip("/")
+        if self.url.endswith("/v1"):  # paths carry /v1 already: accept the API's base too
+            self.url = self.url[: -len("/v1")]
         self.token = token or None
         self.output = output
         self.timeout = timeout
@@ -73,8 +77,12 @@ class Api:
         body: Any = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        flags: Mapping[str, str] | None = None,
     ) -> Any:
-        """Send one request; return its JSON (None for 204), or print the error and exit."""
+        """Send one request; return its JSON (None for 204), or print the error and exit.
+
+        `flags` names the command-line flag of each body field, for error messages.
+        """
         sent = {"Accept": "application/json"}
         if self.token:
             sent["Authorization"] = f"Bearer {self.token}"
@@ -92,7 +100,7 @@ class Api:
                 "hint: is the API running? Set VPCD_URL or pass --url.",
             )
         if r.is_error:
-            self._problem(r)
+            self._problem(r, flags or {})
         if r.status_code == 204 or not r.content:
             return None
         try:
@@ -100,16 +108,26 @@ class Api:
         except ValueError:
             fail(1, f"error: {method} {path} answered {r.status_code} with a body that is not JSON")
 
-    def _problem(self, r: httpx.Response) -> NoReturn:
-        """Print an RFC 9457 problem (title, detail, field errors, blockers) and exit 1."""
+    def _problem(self, r: httpx.Response, flags: Mapping[str, str]) -> NoReturn:
+        """Print an RFC 9457 problem (title, detail or field errors, blockers) and exit 1.
+
+        Field errors are printed once each, named by the flag that set the field.
+        """
         try:
             body = r.json()
         except ValueError:
             body = None
         if isinstance(body, dict) and "title" in body:
-            lines = [f"{body['title']}: {body.get('detail', '')}".rstrip(": ")]
-            for err in body.get("errors") or []:
-                lines.append(f"  {err.get('field', '?')}: {err.get('message', '')}")
+            fields = [
+                f"{flag_of(str(e.get('field', '?')), flags)}: {e.get('message', '')}"
+                for e in body.get("errors") or []
+            ]
+            if len(fields) == 1:
+                lines = [f"{body['title']}: {fields[0]}"]
+            elif fields:
+                lines = [f"{body['title']}:", *(f"  {f}" for f in fields)]
+            else:
+                lines = [f"{body['title']}: {body.get('detail', '')}".rstrip(": ")]
             blocking = body.get("blocking_resources") or []
             if blocking:
                 lines.append("  blocking resources:")
@@ -141,6 +159,19 @@ class Api:
             if token in seen:
                 fail(1, f"error: the API repeated page token {token!r}; stopping")
             seen.add(token)
+
+
+def flag_of(field: str, flags: Mapping[str, str]) -> str:
+    """The command-line spelling of an API field path: body.cidr -> --cidr or --set cidr."""
+    where, _, path = field.partition(".")
+    if where == "body":
+        if not path:
+            return "request body"
+        top, dot, rest = path.partition(".")
+        return flags[top] + dot + rest if top in flags else f"--set {path}"
+    if where == "query":
+        return flags.get(path) or f"--{path.replace('_', '-')}"
+    return field
 
 
 def api(ctx: typer.Context) -> Api:
@@ -208,10 +239,25 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def _console() -> Console:
-    # Piped output (and tests) get full-width rows instead of ids wrapped at 80 columns.
-    width = None if sys.stdout.isatty() else 1000
-    return Console(width=width, highlight=False)
+def print_table(table: Table) -> None:
+    """Print a table at its natural width: cells are never cut or wrapped, ids stay whole.
+
+    A table wider than the terminal is printed wider than the terminal (which then wraps
+    the lines) rather than squeezed: a cut id is of no use to the next command.
+    """
+    console = Console(width=1_000_000, highlight=False)
+    needed = Measurement.get(console, console.options, table).maximum
+    if sys.stdout.isatty():
+        needed = max(needed, Console().width)
+    Console(width=needed, highlight=False).print(table)
+
+
+def wide_columns(items: list[Any], columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The list's columns followed by every other field the items have, in their order."""
+    extra: dict[str, None] = {}
+    for item in items:
+        extra.update(dict.fromkeys(k for k in item if k not in columns))
+    return (*columns, *extra)
 
 
 def emit(
@@ -223,6 +269,8 @@ def emit(
         typer.echo(json.dumps(data, indent=2))
         return
     if isinstance(data, list):
+        if output is Output.wide:
+            columns = wide_columns(data, columns)
         table = Table(*columns, show_lines=False)
         for item in data:
             table.add_row(*(Text(cell(item.get(c))) for c in columns))
@@ -230,7 +278,13 @@ def emit(
         table = Table("field", "value", show_header=True)
         for key, value in (data or {}).items():
             table.add_row(Text(key), Text(cell(value)))
-    _console().print(table)
+    print_table(table)
+
+
+def print_ids(data: Any) -> None:
+    """-q: the id of each item (or of the one resource), one per line."""
+    for item in data if isinstance(data, list) else [data]:
+        typer.echo(item["id"])
 
 
 def done(message: str) -> None:
@@ -255,8 +309,12 @@ class Opt:
     def param(self) -> str:
         return "opt_" + self.field
 
+    @property
+    def flag(self) -> str:
+        return self.flags[0] if self.flags else "--" + self.field.replace("_", "-")
+
     def parameter(self) -> inspect.Parameter:
-        flags = self.flags or ("--" + self.field.replace("_", "-"),)
+        flags = self.flags or (self.flag,)
         if self.type is bool:
             flags = (f"{flags[0]}/--no-{flags[0][2:]}", *flags[1:])
         # typer takes choices from an Enum (it vendors its own click, so no click.Choice)
@@ -288,6 +346,11 @@ class Resource:
     @property
     def metavar(self) -> str:
         return self.singular.upper().replace(" ", "_") + "_ID"
+
+    @property
+    def flags(self) -> dict[str, str]:
+        """The `create` flag of each field that has one (for naming fields in errors)."""
+        return {o.field: o.flag for o in self.create}
 
 
 def ref(field: str, what: str) -> Opt:
@@ -379,7 +442,7 @@ RESOURCES: tuple[Resource, ...] = (
             ref("subnet_id", "subnet"),
             NAME,
             DESCRIPTION,
-            Opt("ip_address", "Fixed address (default: the next free one)."),
+            Opt("ip_address", "Fixed address (default: a free one, picked at random)."),
             Opt("mac_address", "MAC address (default: generated)."),
             Opt("host", "Host that carries the port."),
             Opt("netns", "The workload's network namespace on that host."),
@@ -507,7 +570,7 @@ OutputOpt = Annotated[
     typer.Option(
         "--output",
         "-o",
-        help="table or json (default: the global --output).",
+        help="table, wide (every field) or json (default: the global --output).",
         case_sensitive=False,
         show_default=False,
     ),
@@ -557,6 +620,9 @@ LimitOpt = Annotated[
         help="Stop after this many items (default: every page).",
     ),
 ]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print only ids, one per line.", show_default=False)
+]
 PageSizeOpt = Annotated[
     int, typer.Option("--page-size", min=1, max=MAX_PAGE, help="Items fetched per request.")
 ]
@@ -578,6 +644,7 @@ def _list_command(spec: Resource) -> Callable[..., None]:
         limit: LimitOpt = None,
         page_size: PageSizeOpt = 100,
         output: OutputOpt = None,
+        quiet: QuietOpt = False,
     ) -> None:
         filters = parse_pairs(filter_, "--filter", as_json=False)
         unknown = sorted(set(filters) - set(spec.filters))
@@ -588,7 +655,10 @@ def _list_command(spec: Resource) -> Callable[..., None]:
                 param_hint="--filter",
             )
         items = api(ctx).pages(spec.path, filters, limit, page_size)
-        emit(ctx, items, output, spec.columns)
+        if quiet:
+            print_ids(items)
+        else:
+            emit(ctx, items, output, spec.columns)
 
     list_.__doc__ = (
         f"List {spec.singular}s, following every page.\n\n"
@@ -629,9 +699,16 @@ def _create_command(spec: Resource) -> Callable[..., None]:
             body[opt.field] = [plain(v) for v in value] if opt.many else plain(value)
         body.update(parse_pairs(kw["set_"], "--set"))
         data = api(ctx).request(
-            "POST", spec.path, body=body, headers=idempotency(kw["idempotency_key"])
+            "POST",
+            spec.path,
+            body=body,
+            headers=idempotency(kw["idempotency_key"]),
+            flags=spec.flags,
         )
-        emit(ctx, data, kw["output"])
+        if kw["quiet"]:
+            print_ids(data)
+        else:
+            emit(ctx, data, kw["output"])
 
     ctx_param = inspect.Parameter(
         "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
@@ -643,6 +720,7 @@ def _create_command(spec: Resource) -> Callable[..., None]:
             _keyword("set_", SetOpt),
             _keyword("idempotency_key", IdemOpt),
             _keyword("output", OutputOpt),
+            _keyword("quiet", QuietOpt, False),
         ]
     )
     example = f", e.g. {spec.example}" if spec.example else ""
@@ -769,6 +847,7 @@ def router_add_interface(
         f"/v1/routers/{router_id}/interfaces",
         body={"subnet_id": subnet_id},
         headers=idempotency(idempotency_key),
+        flags={"subnet_id": "SUBNET_ID"},
     )
     emit(ctx, data, output)
 
@@ -800,6 +879,7 @@ def _associate(
         f"/v1/floating-ips/{fip}",
         body={"port_id": port},
         headers={**etag(if_match), **idempotency(idempotency_key)},
+        flags={"port_id": "PORT_ID"},
     )
     emit(ctx, data, output)
 

@@ -293,13 +293,34 @@ def test_validation_error_names_the_field(cli: Cli, client: TestClient, tenant: 
         code=1,
     )
     assert r.stdout == ""
-    assert r.stderr.startswith("Invalid request: ")
-    assert any(line.strip().startswith("body.cidr: ") for line in r.stderr.splitlines()[1:])
+    # once, on one line, named by the flag the user typed (not the API's body.cidr)
+    assert r.stderr.startswith("Invalid request: --cidr: ")
+    assert r.stderr.count("\n") == 1 and "body." not in r.stderr
+    assert r.stderr.count("host bits") == 1
 
     r = cli("vpcs", "create", "--name", "no-cidr", token=tenant.token, code=1)
-    assert "  body.cidr: " in r.stderr
+    assert r.stderr.startswith("Invalid request: --cidr: ") and "body." not in r.stderr
     r = cli("vpcs", "update", vpc["id"], "--set", "cidr=10.9.0.0/16", token=tenant.token, code=1)
-    assert "  body.cidr: " in r.stderr
+    assert r.stderr.startswith("Invalid request: --set cidr: ")
+    r = cli(
+        "subnets",
+        "create",
+        "--vpc-id",
+        vpc["id"],
+        "--cidr",
+        "10.0.2.0/24",
+        "--set",
+        'allocation_pools=[{"start":"x","end":"10.0.2.9"}]',
+        token=tenant.token,
+        code=1,
+    )
+    assert "--set allocation_pools.0.start: " in r.stderr and "body." not in r.stderr
+    # several errors: a title line, then one line per field, each once
+    r = cli("security-group-rules", "create", token=tenant.token, code=1)
+    lines = r.stderr.splitlines()
+    assert lines[0] == "Invalid request:"
+    assert "  --security-group-id: " in r.stderr and "  --direction: " in r.stderr
+    assert len(lines) == len(set(lines))
     assert client.get("/v1/subnets", headers=tenant.headers).json()["items"] == []
     r = cli("vpcs", "show", "0" * 8, token=tenant.token, code=1)
     assert r.stderr.startswith("Not found: ")
@@ -337,6 +358,16 @@ def test_configuration_from_environment(cli: Cli, tenant: Tenant) -> None:
         token=tenant.token,
     )
     assert cli.urls[-1] == URL
+
+
+@pytest.mark.parametrize("suffix", ["/v1", "/v1/", ""])
+def test_url_with_or_without_v1_is_accepted(cli: Cli, tenant: Tenant, suffix: str) -> None:
+    env = {"VPCD_URL": "http://from-env:1" + suffix, "VPCD_TOKEN": tenant.token}
+    result = cli.runner.invoke(vpcctl.app, ["-o", "json", "vpcs", "list"], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == []
+    assert cli.urls == ["http://from-env:1"]
+    assert cli.sent[-1].url.path == "/v1/vpcs"
 
 
 # --------------------------------------------------------------------------- admin and actions
@@ -428,7 +459,7 @@ def test_hosts_and_rules_typed_options(cli: Cli, client: TestClient, tenant: Ten
         token=tenant.token,
         code=1,
     )
-    assert "  body.port_min: " in bad.stderr
+    assert "--port-min: " in bad.stderr and "body." not in bad.stderr
     cli("security-group-rules", "create", "--direction", "sideways", token=tenant.token, code=2)
 
 
@@ -500,6 +531,58 @@ def test_router_interfaces_and_floating_ips(cli: Cli, client: TestClient, tenant
     assert unlinked["port_id"] is None
     cli("routers", "remove-interface", router["id"], sub["id"], token=t)
     assert cli.json("routers", "interfaces", router["id"], token=t) == []
+
+
+# --------------------------------------------------------------------------- list output
+
+
+def test_tables_never_cut_ids_even_on_a_narrow_terminal(
+    cli: Cli, client: TestClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vpc = h.vpc(client, tenant, name="a-rather-long-vpc-name-that-takes-room")
+    sub = h.subnet(client, tenant, vpc["id"])
+    monkeypatch.setattr(vpcctl.sys.stdout, "isatty", lambda: True, raising=False)
+    shown = {
+        ("subnets", "list"): (vpc["id"], sub["id"]),
+        ("subnets", "list", "-o", "wide"): (vpc["id"], sub["id"]),
+        ("vpcs", "list"): (vpc["id"], vpc["default_security_group_id"]),
+    }
+    for args, idents in shown.items():
+        out = cli(*args, token=tenant.token, env={"COLUMNS": "60"}).stdout
+        for ident in idents:
+            assert ident in out, (args, out)  # whole, on one line
+        assert "…" not in out
+
+
+def test_wide_output_shows_every_field(cli: Cli, client: TestClient, tenant: Tenant) -> None:
+    vpc = h.vpc(client, tenant, name="w")
+    table = cli("vpcs", "list", token=tenant.token).stdout
+    wide = cli("vpcs", "list", "-o", "wide", token=tenant.token).stdout
+    header, wide_header = table.splitlines()[1], wide.splitlines()[1]
+    assert "created_at" not in header and "revision" not in header
+    for column in vpc:  # every field the API returns is a column
+        assert column in wide_header, column
+    assert wide_header.index("id") < wide_header.index("created_at")  # the usual ones first
+    assert row_of(wide, vpc["id"])[0] == vpc["id"]
+    # the global option works too
+    assert "created_at" in cli("-o", "wide", "vpcs", "list", token=tenant.token).stdout
+
+
+def test_quiet_prints_ids_only(cli: Cli, client: TestClient, tenant: Tenant) -> None:
+    ids = [h.vpc(client, tenant, f"10.{i}.0.0/16")["id"] for i in range(3)]
+    out = cli("vpcs", "list", "-q", token=tenant.token).stdout
+    assert sorted(out.split()) == sorted(ids) and out.count("\n") == 3
+    made = cli("vpcs", "create", "--cidr", "10.9.0.0/16", "-q", token=tenant.token).stdout
+    assert made.strip() in {v["id"] for v in cli.json("vpcs", "list", token=tenant.token)}
+    assert made == made.strip() + "\n"
+
+
+def test_ip_address_help_does_not_promise_the_next_free_one(cli: Cli) -> None:
+    text = cli.runner.invoke(
+        vpcctl.app, ["ports", "create", "--help"], env={"COLUMNS": "200"}
+    ).stdout
+    assert "next free" not in text
+    assert "random" in text
 
 
 # --------------------------------------------------------------------------- the table itself
