@@ -29,9 +29,10 @@ PREREQUISITES: tuple[Prerequisite, ...] = (
 )
 
 
-def missing(which: Callable[[str], str | None] = shutil.which) -> list[Prerequisite]:
+def missing(which: Callable[[str], str | None] | None = None) -> list[Prerequisite]:
     """The prerequisites whose command is not on PATH."""
-    return [p for p in PREREQUISITES if which(p.command) is None]
+    find = which or shutil.which
+    return [p for p in PREREQUISITES if find(p.command) is None]
 
 
 def packages(items: list[Prerequisite]) -> list[str]:

@@ -26,6 +26,7 @@ if os.geteuid() != 0 or shutil.which("ip") is None:
 
 from cli import sandbox as sbx
 from models.db import scratch_database
+from tests.logs import keep_logs
 
 ECHO = str(Path(__file__).with_name("echo.py"))
 RESYNC = 3.0
@@ -152,7 +153,7 @@ class Box:
 
 
 @pytest.fixture(scope="session")
-def box() -> Iterator[Box]:
+def box(request: pytest.FixtureRequest) -> Iterator[Box]:
     name = f"e2e{os.getpid() % 100000}"
     base = os.environ.get("VPCD_TEST_DATABASE_URL", "sqlite://")
     database: AbstractContextManager[str] = (
@@ -173,12 +174,8 @@ def box() -> Iterator[Box]:
                 b.http.close()
         finally:
             if sb is not None:  # keep the processes' logs: the sandbox dir goes with `down`
-                shutil.copytree(
-                    sb.dir,
-                    LOGS / name,
-                    dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("bus", "*.db*", "agents"),
-                )
+                passed = request.session.testsfailed == 0
+                keep_logs(sb.dir, LOGS / name, passed=passed)
             sbx.down(name)
             left = [n for n in sbx.existing_namespaces() if n.startswith(f"{name}-")]
             assert not left, f"sandbox left namespaces behind: {left}"
