@@ -10,6 +10,7 @@ annotations of the generated command functions, and those refer to closure varia
 import inspect
 import json
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -337,6 +338,7 @@ class Resource:
     filters: tuple[str, ...]
     create: tuple[Opt, ...]
     example: str = ""  # a `create --set` example for a field that has no option of its own
+    realised: bool = False  # hosts realise it: it has a status, and create can --wait
 
     @property
     def a(self) -> str:
@@ -422,6 +424,7 @@ RESOURCES: tuple[Resource, ...] = (
             TAGS,
         ),
         example=POOLS,
+        realised=True,
     ),
     Resource(
         "ports",
@@ -455,6 +458,7 @@ RESOURCES: tuple[Resource, ...] = (
             ),
             TAGS,
         ),
+        realised=True,
     ),
     Resource(
         "routers",
@@ -485,6 +489,7 @@ RESOURCES: tuple[Resource, ...] = (
             TAGS,
         ),
         example="""--set 'routes=[{"destination":"192.168.0.0/16","nexthop":"10.0.1.254"}]'""",
+        realised=True,
     ),
     Resource(
         "security-groups",
@@ -559,6 +564,7 @@ RESOURCES: tuple[Resource, ...] = (
             DESCRIPTION,
             TAGS,
         ),
+        realised=True,
     ),
 )
 
@@ -623,9 +629,34 @@ LimitOpt = Annotated[
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="Print only ids, one per line.", show_default=False)
 ]
+WaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait",
+        help="Wait until the hosts have realised it (status active); fail on error.",
+        show_default=False,
+    ),
+]
+WaitTimeoutOpt = Annotated[
+    float, typer.Option("--wait-timeout", metavar="SECONDS", help="How long --wait waits.")
+]
 PageSizeOpt = Annotated[
     int, typer.Option("--page-size", min=1, max=MAX_PAGE, help="Items fetched per request.")
 ]
+
+
+def wait_realised(client: Api, path: str, timeout: float, interval: float = 0.2) -> Any:
+    """GET `path` until its status leaves `pending`; exit 1 on `error` or on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data = client.request("GET", path)
+        if data["status"] == "active":
+            return data
+        if data["status"] == "error":
+            fail(1, f"error: {path} failed: {data.get('status_detail') or 'no detail'}")
+        if time.monotonic() > deadline:
+            fail(1, f"error: {path} still {data['status']} after {timeout:g}s")
+        time.sleep(interval)
 
 
 def _keyword(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
@@ -705,6 +736,8 @@ def _create_command(spec: Resource) -> Callable[..., None]:
             headers=idempotency(kw["idempotency_key"]),
             flags=spec.flags,
         )
+        if kw.get("wait"):
+            data = wait_realised(api(ctx), f"{spec.path}/{data['id']}", kw["wait_timeout"])
         if kw["quiet"]:
             print_ids(data)
         else:
@@ -721,6 +754,11 @@ def _create_command(spec: Resource) -> Callable[..., None]:
             _keyword("idempotency_key", IdemOpt),
             _keyword("output", OutputOpt),
             _keyword("quiet", QuietOpt, False),
+            *(
+                (_keyword("wait", WaitOpt, False), _keyword("wait_timeout", WaitTimeoutOpt, 60.0))
+                if spec.realised
+                else ()
+            ),
         ]
     )
     example = f", e.g. {spec.example}" if spec.example else ""
@@ -815,9 +853,20 @@ PortArg = Annotated[str, typer.Argument(metavar="PORT_ID", show_default=False)]
 
 
 @SUBAPPS["tenants"].command("token")
-def tenant_token(ctx: typer.Context, tenant_id: TenantArg, output: OutputOpt = None) -> None:
+def tenant_token(
+    ctx: typer.Context,
+    tenant_id: TenantArg,
+    output: OutputOpt = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the token.", show_default=False)
+    ] = False,
+) -> None:
     """Mint a bearer token for a tenant; it is shown only this once."""
-    emit(ctx, api(ctx).request("POST", f"/v1/tenants/{tenant_id}/tokens"), output)
+    data = api(ctx).request("POST", f"/v1/tenants/{tenant_id}/tokens")
+    if quiet:
+        typer.echo(data["token"])
+    else:
+        emit(ctx, data, output)
 
 
 @SUBAPPS["tenants"].command("quotas")

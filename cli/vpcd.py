@@ -130,7 +130,10 @@ def worker(
 
 sandbox = typer.Typer(help="Many hosts on one machine, in private namespaces (root).")
 app.add_typer(sandbox, name="sandbox")
-NameOpt = Annotated[str, typer.Option("--name", help="Sandbox name (prefix of everything).")]
+NameOpt = Annotated[
+    str,
+    typer.Option("--name", envvar="VPCD_SANDBOX", help="Sandbox name (prefix of everything)."),
+]
 HostArg = Annotated[str, typer.Argument(help="Host: h1 or its full name.", show_default=False)]
 T = TypeVar("T")
 
@@ -169,6 +172,15 @@ def sandbox_up(
     typer.echo(f"endpoint:    {box.endpoint}")
     typer.echo(f"admin token: {box.admin_token}")
     typer.echo(f"hosts:       {', '.join(h['name'] for h in box.hosts)}")
+    typer.echo(f"export VPCD_URL={box.endpoint} VPCD_TOKEN={box.admin_token}")
+
+
+@sandbox.command("env")
+def sandbox_env(name: NameOpt = "vpcd") -> None:
+    """Print `export VPCD_URL=... VPCD_TOKEN=...` (admin) for: eval "$(vpcd sandbox env)"."""
+    from cli import sandbox as sb
+
+    box = guarded(lambda: sb.load(name))
     typer.echo(f"export VPCD_URL={box.endpoint} VPCD_TOKEN={box.admin_token}")
 
 

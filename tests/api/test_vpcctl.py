@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import typer
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner, Result
@@ -575,6 +576,52 @@ def test_quiet_prints_ids_only(cli: Cli, client: TestClient, tenant: Tenant) -> 
     made = cli("vpcs", "create", "--cidr", "10.9.0.0/16", "-q", token=tenant.token).stdout
     assert made.strip() in {v["id"] for v in cli.json("vpcs", "list", token=tenant.token)}
     assert made == made.strip() + "\n"
+
+
+def test_tenant_token_quiet_prints_the_token(cli: Cli, client: TestClient) -> None:
+    tenant = cli("tenants", "create", "--name", "q", "-q", token=ADMIN_TOKEN).stdout.strip()
+    token = cli("tenants", "token", tenant, "-q", token=ADMIN_TOKEN).stdout.strip()
+    assert cli.json("vpcs", "list", token=token) == []
+
+
+def test_create_wait_gives_up_on_pending_and_names_the_resource(
+    cli: Cli, client: TestClient, tenant: Tenant
+) -> None:
+    vpc = h.vpc(client, tenant)
+    sub = h.subnet(client, tenant, vpc["id"])
+    r = cli(
+        "ports",
+        "create",
+        "--subnet-id",
+        sub["id"],
+        "--wait",
+        "--wait-timeout",
+        "0.3",
+        token=tenant.token,
+        code=1,
+    )
+    (port,) = client.get("/v1/ports", headers=tenant.headers).json()["items"]
+    assert r.stderr == f"error: /v1/ports/{port['id']} still pending after 0.3s\n"
+    assert "--wait" not in cli.runner.invoke(vpcctl.app, ["vpcs", "create", "--help"]).stdout
+
+
+class FakeApi:
+    def __init__(self, *states: dict[str, Any]) -> None:
+        self.states = list(states)
+
+    def request(self, method: str, path: str) -> dict[str, Any]:
+        return self.states.pop(0) if len(self.states) > 1 else self.states[0]
+
+
+def test_wait_returns_when_active_and_fails_on_error(capsys: pytest.CaptureFixture[str]) -> None:
+    api: Any = FakeApi(
+        {"status": "pending"}, {"status": "pending"}, {"status": "active", "id": "p"}
+    )
+    assert vpcctl.wait_realised(api, "/v1/ports/p", 5, interval=0)["id"] == "p"
+    api = FakeApi({"status": "pending"}, {"status": "error", "status_detail": "eth0 is taken"})
+    with pytest.raises(typer.Exit):
+        vpcctl.wait_realised(api, "/v1/ports/p", 5, interval=0)
+    assert capsys.readouterr().err == "error: /v1/ports/p failed: eth0 is taken\n"
 
 
 def test_ip_address_help_does_not_promise_the_next_free_one(cli: Cli) -> None:

@@ -98,6 +98,17 @@ def test_status_hides_the_token_unless_asked(run_dir: Path) -> None:
     assert missing.exit_code == 1 and "no sandbox named zz" in missing.stdout
 
 
+def test_sandbox_env_prints_the_exports_and_the_name_comes_from_the_environment(
+    run_dir: Path,
+) -> None:
+    a_sandbox("envbox")
+    result = CliRunner().invoke(vpcd.app, ["sandbox", "env"], env={"VPCD_SANDBOX": "envbox"})
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "export VPCD_URL=http://127.0.0.1:1 VPCD_TOKEN=secret-token\n"
+    missing = CliRunner().invoke(vpcd.app, ["sandbox", "env", "--name", "zz"])
+    assert missing.exit_code == 1 and missing.stderr.startswith("error: no sandbox named zz")
+
+
 def test_state_file_is_private(run_dir: Path) -> None:
     sb = a_sandbox()
     path = sb.dir / "state.json"
