@@ -116,6 +116,13 @@ def add_netns(sb: Sandbox, name: str) -> None:
     ip("link", "set", "lo", "up", netns=name)
 
 
+def plug(fabric: str, bridge: str, port: str, netns: str, inner: str) -> None:
+    """A veth from the fabric's `bridge` (end `port`) into `netns` (end `inner`), both up."""
+    ip("link", "add", port, "netns", fabric, "type", "veth", "peer", "name", inner, "netns", netns)
+    ip("link", "set", port, "master", bridge, "up", netns=fabric)
+    ip("link", "set", inner, "up", netns=netns)
+
+
 def build_fabric(sb: Sandbox, count: int, network_hosts: int) -> None:
     fabric, outside = f"{sb.name}-fabric", f"{sb.name}-outside"
     add_netns(sb, fabric)
@@ -123,63 +130,18 @@ def build_fabric(sb: Sandbox, count: int, network_hosts: int) -> None:
         ip("link", "add", bridge, "type", "bridge", netns=fabric)
         ip("link", "set", bridge, "up", netns=fabric)
     add_netns(sb, outside)
-    ip(
-        "link",
-        "add",
-        "out0",
-        "netns",
-        fabric,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        outside,
-    )
-    ip("link", "set", "out0", "master", "external", "up", netns=fabric)
+    plug(fabric, "external", "out0", outside, "eth0")
     ip("addr", "add", f"{EXTERNAL}.1/24", "dev", "eth0", netns=outside)
-    ip("link", "set", "eth0", "up", netns=outside)
     for i in range(1, count + 1):
         name = f"{sb.name}-h{i}"
         roles = ["compute", "network"] if i <= network_hosts else ["compute"]
         vtep = f"{UNDERLAY}.{10 + i}"
         links = [f"h{i}u", *([f"h{i}x"] if "network" in roles else [])]
         add_netns(sb, name)
-        ip(
-            "link",
-            "add",
-            f"h{i}u",
-            "netns",
-            fabric,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vtep0",
-            "netns",
-            name,
-        )
-        ip("link", "set", f"h{i}u", "master", "underlay", "up", netns=fabric)
+        plug(fabric, "underlay", f"h{i}u", name, "vtep0")
         ip("addr", "add", f"{vtep}/24", "dev", "vtep0", netns=name)
-        ip("link", "set", "vtep0", "up", netns=name)
         if "network" in roles:
-            ip(
-                "link",
-                "add",
-                f"h{i}x",
-                "netns",
-                fabric,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "ext0",
-                "netns",
-                name,
-            )
-            ip("link", "set", f"h{i}x", "master", "external", "up", netns=fabric)
-            ip("link", "set", "ext0", "up", netns=name)
+            plug(fabric, "external", f"h{i}x", name, "ext0")
         sb.hosts.append(
             {
                 "name": name,
