@@ -1,6 +1,6 @@
 """`vpcctl` end to end: the real CLI (typer's CliRunner) against the real app, in process.
 
-vpcctl builds its HTTP client through `cli.vpcctl.make_client`; the fixture swaps that for a
+vpcctl builds its HTTP client through `cli.client.make_client`; the fixture swaps that for a
 TestClient on the app (an httpx.Client), so every command goes through routing, validation
 and the database exactly as it would over the network.
 """
@@ -19,7 +19,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner, Result
 
-from cli import vpcctl
+from cli import client as vpcctl_client
+from cli import output, resources, vpcctl
 from tests.api import helpers as h
 from tests.conftest import ADMIN_TOKEN, Tenant
 
@@ -65,7 +66,7 @@ def cli(app: FastAPI, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Cl
         tc.event_hooks = {"request": [runner.sent.append]}
         return tc
 
-    monkeypatch.setattr(vpcctl, "make_client", make_client)
+    monkeypatch.setattr(vpcctl_client, "make_client", make_client)
     return runner
 
 
@@ -332,7 +333,9 @@ def test_missing_token_and_unreachable_api(cli: Cli, monkeypatch: pytest.MonkeyP
     assert r.stderr.startswith("Authentication required")
     assert "VPCD_TOKEN" in r.stderr
 
-    monkeypatch.setattr(vpcctl, "make_client", lambda url, timeout: httpx.Client(base_url=url))
+    monkeypatch.setattr(
+        vpcctl_client, "make_client", lambda url, timeout: httpx.Client(base_url=url)
+    )
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -542,14 +545,14 @@ def test_tables_never_cut_ids_even_on_a_narrow_terminal(
 ) -> None:
     vpc = h.vpc(client, tenant, name="a-rather-long-vpc-name-that-takes-room")
     sub = h.subnet(client, tenant, vpc["id"])
-    monkeypatch.setattr(vpcctl.sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(output, "terminal_width", lambda: 60)  # a narrow terminal
     shown = {
         ("subnets", "list"): (vpc["id"], sub["id"]),
         ("subnets", "list", "-o", "wide"): (vpc["id"], sub["id"]),
         ("vpcs", "list"): (vpc["id"], vpc["default_security_group_id"]),
     }
     for args, idents in shown.items():
-        out = cli(*args, token=tenant.token, env={"COLUMNS": "60"}).stdout
+        out = cli(*args, token=tenant.token).stdout
         for ident in idents:
             assert ident in out, (args, out)  # whole, on one line
         assert "…" not in out
@@ -617,10 +620,10 @@ def test_wait_returns_when_active_and_fails_on_error(capsys: pytest.CaptureFixtu
     api: Any = FakeApi(
         {"status": "pending"}, {"status": "pending"}, {"status": "active", "id": "p"}
     )
-    assert vpcctl.wait_realised(api, "/v1/ports/p", 5, interval=0)["id"] == "p"
+    assert vpcctl_client.wait_realised(api, "/v1/ports/p", 5, interval=0)["id"] == "p"
     api = FakeApi({"status": "pending"}, {"status": "error", "status_detail": "eth0 is taken"})
     with pytest.raises(typer.Exit):
-        vpcctl.wait_realised(api, "/v1/ports/p", 5, interval=0)
+        vpcctl_client.wait_realised(api, "/v1/ports/p", 5, interval=0)
     assert capsys.readouterr().err == "error: /v1/ports/p failed: eth0 is taken\n"
 
 
@@ -643,10 +646,10 @@ def test_resource_table_matches_the_api(app: FastAPI) -> None:
     def schema(ref: dict[str, Any]) -> dict[str, Any]:
         return schemas[ref["$ref"].rsplit("/", 1)[1]]
 
-    assert {r.name for r in vpcctl.RESOURCES} == {
+    assert {r.name for r in resources.RESOURCES} == {
         p.split("/")[2] for p in spec["paths"] if p.startswith("/v1/") and p.count("/") == 2
     }
-    for r in vpcctl.RESOURCES:
+    for r in resources.RESOURCES:
         ops = spec["paths"][r.path]
         query = {p["name"] for p in ops["get"]["parameters"]} - {"limit", "page_token"}
         assert set(r.filters) == query, r.name
