@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 import typer
@@ -138,21 +137,15 @@ HostArg = Annotated[str, typer.Argument(help="Host: h1 or its full name.", show_
 T = TypeVar("T")
 
 
-@contextmanager
-def sandbox_errors() -> Iterator[None]:
-    """A sandbox's own errors (a missing host, a missing package) as one line, exit 1."""
+def guarded(func: Callable[[], T]) -> T:
+    """Run a sandbox step; its own errors (a missing host or package) as one line, exit 1."""
     from cli.sandbox import SandboxError
 
     try:
-        yield
+        return func()
     except SandboxError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-
-
-def guarded(func: Callable[[], T]) -> T:
-    with sandbox_errors():
-        return func()
 
 
 @sandbox.command("up")
