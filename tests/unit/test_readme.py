@@ -44,3 +44,9 @@ def test_docs_live_in_the_repository() -> None:
         assert f"]({page})" in README
         assert (ROOT / page).is_file()
     assert "shared" not in README and "DESIGN.md" not in README
+
+
+def test_ci_installs_every_prerequisite() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    for package in prereqs.packages(list(prereqs.PREREQUISITES)):
+        assert re.search(rf"for pkg in [^;]*\b{re.escape(package)}\b", ci), package
