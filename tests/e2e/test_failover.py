@@ -34,7 +34,7 @@ def wait_host(box: Box, name: str, want: str, timeout: float) -> dict[str, Any]:
 
 
 def test_fail_cuts_a_host_and_heal_brings_it_back(box: Box) -> None:
-    _t, _s, a, b = box.connected_pair(("h1", "fo1"), ("h3", "fo3"))
+    t, s, a, b = box.connected_pair(("h1", "fo1"), ("h3", "fo3"))
     ns_a, ns_b = box.workload("h1", "fo1"), box.workload("h3", "fo3")
     h1, h3 = box.sb.host("h1"), box.sb.host("h3")
     label = "agent-h3"
@@ -68,6 +68,6 @@ def test_fail_cuts_a_host_and_heal_brings_it_back(box: Box) -> None:
     wait_host(box, h3["name"], "up", 20)
     box.wait_ping(ns_a, b["ip_address"])
     box.wait_ping(ns_b, a["ip_address"])
-    c = box.port(_t, _s, "h3", "fo4")  # the restarted agent realises new work too
-    box.wait_status(_t, c)
+    c = box.port(t, s, "h3", "fo4")  # the restarted agent realises new work too
+    box.wait_status(t, c)
     box.wait_ping(ns_a, c["ip_address"])

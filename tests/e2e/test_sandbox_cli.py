@@ -15,19 +15,9 @@ import httpx
 import pytest
 
 from cli import sandbox as sbx
+from tests.e2e.conftest import git_status
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[2]
-
-
-def git_status() -> set[str]:
-    out = subprocess.run(
-        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=all"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return set(out.splitlines())
 
 
 @pytest.fixture
