@@ -6,8 +6,10 @@ Layout (DESIGN §5), for a sandbox named S with N hosts:
   S-outside   203.0.113.1 on the external segment, standing for the internet
 Workloads of host H live in namespaces named H-<netns>. The API, the controller and one
 agent per host run as processes in the root namespace (so they reach Postgres/Redis on
-loopback); every PID and namespace is recorded in a state file that `down` uses, also
-after a crash.
+loopback); every PID and namespace is recorded in a state file (mode 0600: it holds the
+admin token) that `down` uses, also after a crash. `fail`/`heal` cut and restore one
+host's fabric links and agent, as a dead machine would. Everything the sandbox writes
+lives under its run directory, never in the current directory.
 """
 
 from __future__ import annotations
@@ -26,11 +28,15 @@ from pathlib import Path
 
 import httpx
 
-from cli import procs
+from cli import prereqs, procs
 
 RUN_DIR = Path(os.environ.get("VPCD_SANDBOX_DIR", "/run/vpcd-sandbox"))
 UNDERLAY = "198.18.0"  # RFC 2544 benchmarking range: never routed, used only inside netns
 EXTERNAL = "203.0.113"  # RFC 5737 TEST-NET-3: the sandbox's "internet"
+
+
+class SandboxError(RuntimeError):
+    """A user's mistake or a missing prerequisite: the CLI prints it on one line."""
 
 
 @dataclass
@@ -45,15 +51,20 @@ class Sandbox:
     admin_token: str = ""
     database_url: str = ""
     bus: str = ""
+    failed: list[str] = field(default_factory=list)  # hosts cut off by `fail`
 
     @property
     def dir(self) -> Path:
         return RUN_DIR / self.name
 
     def save(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Write the state atomically, readable by root only (it holds the admin token)."""
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.dir / "state.json.tmp"
-        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(asdict(self), indent=2))
         tmp.replace(self.dir / "state.json")
 
     @classmethod
@@ -67,7 +78,16 @@ class Sandbox:
         for h in self.hosts:
             if ref in (h["name"], h["short"]):
                 return h
-        raise KeyError(ref)
+        known = ", ".join(h["short"] for h in self.hosts) or "none"
+        raise SandboxError(f"no host {ref!r} in sandbox {self.name}; hosts: {known}")
+
+    def fabric_links(self, host: dict[str, str]) -> list[str]:
+        """The fabric-side ends of the host's underlay and external veths."""
+        short = host["short"]
+        links = host.get("links")
+        if links is None:  # a state file from before links were recorded
+            links = f"{short}u,{short}x" if "network" in host["roles"] else f"{short}u"
+        return [link for link in links.split(",") if link]
 
 
 def ip(
@@ -75,6 +95,13 @@ def ip(
 ) -> subprocess.CompletedProcess[str]:
     cmd = ["ip", *(["-n", netns] if netns else []), *args]
     return subprocess.run(cmd, check=check, capture_output=True, text=True)
+
+
+def load(name: str) -> Sandbox:
+    sb = Sandbox.load(name)
+    if sb is None:
+        raise SandboxError(f"no sandbox named {name} is running (vpcd sandbox up --name {name})")
+    return sb
 
 
 def existing_namespaces() -> set[str]:
@@ -89,6 +116,13 @@ def add_netns(sb: Sandbox, name: str) -> None:
     ip("link", "set", "lo", "up", netns=name)
 
 
+def plug(fabric: str, bridge: str, port: str, netns: str, inner: str) -> None:
+    """A veth from the fabric's `bridge` (end `port`) into `netns` (end `inner`), both up."""
+    ip("link", "add", port, "netns", fabric, "type", "veth", "peer", "name", inner, "netns", netns)
+    ip("link", "set", port, "master", bridge, "up", netns=fabric)
+    ip("link", "set", inner, "up", netns=netns)
+
+
 def build_fabric(sb: Sandbox, count: int, network_hosts: int) -> None:
     fabric, outside = f"{sb.name}-fabric", f"{sb.name}-outside"
     add_netns(sb, fabric)
@@ -96,62 +130,18 @@ def build_fabric(sb: Sandbox, count: int, network_hosts: int) -> None:
         ip("link", "add", bridge, "type", "bridge", netns=fabric)
         ip("link", "set", bridge, "up", netns=fabric)
     add_netns(sb, outside)
-    ip(
-        "link",
-        "add",
-        "out0",
-        "netns",
-        fabric,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        outside,
-    )
-    ip("link", "set", "out0", "master", "external", "up", netns=fabric)
+    plug(fabric, "external", "out0", outside, "eth0")
     ip("addr", "add", f"{EXTERNAL}.1/24", "dev", "eth0", netns=outside)
-    ip("link", "set", "eth0", "up", netns=outside)
     for i in range(1, count + 1):
         name = f"{sb.name}-h{i}"
         roles = ["compute", "network"] if i <= network_hosts else ["compute"]
         vtep = f"{UNDERLAY}.{10 + i}"
+        links = [f"h{i}u", *([f"h{i}x"] if "network" in roles else [])]
         add_netns(sb, name)
-        ip(
-            "link",
-            "add",
-            f"h{i}u",
-            "netns",
-            fabric,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vtep0",
-            "netns",
-            name,
-        )
-        ip("link", "set", f"h{i}u", "master", "underlay", "up", netns=fabric)
+        plug(fabric, "underlay", f"h{i}u", name, "vtep0")
         ip("addr", "add", f"{vtep}/24", "dev", "vtep0", netns=name)
-        ip("link", "set", "vtep0", "up", netns=name)
         if "network" in roles:
-            ip(
-                "link",
-                "add",
-                f"h{i}x",
-                "netns",
-                fabric,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "ext0",
-                "netns",
-                name,
-            )
-            ip("link", "set", f"h{i}x", "master", "external", "up", netns=fabric)
-            ip("link", "set", "ext0", "up", netns=name)
+            plug(fabric, "external", f"h{i}x", name, "ext0")
         sb.hosts.append(
             {
                 "name": name,
@@ -159,6 +149,7 @@ def build_fabric(sb: Sandbox, count: int, network_hosts: int) -> None:
                 "netns": name,
                 "vtep_ip": vtep,
                 "roles": ",".join(roles),
+                "links": ",".join(links),
             }
         )
     sb.save()
@@ -176,9 +167,7 @@ def spawn(sb: Sandbox, label: str, argv: list[str], env: dict[str, str]) -> None
 
 def respawn(name: str, label: str) -> int:
     """Start one of the sandbox's processes again (after it died or was killed)."""
-    sb = Sandbox.load(name)
-    if sb is None:
-        raise SystemExit(f"no sandbox named {name}")
+    sb = load(name)
     old = sb.pids.get(label)
     if old is not None and alive(old) and ours(old):
         raise RuntimeError(f"{label} (pid {old}) is still running")
@@ -192,14 +181,26 @@ def up(
     network_hosts: int = 1,
     resync: float = 30.0,
     overrides: dict[str, str] | None = None,
+    replace: bool = False,
 ) -> Sandbox:
+    """Build and start a sandbox; refuse to overwrite a running one unless `replace`."""
+    problem = prereqs.problem(prereqs.missing())
+    if problem:
+        raise SandboxError(problem)
     if os.geteuid() != 0:
-        raise SystemExit("vpcd sandbox needs root (network namespaces)")
-    if Sandbox.load(name) is not None:
+        raise SandboxError("vpcd sandbox needs root (network namespaces): run it as root")
+    old = Sandbox.load(name)
+    if old is not None and running(old) and not replace:
+        raise SandboxError(
+            f"sandbox {name} is already running at {old.endpoint}; `vpcd sandbox down"
+            f" --name {name}` first, `up --replace` to rebuild it (its data is lost),"
+            " or `up --name OTHER` for a second one beside it"
+        )
+    if old is not None:
         down(name)
     sb = Sandbox(name=name)
     shutil.rmtree(sb.dir, ignore_errors=True)
-    sb.dir.mkdir(parents=True)
+    sb.dir.mkdir(parents=True, mode=0o700)
     env = {**os.environ, **(overrides or {})}
     # A fresh bus namespace per `up`: messages a previous run left in a shared Redis
     # (documents of another database's revisions) can never reach these agents.
@@ -298,8 +299,17 @@ def ours(pid: int) -> bool:
     return b"cli.vpcd" in cmd or b"api.app:create_app" in cmd
 
 
-def down(name: str) -> None:
+def running(sb: Sandbox) -> bool:
+    """Whether anything the sandbox made is still there: a process or a namespace."""
+    if any(alive(p) and ours(p) for p in sb.pids.values()):
+        return True
+    return bool(set(sb.namespaces) & existing_namespaces())
+
+
+def down(name: str) -> bool:
+    """Remove every process, namespace and file of the sandbox; False if there was none."""
     sb = Sandbox.load(name)
+    found = sb is not None
     if sb is None:
         sb = Sandbox(name=name)
     for pid in sb.pids.values():
@@ -318,9 +328,11 @@ def down(name: str) -> None:
         mine = ns in sb.namespaces or ns.startswith(f"{name}-")
         workload = any(ns.startswith(f"{h}-") for h in host_names)
         if mine or workload:
+            found = True
             ip("netns", "delete", ns, check=False)
     purge_bus(sb.env)
     shutil.rmtree(sb.dir, ignore_errors=True)
+    return found
 
 
 def purge_bus(env: dict[str, str]) -> None:
@@ -340,32 +352,61 @@ def purge_bus(env: dict[str, str]) -> None:
         pass
 
 
-def status(name: str) -> dict[str, object]:
-    sb = Sandbox.load(name)
-    if sb is None:
-        return {"name": name, "running": False}
-    procs = {label: ("running" if alive(pid) else "exited") for label, pid in sb.pids.items()}
-    return {
-        "name": name,
-        "running": True,
-        "endpoint": sb.endpoint,
-        "admin_token": sb.admin_token,
-        "database_url": sb.database_url,
-        "bus": sb.bus,
-        "processes": procs,
-        "hosts": sb.hosts,
-        "namespaces": sorted(n for n in existing_namespaces() if n.startswith(f"{name}-")),
-    }
-
-
 def exec_argv(name: str, host: str, netns: str | None, cmd: list[str]) -> list[str]:
     """The argv that runs `cmd` in a workload (host + netns) or in `outside`."""
-    sb = Sandbox.load(name)
-    if sb is None:
-        raise SystemExit(f"no sandbox named {name}")
+    sb = load(name)
     if host == "outside":
         target = f"{name}-outside"
     else:
         h = sb.host(host)
         target = f"{h['name']}-{netns}" if netns else h["netns"]
+    if target not in existing_namespaces():
+        what = f"workload {netns!r} on {host}" if netns else f"namespace {target}"
+        raise SandboxError(f"no {what} in sandbox {name} (namespace {target} does not exist)")
     return ["ip", "netns", "exec", target, *cmd]
+
+
+def stop(pid: int, timeout: float = 10.0) -> None:
+    """SIGKILL the process group of one of our processes and wait until it is gone."""
+    if not (alive(pid) and ours(pid)):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def fail(name: str, ref: str) -> dict[str, str]:
+    """Make a host a dead machine: its fabric links go down and its agent is killed."""
+    sb = load(name)
+    host = sb.host(ref)
+    if host["short"] in sb.failed:
+        raise SandboxError(f"host {host['short']} is already failed; `heal` brings it back")
+    sb.failed.append(host["short"])
+    sb.save()
+    for link in sb.fabric_links(host):
+        ip("link", "set", link, "down", netns=f"{name}-fabric")
+    pid = sb.pids.get(f"agent-{host['short']}")
+    if pid is not None:
+        stop(pid)
+    return host
+
+
+def heal(name: str, ref: str) -> dict[str, str]:
+    """Undo `fail`: the host's links come back up and its agent starts again."""
+    sb = load(name)
+    host = sb.host(ref)
+    label = f"agent-{host['short']}"
+    pid = sb.pids.get(label)
+    agent_up = pid is not None and alive(pid) and ours(pid)
+    if host["short"] not in sb.failed and agent_up:
+        raise SandboxError(f"host {host['short']} is not failed")
+    for link in sb.fabric_links(host):
+        ip("link", "set", link, "up", netns=f"{name}-fabric")
+    if not agent_up:
+        respawn(name, label)
+    sb = load(name)  # respawn saved the new PID
+    sb.failed = [h for h in sb.failed if h != host["short"]]
+    sb.save()
+    return host

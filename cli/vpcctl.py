@@ -1,146 +1,26 @@
 """`vpcctl`: the command-line client of the vpcd REST API (DESIGN §6).
 
 The list/show/create/update/delete commands of every resource are generated from one table,
-RESOURCES, so the resources cannot drift apart in behaviour; the few actions that are not CRUD
-(tenant tokens and quotas, router interfaces, floating IP association) are written out below.
+`cli.resources.RESOURCES`, so the resources cannot drift apart in behaviour; the few actions
+that are not CRUD (tenant tokens and quotas, router interfaces, floating IP association) are
+written out below. HTTP and problem documents live in `cli.client`, tables in `cli.output`.
 This module deliberately avoids `from __future__ import annotations`: typer reads the
 annotations of the generated command functions, and those refer to closure variables.
 """
 
 import inspect
 import json
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-MAX_PAGE = 1000  # the API's largest `limit`
-
-
-class Output(StrEnum):
-    table = "table"
-    json = "json"
-
-
-def make_client(url: str, timeout: float) -> httpx.Client:
-    """Build the HTTP client; the single seam through which tests reach an in-process app."""
-    return httpx.Client(base_url=url, timeout=timeout)
-
-
-# --------------------------------------------------------------------------- HTTP
-
-
-def fail(code: int, *lines: str) -> NoReturn:
-    for line in lines:
-        typer.echo(line, err=True)
-    raise typer.Exit(code)
-
-
-class Api:
-    """The vpcd endpoint of one invocation: its URL, token, default output and HTTP client."""
-
-    def __init__(self, url: str, token: str | None, output: Output, timeout: float) -> None:
-        self.url = url.rstrip("/")
-        self.token = token or None
-        self.output = output
-        self.timeout = timeout
-        self._client: httpx.Client | None = None
-
-    @property
-    def client(self) -> httpx.Client:
-        if self._client is None:
-            self._client = make_client(self.url, self.timeout)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        params: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Any:
-        """Send one request; return its JSON (None for 204), or print the error and exit."""
-        sent = {"Accept": "application/json"}
-        if self.token:
-            sent["Authorization"] = f"Bearer {self.token}"
-        sent.update(headers or {})
-        kwargs: dict[str, Any] = {"params": params, "headers": sent}
-        if body is not None:
-            kwargs["json"] = body
-        try:
-            r = self.client.request(method, path, **kwargs)
-        except (httpx.TransportError, httpx.InvalidURL) as exc:
-            reason = str(exc) or type(exc).__name__
-            fail(
-                2,
-                f"error: cannot reach vpcd at {self.url}: {reason}",
-                "hint: is the API running? Set VPCD_URL or pass --url.",
-            )
-        if r.is_error:
-            self._problem(r)
-        if r.status_code == 204 or not r.content:
-            return None
-        try:
-            return r.json()
-        except ValueError:
-            fail(1, f"error: {method} {path} answered {r.status_code} with a body that is not JSON")
-
-    def _problem(self, r: httpx.Response) -> NoReturn:
-        """Print an RFC 9457 problem (title, detail, field errors, blockers) and exit 1."""
-        try:
-            body = r.json()
-        except ValueError:
-            body = None
-        if isinstance(body, dict) and "title" in body:
-            lines = [f"{body['title']}: {body.get('detail', '')}".rstrip(": ")]
-            for err in body.get("errors") or []:
-                lines.append(f"  {err.get('field', '?')}: {err.get('message', '')}")
-            blocking = body.get("blocking_resources") or []
-            if blocking:
-                lines.append("  blocking resources:")
-                lines += [f"    {b.get('type', '?')} {b.get('id', '?')}" for b in blocking]
-        else:
-            text = r.text.strip()[:500] or r.reason_phrase
-            lines = [f"HTTP {r.status_code}: {text}"]
-        if r.status_code == 401 and not self.token:
-            lines.append("hint: no token given; set VPCD_TOKEN or pass --token.")
-        fail(1, *lines)
-
-    def pages(
-        self, path: str, filters: dict[str, str], limit: int | None, page_size: int
-    ) -> list[Any]:
-        """Every item of a list, following next_page_token, stopping after `limit` items."""
-        items: list[Any] = []
-        token: str | None = None
-        seen: set[str] = set()
-        while True:
-            want = page_size if limit is None else min(page_size, limit - len(items))
-            params: dict[str, Any] = {**filters, "limit": want}
-            if token:
-                params["page_token"] = token
-            page = self.request("GET", path, params=params)
-            items.extend(page["items"])
-            token = page.get("next_page_token")
-            if not token or (limit is not None and len(items) >= limit):
-                return items if limit is None else items[:limit]
-            if token in seen:
-                fail(1, f"error: the API repeated page token {token!r}; stopping")
-            seen.add(token)
+from cli.client import DEFAULT_URL, MAX_PAGE, Api, Output, wait_realised
+from cli.output import cell, print_ids, print_table, wide_columns
+from cli.resources import RESOURCES, Resource
 
 
 def api(ctx: typer.Context) -> Api:
@@ -196,24 +76,6 @@ def idempotency(key: str | None) -> dict[str, str]:
 # --------------------------------------------------------------------------- output
 
 
-def cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list) and all(isinstance(v, str | int) for v in value):
-        return ", ".join(str(v) for v in value)
-    if isinstance(value, list | dict):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
-
-
-def _console() -> Console:
-    # Piped output (and tests) get full-width rows instead of ids wrapped at 80 columns.
-    width = None if sys.stdout.isatty() else 1000
-    return Console(width=width, highlight=False)
-
-
 def emit(
     ctx: typer.Context, data: Any, output: Output | None, columns: tuple[str, ...] = ()
 ) -> None:
@@ -223,6 +85,8 @@ def emit(
         typer.echo(json.dumps(data, indent=2))
         return
     if isinstance(data, list):
+        if output is Output.wide:
+            columns = wide_columns(data, columns)
         table = Table(*columns, show_lines=False)
         for item in data:
             table.add_row(*(Text(cell(item.get(c))) for c in columns))
@@ -230,274 +94,11 @@ def emit(
         table = Table("field", "value", show_header=True)
         for key, value in (data or {}).items():
             table.add_row(Text(key), Text(cell(value)))
-    _console().print(table)
+    print_table(table)
 
 
 def done(message: str) -> None:
     typer.echo(message)
-
-
-# --------------------------------------------------------------------------- resource table
-
-
-@dataclass(frozen=True)
-class Opt:
-    """A typed `create` option: the API field it fills and how it is spelled on the command line."""
-
-    field: str
-    help: str
-    flags: tuple[str, ...] = ()
-    type: type = str
-    many: bool = False  # repeatable; the values are sent as a list
-    choices: tuple[str, ...] = ()
-
-    @property
-    def param(self) -> str:
-        return "opt_" + self.field
-
-    def parameter(self) -> inspect.Parameter:
-        flags = self.flags or ("--" + self.field.replace("_", "-"),)
-        if self.type is bool:
-            flags = (f"{flags[0]}/--no-{flags[0][2:]}", *flags[1:])
-        # typer takes choices from an Enum (it vendors its own click, so no click.Choice)
-        kind: Any = StrEnum(self.field, {c: c for c in self.choices}) if self.choices else self.type
-        base: Any = list[kind] if self.many else kind
-        extra: dict[str, Any] = {"show_default": False}
-        annotation = Annotated[base | None, typer.Option(*flags, help=self.help, **extra)]
-        return inspect.Parameter(
-            self.param, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
-        )
-
-
-@dataclass(frozen=True)
-class Resource:
-    name: str  # the sub-command, e.g. "security-groups"
-    path: str
-    singular: str
-    help: str
-    columns: tuple[str, ...]
-    filters: tuple[str, ...]
-    create: tuple[Opt, ...]
-    example: str = ""  # a `create --set` example for a field that has no option of its own
-
-    @property
-    def a(self) -> str:
-        """The singular with its article, for help texts."""
-        return ("an " if self.singular[0] in "aeiou" else "a ") + self.singular
-
-    @property
-    def metavar(self) -> str:
-        return self.singular.upper().replace(" ", "_") + "_ID"
-
-
-def ref(field: str, what: str) -> Opt:
-    return Opt(field, f"Id of the {what}.")
-
-
-NAME = Opt("name", "Name.")
-POOLS = """--set 'allocation_pools=[{"start":"10.0.0.10","end":"10.0.0.20"}]'"""
-DESCRIPTION = Opt("description", "Free-text description.")
-TAGS = Opt("tags", "A tag; repeat for several.", ("--tag",), many=True)
-
-RESOURCES: tuple[Resource, ...] = (
-    Resource(
-        "tenants",
-        "/v1/tenants",
-        "tenant",
-        "Tenants (admin): who owns resources.",
-        columns=("id", "name", "description"),
-        filters=("name",),
-        create=(Opt("name", "Unique tenant name."), DESCRIPTION),
-    ),
-    Resource(
-        "hosts",
-        "/v1/hosts",
-        "host",
-        "Hosts (admin): machines whose agents realise resources.",
-        columns=("id", "name", "vtep_ip", "roles", "status", "realised_revision"),
-        filters=("name",),
-        create=(
-            Opt("name", "Host name (what ports' --host refers to)."),
-            Opt("vtep_ip", "Underlay address of the host's VXLAN endpoint."),
-            Opt(
-                "roles",
-                "A role; repeat for both.",
-                ("--role",),
-                many=True,
-                choices=("compute", "network"),
-            ),
-        ),
-    ),
-    Resource(
-        "vpcs",
-        "/v1/vpcs",
-        "VPC",
-        "VPCs: isolated address spaces, each with a default group.",
-        columns=("id", "name", "cidr", "tags", "default_security_group_id"),
-        filters=("name", "tag", "cidr"),
-        create=(Opt("cidr", "Address range, e.g. 10.0.0.0/16."), NAME, DESCRIPTION, TAGS),
-    ),
-    Resource(
-        "subnets",
-        "/v1/subnets",
-        "subnet",
-        "Subnets: a range of a VPC, one L2 segment (VNI).",
-        columns=("id", "name", "vpc_id", "cidr", "gateway_ip", "vni", "status"),
-        filters=("vpc_id", "name", "tag", "cidr"),
-        create=(
-            ref("vpc_id", "VPC"),
-            Opt("cidr", "Address range inside the VPC, e.g. 10.0.1.0/24."),
-            NAME,
-            DESCRIPTION,
-            Opt("gateway_ip", "Gateway address (default: the first host address)."),
-            Opt(
-                "dns_nameservers",
-                "A DNS server; repeat for several.",
-                ("--dns-nameserver",),
-                many=True,
-            ),
-            TAGS,
-        ),
-        example=POOLS,
-    ),
-    Resource(
-        "ports",
-        "/v1/ports",
-        "port",
-        "Ports: a workload's interface on a subnet.",
-        columns=("id", "name", "subnet_id", "ip_address", "mac_address", "host", "status"),
-        filters=(
-            "subnet_id",
-            "host",
-            "name",
-            "tag",
-            "device_id",
-            "ip_address",
-            "security_group_id",
-        ),
-        create=(
-            ref("subnet_id", "subnet"),
-            NAME,
-            DESCRIPTION,
-            Opt("ip_address", "Fixed address (default: the next free one)."),
-            Opt("mac_address", "MAC address (default: generated)."),
-            Opt("host", "Host that carries the port."),
-            Opt("netns", "The workload's network namespace on that host."),
-            Opt("interface_name", "Interface name inside the namespace (default eth0)."),
-            Opt(
-                "security_group_ids",
-                "A security group id; repeat for several (default: the VPC's default group).",
-                ("--security-group-id",),
-                many=True,
-            ),
-            TAGS,
-        ),
-    ),
-    Resource(
-        "routers",
-        "/v1/routers",
-        "router",
-        "Routers: connect a VPC's subnets and the outside.",
-        columns=(
-            "id",
-            "name",
-            "vpc_id",
-            "external_network_id",
-            "external_ip",
-            "subnet_ids",
-            "status",
-        ),
-        filters=("vpc_id", "name", "tag", "external_network_id"),
-        create=(
-            ref("vpc_id", "VPC"),
-            NAME,
-            DESCRIPTION,
-            ref("external_network_id", "external network for the gateway"),
-            Opt(
-                "enable_snat",
-                "Source-NAT the subnets behind the gateway (default on).",
-                ("--snat",),
-                type=bool,
-            ),
-            TAGS,
-        ),
-        example="""--set 'routes=[{"destination":"192.168.0.0/16","nexthop":"10.0.1.254"}]'""",
-    ),
-    Resource(
-        "security-groups",
-        "/v1/security-groups",
-        "security group",
-        "Security groups: stateful firewall rule sets for ports.",
-        columns=("id", "name", "vpc_id", "is_default", "description"),
-        filters=("vpc_id", "name", "tag"),
-        create=(ref("vpc_id", "VPC"), NAME, DESCRIPTION, TAGS),
-    ),
-    Resource(
-        "security-group-rules",
-        "/v1/security-group-rules",
-        "security group rule",
-        "Security group rules: what a group lets in or out.",
-        columns=(
-            "id",
-            "security_group_id",
-            "direction",
-            "protocol",
-            "port_min",
-            "port_max",
-            "remote_cidr",
-            "remote_group_id",
-        ),
-        filters=("security_group_id", "remote_group_id", "direction"),
-        create=(
-            ref("security_group_id", "security group"),
-            Opt("direction", "Traffic direction.", choices=("ingress", "egress")),
-            Opt("protocol", "IP protocol.", choices=("tcp", "udp", "icmp", "any")),
-            Opt("port_min", "First port (tcp/udp).", type=int),
-            Opt("port_max", "Last port (tcp/udp).", type=int),
-            Opt("remote_cidr", "Peer address range."),
-            ref("remote_group_id", "peer security group"),
-            DESCRIPTION,
-        ),
-    ),
-    Resource(
-        "external-networks",
-        "/v1/external-networks",
-        "external network",
-        "External networks (admin): where router gateways and floating IPs come from.",
-        columns=("id", "name", "cidr", "gateway_ip", "allocation_pools"),
-        filters=("name", "tag"),
-        create=(
-            NAME,
-            Opt("cidr", "Address range of the external segment."),
-            Opt("gateway_ip", "Upstream gateway on that segment."),
-            DESCRIPTION,
-            TAGS,
-        ),
-        example=POOLS.replace("10.0.0.", "203.0.113."),
-    ),
-    Resource(
-        "floating-ips",
-        "/v1/floating-ips",
-        "floating IP",
-        "Floating IPs: public addresses mapped onto ports.",
-        columns=(
-            "id",
-            "address",
-            "external_network_id",
-            "port_id",
-            "fixed_ip_address",
-            "router_id",
-            "status",
-        ),
-        filters=("external_network_id", "port_id", "router_id", "tag"),
-        create=(
-            ref("external_network_id", "external network to allocate from"),
-            ref("port_id", "port to associate at once"),
-            DESCRIPTION,
-            TAGS,
-        ),
-    ),
-)
 
 
 # --------------------------------------------------------------------------- shared options
@@ -507,7 +108,7 @@ OutputOpt = Annotated[
     typer.Option(
         "--output",
         "-o",
-        help="table or json (default: the global --output).",
+        help="table, wide (every field) or json (default: the global --output).",
         case_sensitive=False,
         show_default=False,
     ),
@@ -557,6 +158,20 @@ LimitOpt = Annotated[
         help="Stop after this many items (default: every page).",
     ),
 ]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print only ids, one per line.", show_default=False)
+]
+WaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait",
+        help="Wait until the hosts have realised it (status active); fail on error.",
+        show_default=False,
+    ),
+]
+WaitTimeoutOpt = Annotated[
+    float, typer.Option("--wait-timeout", metavar="SECONDS", help="How long --wait waits.")
+]
 PageSizeOpt = Annotated[
     int, typer.Option("--page-size", min=1, max=MAX_PAGE, help="Items fetched per request.")
 ]
@@ -578,6 +193,7 @@ def _list_command(spec: Resource) -> Callable[..., None]:
         limit: LimitOpt = None,
         page_size: PageSizeOpt = 100,
         output: OutputOpt = None,
+        quiet: QuietOpt = False,
     ) -> None:
         filters = parse_pairs(filter_, "--filter", as_json=False)
         unknown = sorted(set(filters) - set(spec.filters))
@@ -588,7 +204,10 @@ def _list_command(spec: Resource) -> Callable[..., None]:
                 param_hint="--filter",
             )
         items = api(ctx).pages(spec.path, filters, limit, page_size)
-        emit(ctx, items, output, spec.columns)
+        if quiet:
+            print_ids(items)
+        else:
+            emit(ctx, items, output, spec.columns)
 
     list_.__doc__ = (
         f"List {spec.singular}s, following every page.\n\n"
@@ -629,9 +248,18 @@ def _create_command(spec: Resource) -> Callable[..., None]:
             body[opt.field] = [plain(v) for v in value] if opt.many else plain(value)
         body.update(parse_pairs(kw["set_"], "--set"))
         data = api(ctx).request(
-            "POST", spec.path, body=body, headers=idempotency(kw["idempotency_key"])
+            "POST",
+            spec.path,
+            body=body,
+            headers=idempotency(kw["idempotency_key"]),
+            flags=spec.flags,
         )
-        emit(ctx, data, kw["output"])
+        if kw.get("wait"):
+            data = wait_realised(api(ctx), f"{spec.path}/{data['id']}", kw["wait_timeout"])
+        if kw["quiet"]:
+            print_ids(data)
+        else:
+            emit(ctx, data, kw["output"])
 
     ctx_param = inspect.Parameter(
         "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
@@ -643,6 +271,12 @@ def _create_command(spec: Resource) -> Callable[..., None]:
             _keyword("set_", SetOpt),
             _keyword("idempotency_key", IdemOpt),
             _keyword("output", OutputOpt),
+            _keyword("quiet", QuietOpt, False),
+            *(
+                (_keyword("wait", WaitOpt, False), _keyword("wait_timeout", WaitTimeoutOpt, 60.0))
+                if spec.realised
+                else ()
+            ),
         ]
     )
     example = f", e.g. {spec.example}" if spec.example else ""
@@ -737,9 +371,20 @@ PortArg = Annotated[str, typer.Argument(metavar="PORT_ID", show_default=False)]
 
 
 @SUBAPPS["tenants"].command("token")
-def tenant_token(ctx: typer.Context, tenant_id: TenantArg, output: OutputOpt = None) -> None:
+def tenant_token(
+    ctx: typer.Context,
+    tenant_id: TenantArg,
+    output: OutputOpt = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the token.", show_default=False)
+    ] = False,
+) -> None:
     """Mint a bearer token for a tenant; it is shown only this once."""
-    emit(ctx, api(ctx).request("POST", f"/v1/tenants/{tenant_id}/tokens"), output)
+    data = api(ctx).request("POST", f"/v1/tenants/{tenant_id}/tokens")
+    if quiet:
+        typer.echo(data["token"])
+    else:
+        emit(ctx, data, output)
 
 
 @SUBAPPS["tenants"].command("quotas")
@@ -769,6 +414,7 @@ def router_add_interface(
         f"/v1/routers/{router_id}/interfaces",
         body={"subnet_id": subnet_id},
         headers=idempotency(idempotency_key),
+        flags={"subnet_id": "SUBNET_ID"},
     )
     emit(ctx, data, output)
 
@@ -800,6 +446,7 @@ def _associate(
         f"/v1/floating-ips/{fip}",
         body={"port_id": port},
         headers={**etag(if_match), **idempotency(idempotency_key)},
+        flags={"port_id": "PORT_ID"},
     )
     emit(ctx, data, output)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+import sys
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -52,6 +54,37 @@ def serve(
     )
 
 
+@app.command("admin-token")
+def admin_token(
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Revoke the admin token and mint a new one.")
+    ] = False,
+) -> None:
+    """Recover or rotate the admin token of the database on DATABASE_URL.
+
+    Tokens are stored hashed, so a lost one cannot be shown again: --rotate revokes it
+    and prints a new one, once. With VPCD_ADMIN_TOKEN set, that value is the admin token.
+    """
+    from cli.admin import rotate_admin_token
+    from models.db import engine_for, session_factory
+    from models.tenant import admin_token_exists
+
+    url = _db_url()
+    if not rotate:
+        with session_factory(engine_for(url))() as session:
+            exists = admin_token_exists(session)
+        state = "an admin token is set" if exists else "no admin token is set yet"
+        typer.echo(f"{state} on {url}; it is stored hashed and cannot be shown again.")
+        typer.echo("`vpcd admin-token --rotate` revokes it and prints a new one.")
+        return
+    try:
+        rotate_admin_token(url)  # prints the new token, once, as the API's first start does
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo("the previous admin token no longer works")
+
+
 @app.command()
 def controller(
     concurrency: Annotated[int, typer.Option(help="Threads compiling host states.")] = 4,
@@ -96,7 +129,23 @@ def worker(
 
 sandbox = typer.Typer(help="Many hosts on one machine, in private namespaces (root).")
 app.add_typer(sandbox, name="sandbox")
-NameOpt = Annotated[str, typer.Option("--name", help="Sandbox name (prefix of everything).")]
+NameOpt = Annotated[
+    str,
+    typer.Option("--name", envvar="VPCD_SANDBOX", help="Sandbox name (prefix of everything)."),
+]
+HostArg = Annotated[str, typer.Argument(help="Host: h1 or its full name.", show_default=False)]
+T = TypeVar("T")
+
+
+def guarded(func: Callable[[], T]) -> T:
+    """Run a sandbox step; its own errors (a missing host or package) as one line, exit 1."""
+    from cli.sandbox import SandboxError
+
+    try:
+        return func()
+    except SandboxError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @sandbox.command("up")
@@ -105,25 +154,44 @@ def sandbox_up(
     network_hosts: Annotated[int, typer.Option(help="How many of them have role network.")] = 1,
     resync_interval: Annotated[float, typer.Option(help="Agents' full resync period.")] = 30.0,
     name: NameOpt = "vpcd",
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Tear down a running sandbox of that name first.")
+    ] = False,
 ) -> None:
     """Build the fabric, start API, controller and agents; print endpoint and token."""
     from cli import sandbox as sb
 
-    box = sb.up(name, hosts, network_hosts, resync_interval)
+    box = guarded(lambda: sb.up(name, hosts, network_hosts, resync_interval, replace=replace))
     typer.echo(f"endpoint:    {box.endpoint}")
     typer.echo(f"admin token: {box.admin_token}")
     typer.echo(f"hosts:       {', '.join(h['name'] for h in box.hosts)}")
     typer.echo(f"export VPCD_URL={box.endpoint} VPCD_TOKEN={box.admin_token}")
 
 
-@sandbox.command("status")
-def sandbox_status(name: NameOpt = "vpcd") -> None:
-    """Show the sandbox's endpoint, processes, hosts and namespaces."""
-    import json
-
+@sandbox.command("env")
+def sandbox_env(name: NameOpt = "vpcd") -> None:
+    """Print `export VPCD_URL=... VPCD_TOKEN=...` (admin) for: eval "$(vpcd sandbox env)"."""
     from cli import sandbox as sb
 
-    typer.echo(json.dumps(sb.status(name), indent=2))
+    box = guarded(lambda: sb.load(name))
+    typer.echo(f"export VPCD_URL={box.endpoint} VPCD_TOKEN={box.admin_token}")
+
+
+@sandbox.command("status")
+def sandbox_status(
+    name: NameOpt = "vpcd",
+    show_token: Annotated[
+        bool, typer.Option("--show-token", help="Print the admin token.")
+    ] = False,
+) -> None:
+    """Show the endpoint, processes and hosts (roles, agent, up/down, last sync, logs)."""
+    from rich.console import Console
+
+    from cli import sandbox_status
+
+    console = Console(width=None if sys.stdout.isatty() else 240, highlight=False)
+    if not sandbox_status.render(name, show_token, console):
+        raise typer.Exit(1)
 
 
 @sandbox.command(
@@ -145,8 +213,26 @@ def sandbox_exec(
         args, netns = [netns, *args], None
     if not args:
         raise typer.BadParameter("give a command after --")
-    argv = sb.exec_argv(name, host, netns, args)
+    argv = guarded(lambda: sb.exec_argv(name, host, netns, args))
     os.execvp(argv[0], argv)
+
+
+@sandbox.command("fail")
+def sandbox_fail(host: HostArg, name: NameOpt = "vpcd") -> None:
+    """Kill a host as a dead machine dies: its fabric links go down, its agent is killed."""
+    from cli import sandbox as sb
+
+    h = guarded(lambda: sb.fail(name, host))
+    typer.echo(f"host {h['short']} ({h['name']}) failed: links down, agent killed")
+
+
+@sandbox.command("heal")
+def sandbox_heal(host: HostArg, name: NameOpt = "vpcd") -> None:
+    """Undo `fail`: the host's links come back up and its agent starts again."""
+    from cli import sandbox as sb
+
+    h = guarded(lambda: sb.heal(name, host))
+    typer.echo(f"host {h['short']} ({h['name']}) healed: links up, agent restarted")
 
 
 @sandbox.command("down")
@@ -154,8 +240,10 @@ def sandbox_down(name: NameOpt = "vpcd") -> None:
     """Stop every process and remove every namespace the sandbox made."""
     from cli import sandbox as sb
 
-    sb.down(name)
-    typer.echo(f"sandbox {name} removed")
+    if sb.down(name):
+        typer.echo(f"sandbox {name} removed")
+    else:
+        typer.echo(f"nothing to remove: no sandbox named {name} is running")
 
 
 def main() -> None:

@@ -60,6 +60,12 @@ def admin_token_exists(session: Session) -> bool:
     return session.scalar(sa.select(ApiToken.id).where(ApiToken.tenant_id.is_(None))) is not None
 
 
+def revoke_admin_tokens(session: Session) -> int:
+    """Delete every admin token (`vpcd admin-token --rotate`); how many there were."""
+    result = session.execute(sa.delete(ApiToken).where(ApiToken.tenant_id.is_(None)))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def quotas_of(session: Session, tenant_id: str) -> dict[str, int]:
     limits = dict(DEFAULT_QUOTAS)
     rows = session.scalars(sa.select(Quota).where(Quota.tenant_id == tenant_id))

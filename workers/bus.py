@@ -1,7 +1,8 @@
 """The message bus: one Celery app, a control queue and one direct queue per host.
 
 Production runs on Redis (REDIS_URL). Without it (the embedded sandbox) kombu's
-filesystem transport carries the same messages through a folder: it has no fanout, so
+filesystem transport carries the same messages through one folder (VPCD_BUS_DIR, the
+sandbox's run dir; else a data dir, never the working directory): it has no fanout, so
 every queue is a direct one. Only pokes and documents travel here; Postgres stays the
 truth, so a lost message costs a delay (the periodic sweep), never state.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 from celery import Celery
 from kombu import Queue
 
-import workers.fsbus  # noqa: F401 - registers the "vpcdfs" transport
+from workers import fsbus  # also registers the "vpcdfs" transport
 
 # Queue names carry a namespace (VPCD_BUS_NAMESPACE) so that several deployments or
 # sandboxes can share one Redis without hearing each other.
@@ -33,18 +34,28 @@ def host_queue(host: str) -> str:
     return f"{NAMESPACE}.host.{host}"
 
 
+def default_bus_dir() -> Path:
+    """Where the embedded bus lives when VPCD_BUS_DIR is unset: a data dir, never the cwd.
+
+    `$VPCD_DATA_DIR/bus` when that is set, else `/var/lib/vpcd/bus` for root (next to the
+    agent's state dir) and `$XDG_STATE_HOME/vpcd/bus` (`~/.local/state/vpcd/bus`) for others.
+    """
+    data = os.environ.get("VPCD_DATA_DIR")
+    if data:
+        return Path(data) / "bus"
+    if os.geteuid() == 0:
+        return Path("/var/lib/vpcd/bus")
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "vpcd" / "bus"
+
+
 def broker_settings(redis_url: str | None, bus_dir: str | None) -> dict[str, object]:
     if redis_url:
         return {"broker_url": redis_url}
-    folder = Path(bus_dir or "./vpcd-bus").resolve()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(bus_dir).resolve() if bus_dir else default_bus_dir()
     return {
-        "broker_url": "vpcdfs://",  # kombu's filesystem transport, atomic writes
-        "broker_transport_options": {
-            "data_folder_in": str(folder),
-            "data_folder_out": str(folder),
-            "polling_interval": 0.02,
-        },
+        "broker_url": "vpcdfs://",  # kombu's filesystem transport, atomic writes and claims
+        "broker_transport_options": {**fsbus.folders(folder), "polling_interval": 0.02},
     }
 
 

@@ -1,6 +1,6 @@
 """`vpcctl` end to end: the real CLI (typer's CliRunner) against the real app, in process.
 
-vpcctl builds its HTTP client through `cli.vpcctl.make_client`; the fixture swaps that for a
+vpcctl builds its HTTP client through `cli.client.make_client`; the fixture swaps that for a
 TestClient on the app (an httpx.Client), so every command goes through routing, validation
 and the database exactly as it would over the network.
 """
@@ -14,11 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
+import typer
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner, Result
 
-from cli import vpcctl
+from cli import client as vpcctl_client
+from cli import output, resources, vpcctl
 from tests.api import helpers as h
 from tests.conftest import ADMIN_TOKEN, Tenant
 
@@ -64,7 +66,7 @@ def cli(app: FastAPI, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Cl
         tc.event_hooks = {"request": [runner.sent.append]}
         return tc
 
-    monkeypatch.setattr(vpcctl, "make_client", make_client)
+    monkeypatch.setattr(vpcctl_client, "make_client", make_client)
     return runner
 
 
@@ -293,13 +295,34 @@ def test_validation_error_names_the_field(cli: Cli, client: TestClient, tenant: 
         code=1,
     )
     assert r.stdout == ""
-    assert r.stderr.startswith("Invalid request: ")
-    assert any(line.strip().startswith("body.cidr: ") for line in r.stderr.splitlines()[1:])
+    # once, on one line, named by the flag the user typed (not the API's body.cidr)
+    assert r.stderr.startswith("Invalid request: --cidr: ")
+    assert r.stderr.count("\n") == 1 and "body." not in r.stderr
+    assert r.stderr.count("host bits") == 1
 
     r = cli("vpcs", "create", "--name", "no-cidr", token=tenant.token, code=1)
-    assert "  body.cidr: " in r.stderr
+    assert r.stderr.startswith("Invalid request: --cidr: ") and "body." not in r.stderr
     r = cli("vpcs", "update", vpc["id"], "--set", "cidr=10.9.0.0/16", token=tenant.token, code=1)
-    assert "  body.cidr: " in r.stderr
+    assert r.stderr.startswith("Invalid request: --set cidr: ")
+    r = cli(
+        "subnets",
+        "create",
+        "--vpc-id",
+        vpc["id"],
+        "--cidr",
+        "10.0.2.0/24",
+        "--set",
+        'allocation_pools=[{"start":"x","end":"10.0.2.9"}]',
+        token=tenant.token,
+        code=1,
+    )
+    assert "--set allocation_pools.0.start: " in r.stderr and "body." not in r.stderr
+    # several errors: a title line, then one line per field, each once
+    r = cli("security-group-rules", "create", token=tenant.token, code=1)
+    lines = r.stderr.splitlines()
+    assert lines[0] == "Invalid request:"
+    assert "  --security-group-id: " in r.stderr and "  --direction: " in r.stderr
+    assert len(lines) == len(set(lines))
     assert client.get("/v1/subnets", headers=tenant.headers).json()["items"] == []
     r = cli("vpcs", "show", "0" * 8, token=tenant.token, code=1)
     assert r.stderr.startswith("Not found: ")
@@ -310,7 +333,9 @@ def test_missing_token_and_unreachable_api(cli: Cli, monkeypatch: pytest.MonkeyP
     assert r.stderr.startswith("Authentication required")
     assert "VPCD_TOKEN" in r.stderr
 
-    monkeypatch.setattr(vpcctl, "make_client", lambda url, timeout: httpx.Client(base_url=url))
+    monkeypatch.setattr(
+        vpcctl_client, "make_client", lambda url, timeout: httpx.Client(base_url=url)
+    )
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -337,6 +362,16 @@ def test_configuration_from_environment(cli: Cli, tenant: Tenant) -> None:
         token=tenant.token,
     )
     assert cli.urls[-1] == URL
+
+
+@pytest.mark.parametrize("suffix", ["/v1", "/v1/", ""])
+def test_url_with_or_without_v1_is_accepted(cli: Cli, tenant: Tenant, suffix: str) -> None:
+    env = {"VPCD_URL": "http://from-env:1" + suffix, "VPCD_TOKEN": tenant.token}
+    result = cli.runner.invoke(vpcctl.app, ["-o", "json", "vpcs", "list"], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == []
+    assert cli.urls == ["http://from-env:1"]
+    assert cli.sent[-1].url.path == "/v1/vpcs"
 
 
 # --------------------------------------------------------------------------- admin and actions
@@ -428,7 +463,7 @@ def test_hosts_and_rules_typed_options(cli: Cli, client: TestClient, tenant: Ten
         token=tenant.token,
         code=1,
     )
-    assert "  body.port_min: " in bad.stderr
+    assert "--port-min: " in bad.stderr and "body." not in bad.stderr
     cli("security-group-rules", "create", "--direction", "sideways", token=tenant.token, code=2)
 
 
@@ -502,6 +537,104 @@ def test_router_interfaces_and_floating_ips(cli: Cli, client: TestClient, tenant
     assert cli.json("routers", "interfaces", router["id"], token=t) == []
 
 
+# --------------------------------------------------------------------------- list output
+
+
+def test_tables_never_cut_ids_even_on_a_narrow_terminal(
+    cli: Cli, client: TestClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vpc = h.vpc(client, tenant, name="a-rather-long-vpc-name-that-takes-room")
+    sub = h.subnet(client, tenant, vpc["id"])
+    monkeypatch.setattr(output, "terminal_width", lambda: 60)  # a narrow terminal
+    shown = {
+        ("subnets", "list"): (vpc["id"], sub["id"]),
+        ("subnets", "list", "-o", "wide"): (vpc["id"], sub["id"]),
+        ("vpcs", "list"): (vpc["id"], vpc["default_security_group_id"]),
+    }
+    for args, idents in shown.items():
+        out = cli(*args, token=tenant.token).stdout
+        for ident in idents:
+            assert ident in out, (args, out)  # whole, on one line
+        assert "…" not in out
+
+
+def test_wide_output_shows_every_field(cli: Cli, client: TestClient, tenant: Tenant) -> None:
+    vpc = h.vpc(client, tenant, name="w")
+    table = cli("vpcs", "list", token=tenant.token).stdout
+    wide = cli("vpcs", "list", "-o", "wide", token=tenant.token).stdout
+    header, wide_header = table.splitlines()[1], wide.splitlines()[1]
+    assert "created_at" not in header and "revision" not in header
+    for column in vpc:  # every field the API returns is a column
+        assert column in wide_header, column
+    assert wide_header.index("id") < wide_header.index("created_at")  # the usual ones first
+    assert row_of(wide, vpc["id"])[0] == vpc["id"]
+    # the global option works too
+    assert "created_at" in cli("-o", "wide", "vpcs", "list", token=tenant.token).stdout
+
+
+def test_quiet_prints_ids_only(cli: Cli, client: TestClient, tenant: Tenant) -> None:
+    ids = [h.vpc(client, tenant, f"10.{i}.0.0/16")["id"] for i in range(3)]
+    out = cli("vpcs", "list", "-q", token=tenant.token).stdout
+    assert sorted(out.split()) == sorted(ids) and out.count("\n") == 3
+    made = cli("vpcs", "create", "--cidr", "10.9.0.0/16", "-q", token=tenant.token).stdout
+    assert made.strip() in {v["id"] for v in cli.json("vpcs", "list", token=tenant.token)}
+    assert made == made.strip() + "\n"
+
+
+def test_tenant_token_quiet_prints_the_token(cli: Cli, client: TestClient) -> None:
+    tenant = cli("tenants", "create", "--name", "q", "-q", token=ADMIN_TOKEN).stdout.strip()
+    token = cli("tenants", "token", tenant, "-q", token=ADMIN_TOKEN).stdout.strip()
+    assert cli.json("vpcs", "list", token=token) == []
+
+
+def test_create_wait_gives_up_on_pending_and_names_the_resource(
+    cli: Cli, client: TestClient, tenant: Tenant
+) -> None:
+    vpc = h.vpc(client, tenant)
+    sub = h.subnet(client, tenant, vpc["id"])
+    r = cli(
+        "ports",
+        "create",
+        "--subnet-id",
+        sub["id"],
+        "--wait",
+        "--wait-timeout",
+        "0.3",
+        token=tenant.token,
+        code=1,
+    )
+    (port,) = client.get("/v1/ports", headers=tenant.headers).json()["items"]
+    assert r.stderr == f"error: /v1/ports/{port['id']} still pending after 0.3s\n"
+    assert "--wait" not in cli.runner.invoke(vpcctl.app, ["vpcs", "create", "--help"]).stdout
+
+
+class FakeApi:
+    def __init__(self, *states: dict[str, Any]) -> None:
+        self.states = list(states)
+
+    def request(self, method: str, path: str) -> dict[str, Any]:
+        return self.states.pop(0) if len(self.states) > 1 else self.states[0]
+
+
+def test_wait_returns_when_active_and_fails_on_error(capsys: pytest.CaptureFixture[str]) -> None:
+    api: Any = FakeApi(
+        {"status": "pending"}, {"status": "pending"}, {"status": "active", "id": "p"}
+    )
+    assert vpcctl_client.wait_realised(api, "/v1/ports/p", 5, interval=0)["id"] == "p"
+    api = FakeApi({"status": "pending"}, {"status": "error", "status_detail": "eth0 is taken"})
+    with pytest.raises(typer.Exit):
+        vpcctl_client.wait_realised(api, "/v1/ports/p", 5, interval=0)
+    assert capsys.readouterr().err == "error: /v1/ports/p failed: eth0 is taken\n"
+
+
+def test_ip_address_help_does_not_promise_the_next_free_one(cli: Cli) -> None:
+    text = cli.runner.invoke(
+        vpcctl.app, ["ports", "create", "--help"], env={"COLUMNS": "200"}
+    ).stdout
+    assert "next free" not in text
+    assert "random" in text
+
+
 # --------------------------------------------------------------------------- the table itself
 
 
@@ -513,10 +646,10 @@ def test_resource_table_matches_the_api(app: FastAPI) -> None:
     def schema(ref: dict[str, Any]) -> dict[str, Any]:
         return schemas[ref["$ref"].rsplit("/", 1)[1]]
 
-    assert {r.name for r in vpcctl.RESOURCES} == {
+    assert {r.name for r in resources.RESOURCES} == {
         p.split("/")[2] for p in spec["paths"] if p.startswith("/v1/") and p.count("/") == 2
     }
-    for r in vpcctl.RESOURCES:
+    for r in resources.RESOURCES:
         ops = spec["paths"][r.path]
         query = {p["name"] for p in ops["get"]["parameters"]} - {"limit", "page_token"}
         assert set(r.filters) == query, r.name

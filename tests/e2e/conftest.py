@@ -26,10 +26,23 @@ if os.geteuid() != 0 or shutil.which("ip") is None:
 
 from cli import sandbox as sbx
 from models.db import scratch_database
+from tests.logs import keep_logs
 
 ECHO = str(Path(__file__).with_name("echo.py"))
 RESYNC = 3.0
 LOGS = Path(os.environ.get("VPCD_E2E_LOGS", "/tmp/vpcd-e2e-logs"))
+REPO = Path(__file__).resolve().parents[2]
+
+
+def git_status() -> set[str]:
+    """The repository's changed and untracked (not ignored) files, as `git status` lists them."""
+    out = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return set(out.splitlines())
 
 
 class Box:
@@ -152,12 +165,13 @@ class Box:
 
 
 @pytest.fixture(scope="session")
-def box() -> Iterator[Box]:
+def box(request: pytest.FixtureRequest) -> Iterator[Box]:
     name = f"e2e{os.getpid() % 100000}"
     base = os.environ.get("VPCD_TEST_DATABASE_URL", "sqlite://")
     database: AbstractContextManager[str] = (
         nullcontext("") if base.startswith("sqlite") else scratch_database(base, "vpcd_e2e")
     )
+    tree = git_status()
     with database as db_url:
         overrides = {"DATABASE_URL": db_url} if db_url else {"DATABASE_URL": ""}
         if not os.environ.get("REDIS_URL"):
@@ -173,12 +187,10 @@ def box() -> Iterator[Box]:
                 b.http.close()
         finally:
             if sb is not None:  # keep the processes' logs: the sandbox dir goes with `down`
-                shutil.copytree(
-                    sb.dir,
-                    LOGS / name,
-                    dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("bus", "*.db*", "agents"),
-                )
+                passed = request.session.testsfailed == 0
+                keep_logs(sb.dir, LOGS / name, passed=passed)
             sbx.down(name)
             left = [n for n in sbx.existing_namespaces() if n.startswith(f"{name}-")]
             assert not left, f"sandbox left namespaces behind: {left}"
+            written = git_status() - tree  # the sandbox writes only under its run dir
+            assert not written, f"the sandbox run wrote into the working tree: {written}"
