@@ -24,7 +24,7 @@ from api.common import (
     owned,
     set_etag,
 )
-from api.deps import Principal, PrincipalDep, SessionDep, TenantDep
+from api.deps import NotifierDep, Principal, PrincipalDep, SessionDep, TenantDep
 from api.errors import Conflict, Invalid, NotFound, problems
 from api.ports import ROUTER_INTERFACE
 from api.routers import allocate_external
@@ -109,6 +109,7 @@ def create_floating_ip(
     response: Response,
     session: SessionDep,
     who: TenantDep,
+    notifier: NotifierDep,
 ) -> FloatingIpOut:
     assert who.tenant_id is not None
     network = session.get(ExternalNetwork, body.external_network_id)
@@ -125,6 +126,7 @@ def create_floating_ip(
     fip.address = allocate_external(session, network, fip.id)
     session.add(fip)
     session.flush()
+    notifier.resources_changed(session, "floating_ip", {fip.id})
     created(request, response, f"/v1/floating-ips/{fip.id}", fip)
     return render(session, fip)
 
@@ -175,16 +177,19 @@ def update_floating_ip(
     response: Response,
     session: SessionDep,
     who: PrincipalDep,
+    notifier: NotifierDep,
 ) -> FloatingIpOut:
     fip = owned(session, FloatingIp, floating_ip_id, who, "floating_ip")
     check_if_match(request, fip)
     changes = body.changes()
+    notifier.resources_changed(session, "floating_ip", {fip.id})  # its old router's host
     if "port_id" in changes:
         port_id = changes["port_id"]
         changes["router_id"] = route_for(session, who, fip, port_id) if port_id else None
     if apply_changes(fip, changes):
         fip.status = "pending"
     session.flush()
+    notifier.resources_changed(session, "floating_ip", {fip.id})
     set_etag(response, fip)
     return render(session, fip)
 
@@ -195,9 +200,14 @@ def update_floating_ip(
     responses=problems(401, 404, 412),
 )
 def delete_floating_ip(
-    floating_ip_id: str, request: Request, session: SessionDep, who: PrincipalDep
+    floating_ip_id: str,
+    request: Request,
+    session: SessionDep,
+    who: PrincipalDep,
+    notifier: NotifierDep,
 ) -> None:
     fip = owned(session, FloatingIp, floating_ip_id, who, "floating_ip")
     check_if_match(request, fip)
+    notifier.resources_changed(session, "floating_ip", {fip.id})
     release_external(session, fip.id)
     session.delete(fip)

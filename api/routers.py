@@ -177,7 +177,12 @@ def check_routes(session: Session, r: Router, routes: list[dict[str, str]]) -> N
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 404, 409, 422))
 def create_router(
-    body: RouterCreate, request: Request, response: Response, session: SessionDep, who: TenantDep
+    body: RouterCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    who: TenantDep,
+    notifier: NotifierDep,
 ) -> RouterOut:
     assert who.tenant_id is not None
     owned(session, Vpc, body.vpc_id, who, "vpc")
@@ -191,6 +196,7 @@ def create_router(
         attach_gateway(session, r, body.external_network_id)
     session.add(r)
     session.flush()
+    notifier.resources_changed(session, "router", {r.id})
     created(request, response, f"/v1/routers/{r.id}", r)
     return render(session, r)
 
@@ -236,6 +242,7 @@ def update_router(
     response: Response,
     session: SessionDep,
     who: PrincipalDep,
+    notifier: NotifierDep,
 ) -> RouterOut:
     r = owned(session, Router, router_id, who, "router")
     check_if_match(request, r)
@@ -257,6 +264,7 @@ def update_router(
     if apply_changes(r, changes):
         r.status = "pending"
     session.flush()
+    notifier.resources_changed(session, "router", {r.id})
     set_etag(response, r)
     return render(session, r)
 
@@ -275,7 +283,7 @@ def delete_router(
             "floating IPs are associated through this router", [("floating_ip", f) for f in fips]
         )
     ifaces = interfaces_of_router(session, r.id)
-    notifier.subnets_changed(session, {i.subnet_id for i in ifaces})
+    notifier.subnets_changed(session, {i.subnet_id for i in ifaces}, r.host)
     for iface in ifaces:  # service-made legs go with the router
         port = session.get(Port, iface.port_id)
         session.delete(iface)
@@ -330,7 +338,7 @@ def add_router_interface(
     r.touch()
     r.status = "pending"
     session.flush()
-    notifier.subnets_changed(session, {subnet.id})
+    notifier.subnets_changed(session, {subnet.id}, r.host)
     response.headers["Location"] = (
         str(request.base_url).rstrip("/") + f"/v1/routers/{r.id}/interfaces/{subnet.id}"
     )
@@ -408,6 +416,6 @@ def remove_router_interface(
     session.flush()
     if port is not None:
         session.delete(port)
-    notifier.subnets_changed(session, {subnet_id})
+    notifier.subnets_changed(session, {subnet_id}, r.host)
     r.touch()
     r.status = "pending"
