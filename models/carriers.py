@@ -4,9 +4,9 @@ One query per kind answers `{resource id: {host: section}}`. Dirty-marking (whic
 a change touches), status refresh (a resource is active when every carrier realised its
 revision) and report handling all read this table, so a new kind is one row here.
 
-Where ports are realised is decided once, in `placed_ports`: a workload port (it has a
-netns) through the ports section, a router leg through the routers section of its
-router's host. A leg makes its host carry the subnet only when that host supports
+Where ports are realised is decided once, in `workload_select` and `leg_select`: a
+workload port (it has a netns) through the ports section, a router leg through the
+routers section of its router's host. A leg makes its host carry the subnet only when that host supports
 routers; otherwise the router is `error` and the subnet does not wait for that host.
 """
 
@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from models.base import Base
 from models.host import Host
 from models.hoststate import Realisation
 from models.network import Port, Subnet
@@ -145,10 +146,14 @@ class Kind:
     carries; `parent` names resources whose status follows this one's reports."""
 
     name: str
-    model: Any  # a Realised model: id, revision, status, status_detail
+    model: type[Base]  # a Realised one: id, revision, status, status_detail
     carriers: CarrierQuery
     unplaced: Literal["active", "pending"] = "pending"
     parent: tuple[str, Callable[[Session, set[str]], set[str]]] | None = None
+
+    @property
+    def table(self) -> sa.Table:
+        return cast(sa.Table, self.model.__table__)
 
 
 KINDS: dict[str, Kind] = {
@@ -206,7 +211,7 @@ def refresh(session: Session, kind: str, ids: set[str]) -> None:
     spec = KINDS.get(kind)
     if spec is None or not ids:
         return
-    table = spec.model.__table__
+    table = spec.table
     rows = session.execute(
         sa.select(table.c.id, table.c.revision, table.c.status, table.c.status_detail).where(
             table.c.id.in_(ids)
@@ -220,7 +225,8 @@ def refresh(session: Session, kind: str, ids: set[str]) -> None:
         new = verdict(rev, needs.get(rid, {}), support, reports.get(rid, {}), spec.unplaced)
         if new != (status, detail):
             writes.append({"rid": rid, "rev": rev, "new_status": new[0], "new_detail": new[1]})
-    if writes:
+    if writes:  # in id order, like every writer: concurrent refreshes never deadlock
+        writes.sort(key=lambda w: w["rid"])
         stmt = (
             sa.update(table)
             .where(table.c.id == sa.bindparam("rid"), table.c.revision == sa.bindparam("rev"))
@@ -241,7 +247,7 @@ def unsettled(session: Session) -> dict[str, set[str]]:
     """Every resource not active yet, per kind (what the sweep re-derives)."""
     out: dict[str, set[str]] = {}
     for kind, spec in KINDS.items():
-        table = spec.model.__table__
+        table = spec.table
         out[kind] = set(session.scalars(sa.select(table.c.id).where(table.c.status != "active")))
     return out
 

@@ -257,7 +257,7 @@ def test_a_document_with_unknown_sections_is_refused_whole(client, tenant, bus) 
     refusal = bus.reports[-1]
     assert not refusal.ok and not refusal.applied and refusal.results == []
     assert refusal.detail is not None and "firewalls, routers" in refusal.detail
-    host = _host(client, "h1")
+    host = _get(client, h.ADMIN, f"/v1/hosts/{_host(client, 'h1')['id']}")
     assert host["status_detail"] == refusal.detail  # the host shows why
     assert host["realised_revision"] == realised
     assert _get(client, tenant, f"/v1/ports/{p['id']}")["status"] == "active"
