@@ -6,8 +6,9 @@ revision) and report handling all read this table, so a new kind is one row here
 
 Where ports are realised is decided once, in `workload_select` and `leg_select`: a
 workload port (it has a netns) through the ports section, a router leg through the
-routers section of its router's host. A leg makes its host carry the subnet only when that host supports
-routers; otherwise the router is `error` and the subnet does not wait for that host.
+routers section of its router's host. A leg makes its host carry the subnet only when
+that host supports routers; otherwise the router is `error` and the subnet does not wait
+for that host.
 """
 
 from __future__ import annotations
