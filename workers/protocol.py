@@ -102,6 +102,8 @@ class FloatingIpState(_Doc):
 
 
 class RouterState(_Doc):
+    """A router on this host (DESIGN §4): its legs, gateway, SNAT, routes and floating IPs."""
+
     id: str
     revision: int
     interfaces: list[RouterInterfaceState] = []
