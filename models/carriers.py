@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, cast
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from models.base import Base
 from models.host import Host
@@ -54,10 +54,6 @@ def host_support(session: Session, hosts: Iterable[str] | None = None) -> dict[s
     return {name: Support(v, tuple(s)) for name, v, s in session.execute(stmt)}
 
 
-def supporting(session: Session, hosts: Iterable[str], section: str) -> set[str]:
-    return {h for h, s in host_support(session, hosts).items() if section in s.sections}
-
-
 # -- where ports are realised -----------------------------------------------------------------
 
 
@@ -77,47 +73,44 @@ def leg_select(*columns: Any) -> sa.Select[Any]:
     )
 
 
-class PlacedPort(NamedTuple):
-    port_id: str
-    subnet_id: str
+class Placement(NamedTuple):
+    key: str  # what was asked by: a port id or a subnet id
     host: str
     section: Literal["ports", "routers"]
 
 
-def placed_ports(session: Session, *where: sa.ColumnElement[bool]) -> list[PlacedPort]:
-    """Ports matching `where` that some host realises, with that host and section."""
-    workload = session.execute(workload_select(Port.id, Port.subnet_id, Port.host).where(*where))
-    legs = session.execute(leg_select(Port.id, Port.subnet_id, Router.host).where(*where))
-    return [PlacedPort(p, s, h, "ports") for p, s, h in workload] + [
-        PlacedPort(p, s, h, "routers") for p, s, h in legs
-    ]
-
-
-def subnet_hosts(placed: Iterable[PlacedPort], capable: set[str]) -> dict[str, set[str]]:
-    """Subnet -> hosts carrying it: hosts of its workload ports, and of its router legs
-    where that host supports routers (`capable`)."""
-    out: dict[str, set[str]] = {}
-    for p in placed:
-        if p.section == "ports" or p.host in capable:
-            out.setdefault(p.subnet_id, set()).add(p.host)
-    return out
-
-
-def routers_capable(session: Session, placed: Iterable[PlacedPort]) -> set[str]:
-    return supporting(session, {p.host for p in placed if p.section == "routers"}, "routers")
+def placements(
+    session: Session, key: InstrumentedAttribute[str], *where: sa.ColumnElement[bool]
+) -> list[Placement]:
+    """Where the ports matching `where` are realised, by `key`, without repeats: one
+    query (the API asks it on every port change)."""
+    rows = session.execute(
+        sa.union(
+            workload_select(key, Port.host, sa.literal("ports")).where(*where),
+            leg_select(key, Router.host, sa.literal("routers")).where(*where),
+        )
+    )
+    return [Placement(*row) for row in rows]
 
 
 # -- one carrier query per kind ---------------------------------------------------------------
 
 
 def _subnets(session: Session, ids: set[str]) -> dict[str, Needs]:
-    placed = placed_ports(session, Port.subnet_id.in_(ids))
-    hosts = subnet_hosts(placed, routers_capable(session, placed))
-    return {sid: dict.fromkeys(hs, "subnets") for sid, hs in hosts.items()}
+    """Hosts of a subnet's workload ports, and of its router legs where that host
+    supports routers."""
+    placed = placements(session, Port.subnet_id, Port.subnet_id.in_(ids))
+    legs = {p.host for p in placed if p.section == "routers"}
+    capable = {h for h, s in host_support(session, legs).items() if "routers" in s.sections}
+    out: dict[str, Needs] = {}
+    for p in placed:
+        if p.section == "ports" or p.host in capable:
+            out.setdefault(p.key, {})[p.host] = "subnets"
+    return out
 
 
 def _ports(session: Session, ids: set[str]) -> dict[str, Needs]:
-    return {p.port_id: {p.host: p.section} for p in placed_ports(session, Port.id.in_(ids))}
+    return {p.key: {p.host: p.section} for p in placements(session, Port.id, Port.id.in_(ids))}
 
 
 def _routers(session: Session, ids: set[str]) -> dict[str, Needs]:

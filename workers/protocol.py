@@ -74,7 +74,8 @@ class PortState(_Doc):
 
 class RouterInterfaceState(_Doc):
     """A router leg: the subnet's gateway IP on the host's bridge of that subnet (whose
-    VNI and MTU the subnets section carries)."""
+    VNI and MTU the subnets section carries). The leg is a port of its own: an agent
+    reports it as kind "port" at `port_revision`, next to the router's result."""
 
     subnet_id: str
     port_id: str
