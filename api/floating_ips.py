@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from api.deps import PrincipalDep, SessionDep, TenantDep
+from api.deps import NotifierDep, PrincipalDep, SessionDep, TenantDep
 from api.errors import problems
 from api.rest.pages import Page, PagesDep
 from api.rest.preconditions import LookupDep, ResourceRoute
@@ -68,7 +68,11 @@ def render(session: Session, fip: FloatingIp) -> FloatingIpOut:
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 404, 409, 422))
 def create_floating_ip(
-    body: FloatingIpCreate, session: SessionDep, who: TenantDep, lookup: LookupDep
+    body: FloatingIpCreate,
+    session: SessionDep,
+    who: TenantDep,
+    lookup: LookupDep,
+    notifier: NotifierDep,
 ) -> FloatingIpOut:
     assert who.tenant_id is not None
     network = external_ips.external_network(session, body.external_network_id)
@@ -83,6 +87,7 @@ def create_floating_ip(
     fip.address = external_ips.allocate(session, network, fip.id)
     session.add(fip)
     session.flush()
+    notifier.resources_changed(session, "floating_ip", {fip.id})
     return render(session, fip)
 
 
@@ -117,16 +122,22 @@ def get_floating_ip(floating_ip_id: str, session: SessionDep, lookup: LookupDep)
 
 @router.patch("/{floating_ip_id}", responses=problems(401, 404, 409, 412, 422))
 def update_floating_ip(
-    floating_ip_id: str, body: FloatingIpUpdate, session: SessionDep, lookup: LookupDep
+    floating_ip_id: str,
+    body: FloatingIpUpdate,
+    session: SessionDep,
+    lookup: LookupDep,
+    notifier: NotifierDep,
 ) -> FloatingIpOut:
     fip = lookup.target(FloatingIp, floating_ip_id)
     changes = body.changes()
+    notifier.resources_changed(session, "floating_ip", {fip.id})  # its old router's host
     if "port_id" in changes:
         port_id = changes["port_id"]
         changes["router_id"] = router_for(session, lookup, fip, port_id) if port_id else None
     if apply_changes(fip, changes):
         fip.status = "pending"
     session.flush()
+    notifier.resources_changed(session, "floating_ip", {fip.id})
     return render(session, fip)
 
 
@@ -135,7 +146,10 @@ def update_floating_ip(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problems(401, 404, 412),
 )
-def delete_floating_ip(floating_ip_id: str, session: SessionDep, lookup: LookupDep) -> None:
+def delete_floating_ip(
+    floating_ip_id: str, session: SessionDep, lookup: LookupDep, notifier: NotifierDep
+) -> None:
     fip = lookup.target(FloatingIp, floating_ip_id)
+    notifier.resources_changed(session, "floating_ip", {fip.id})
     release_external(session, fip.id)
     session.delete(fip)

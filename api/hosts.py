@@ -54,6 +54,11 @@ class HostOut(Output):
     last_heartbeat: datetime | None
     realised_revision: int
     last_sync: HostSync | None
+    protocol_version: int = Field(description="The host-state protocol its agent speaks.")
+    sections: list[str] = Field(description="The document sections its agent supports.")
+    status_detail: str | None = Field(
+        description="Why its agent's last report failed or refused a document."
+    )
 
 
 class HostList(Page[HostOut]):
@@ -64,6 +69,7 @@ def render(host: Host) -> HostOut:
     beat = host.last_heartbeat
     alive = beat is not None and utcnow() - beat < HEARTBEAT_TIMEOUT
     names = ("id", "created_at", "updated_at", "revision", "name", "vtep_ip", "roles")
+    advertised = ("protocol_version", "sections", "status_detail")
     sync = None
     if host.last_sync_at is not None:
         sync = HostSync(
@@ -71,7 +77,7 @@ def render(host: Host) -> HostOut:
         )
     return HostOut.model_validate(
         {
-            **{k: getattr(host, k) for k in names},
+            **{k: getattr(host, k) for k in names + advertised},
             "status": "up" if alive else "down",
             "last_heartbeat": beat,
             "realised_revision": host.realised_revision,

@@ -101,7 +101,11 @@ def interface_out(r: Router, subnet_id: str, port: Port) -> RouterInterfaceOut:
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 404, 409, 422))
 def create_router(
-    body: RouterCreate, session: SessionDep, who: TenantDep, lookup: LookupDep
+    body: RouterCreate,
+    session: SessionDep,
+    who: TenantDep,
+    lookup: LookupDep,
+    notifier: NotifierDep,
 ) -> RouterOut:
     assert who.tenant_id is not None
     lookup.get(Vpc, body.vpc_id)
@@ -117,6 +121,7 @@ def create_router(
         external_ips.attach_gateway(session, r, body.external_network_id)
     session.add(r)
     session.flush()
+    notifier.resources_changed(session, "router", {r.id})
     return render(session, r)
 
 
@@ -146,7 +151,11 @@ def get_router(router_id: str, session: SessionDep, lookup: LookupDep) -> Router
 
 @router.patch("/{router_id}", responses=problems(401, 404, 409, 412, 422))
 def update_router(
-    router_id: str, body: RouterUpdate, session: SessionDep, lookup: LookupDep
+    router_id: str,
+    body: RouterUpdate,
+    session: SessionDep,
+    lookup: LookupDep,
+    notifier: NotifierDep,
 ) -> RouterOut:
     r = lookup.target(Router, router_id)
     changes = body.changes()
@@ -158,6 +167,7 @@ def update_router(
     if apply_changes(r, changes):
         r.status = "pending"
     session.flush()
+    notifier.resources_changed(session, "router", {r.id})
     return render(session, r)
 
 
@@ -170,7 +180,7 @@ def delete_router(
     r = lookup.target(Router, router_id)
     blockers.router(session, r.id)
     ifaces = interfaces_of_router(session, r.id)
-    notifier.subnets_changed(session, {i.subnet_id for i in ifaces})
+    notifier.subnets_changed(session, {i.subnet_id for i in ifaces}, r.host)
     for iface in ifaces:  # service-made legs go with the router
         remove_leg(session, iface)
     release_external(session, r.id)
@@ -196,7 +206,7 @@ def add_router_interface(
     r = lookup.get(Router, router_id)
     subnet = lookup.get(Subnet, body.subnet_id)
     port = add_leg(session, r, subnet)
-    notifier.subnets_changed(session, {subnet.id})
+    notifier.subnets_changed(session, {subnet.id}, r.host)
     response.headers["Location"] = (
         str(request.base_url).rstrip("/") + f"/v1/routers/{r.id}/interfaces/{subnet.id}"
     )
@@ -243,6 +253,6 @@ def remove_router_interface(
         raise NotFound("router interface", f"{router_id}/{subnet_id}")
     blockers.router_interface(session, r, lookup.get(Subnet, subnet_id))
     remove_leg(session, iface)
-    notifier.subnets_changed(session, {subnet_id})
+    notifier.subnets_changed(session, {subnet_id}, r.host)
     r.touch()
     r.status = "pending"

@@ -9,6 +9,11 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, Resource
 
+# An agent that advertises nothing (an older one) speaks protocol 1 with these sections;
+# the same as workers.protocol.SECTIONS_L2 (models never import workers).
+LEGACY_VERSION = 1
+LEGACY_SECTIONS = ("subnets", "ports")
+
 
 class Host(Base, Resource):
     __tablename__ = "hosts"
@@ -21,6 +26,15 @@ class Host(Base, Resource):
     last_sync_at: Mapped[datetime | None] = mapped_column(nullable=True)
     last_sync_ms: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
     last_sync_full: Mapped[bool | None] = mapped_column(sa.Boolean, nullable=True)
+    # What its agent advertised in its heartbeat: the controller sends it only these.
+    protocol_version: Mapped[int] = mapped_column(
+        sa.Integer, nullable=False, default=LEGACY_VERSION
+    )
+    sections: Mapped[list[str]] = mapped_column(
+        sa.JSON, nullable=False, default=lambda: list(LEGACY_SECTIONS)
+    )
+    # Why its agent's last report failed or was refused; None after a good one.
+    status_detail: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
 
 
 def host_named(session: Session, name: str) -> str | None:

@@ -10,16 +10,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, lazyload, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, utcnow
 from models.host import Host
-from models.network import Port, Subnet
-from models.routing import RouterInterface
+from models.network import Port
 
 
 class HostStateRow(Base):
@@ -43,32 +41,7 @@ class Realisation(Base):
     detail: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
 
 
-# -- which hosts a change touches -------------------------------------------------------------
-
-
-def carriers_of_subnets(session: Session, subnet_ids: set[str]) -> dict[str, set[str]]:
-    """The hosts that realise each subnet: those with a workload port on it."""
-    carriers: dict[str, set[str]] = {}
-    if not subnet_ids:
-        return carriers
-    rows = session.execute(
-        sa.select(Port.subnet_id, Port.host)
-        .where(
-            Port.subnet_id.in_(subnet_ids),
-            Port.host.is_not(None),
-            Port.device_owner == "",  # router legs are not realised on hosts yet
-            Port.netns.is_not(None),  # nor ports with no workload namespace
-        )
-        .distinct()
-    )
-    for subnet_id, host in rows:
-        if host:
-            carriers.setdefault(subnet_id, set()).add(host)
-    return carriers
-
-
-def hosts_of_subnets(session: Session, subnet_ids: set[str]) -> set[str]:
-    return set().union(*carriers_of_subnets(session, subnet_ids).values())
+# -- which hosts need a sync -----------------------------------------------------------------
 
 
 def mark_dirty(session: Session, hosts: set[str]) -> set[str]:
@@ -84,59 +57,6 @@ def mark_dirty(session: Session, hosts: set[str]) -> set[str]:
             newly.add(host)
     session.flush()
     return newly
-
-
-# -- what the compiler reads ------------------------------------------------------------------
-
-
-def host_by_name(session: Session, name: str) -> Host | None:
-    return session.scalar(sa.select(Host).where(Host.name == name))
-
-
-def local_ports(session: Session, host: str) -> list[Port]:
-    return list(
-        session.scalars(
-            sa.select(Port)
-            .options(lazyload(Port.security_groups))  # L2 needs none of them
-            .where(Port.host == host, Port.device_owner == "", Port.netns.is_not(None))
-            .order_by(Port.id)
-        )
-    )
-
-
-def subnets_by_id(session: Session, ids: set[str]) -> list[Subnet]:
-    if not ids:
-        return []
-    return list(session.scalars(sa.select(Subnet).where(Subnet.id.in_(ids)).order_by(Subnet.id)))
-
-
-def routed_subnets(session: Session, ids: set[str]) -> set[str]:
-    if not ids:
-        return set()
-    return set(
-        session.scalars(
-            sa.select(RouterInterface.subnet_id).where(RouterInterface.subnet_id.in_(ids))
-        )
-    )
-
-
-def remote_ports(session: Session, subnet_ids: set[str], host: str) -> list[tuple[Port, str]]:
-    """Ports of these subnets on other registered hosts, with that host's VTEP."""
-    if not subnet_ids:
-        return []
-    rows = session.execute(
-        sa.select(Port, Host.vtep_ip)
-        .options(lazyload(Port.security_groups))
-        .join(Host, Host.name == Port.host)
-        .where(
-            Port.subnet_id.in_(subnet_ids),
-            Port.host != host,
-            Port.device_owner == "",
-            Port.netns.is_not(None),
-        )
-        .order_by(Port.id)
-    )
-    return [(p, vtep) for p, vtep in rows]
 
 
 def clear_dirty(session: Session, host: str) -> None:
@@ -185,20 +105,45 @@ def dirty_hosts(session: Session) -> list[str]:
 # -- reports and statuses ---------------------------------------------------------------------
 
 
-def record_heartbeat(session: Session, name: str, vtep_ip: str, roles: list[str]) -> bool:
-    """Register or refresh a host; True when it is new or its VTEP/roles changed."""
+def record_heartbeat(
+    session: Session,
+    name: str,
+    vtep_ip: str,
+    roles: list[str],
+    protocol_version: int,
+    sections: list[str],
+) -> bool:
+    """Register or refresh a host; True when it is new or its VTEP, roles, protocol
+    version or sections changed (its document and its peers' need a recompile)."""
     host = host_by_name(session, name)
     now = utcnow()
+    advertised = {"protocol_version": protocol_version, "sections": sections}
     if host is None:
-        session.add(Host(name=name, vtep_ip=vtep_ip, roles=roles, last_heartbeat=now))
+        session.add(Host(name=name, vtep_ip=vtep_ip, roles=roles, last_heartbeat=now, **advertised))
         session.flush()
         return True
-    changed = host.vtep_ip != vtep_ip or sorted(host.roles) != sorted(roles)
+    changed = (
+        host.vtep_ip != vtep_ip
+        or sorted(host.roles) != sorted(roles)
+        or (host.protocol_version, host.sections) != (protocol_version, sections)
+    )
     if changed:
         host.vtep_ip, host.roles = vtep_ip, roles
+        host.protocol_version, host.sections = protocol_version, sections
         host.touch()
     session.execute(sa.update(Host).where(Host.id == host.id).values(last_heartbeat=now))
     return changed
+
+
+def host_by_name(session: Session, name: str) -> Host | None:
+    return session.scalar(sa.select(Host).where(Host.name == name))
+
+
+def record_refusal(session: Session, host: str, detail: str | None) -> None:
+    """The agent refused a document whole: nothing it realised changed, the host shows why."""
+    session.execute(
+        sa.update(Host).where(Host.name == host).values(status_detail=detail or "refused")
+    )
 
 
 def record_results(
@@ -209,20 +154,21 @@ def record_results(
     *,
     full: bool = False,
     duration_ms: float | None = None,
-) -> set[str]:
-    """Store (kind, id, revision, ok, detail) per resource; return the ids whose result changed.
+    detail: str | None = None,
+) -> dict[str, set[str]]:
+    """Store (kind, id, revision, ok, detail) per resource; return, per kind, the ids whose
+    result changed or went away (only their statuses need recomputing).
 
     A host reports every resource it carries on every sync, so only the differences are
-    written (one read, bulk writes) and only they need their status recomputed. Rows of
-    resources the host no longer reports are removed. Statuses are written with Core
-    UPDATEs, so bookkeeping never bumps a resource's revision.
+    written (one read, bulk writes). Rows of resources the host no longer reports are
+    removed. `detail` is the report's host-level one (None when it went well).
     """
     now = utcnow()
     current = session.scalar(
         sa.select(Host.realised_revision).where(Host.name == host).with_for_update()
     )
     if current is not None and revision < current:  # an older report overtaken by a newer
-        return set()
+        return {}
     session.execute(
         sa.update(Host)
         .where(Host.name == host)
@@ -232,15 +178,16 @@ def record_results(
             last_sync_at=now,
             last_sync_ms=duration_ms,
             last_sync_full=full,
+            status_detail=detail,
         )
     )
     existing = {
         r.resource_id: r
         for r in session.scalars(sa.select(Realisation).where(Realisation.host == host))
     }
-    changed: set[str] = set()
+    changed: dict[str, set[str]] = {}
     fresh: list[dict[str, object]] = []
-    for kind, rid, rev, ok, detail in results:
+    for kind, rid, rev, ok, why in results:
         row = existing.pop(rid, None)
         if row is None:
             fresh.append(
@@ -250,17 +197,19 @@ def record_results(
                     "kind": kind,
                     "revision": rev,
                     "ok": ok,
-                    "detail": detail,
+                    "detail": why,
                 }
             )
-        elif (row.kind, row.revision, row.ok, row.detail) != (kind, rev, ok, detail):
-            row.kind, row.revision, row.ok, row.detail = kind, rev, ok, detail
+        elif (row.kind, row.revision, row.ok, row.detail) != (kind, rev, ok, why):
+            row.kind, row.revision, row.ok, row.detail = kind, rev, ok, why
         else:
             continue
-        changed.add(rid)
+        changed.setdefault(kind, set()).add(rid)
     if fresh:
         session.execute(sa.insert(Realisation), fresh)
     gone = sorted(existing)
+    for rid in gone:
+        changed.setdefault(existing[rid].kind, set()).add(rid)
     for i in range(0, len(gone), 500):
         session.execute(
             sa.delete(Realisation).where(
@@ -271,88 +220,5 @@ def record_results(
     return changed
 
 
-def _verdict(
-    revision: int, carriers: set[str], reports: dict[str, Realisation]
-) -> tuple[str, str | None]:
-    failed = [
-        f"host {h}: {r.detail or 'failed'}"
-        for h, r in sorted(reports.items())
-        if h in carriers and r.revision == revision and not r.ok
-    ]
-    if failed:
-        return "error", "; ".join(failed)[:2000]
-    done = all(h in reports and reports[h].revision >= revision and reports[h].ok for h in carriers)
-    return ("active", None) if done else ("pending", None)
-
-
-def _write_statuses(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
-    """One executemany of guarded UPDATEs: a row whose revision moved on is left pending."""
-    if not rows:
-        return
-    table = model.__table__
-    stmt = (
-        sa.update(table)
-        .where(table.c.id == sa.bindparam("rid"), table.c.revision == sa.bindparam("rev"))
-        .values(status=sa.bindparam("new_status"), status_detail=sa.bindparam("new_detail"))
-    )
-    session.connection().execute(stmt, rows)
-
-
-def refresh_port_status(session: Session, port_ids: set[str]) -> None:
-    if not port_ids:
-        return
-    ports = session.execute(
-        sa.select(Port.id, Port.revision, Port.host, Port.status).where(Port.id.in_(port_ids))
-    ).all()
-    reports = _reports(session, port_ids)
-    rows = []
-    for pid, rev, host, current in ports:
-        carriers = {host} if host else set()
-        status, detail = _verdict(rev, carriers, reports.get(pid, {}))
-        if not carriers:
-            status = "pending"
-        if status != current or status == "error":
-            rows.append({"rid": pid, "rev": rev, "new_status": status, "new_detail": detail})
-    _write_statuses(session, Port, rows)
-
-
-def refresh_subnet_status(session: Session, subnet_ids: set[str]) -> None:
-    if not subnet_ids:
-        return
-    reports = _reports(session, subnet_ids)
-    registered = registered_hosts(session)
-    carried = carriers_of_subnets(session, subnet_ids)
-    rows = []
-    for sid, rev, current in session.execute(
-        sa.select(Subnet.id, Subnet.revision, Subnet.status).where(Subnet.id.in_(subnet_ids))
-    ).all():
-        carriers = carried.get(sid, set()) & registered
-        status, detail = _verdict(rev, carriers, reports.get(sid, {}))
-        if status != current or status == "error":
-            rows.append({"rid": sid, "rev": rev, "new_status": status, "new_detail": detail})
-    _write_statuses(session, Subnet, rows)
-
-
-def pending_subnets(session: Session) -> set[str]:
-    return set(session.scalars(sa.select(Subnet.id).where(Subnet.status != "active")))
-
-
-def registered_hosts(session: Session) -> set[str]:
-    return set(session.scalars(sa.select(Host.name)))
-
-
 def subnets_on_host(session: Session, host: str) -> set[str]:
     return set(session.scalars(sa.select(Port.subnet_id).where(Port.host == host).distinct()))
-
-
-def subnets_of_ports(session: Session, port_ids: set[str]) -> set[str]:
-    if not port_ids:
-        return set()
-    return set(session.scalars(sa.select(Port.subnet_id).where(Port.id.in_(port_ids))))
-
-
-def _reports(session: Session, ids: set[str]) -> dict[str, dict[str, Realisation]]:
-    out: dict[str, dict[str, Realisation]] = {}
-    for row in session.scalars(sa.select(Realisation).where(Realisation.resource_id.in_(ids))):
-        out.setdefault(row.resource_id, {})[row.host] = row
-    return out

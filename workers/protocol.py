@@ -4,16 +4,26 @@ The controller compiles a HostState from the DB; the agent applies it only if it
 revision is newer than the last one applied, then answers with a Report. The same
 document is what `plan()` takes and what unit tests build by hand. This module imports
 nothing from api/ or models/, so the agent can depend on it alone.
+
+Mixed-version rollouts: the document's top-level lists are *sections*. Each agent
+advertises the protocol version and the sections it supports in its heartbeat; the
+controller sends only those, so adding a section needs no version bump (the version
+changes only when the envelope itself does). An agent refuses a document with a section
+it does not know, whole: a partial apply would report success for half a host.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 PROTOCOL_VERSION = 1
 TENANT_MTU = 1450  # underlay 1500 - 50 bytes of VXLAN overhead
+
+# What an agent that sends no sections in its heartbeat (an older one) supports.
+SECTIONS_L2: tuple[str, ...] = ("subnets", "ports")
 
 
 class _Doc(BaseModel):
@@ -62,6 +72,48 @@ class PortState(_Doc):
     prefixlen: int
 
 
+class RouterInterfaceState(_Doc):
+    """A router leg: the subnet's gateway IP on the host's bridge of that subnet (whose
+    VNI and MTU the subnets section carries). The leg is a port of its own: an agent
+    reports it as kind "port" at `port_revision`, next to the router's result."""
+
+    subnet_id: str
+    port_id: str
+    port_revision: int
+    gateway_ip: str
+    prefixlen: int
+    mac: str
+
+
+class ExternalGatewayState(_Doc):
+    external_network_id: str
+    cidr: str
+    gateway_ip: str = Field(description="The external network's next hop.")
+    external_ip: str = Field(description="The router's own address on the external network.")
+
+
+class FloatingIpState(_Doc):
+    """A 1:1 NAT on the router's gateway leg: DNAT to `fixed_ip`, SNAT from it."""
+
+    id: str
+    revision: int
+    address: str
+    fixed_ip: str
+    port_id: str
+
+
+class RouterState(_Doc):
+    """A router on this host (DESIGN §4): its legs, gateway, SNAT, routes and floating IPs."""
+
+    id: str
+    revision: int
+    interfaces: list[RouterInterfaceState] = []
+    external_gateway: ExternalGatewayState | None = None
+    enable_snat: bool = True
+    routes: list[Route] = []
+    floating_ips: list[FloatingIpState] = []
+
+
 class HostState(_Doc):
     """Everything one host must carry, stamped with a monotonic revision."""
 
@@ -71,6 +123,22 @@ class HostState(_Doc):
     vtep_ip: str
     subnets: list[SubnetState] = []
     ports: list[PortState] = []
+    routers: list[RouterState] = []
+
+    def wire(self, sections: Iterable[str]) -> dict[str, Any]:
+        """The document as sent to a host supporting `sections`: other sections absent,
+        not empty, so an older agent (which forbids unknown fields) can read it."""
+        drop = set(SECTIONS) - set(sections)
+        return self.model_dump(mode="json", exclude=drop)
+
+
+HEADER: frozenset[str] = frozenset({"version", "host", "revision", "vtep_ip"})
+SECTIONS: tuple[str, ...] = tuple(f for f in HostState.model_fields if f not in HEADER)
+
+
+def unsupported_sections(doc: Mapping[str, Any], supported: Iterable[str]) -> list[str]:
+    """The document's top-level sections outside `supported` (unknown ones included)."""
+    return sorted(set(doc) - HEADER - set(supported))
 
 
 class ResourceResult(_Doc):
@@ -91,4 +159,7 @@ class Report(_Doc):
     full: bool = False
     duration_ms: float | None = None
     ops: int = 0
+    applied: bool = Field(
+        default=True, description="False when the agent refused the document whole."
+    )
     results: list[ResourceResult] = []

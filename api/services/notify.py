@@ -13,7 +13,8 @@ from celery import Celery
 from sqlalchemy.orm import Session
 
 from api.settings import Settings
-from models.hoststate import hosts_of_subnets, mark_dirty
+from models.carriers import carrying_hosts
+from models.hoststate import mark_dirty
 from workers.bus import make_app, poke_controller
 
 
@@ -38,7 +39,13 @@ class Notifier:
                 partial(poke_controller, self.app(), newly)
             )
 
+    def resources_changed(
+        self, session: Session, kind: str, ids: set[str], *extra: str | None
+    ) -> None:
+        """Every host carrying these resources (models.carriers), plus `extra`."""
+        hosts: set[str | None] = set(carrying_hosts(session, kind, ids))
+        self.hosts_changed(session, hosts | set(extra))
+
     def subnets_changed(self, session: Session, subnet_ids: set[str], *extra: str | None) -> None:
         """Every host carrying these subnets (their FDB or routes change), plus `extra`."""
-        hosts: set[str | None] = set(hosts_of_subnets(session, subnet_ids))
-        self.hosts_changed(session, hosts | set(extra))
+        self.resources_changed(session, "subnet", subnet_ids, *extra)

@@ -231,7 +231,7 @@ def test_compiles_of_one_host_never_stamp_older_rows_newer(  # type: ignore[no-u
     import threading
     import time
 
-    from models import hoststate as q
+    from models import desired as q
 
     if db_url.startswith("sqlite"):
         pytest.skip("SQLite runs one writer at a time; the race needs Postgres")

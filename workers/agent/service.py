@@ -2,6 +2,8 @@
 
 Documents arrive whole (level-triggered); `Agent.sync` ignores one that is not newer than
 the last applied unless a full resync is due (after a start, a failure, or the timer).
+A document with a section this agent does not support is refused whole, with a report
+saying so: applying the rest would claim a host realised what it never saw.
 """
 
 from __future__ import annotations
@@ -24,9 +26,18 @@ from workers.bus import (
     host_queue,
     poke_controller,
 )
-from workers.protocol import HostState
+from workers.protocol import (
+    PROTOCOL_VERSION,
+    SECTIONS_L2,
+    HostState,
+    Report,
+    unsupported_sections,
+)
 
 log = logging.getLogger("vpcd.agent")
+
+# The sections this agent realises; advertised in every heartbeat.
+SUPPORTED_SECTIONS: tuple[str, ...] = SECTIONS_L2
 
 
 @dataclass
@@ -38,13 +49,18 @@ class AgentService:
     app: Celery = field(default_factory=celery_app)
     heartbeat_interval: float = 5.0
     resync_interval: float = 30.0
+    sections: tuple[str, ...] = SUPPORTED_SECTIONS
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def apply(self, doc: dict[str, Any], full: bool) -> None:
-        state = HostState.model_validate(doc)
-        if state.host != self.host:  # never apply another host's document
-            log.error("dropping a document for host %s", state.host)
+        if doc.get("host") != self.host:  # never apply (nor answer) another host's document
+            log.error("dropping a document for host %s", doc.get("host"))
             return
+        unknown = unsupported_sections(doc, self.sections)
+        if unknown:
+            self.refuse(doc, unknown)
+            return
+        state = HostState.model_validate(doc)
         with self.lock:
             report = self.agent.sync(state, full=full)
             stats = self.agent.stats
@@ -59,11 +75,31 @@ class AgentService:
         )
         self.app.send_task(REPORT, args=[report.model_dump(mode="json")], queue=CONTROL_QUEUE)
 
+    def refuse(self, doc: dict[str, Any], unknown: list[str]) -> None:
+        revision = doc.get("revision")
+        detail = (
+            f"refused document revision {revision}: unsupported sections "
+            f"{', '.join(unknown)} (protocol {PROTOCOL_VERSION}: {', '.join(self.sections)})"
+        )
+        log.error("host %s %s", self.host, detail)
+        report = Report(
+            host=self.host,
+            revision=revision if isinstance(revision, int) else 0,
+            ok=False,
+            applied=False,
+            detail=detail,
+        )
+        self.app.send_task(REPORT, args=[report.model_dump(mode="json")], queue=CONTROL_QUEUE)
+
     def heartbeat(self, first: bool = False) -> None:
         self.app.send_task(
             HEARTBEAT,
             args=[self.host, self.vtep_ip, self.roles],
-            kwargs={"first": first},
+            kwargs={
+                "first": first,
+                "protocol_version": PROTOCOL_VERSION,
+                "sections": list(self.sections),
+            },
             queue=CONTROL_QUEUE,
         )
 

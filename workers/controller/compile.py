@@ -1,7 +1,9 @@
-"""Compile one host's desired state from DB rows (DESIGN §2).
+"""Compile one host's desired state from DB rows (DESIGN §2), one function per section.
 
-`build()` is a pure function of the rows, so it is unit-tested without a database;
-`compile_host()` reads the rows and stamps the document's revision.
+`build()` is a pure function of named `Inputs`, so it is unit-tested without a database;
+`compile_host()` reads the inputs, builds the sections the host supports and stamps the
+document's revision. A section the host does not support is still built, so that the
+resources it would carry can be marked `error` (mixed-version rollouts).
 """
 
 from __future__ import annotations
@@ -9,40 +11,65 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from models import Port, Subnet
-from models import hoststate as q
-from workers.protocol import HostState, PortState, RemotePort, Route, SubnetState
+from models import ExternalNetwork, FloatingIp, Host, Port, Router, RouterInterface, Subnet
+from models import desired as q
+from models import hoststate as hs
+from workers.protocol import (
+    SECTIONS,
+    ExternalGatewayState,
+    FloatingIpState,
+    HostState,
+    PortState,
+    RemotePort,
+    Route,
+    RouterInterfaceState,
+    RouterState,
+    SubnetState,
+)
 
 
-def build(
-    host: str,
-    vtep_ip: str,
-    ports: Iterable[Port],
-    subnets: Iterable[Subnet],
-    routed: set[str],
-    remote: Iterable[tuple[Port, str]],
-    revision: int = 0,
-) -> HostState:
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a host's document is built from; unit tests fill it by hand."""
+
+    host: str
+    vtep_ip: str
+    revision: int = 0
+    ports: Sequence[Port] = ()  # workload ports on this host
+    subnets: Sequence[Subnet] = ()  # every subnet the host carries
+    routed: frozenset[str] = frozenset()  # subnets a router serves
+    remote: Sequence[tuple[Port, str]] = ()  # their ports on other hosts, with the VTEP
+    routers: Sequence[Router] = ()  # routers scheduled on this host
+    interfaces: Sequence[tuple[RouterInterface, Port, Subnet]] = ()  # their legs
+    external_networks: Mapping[str, ExternalNetwork] = field(default_factory=dict)
+    floating_ips: Sequence[tuple[FloatingIp, Port]] = ()  # associated through them
+
+
+def _prefixlen(cidr: str) -> int:
+    return ipaddress.ip_network(cidr).prefixlen
+
+
+def subnets_section(i: Inputs) -> list[SubnetState]:
     remote_by_subnet: dict[str, list[tuple[Port, str]]] = {}
-    for port, vtep in remote:
+    for port, vtep in i.remote:
         remote_by_subnet.setdefault(port.subnet_id, []).append((port, vtep))
-    subnet_states = []
-    prefix: dict[str, int] = {}
-    for s in sorted(subnets, key=lambda s: s.id):
-        prefix[s.id] = ipaddress.ip_network(s.cidr).prefixlen
+    out = []
+    for s in sorted(i.subnets, key=lambda s: s.id):
         others = remote_by_subnet.get(s.id, [])
-        subnet_states.append(
+        out.append(
             SubnetState(
                 id=s.id,
                 revision=s.revision,
                 vni=s.vni,
                 cidr=s.cidr,
                 gateway_ip=s.gateway_ip,
-                routed=s.id in routed,
+                routed=s.id in i.routed,
                 host_routes=[Route(**r) for r in s.host_routes],
                 remote_vteps=sorted({v for _, v in others if v}),
                 remote_ports=sorted(
@@ -54,7 +81,12 @@ def build(
                 ),
             )
         )
-    port_states = [
+    return out
+
+
+def ports_section(i: Inputs) -> list[PortState]:
+    prefix = {s.id: _prefixlen(s.cidr) for s in i.subnets}
+    return [
         PortState(
             id=p.id,
             revision=p.revision,
@@ -66,34 +98,150 @@ def build(
             ip=p.ip_address,
             prefixlen=prefix[p.subnet_id],
         )
-        for p in sorted(ports, key=lambda p: p.id)
+        for p in sorted(i.ports, key=lambda p: p.id)
         if p.subnet_id in prefix
     ]
-    return HostState(
-        host=host, revision=revision, vtep_ip=vtep_ip, subnets=subnet_states, ports=port_states
+
+
+def _gateway(i: Inputs, r: Router) -> ExternalGatewayState | None:
+    network = i.external_networks.get(r.external_network_id or "")
+    if network is None or r.external_ip is None:
+        return None
+    return ExternalGatewayState(
+        external_network_id=network.id,
+        cidr=network.cidr,
+        gateway_ip=network.gateway_ip,
+        external_ip=r.external_ip,
     )
 
 
-def digest(state: HostState) -> str:
-    body = state.model_dump(mode="json", exclude={"revision"})
+def routers_section(i: Inputs) -> list[RouterState]:
+    out = []
+    for r in sorted(i.routers, key=lambda r: r.id):
+        legs = [
+            RouterInterfaceState(
+                subnet_id=iface.subnet_id,
+                port_id=port.id,
+                port_revision=port.revision,
+                gateway_ip=port.ip_address,
+                prefixlen=_prefixlen(subnet.cidr),
+                mac=port.mac_address.lower(),
+            )
+            for iface, port, subnet in i.interfaces
+            if iface.router_id == r.id
+        ]
+        fips = [
+            FloatingIpState(
+                id=f.id, revision=f.revision, address=f.address, fixed_ip=p.ip_address, port_id=p.id
+            )
+            for f, p in i.floating_ips
+            if f.router_id == r.id
+        ]
+        out.append(
+            RouterState(
+                id=r.id,
+                revision=r.revision,
+                interfaces=sorted(legs, key=lambda x: x.subnet_id),
+                external_gateway=_gateway(i, r),
+                enable_snat=r.enable_snat,
+                routes=[Route(**x) for x in r.routes],
+                floating_ips=sorted(fips, key=lambda x: x.id),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Section:
+    """A document section: how it is built, and which resources (kind -> ids) it carries."""
+
+    build: Callable[[Inputs], list[Any]]
+    carries: Callable[[list[Any]], dict[str, set[str]]]
+
+
+def _routers_carry(routers: list[RouterState]) -> dict[str, set[str]]:
+    return {
+        "router": {r.id for r in routers},
+        "port": {i.port_id for r in routers for i in r.interfaces},
+        "floating_ip": {f.id for r in routers for f in r.floating_ips},
+    }
+
+
+COMPILERS: dict[str, Section] = {
+    "subnets": Section(subnets_section, lambda docs: {"subnet": {d.id for d in docs}}),
+    "ports": Section(ports_section, lambda docs: {"port": {d.id for d in docs}}),
+    "routers": Section(routers_section, _routers_carry),
+}
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A host's stamped document, the sections it gets, and the resources it cannot carry
+    for want of a section (kind -> ids)."""
+
+    state: HostState
+    sections: tuple[str, ...]
+    unsent: dict[str, set[str]]
+
+    def wire(self) -> dict[str, Any]:
+        return self.state.wire(self.sections)
+
+
+def build(inputs: Inputs, sections: Collection[str] = SECTIONS) -> HostState:
+    """The document with these sections filled (the others empty)."""
+    return HostState(
+        host=inputs.host,
+        revision=inputs.revision,
+        vtep_ip=inputs.vtep_ip,
+        **{name: COMPILERS[name].build(inputs) for name in SECTIONS if name in sections},
+    )
+
+
+def digest(state: HostState, sections: Collection[str] = SECTIONS) -> str:
+    body = state.wire(sections)
+    body.pop("revision")
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def compile_host(session: Session, host: str) -> HostState | None:
+def read_inputs(session: Session, host: Host, sections: Collection[str]) -> Inputs:
+    """The rows of `host`'s document. Router legs add their subnets only where the host
+    supports routers: elsewhere the router is in error, and the subnet needs no bridge."""
+    ports = q.local_ports(session, host.name)
+    routers = q.routers_on_host(session, host.name)
+    router_ids = {r.id for r in routers}
+    interfaces = q.router_interfaces(session, router_ids)
+    subnet_ids = {p.subnet_id for p in ports}
+    if "routers" in sections:
+        subnet_ids |= {i.subnet_id for i, _, _ in interfaces}
+    return Inputs(
+        host=host.name,
+        vtep_ip=host.vtep_ip,
+        ports=ports,
+        subnets=q.subnets_by_id(session, subnet_ids),
+        routed=frozenset(q.routed_subnets(session, subnet_ids)),
+        remote=q.remote_ports(session, subnet_ids, host.name),
+        routers=routers,
+        interfaces=interfaces,
+        external_networks=q.external_networks(
+            session, {r.external_network_id for r in routers if r.external_network_id}
+        ),
+        floating_ips=q.router_floating_ips(session, router_ids),
+    )
+
+
+def compile_host(session: Session, host: str) -> Compiled | None:
     """The host's document, stamped; None if the host has not registered yet."""
-    row = q.host_by_name(session, host)
+    row = hs.host_by_name(session, host)
     if row is None:
         return None
-    q.serialise_compiles(session, host)  # before reading any row the document is built from
-    ports = q.local_ports(session, host)
-    subnet_ids = {p.subnet_id for p in ports}
-    state = build(
-        host,
-        row.vtep_ip,
-        ports,
-        q.subnets_by_id(session, subnet_ids),
-        q.routed_subnets(session, subnet_ids),
-        q.remote_ports(session, subnet_ids, host),
-    )
-    revision = q.stamp(session, host, digest(state))
-    return state.model_copy(update={"revision": revision})
+    sections = tuple(s for s in SECTIONS if s in row.sections)
+    hs.serialise_compiles(session, host)  # before reading any row the document is built from
+    inputs = read_inputs(session, row, sections)
+    state = build(inputs, sections)
+    unsent: dict[str, set[str]] = {}
+    for name in SECTIONS:
+        if name not in sections:
+            for kind, ids in COMPILERS[name].carries(COMPILERS[name].build(inputs)).items():
+                unsent.setdefault(kind, set()).update(ids)
+    revision = hs.stamp(session, host, digest(state, sections))
+    return Compiled(state.model_copy(update={"revision": revision}), sections, unsent)

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from models import carriers
 from models import hoststate as q
 from models.db import DbSettings, engine_for, session_factory
 from workers.bus import (
@@ -28,7 +29,7 @@ from workers.bus import (
     host_queue,
 )
 from workers.controller.compile import compile_host
-from workers.protocol import Report
+from workers.protocol import SECTIONS_L2, Report
 
 log = logging.getLogger("vpcd.controller")
 app = celery_app()
@@ -46,13 +47,15 @@ def push(host: str, *, full: bool) -> int | None:
     with transaction() as session:
         q.clear_dirty(session, host)
     with transaction() as session:
-        state = compile_host(session, host)
-    if state is None:
+        compiled = compile_host(session, host)
+        if compiled is not None:  # what the host cannot carry is `error` at once
+            carriers.refresh_all(session, compiled.unsent)
+    if compiled is None:
         return None
     try:
         app.send_task(
             APPLY,
-            args=[state.model_dump(mode="json")],
+            args=[compiled.wire()],
             kwargs={"full": full},
             queue=host_queue(host),
         )
@@ -60,7 +63,7 @@ def push(host: str, *, full: bool) -> int | None:
         with transaction() as session:
             q.mark_dirty(session, {host})
         raise
-    return state.revision
+    return compiled.state.revision
 
 
 @app.task(name=SYNC_HOST)
@@ -73,13 +76,19 @@ def report(doc: dict[str, Any]) -> None:
     rep = Report.model_validate(doc)
     results = [(r.kind, r.id, r.revision, r.ok, r.detail) for r in rep.results]
     with transaction() as session:
-        changed = q.record_results(
-            session, rep.host, rep.revision, results, full=rep.full, duration_ms=rep.duration_ms
-        )
-        port_ids = {r.id for r in rep.results if r.kind == "port" and r.id in changed}
-        subnet_ids = {r.id for r in rep.results if r.kind == "subnet" and r.id in changed}
-        q.refresh_port_status(session, port_ids)
-        q.refresh_subnet_status(session, subnet_ids | q.subnets_of_ports(session, port_ids))
+        if not rep.applied:  # refused whole: what the host realised is unchanged
+            q.record_refusal(session, rep.host, rep.detail)
+        else:
+            changed = q.record_results(
+                session,
+                rep.host,
+                rep.revision,
+                results,
+                full=rep.full,
+                duration_ms=rep.duration_ms,
+                detail=None if rep.ok else (rep.detail or "failed"),
+            )
+            carriers.refresh_all(session, changed)
     if not rep.ok:  # any failure: a full resync, after a short pause
         log.warning("host %s failed to apply revision %s: %s", rep.host, rep.revision, rep.detail)
         app.send_task(
@@ -88,12 +97,23 @@ def report(doc: dict[str, Any]) -> None:
 
 
 @app.task(name=HEARTBEAT)
-def heartbeat(host: str, vtep_ip: str, roles: list[str], first: bool = False) -> None:
+def heartbeat(
+    host: str,
+    vtep_ip: str,
+    roles: list[str],
+    first: bool = False,
+    protocol_version: int = 1,
+    sections: list[str] | None = None,
+) -> None:
+    """An agent that sends no version and sections (an older one) speaks protocol 1
+    with the L2 sections."""
+    advertised = list(SECTIONS_L2) if sections is None else sections
     with transaction() as session:
-        changed = q.record_heartbeat(session, host, vtep_ip, roles)
+        changed = q.record_heartbeat(session, host, vtep_ip, roles, protocol_version, advertised)
         peers: set[str] = set()
         if changed or first:  # hosts sharing a subnet with it must (re)learn its VTEP
-            peers = q.hosts_of_subnets(session, q.subnets_on_host(session, host)) - {host}
+            subnets = q.subnets_on_host(session, host)
+            peers = carriers.carrying_hosts(session, "subnet", subnets) - {host}
     if changed or first:
         push(host, full=True)
     for peer in sorted(peers):
@@ -101,10 +121,11 @@ def heartbeat(host: str, vtep_ip: str, roles: list[str], first: bool = False) ->
 
 
 def sweep() -> None:
-    """Push hosts whose change notice was lost; settle subnets nobody needs to realise."""
+    """Push hosts whose change notice was lost; re-derive every unsettled status (a subnet
+    nobody needs to realise, a router whose host gained or lost a section)."""
     with transaction() as session:
         dirty = q.dirty_hosts(session)
-        q.refresh_subnet_status(session, q.pending_subnets(session))
+        carriers.refresh_all(session, carriers.unsettled(session))
     for host in dirty:
         push(host, full=False)
 

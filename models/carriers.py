@@ -1,0 +1,253 @@
+"""The carriers table: per resource kind, which hosts carry it and through which section.
+
+One query per kind answers `{resource id: {host: section}}`. Dirty-marking (which hosts
+a change touches), status refresh (a resource is active when every carrier realised its
+revision) and report handling all read this table, so a new kind is one row here.
+
+Where ports are realised is decided once, in `workload_select` and `leg_select`: a
+workload port (it has a netns) through the ports section, a router leg through the
+routers section of its router's host. A leg makes its host carry the subnet only when
+that host supports routers; otherwise the router is `error` and the subnet does not wait
+for that host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, cast
+
+import sqlalchemy as sa
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from models.base import Base
+from models.host import Host
+from models.hoststate import Realisation
+from models.network import Port, Subnet
+from models.routing import FloatingIp, Router, RouterInterface
+
+Needs = dict[str, str]  # host -> the section the resource needs on that host
+CarrierQuery = Callable[[Session, set[str]], dict[str, Needs]]
+
+
+class Support(NamedTuple):
+    """What a host's agent advertised: its protocol version and sections."""
+
+    version: int
+    sections: tuple[str, ...]
+
+    def describe(self, host: str, section: str) -> str:
+        return (
+            f"host {host} does not support section {section!r} "
+            f"(protocol {self.version}: {', '.join(self.sections)})"
+        )
+
+
+def host_support(session: Session, hosts: Iterable[str] | None = None) -> dict[str, Support]:
+    """Registered hosts (all, or these) with what they support."""
+    stmt = sa.select(Host.name, Host.protocol_version, Host.sections)
+    if hosts is not None:
+        names = set(hosts)
+        if not names:
+            return {}
+        stmt = stmt.where(Host.name.in_(names))
+    return {name: Support(v, tuple(s)) for name, v, s in session.execute(stmt)}
+
+
+# -- where ports are realised -----------------------------------------------------------------
+
+
+def workload_select(*columns: Any) -> sa.Select[Any]:
+    """Workload ports (they have a netns): realised by their host's ports section."""
+    return sa.select(*columns).where(Port.host.is_not(None), Port.netns.is_not(None))
+
+
+def leg_select(*columns: Any) -> sa.Select[Any]:
+    """Router legs: realised by the routers section of their router's host."""
+    return (
+        sa.select(*columns)
+        .select_from(Port)
+        .join(RouterInterface, RouterInterface.port_id == Port.id)
+        .join(Router, Router.id == RouterInterface.router_id)
+        .where(Router.host.is_not(None))
+    )
+
+
+class Placement(NamedTuple):
+    key: str  # what was asked by: a port id or a subnet id
+    host: str
+    section: Literal["ports", "routers"]
+
+
+def placements(
+    session: Session, key: InstrumentedAttribute[str], *where: sa.ColumnElement[bool]
+) -> list[Placement]:
+    """Where the ports matching `where` are realised, by `key`, without repeats: one
+    query (the API asks it on every port change)."""
+    rows = session.execute(
+        sa.union(
+            workload_select(key, Port.host, sa.literal("ports")).where(*where),
+            leg_select(key, Router.host, sa.literal("routers")).where(*where),
+        )
+    )
+    return [Placement(*row) for row in rows]
+
+
+# -- one carrier query per kind ---------------------------------------------------------------
+
+
+def _subnets(session: Session, ids: set[str]) -> dict[str, Needs]:
+    """Hosts of a subnet's workload ports, and of its router legs where that host
+    supports routers."""
+    placed = placements(session, Port.subnet_id, Port.subnet_id.in_(ids))
+    legs = {p.host for p in placed if p.section == "routers"}
+    capable = {h for h, s in host_support(session, legs).items() if "routers" in s.sections}
+    out: dict[str, Needs] = {}
+    for p in placed:
+        if p.section == "ports" or p.host in capable:
+            out.setdefault(p.key, {})[p.host] = "subnets"
+    return out
+
+
+def _ports(session: Session, ids: set[str]) -> dict[str, Needs]:
+    return {p.key: {p.host: p.section} for p in placements(session, Port.id, Port.id.in_(ids))}
+
+
+def _routers(session: Session, ids: set[str]) -> dict[str, Needs]:
+    rows = session.execute(
+        sa.select(Router.id, Router.host).where(Router.id.in_(ids), Router.host.is_not(None))
+    )
+    return {rid: {host: "routers"} for rid, host in rows if host}
+
+
+def _floating_ips(session: Session, ids: set[str]) -> dict[str, Needs]:
+    """An associated floating IP is NAT on its router's host."""
+    rows = session.execute(
+        sa.select(FloatingIp.id, Router.host)
+        .join(Router, Router.id == FloatingIp.router_id)
+        .where(FloatingIp.id.in_(ids), FloatingIp.port_id.is_not(None), Router.host.is_not(None))
+    )
+    return {fid: {host: "routers"} for fid, host in rows if host}
+
+
+def _subnets_of_ports(session: Session, ids: set[str]) -> set[str]:
+    return set(session.scalars(sa.select(Port.subnet_id).where(Port.id.in_(ids))))
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One row of the table. `unplaced` is the status of a resource no registered host
+    carries; `parent` names resources whose status follows this one's reports."""
+
+    name: str
+    model: type[Base]  # a Realised one: id, revision, status, status_detail
+    carriers: CarrierQuery
+    unplaced: Literal["active", "pending"] = "pending"
+    parent: tuple[str, Callable[[Session, set[str]], set[str]]] | None = None
+
+    @property
+    def table(self) -> sa.Table:
+        return cast(sa.Table, self.model.__table__)
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind("subnet", Subnet, _subnets, unplaced="active"),
+        Kind("port", Port, _ports, parent=("subnet", _subnets_of_ports)),
+        Kind("router", Router, _routers),
+        Kind("floating_ip", FloatingIp, _floating_ips),
+    )
+}
+
+
+def carriers(session: Session, kind: str, ids: set[str]) -> dict[str, Needs]:
+    return KINDS[kind].carriers(session, ids) if ids else {}
+
+
+def carrying_hosts(session: Session, kind: str, ids: set[str]) -> set[str]:
+    """Every host a change of these resources touches (for dirty-marking)."""
+    return {h for needs in carriers(session, kind, ids).values() for h in needs}
+
+
+# -- statuses ---------------------------------------------------------------------------------
+
+
+def verdict(
+    revision: int,
+    needs: Mapping[str, str],
+    support: Mapping[str, Support],
+    reports: Mapping[str, Realisation],
+    unplaced: str,
+) -> tuple[str, str | None]:
+    """Status and detail of one resource from its carriers and their last reports."""
+    needs = {h: s for h, s in needs.items() if h in support}  # unregistered hosts wait
+    if not needs:
+        return unplaced, None
+    problems = []
+    for host, section in sorted(needs.items()):
+        report = reports.get(host)
+        if section not in support[host].sections:
+            problems.append(support[host].describe(host, section))
+        elif report is not None and report.revision == revision and not report.ok:
+            problems.append(f"host {host}: {report.detail or 'failed'}")
+    if problems:
+        return "error", "; ".join(problems)[:2000]
+    done = all((r := reports.get(h)) is not None and r.revision >= revision and r.ok for h in needs)
+    return ("active", None) if done else ("pending", None)
+
+
+def refresh(session: Session, kind: str, ids: set[str]) -> None:
+    """Recompute these resources' statuses (and their parents'), writing only changes.
+
+    Guarded Core UPDATEs: bookkeeping never bumps a revision, and a row whose revision
+    moved on meanwhile is left as it is (pending)."""
+    spec = KINDS.get(kind)
+    if spec is None or not ids:
+        return
+    table = spec.table
+    rows = session.execute(
+        sa.select(table.c.id, table.c.revision, table.c.status, table.c.status_detail).where(
+            table.c.id.in_(ids)
+        )
+    ).all()
+    needs = spec.carriers(session, ids)
+    support = host_support(session, {h for n in needs.values() for h in n})
+    reports = _reports(session, ids)
+    writes = []
+    for rid, rev, status, detail in rows:
+        new = verdict(rev, needs.get(rid, {}), support, reports.get(rid, {}), spec.unplaced)
+        if new != (status, detail):
+            writes.append({"rid": rid, "rev": rev, "new_status": new[0], "new_detail": new[1]})
+    if writes:  # in id order, like every writer: concurrent refreshes never deadlock
+        writes.sort(key=lambda w: w["rid"])
+        stmt = (
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("rid"), table.c.revision == sa.bindparam("rev"))
+            .values(status=sa.bindparam("new_status"), status_detail=sa.bindparam("new_detail"))
+        )
+        session.connection().execute(stmt, writes)
+    if spec.parent is not None:
+        parent, of = spec.parent
+        refresh(session, parent, of(session, ids))
+
+
+def refresh_all(session: Session, ids_by_kind: Mapping[str, set[str]]) -> None:
+    for kind, ids in ids_by_kind.items():
+        refresh(session, kind, ids)
+
+
+def unsettled(session: Session) -> dict[str, set[str]]:
+    """Every resource not active yet, per kind (what the sweep re-derives)."""
+    out: dict[str, set[str]] = {}
+    for kind, spec in KINDS.items():
+        table = spec.table
+        out[kind] = set(session.scalars(sa.select(table.c.id).where(table.c.status != "active")))
+    return out
+
+
+def _reports(session: Session, ids: set[str]) -> dict[str, dict[str, Realisation]]:
+    out: dict[str, dict[str, Realisation]] = {}
+    for row in session.scalars(sa.select(Realisation).where(Realisation.resource_id.in_(ids))):
+        out.setdefault(row.resource_id, {})[row.host] = row
+    return out

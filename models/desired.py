@@ -1,0 +1,105 @@
+"""The rows a host's document is compiled from (read by workers.controller.compile).
+
+Which ports a host realises comes from models.carriers (workload_select / leg_select),
+so the compiler and the status refresh can never disagree about it.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, lazyload
+
+from models.carriers import leg_select, workload_select
+from models.host import Host
+from models.network import Port, Subnet
+from models.routing import ExternalNetwork, FloatingIp, Router, RouterInterface
+
+
+def local_ports(session: Session, host: str) -> list[Port]:
+    return list(
+        session.scalars(
+            workload_select(Port)
+            .options(lazyload(Port.security_groups))  # L2 needs none of them
+            .where(Port.host == host)
+            .order_by(Port.id)
+        )
+    )
+
+
+def subnets_by_id(session: Session, ids: set[str]) -> list[Subnet]:
+    if not ids:
+        return []
+    return list(session.scalars(sa.select(Subnet).where(Subnet.id.in_(ids)).order_by(Subnet.id)))
+
+
+def routed_subnets(session: Session, ids: set[str]) -> set[str]:
+    if not ids:
+        return set()
+    return set(
+        session.scalars(
+            sa.select(RouterInterface.subnet_id).where(RouterInterface.subnet_id.in_(ids))
+        )
+    )
+
+
+def remote_ports(session: Session, subnet_ids: set[str], host: str) -> list[tuple[Port, str]]:
+    """Ports of these subnets realised on other registered hosts, with that host's VTEP:
+    workload ports, and router legs on hosts that support routers."""
+    if not subnet_ids:
+        return []
+    workload = session.execute(
+        workload_select(Port, Host.vtep_ip)
+        .options(lazyload(Port.security_groups))
+        .join(Host, Host.name == Port.host)
+        .where(Port.subnet_id.in_(subnet_ids), Port.host != host)
+    )
+    legs = session.execute(
+        leg_select(Port, Host.vtep_ip, Host.sections)
+        .options(lazyload(Port.security_groups))
+        .join(Host, Host.name == Router.host)
+        .where(Port.subnet_id.in_(subnet_ids), Router.host != host)
+    )
+    rows = [(p, vtep) for p, vtep in workload]
+    rows += [(p, vtep) for p, vtep, sections in legs if "routers" in sections]
+    return sorted(rows, key=lambda r: r[0].id)
+
+
+def routers_on_host(session: Session, host: str) -> list[Router]:
+    return list(session.scalars(sa.select(Router).where(Router.host == host).order_by(Router.id)))
+
+
+def router_interfaces(
+    session: Session, router_ids: set[str]
+) -> list[tuple[RouterInterface, Port, Subnet]]:
+    if not router_ids:
+        return []
+    rows = session.execute(
+        sa.select(RouterInterface, Port, Subnet)
+        .options(lazyload(Port.security_groups))
+        .join(Port, Port.id == RouterInterface.port_id)
+        .join(Subnet, Subnet.id == RouterInterface.subnet_id)
+        .where(RouterInterface.router_id.in_(router_ids))
+        .order_by(RouterInterface.subnet_id)
+    )
+    return [(i, p, s) for i, p, s in rows]
+
+
+def external_networks(session: Session, ids: set[str]) -> dict[str, ExternalNetwork]:
+    if not ids:
+        return {}
+    rows = session.scalars(sa.select(ExternalNetwork).where(ExternalNetwork.id.in_(ids)))
+    return {n.id: n for n in rows}
+
+
+def router_floating_ips(session: Session, router_ids: set[str]) -> list[tuple[FloatingIp, Port]]:
+    """Associated floating IPs NATed by these routers, with their port."""
+    if not router_ids:
+        return []
+    rows = session.execute(
+        sa.select(FloatingIp, Port)
+        .options(lazyload(Port.security_groups))
+        .join(Port, Port.id == FloatingIp.port_id)
+        .where(FloatingIp.router_id.in_(router_ids))
+        .order_by(FloatingIp.id)
+    )
+    return [(f, p) for f, p in rows]

@@ -1,0 +1,268 @@
+"""Mixed-version rollouts: agents that support fewer sections than the controller knows.
+
+The real controller tasks and the real AgentService run against one in-memory bus; only
+the kernel side of the agent is a fake that realises whatever the document says.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.api import helpers as h
+from workers.agent.service import SUPPORTED_SECTIONS, AgentService
+from workers.bus import APPLY, HEARTBEAT, REPORT, SYNC_HOST
+from workers.controller import tasks
+from workers.protocol import SECTIONS, SECTIONS_L2, HostState, Report, ResourceResult
+
+
+@dataclass
+class Stats:
+    full: bool = False
+    skipped: bool = False
+    ops: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class FakeAgent:
+    """Realises every resource of every document it is given (the kernel is not the point)."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.documents: list[HostState] = []
+        self.stats = Stats()
+
+    def sync(self, state: HostState, *, full: bool = False) -> Report:
+        self.documents.append(state)
+        self.stats = Stats(full=full)
+        results = [
+            ResourceResult(kind="subnet", id=s.id, revision=s.revision, ok=True)
+            for s in state.subnets
+        ]
+        results += [
+            ResourceResult(kind="port", id=p.id, revision=p.revision, ok=True) for p in state.ports
+        ]
+        for r in state.routers:
+            results.append(ResourceResult(kind="router", id=r.id, revision=r.revision, ok=True))
+            results += [
+                ResourceResult(kind="port", id=i.port_id, revision=i.port_revision, ok=True)
+                for i in r.interfaces
+            ]
+            results += [
+                ResourceResult(kind="floating_ip", id=f.id, revision=f.revision, ok=True)
+                for f in r.floating_ips
+            ]
+        return Report(host=self.host, revision=state.revision, ok=True, results=results)
+
+    def close(self) -> None:
+        pass
+
+
+class Bus:
+    """Delivers what the controller and the agents send, in order, in this process."""
+
+    def __init__(self) -> None:
+        self.queue: deque[tuple[str, list[Any], dict[str, Any]]] = deque()
+        self.agents: dict[str, AgentService] = {}
+        self.reports: list[Report] = []
+        self.applies: list[dict[str, Any]] = []
+
+    def send_task(
+        self,
+        name: str,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        countdown: float | None = None,
+        **_: Any,
+    ) -> None:
+        if countdown:  # delayed resyncs: the tests drive every sync themselves
+            return
+        self.queue.append((name, args or [], kwargs or {}))
+
+    def agent(self, host: str, vtep_ip: str, sections: tuple[str, ...]) -> AgentService:
+        service = AgentService(
+            host=host,
+            vtep_ip=vtep_ip,
+            roles=["compute", "network"],
+            agent=FakeAgent(host),  # type: ignore[arg-type]
+            app=self,  # type: ignore[arg-type]
+            sections=sections,
+        )
+        self.agents[host] = service
+        service.heartbeat(first=True)
+        self.run()
+        return service
+
+    def run(self) -> None:
+        while self.queue:
+            name, args, kwargs = self.queue.popleft()
+            if name == APPLY:
+                self.applies.append(args[0])
+                service = self.agents.get(args[0]["host"])
+                if service is not None:
+                    service.apply(args[0], **kwargs)
+            elif name == REPORT:
+                self.reports.append(Report.model_validate(args[0]))
+                tasks.report(*args, **kwargs)
+            elif name == HEARTBEAT:
+                tasks.heartbeat(*args, **kwargs)
+            elif name == SYNC_HOST:
+                tasks.sync_host(*args, **kwargs)
+
+    def settle(self) -> None:
+        """What the controller does on its own: push dirty hosts, re-derive statuses."""
+        tasks.sweep()
+        self.run()
+        tasks.sweep()
+        self.run()
+
+    def last_doc(self, host: str) -> dict[str, Any]:
+        return [d for d in self.applies if d["host"] == host][-1]
+
+
+@pytest.fixture
+def bus(monkeypatch: pytest.MonkeyPatch, db_url: str) -> Bus:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    b = Bus()
+    monkeypatch.setattr(tasks.app, "send_task", b.send_task)
+    return b
+
+
+def _get(client: Any, who: Any, path: str) -> dict[str, Any]:
+    headers = who if isinstance(who, dict) else who.headers
+    r = client.get(path, headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def _host(client: Any, name: str) -> dict[str, Any]:
+    (host,) = client.get(f"/v1/hosts?name={name}", headers=h.ADMIN).json()["items"]
+    return host  # type: ignore[no-any-return]
+
+
+def _routed_network(client: Any, tenant: Any) -> dict[str, dict[str, Any]]:
+    """h1 (network) and h2 each hold a port; a router on h1 serves the subnet; a floating
+    IP maps to the port on h2."""
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    p1 = h.port(client, tenant, s["id"], host="h1", netns="a")
+    p2 = h.port(client, tenant, s["id"], host="h2", netns="b")
+    ext = h.external_network(client)
+    r = h.router(client, tenant, v["id"], external_network_id=ext["id"])
+    assert r["host"] == "h1"
+    leg = h.attach(client, tenant, r["id"], s["id"])
+    fip = h.floating_ip(client, tenant, ext["id"], port_id=p2["id"])
+    return {"subnet": s, "p1": p1, "p2": p2, "router": r, "leg": leg, "fip": fip}
+
+
+L2_DETAIL = "host h1 does not support section 'routers' (protocol 1: subnets, ports)"
+
+
+def test_an_l2_agent_against_a_controller_that_knows_routers(client, tenant, bus) -> None:  # type: ignore[no-untyped-def]
+    assert SUPPORTED_SECTIONS == SECTIONS_L2 and set(SECTIONS) > set(SECTIONS_L2)
+    bus.agent("h1", "198.18.0.11", SUPPORTED_SECTIONS)  # the network host
+    bus.agent("h2", "198.18.0.12", SUPPORTED_SECTIONS)
+    host = _host(client, "h1")
+    assert (host["protocol_version"], host["sections"]) == (1, ["subnets", "ports"])
+    net = _routed_network(client, tenant)
+    bus.settle()
+
+    # its L2 keeps working and its reports are accepted
+    for p in ("p1", "p2"):
+        assert _get(client, tenant, f"/v1/ports/{net[p]['id']}")["status"] == "active"
+    assert _get(client, tenant, f"/v1/subnets/{net['subnet']['id']}")["status"] == "active"
+    assert all(r.ok and r.applied for r in bus.reports)
+    assert _host(client, "h1")["status_detail"] is None
+    # what needs the routers section is `error`, naming the host and the section
+    for path in (
+        f"/v1/routers/{net['router']['id']}",
+        f"/v1/floating-ips/{net['fip']['id']}",
+        f"/v1/ports/{net['leg']['port_id']}",
+    ):
+        got = _get(client, tenant, path)
+        assert (got["status"], got["status_detail"]) == ("error", L2_DETAIL), path
+    # it is sent only the sections it supports; the leg is no FDB entry anywhere
+    doc = bus.last_doc("h1")
+    assert "routers" not in doc and [p["id"] for p in doc["ports"]] == [net["p1"]["id"]]
+    remote = bus.last_doc("h2")["subnets"][0]["remote_ports"]
+    assert [r["mac"] for r in remote] == [net["p1"]["mac_address"]]
+
+
+def test_an_older_agent_without_advertisement_is_protocol_1_l2(client, bus) -> None:  # type: ignore[no-untyped-def]
+    tasks.heartbeat("old", "198.18.0.19", ["compute"], first=True)  # as agents before sections
+    host = _host(client, "old")
+    assert (host["protocol_version"], host["sections"]) == (1, ["subnets", "ports"])
+    created = h.host(client, name="admin-made", vtep_ip="198.18.0.20")  # no agent yet
+    assert (created["protocol_version"], created["sections"]) == (1, ["subnets", "ports"])
+
+
+def test_a_host_gaining_and_losing_routers(client, tenant, bus) -> None:  # type: ignore[no-untyped-def]
+    bus.agent("h1", "198.18.0.11", SUPPORTED_SECTIONS)
+    bus.agent("h2", "198.18.0.12", SUPPORTED_SECTIONS)
+    net = _routed_network(client, tenant)
+    bus.settle()
+    router = f"/v1/routers/{net['router']['id']}"
+    assert _get(client, tenant, router)["status"] == "error"
+
+    bus.agent("h1", "198.18.0.11", SECTIONS)  # upgraded in place
+    bus.settle()
+    host = _host(client, "h1")
+    assert host["sections"] == list(SECTIONS)
+    doc = bus.last_doc("h1")
+    (r,) = doc["routers"]
+    assert [i["port_id"] for i in r["interfaces"]] == [net["leg"]["port_id"]]
+    assert r["external_gateway"]["external_ip"] == net["router"]["external_ip"]
+    assert [(f["id"], f["fixed_ip"]) for f in r["floating_ips"]] == [
+        (net["fip"]["id"], net["p2"]["ip_address"])
+    ]
+    for path in (
+        router,
+        f"/v1/floating-ips/{net['fip']['id']}",
+        f"/v1/ports/{net['leg']['port_id']}",
+        f"/v1/subnets/{net['subnet']['id']}",
+    ):
+        got = _get(client, tenant, path)
+        assert (got["status"], got["status_detail"]) == ("active", None), path
+    # h2's workloads reach the gateway on h1: its leg is an FDB entry there now
+    remote = bus.last_doc("h2")["subnets"][0]["remote_ports"]
+    leg = _get(client, tenant, f"/v1/ports/{net['leg']['port_id']}")
+    assert {r["mac"] for r in remote} == {net["p1"]["mac_address"], leg["mac_address"]}
+
+    bus.agent("h1", "198.18.0.11", SUPPORTED_SECTIONS)  # rolled back
+    bus.settle()
+    assert "routers" not in bus.last_doc("h1")
+    got = _get(client, tenant, router)
+    assert (got["status"], got["status_detail"]) == ("error", L2_DETAIL)
+    assert _get(client, tenant, f"/v1/ports/{net['p1']['id']}")["status"] == "active"
+
+
+def test_a_document_with_unknown_sections_is_refused_whole(client, tenant, bus) -> None:  # type: ignore[no-untyped-def]
+    service = bus.agent("h1", "198.18.0.11", SUPPORTED_SECTIONS)
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    p = h.port(client, tenant, s["id"], host="h1", netns="a")
+    bus.settle()
+    assert _get(client, tenant, f"/v1/ports/{p['id']}")["status"] == "active"
+    realised = _host(client, "h1")["realised_revision"]
+    applied = len(service.agent.documents)
+
+    doc = dict(bus.last_doc("h1"))
+    doc.update(revision=doc["revision"] + 1, routers=[], firewalls=[{"id": "x"}], ports=[])
+    service.apply(doc, False)
+    bus.run()
+    assert len(service.agent.documents) == applied  # nothing of it was applied
+    refusal = bus.reports[-1]
+    assert not refusal.ok and not refusal.applied and refusal.results == []
+    assert refusal.detail is not None and "firewalls, routers" in refusal.detail
+    host = _get(client, h.ADMIN, f"/v1/hosts/{_host(client, 'h1')['id']}")
+    assert host["status_detail"] == refusal.detail  # the host shows why
+    assert host["realised_revision"] == realised
+    assert _get(client, tenant, f"/v1/ports/{p['id']}")["status"] == "active"
+
+    client.patch(f"/v1/ports/{p['id']}", json={"name": "b"}, headers=tenant.headers)
+    bus.settle()  # a document it can apply clears the host's error
+    assert _host(client, "h1")["status_detail"] is None
+    assert _get(client, tenant, f"/v1/ports/{p['id']}")["status"] == "active"
