@@ -108,7 +108,9 @@ def _report(db_url: str, monkeypatch: pytest.MonkeyPatch, host: str, fail: str =
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setattr(tasks.app, "send_task", lambda *a, **kw: None)  # no bus in this test
     with tasks.transaction() as session:
-        state = compiler.compile_host(session, host)
+        compiled = compiler.compile_host(session, host)
+    assert compiled is not None
+    state = compiled.state
     assert state is not None and (not fail or fail in {p.id for p in state.ports})
     detail = f"EPERM: veth for port {fail[:8]} <b>not</b> created"
     results = [
