@@ -48,10 +48,13 @@ def push(host: str, *, full: bool) -> int | None:
         q.clear_dirty(session, host)
     with transaction() as session:
         compiled = compile_host(session, host)
-        if compiled is not None:  # what the host cannot carry is `error` at once
-            carriers.refresh_all(session, compiled.unsent)
     if compiled is None:
         return None
+    # What the host cannot carry is `error` at once, in a transaction of its own: the
+    # compile holds the host's state row, and an API request holds resource rows while it
+    # marks that host dirty, so updating resources under the state row would deadlock.
+    with transaction() as session:
+        carriers.refresh_all(session, compiled.unsent)
     try:
         app.send_task(
             APPLY,
