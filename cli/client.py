@@ -100,35 +100,8 @@ class Api:
             fail(1, f"error: {method} {path} answered {r.status_code} with a body that is not JSON")
 
     def _problem(self, r: httpx.Response, flags: Mapping[str, str]) -> NoReturn:
-        """Print an RFC 9457 problem (title, detail or field errors, blockers) and exit 1.
-
-        Field errors are printed once each, named by the flag that set the field.
-        """
-        try:
-            body = r.json()
-        except ValueError:
-            body = None
-        if isinstance(body, dict) and "title" in body:
-            fields = [
-                f"{flag_of(str(e.get('field', '?')), flags)}: {e.get('message', '')}"
-                for e in body.get("errors") or []
-            ]
-            if len(fields) == 1:
-                lines = [f"{body['title']}: {fields[0]}"]
-            elif fields:
-                lines = [f"{body['title']}:", *(f"  {f}" for f in fields)]
-            else:
-                lines = [f"{body['title']}: {body.get('detail', '')}".rstrip(": ")]
-            blocking = body.get("blocking_resources") or []
-            if blocking:
-                lines.append("  blocking resources:")
-                lines += [f"    {b.get('type', '?')} {b.get('id', '?')}" for b in blocking]
-        else:
-            text = r.text.strip()[:500] or r.reason_phrase
-            lines = [f"HTTP {r.status_code}: {text}"]
-        if r.status_code == 401 and not self.token:
-            lines.append("hint: no token given; set VPCD_TOKEN or pass --token.")
-        fail(1, *lines)
+        """Print an RFC 9457 problem and exit 1."""
+        fail(1, *problem_lines(r, flags, has_token=bool(self.token)))
 
     def pages(
         self, path: str, filters: dict[str, str], limit: int | None, page_size: int
@@ -150,6 +123,38 @@ class Api:
             if token in seen:
                 fail(1, f"error: the API repeated page token {token!r}; stopping")
             seen.add(token)
+
+
+def problem_lines(r: httpx.Response, flags: Mapping[str, str], has_token: bool) -> list[str]:
+    """An RFC 9457 problem for people: title, detail or field errors, blockers.
+
+    Field errors are printed once each, named by the flag that set the field.
+    """
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "title" in body:
+        fields = [
+            f"{flag_of(str(e.get('field', '?')), flags)}: {e.get('message', '')}"
+            for e in body.get("errors") or []
+        ]
+        if len(fields) == 1:
+            lines = [f"{body['title']}: {fields[0]}"]
+        elif fields:
+            lines = [f"{body['title']}:", *(f"  {f}" for f in fields)]
+        else:
+            lines = [f"{body['title']}: {body.get('detail', '')}".rstrip(": ")]
+        blocking = body.get("blocking_resources") or []
+        if blocking:
+            lines.append("  blocking resources:")
+            lines += [f"    {b.get('type', '?')} {b.get('id', '?')}" for b in blocking]
+    else:
+        text = r.text.strip()[:500] or r.reason_phrase
+        lines = [f"HTTP {r.status_code}: {text}"]
+    if r.status_code == 401 and not has_token:
+        lines.append("hint: no token given; set VPCD_TOKEN or pass --token.")
+    return lines
 
 
 def flag_of(field: str, flags: Mapping[str, str]) -> str:

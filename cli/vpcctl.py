@@ -21,6 +21,7 @@ from rich.text import Text
 from cli.client import DEFAULT_URL, MAX_PAGE, Api, Output, wait_realised
 from cli.output import cell, print_ids, print_table, wide_columns
 from cli.resources import RESOURCES, Resource
+from cli.stack.commands import register as register_stack_commands
 
 
 def api(ctx: typer.Context) -> Api:
@@ -474,6 +475,9 @@ def fip_disassociate(
 ) -> None:
     """Unmap a floating IP from its port (the address stays allocated)."""
     _associate(ctx, floating_ip_id, None, if_match, idempotency_key, output)
+
+
+register_stack_commands(app, api)
 
 
 def main() -> None:
