@@ -259,8 +259,15 @@ def test_destroy_deletes_everything_tagged_in_reverse_order(
     assert "0 to create, 0 to update, 9 to delete" in out
     deletes = [p for m, p in stack.net.sent if m == "DELETE"]
     kinds = [p.split("/")[2] for p in deletes]
-    order = ["floating-ips", "ports", "routers", "subnets", "security-group-rules",
-             "security-groups", "vpcs"]  # fmt: skip
+    order = [
+        "floating-ips",
+        "ports",
+        "routers",
+        "subnets",
+        "security-group-rules",
+        "security-groups",
+        "vpcs",
+    ]
     assert [k for k in order if k in kinds] == order
     assert sorted(kinds, key=order.index) == kinds, kinds
     assert census(client, tenant) == Counter({"vpcs": 1, "security-groups": 1, "rules": 2})
@@ -344,13 +351,22 @@ def test_apply_waits_for_active_and_stops_on_error(
     """The hosts realise the stack while apply polls; a port in error stops it with its detail."""
     monkeypatch.setenv("DATABASE_URL", db_url)
     sent: list[dict[str, Any]] = []
-    monkeypatch.setattr(tasks.app, "send_task", lambda name, args=None, **_: sent.append(
-        args[0]) if args and isinstance(args[0], dict) else None)  # fmt: skip
+    monkeypatch.setattr(
+        tasks.app,
+        "send_task",
+        lambda name, args=None, **_: (
+            sent.append(args[0]) if args and isinstance(args[0], dict) else None
+        ),
+    )
     for name, ip in (("h1", "198.18.0.11"), ("h2", "198.18.0.12")):
         tasks.heartbeat(name, ip, ["compute"], first=True, sections=["subnets", "ports"])
-    stack.write(STACK.split("security_groups:")[0] + "subnets:" + STACK.split("subnets:")[1].split(
-        "routers:")[0] + "ports:\n  web1: {subnet: web, host: h1, netns: web1}\n"
-        "  db1: {subnet: db, host: h2, netns: db1}\n")  # fmt: skip
+    stack.write(
+        STACK.split("security_groups:")[0]
+        + "subnets:"
+        + STACK.split("subnets:")[1].split("routers:")[0]
+        + "ports:\n  web1: {subnet: web, host: h1, netns: web1}\n"
+        "  db1: {subnet: db, host: h2, netns: db1}\n"
+    )
     failing: list[str] = []
 
     def hosts_work(seconds: float) -> None:
