@@ -1,4 +1,8 @@
-"""Prometheus metrics: request count and latency by route template."""
+"""Prometheus metrics: request count, latency by route template and status, in-flight.
+
+Several uvicorn workers write their samples under PROMETHEUS_MULTIPROC_DIR; /metrics sums
+them (the in-flight gauge as the live processes' sum).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -19,8 +24,12 @@ REQUESTS = Counter("vpcd_http_requests_total", "HTTP requests", ["method", "rout
 LATENCY = Histogram(
     "vpcd_http_request_seconds",
     "HTTP request latency",
-    ["method", "route"],
+    ["method", "route", "status"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+IN_FLIGHT = Gauge(
+    "vpcd_http_requests_in_flight", "HTTP requests being served", multiprocess_mode="livesum"
 )
 
 
@@ -42,6 +51,7 @@ class MetricsMiddleware:
             return
         start = time.perf_counter()
         code = 500
+        IN_FLIGHT.inc()
 
         async def wrapped(message: Message) -> None:
             nonlocal code
@@ -52,7 +62,10 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, wrapped)
         finally:
+            IN_FLIGHT.dec()
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
             REQUESTS.labels(scope["method"], template, str(code)).inc()
-            LATENCY.labels(scope["method"], template).observe(time.perf_counter() - start)
+            LATENCY.labels(scope["method"], template, str(code)).observe(
+                time.perf_counter() - start
+            )

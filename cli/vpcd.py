@@ -88,11 +88,18 @@ def admin_token(
 @app.command()
 def controller(
     concurrency: Annotated[int, typer.Option(help="Threads compiling host states.")] = 4,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus metrics on this port (default: not served)."),
+    ] = None,
+    metrics_address: Annotated[
+        str, typer.Option(help="Address the metrics port binds to.")
+    ] = "127.0.0.1",
 ) -> None:
     """Run the controller: compiles host states, pokes hosts, records their reports."""
     from workers.controller.tasks import run
 
-    run(concurrency)
+    run(concurrency, metrics_port, metrics_address)
 
 
 @app.command()

@@ -27,6 +27,9 @@ class HostStateRow(Base):
     digest: Mapped[str] = mapped_column(sa.String(64), nullable=False, default="")
     dirty: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    # When the oldest change the host has not realised yet was committed (set with `dirty`,
+    # cleared when a report shows everything compiled realised): the realisation lag.
+    pending_since: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class Realisation(Base):
@@ -47,16 +50,47 @@ class Realisation(Base):
 def mark_dirty(session: Session, hosts: set[str]) -> set[str]:
     """Flag hosts as needing a sync; returns those that were clean (they need a poke)."""
     newly: set[str] = set()
+    now = utcnow()
     for host in sorted(hosts):
         row = session.get(HostStateRow, host, with_for_update=True)
         if row is None:
-            session.add(HostStateRow(host=host, dirty=True))
+            session.add(HostStateRow(host=host, dirty=True, pending_since=now))
             newly.add(host)
-        elif not row.dirty:
+            continue
+        if row.pending_since is None:
+            row.pending_since = now
+        if not row.dirty:
             row.dirty = True
             newly.add(host)
     session.flush()
     return newly
+
+
+def settle(session: Session, host: str, realised: int | None) -> float | None:
+    """The host realised `realised` (None: it may have nothing new to realise). When that
+    is everything compiled and nothing newer waits, the pending changes are done: return
+    how long the oldest took from commit (None when nothing was pending)."""
+    row = session.get(HostStateRow, host, with_for_update=True)
+    if row is None or row.pending_since is None or row.dirty:
+        return None
+    if realised is None:
+        realised = session.scalar(sa.select(Host.realised_revision).where(Host.name == host))
+    if realised is None or realised < row.revision:
+        return None
+    since = row.pending_since
+    row.pending_since = None
+    session.flush()
+    return max(0.0, (utcnow() - since).total_seconds())
+
+
+def revisions(session: Session) -> list[tuple[str, int, int, bool]]:
+    """Per host: (name, desired revision, realised revision, dirty), for the lag gauges."""
+    rows = session.execute(
+        sa.select(Host.name, HostStateRow.revision, Host.realised_revision, HostStateRow.dirty)
+        .join(HostStateRow, HostStateRow.host == Host.name, isouter=True)
+        .order_by(Host.name)
+    )
+    return [(name, rev or 0, real or 0, bool(dirty)) for name, rev, real, dirty in rows]
 
 
 def clear_dirty(session: Session, host: str) -> None:

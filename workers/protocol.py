@@ -159,6 +159,14 @@ class Report(_Doc):
     full: bool = False
     duration_ms: float | None = None
     ops: int = 0
+    # Optional (older agents send none of these): what the controller exports per host.
+    ops_by_type: dict[str, int] = Field(
+        default={}, description="Kernel ops applied successfully, by op type."
+    )
+    errors: int = Field(default=0, description="Ops that failed in this sync.")
+    applied_revision: int | None = Field(
+        default=None, description="The newest revision this agent has applied in full."
+    )
     applied: bool = Field(
         default=True, description="False when the agent refused the document whole."
     )

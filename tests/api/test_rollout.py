@@ -7,24 +7,16 @@ the kernel side of the agent is a fake that realises whatever the document says.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from tests.api import helpers as h
+from workers.agent.agent import SyncStats
 from workers.agent.service import SUPPORTED_SECTIONS, AgentService
 from workers.bus import APPLY, HEARTBEAT, REPORT, SYNC_HOST
 from workers.controller import tasks
 from workers.protocol import SECTIONS, SECTIONS_L2, HostState, Report, ResourceResult
-
-
-@dataclass
-class Stats:
-    full: bool = False
-    skipped: bool = False
-    ops: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 class FakeAgent:
@@ -33,11 +25,11 @@ class FakeAgent:
     def __init__(self, host: str) -> None:
         self.host = host
         self.documents: list[HostState] = []
-        self.stats = Stats()
+        self.stats = SyncStats()
 
     def sync(self, state: HostState, *, full: bool = False) -> Report:
         self.documents.append(state)
-        self.stats = Stats(full=full)
+        self.stats = SyncStats(full=full)
         results = [
             ResourceResult(kind="subnet", id=s.id, revision=s.revision, ok=True)
             for s in state.subnets

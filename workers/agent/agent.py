@@ -30,6 +30,7 @@ import logging
 import os
 import resource
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ class SyncStats:
     iptables_saves: int = 0  # tables read (full syncs, or a changed rendering)
     iptables_restores: int = 0  # one per table whose ruleset had to change
     ipset_restores: int = 0
+    applied: Counter[str] = field(default_factory=Counter)  # ops that went through, by type
+    errors: int = 0  # ops that failed
 
 
 class Agent:
@@ -222,7 +225,7 @@ class Agent:
             lap("observe")
             ops = plan(desired, observed)
             lap("plan")
-            failures = self._apply(desired, ops)
+            failures = self._apply(desired, ops, stats.applied)
             lap("apply")
             touched = Scope()
             for op in ops:
@@ -235,6 +238,7 @@ class Agent:
             log.exception("sync of %s revision %s failed", self.host, desired.revision)
             self._needs_full = True
             self._cache = None
+            stats.errors = 1  # the sync itself broke
             stats.timings["total"] = time.perf_counter() - started
             self.stats = stats
             return failed_report(desired, drivers.describe(exc))
@@ -253,6 +257,7 @@ class Agent:
         self._cache = observed
         self._last_report = report
         stats.ops, stats.leftover = len(ops), len(leftover)
+        stats.errors = sum(len(why) for why in failures.values())
         stats.timings["total"] = time.perf_counter() - started
         stats.sockets_opened = self.nl.sockets_opened - sockets_before
         stats.iptables_saves = calls.iptables_saves - calls_before[0]
@@ -261,7 +266,9 @@ class Agent:
         self.stats = stats
         return report
 
-    def _apply(self, desired: Desired, ops: list[Op]) -> Failures:
+    def _apply(
+        self, desired: Desired, ops: list[Op], applied: Counter[str] | None = None
+    ) -> Failures:
         """Run ops in order through the dispatch table; a resource whose op failed gets
         no further ops, nor does a port whose subnet or namespace failed."""
         failures: Failures = {}
@@ -293,6 +300,8 @@ class Agent:
                 if isinstance(op, CreateNetns):
                     failed_netns[op.name] = drivers.describe(exc)
             else:
+                if applied is not None:
+                    applied[type(op).__name__] += 1
                 if isinstance(op, DeleteNetns):
                     deleted.append(op.name)
         self._ledger.discard(deleted)

@@ -51,6 +51,7 @@ class AgentService:
     resync_interval: float = 30.0
     sections: tuple[str, ...] = SUPPORTED_SECTIONS
     lock: threading.Lock = field(default_factory=threading.Lock)
+    applied_revision: int | None = None  # the newest revision applied in full
 
     def apply(self, doc: dict[str, Any], full: bool) -> None:
         if doc.get("host") != self.host:  # never apply (nor answer) another host's document
@@ -66,11 +67,16 @@ class AgentService:
             stats = self.agent.stats
         if stats.skipped:  # a stale poke: nothing was applied, nothing to report
             return
+        if report.ok:
+            self.applied_revision = state.revision
         report = report.model_copy(
             update={
                 "full": stats.full,
                 "ops": stats.ops,
                 "duration_ms": round(stats.timings.get("total", 0.0) * 1000, 2),
+                "ops_by_type": dict(stats.applied),
+                "errors": stats.errors,
+                "applied_revision": self.applied_revision,
             }
         )
         self.app.send_task(REPORT, args=[report.model_dump(mode="json")], queue=CONTROL_QUEUE)

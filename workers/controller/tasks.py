@@ -28,6 +28,7 @@ from workers.bus import (
     celery_app,
     host_queue,
 )
+from workers.controller import metrics
 from workers.controller.compile import compile_host
 from workers.protocol import SECTIONS_L2, Report
 
@@ -46,7 +47,7 @@ def push(host: str, *, full: bool) -> int | None:
     """Compile the host's document and send it to the host's own queue."""
     with transaction() as session:
         q.clear_dirty(session, host)
-    with transaction() as session:
+    with transaction() as session, metrics.COMPILE.time():
         compiled = compile_host(session, host)
     if compiled is None:
         return None
@@ -55,6 +56,12 @@ def push(host: str, *, full: bool) -> int | None:
     # marks that host dirty, so updating resources under the state row would deadlock.
     with transaction() as session:
         carriers.refresh_all(session, compiled.unsent)
+        row = q.host_by_name(session, host)
+        roles = list(row.roles) if row is not None else []
+    with transaction() as session:  # nothing new for the host to realise: settled now
+        settled = q.settle(session, host, None)
+    if settled is not None:
+        metrics.REALISED.labels(host).observe(settled)
     try:
         app.send_task(
             APPLY,
@@ -66,6 +73,7 @@ def push(host: str, *, full: bool) -> int | None:
         with transaction() as session:
             q.mark_dirty(session, {host})
         raise
+    metrics.record_sent(compiled.sections, roles)
     return compiled.state.revision
 
 
@@ -77,6 +85,7 @@ def sync_host(host: str, full: bool = False) -> int | None:
 @app.task(name=REPORT)
 def report(doc: dict[str, Any]) -> None:
     rep = Report.model_validate(doc)
+    settled: float | None = None
     results = [(r.kind, r.id, r.revision, r.ok, r.detail) for r in rep.results]
     with transaction() as session:
         if not rep.applied:  # refused whole: what the host realised is unchanged
@@ -92,6 +101,12 @@ def report(doc: dict[str, Any]) -> None:
                 detail=None if rep.ok else (rep.detail or "failed"),
             )
             carriers.refresh_all(session, changed)
+    if rep.applied and rep.ok:  # its own transaction: never the state row under resource rows
+        with transaction() as session:
+            settled = q.settle(session, rep.host, rep.revision)
+    metrics.record_report(rep)
+    if settled is not None:
+        metrics.REALISED.labels(rep.host).observe(settled)
     if not rep.ok:  # any failure: a full resync, after a short pause
         log.warning("host %s failed to apply revision %s: %s", rep.host, rep.revision, rep.detail)
         app.send_task(
@@ -111,6 +126,7 @@ def heartbeat(
     """An agent that sends no version and sections (an older one) speaks protocol 1
     with the L2 sections."""
     advertised = list(SECTIONS_L2) if sections is None else sections
+    metrics.HEARTBEAT.labels(host).set_to_current_time()
     with transaction() as session:
         changed = q.record_heartbeat(session, host, vtep_ip, roles, protocol_version, advertised)
         peers: set[str] = set()
@@ -130,6 +146,7 @@ def sweep() -> None:
         dirty = q.dirty_hosts(session)
         carriers.refresh_all(session, carriers.unsettled(session))
     for host in dirty:
+        metrics.REPUSHES.inc()
         push(host, full=False)
 
 
@@ -147,8 +164,18 @@ def start_sweeper(interval: float) -> threading.Thread:
     return thread
 
 
-def run(concurrency: int = 4) -> None:
-    """Run the controller: a worker on the control queue plus the sweeper thread."""
+def host_revisions() -> list[tuple[str, int, int, bool]]:
+    with transaction() as session:
+        return q.revisions(session)
+
+
+def run(
+    concurrency: int = 4, metrics_port: int | None = None, metrics_address: str = "127.0.0.1"
+) -> None:
+    """Run the controller: a worker on the control queue, the sweeper thread, and (with a
+    port) the metrics endpoint."""
+    if metrics_port is not None:
+        metrics.serve(metrics_port, metrics_address, host_revisions)
     start_sweeper(float(os.environ.get("VPCD_SWEEP_INTERVAL", "2")))
     app.worker_main(
         [
