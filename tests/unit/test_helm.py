@@ -60,6 +60,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "redis": {"url": "redis://:s3cret-redis@redis.example.test:6379/2"},
         "adminToken": "admin-token-from-values-0123456789",
         "api": {"workers": 1, "port": 9000},
+        "controller": {"metrics": {"enabled": False}},
         "agent": {
             "networkNodeSelector": {"vpcd.io/network": "true"},
             "nodeSelector": {"kubernetes.io/os": "linux"},
@@ -476,17 +477,46 @@ def test_service_monitor_scrapes_metrics(rendered: tuple[str, list[Manifest]]) -
     if not _values(name, "serviceMonitor", "enabled"):
         assert not monitors
         return
-    (monitor,) = monitors
-    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    service = _one(docs, "Service", "-api")
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= (
-        service["metadata"]["labels"].items()
+    scraped = {"-api": "-api"}
+    if _values(name, "controller", "metrics", "enabled"):
+        scraped["-controller"] = "-controller-metrics"
+    assert len(monitors) == len(scraped)
+    for suffix, service_suffix in scraped.items():
+        monitor = _one(monitors, "ServiceMonitor", suffix)
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        service = _one(docs, "Service", service_suffix)
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= (
+            service["metadata"]["labels"].items()
+        )
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint["path"] == "/metrics"
+        assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+        for key, value in _values(name, "serviceMonitor", "labels").items():
+            assert monitor["metadata"]["labels"][key] == value
+
+
+def test_the_controller_serves_metrics_to_the_pod_network(
+    rendered: tuple[str, list[Manifest]],
+) -> None:
+    """`vpcd controller --metrics-port` binds 127.0.0.1 by default: in a pod it must listen
+    on the pod's address, on the port its Service targets."""
+    name, docs = rendered
+    (container,) = _containers(_one(docs, "Deployment", "-controller"))
+    args = container["args"]
+    if not _values(name, "controller", "metrics", "enabled"):
+        assert "--metrics-port" not in args and not container.get("ports")
+        assert not [d for d in docs if d["metadata"]["name"].endswith("-controller-metrics")]
+        return
+    port = _values(name, "controller", "metrics", "port")
+    assert args[args.index("--metrics-port") + 1] == str(port)
+    assert args[args.index("--metrics-address") + 1] == "0.0.0.0"
+    assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    service = _one(docs, "Service", "-controller-metrics")
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert (
+        service["spec"]["selector"].items()
+        <= _pod_labels(_one(docs, "Deployment", "-controller")).items()
     )
-    (endpoint,) = monitor["spec"]["endpoints"]
-    assert endpoint["path"] == "/metrics"
-    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
-    for key, value in _values(name, "serviceMonitor", "labels").items():
-        assert monitor["metadata"]["labels"][key] == value
 
 
 # --- the commands the chart runs exist in the CLI ------------------------------------------
