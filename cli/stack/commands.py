@@ -68,6 +68,8 @@ def make_plan(api: Api, stack: Stack, path: Path) -> Plan:
 
 
 def _value(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
     return repr(v) if isinstance(v, str) else str(v)
 
 

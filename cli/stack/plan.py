@@ -108,6 +108,7 @@ def diff(stack: Stack, live: Live) -> Plan:
     matched, extra = _match(stack, live)
     ids = {k: r["id"] for k, r in matched.items()}
     names = {r["id"]: f"{k[0]}/{k[1]}" for k, r in matched.items()}
+    names.update({ident: name for name, ident in live.externals.items()})
     for want in stack.wants.values():
         for api_field, v in want.fields.items():
             if isinstance(v, External) and v.name not in live.externals:
