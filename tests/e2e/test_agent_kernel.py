@@ -107,6 +107,8 @@ def test_stale_poke_is_a_noop_and_full_sync_repairs_drift(fabric: Fabric) -> Non
         report = fabric.agent(host).sync(doc, full=True)
         assert report.ok, report
         assert fabric.agent(host).stats.ops > 0
+        stats = fabric.agent(host).stats  # every op went through, counted by type
+        assert sum(stats.applied.values()) == stats.ops and stats.errors == 0
         assert fabric.agent(host).pending(doc) == []
     assert names.bridge_name(sc.sid) in links(h1)
     assert names.host_veth_name(sc.b.id) in links(h2)
@@ -183,6 +185,7 @@ def test_a_failing_port_is_reported_and_the_rest_applied(fabric: Fabric) -> None
     assert not report.ok
     assert results[good.id].ok and results[sid].ok
     assert not results[bad.id].ok and "eth0 already exists" in (results[bad.id].detail or "")
+    assert fabric.agent("h1").stats.errors == 1  # the one op that failed, counted
     assert fabric.agent("h1").needs_full  # a failure makes the next sync full
     assert links(taken)["eth0"]["linkinfo"]["info_kind"] == "veth"  # the foreign eth0 survives
     assert "other" in links(taken)
