@@ -18,7 +18,9 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
 
+from cli import vpcd
 from models import hoststate as q
 from tests.api import helpers as h
 from tests.conftest import ADMIN_TOKEN, Tenant
@@ -285,3 +287,13 @@ def test_agents_report_ops_by_type_errors_and_applied_revision() -> None:
     # a report from an older agent (none of the new fields) is still valid
     old = Report.model_validate({"host": "a1", "revision": 3, "ok": True, "ops": 2})
     assert (old.ops_by_type, old.errors, old.applied_revision) == ({}, 0, None)
+
+
+def test_vpcd_controller_passes_its_metrics_port_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(tasks, "run", lambda *args: calls.append(args))
+    runner = CliRunner()
+    assert runner.invoke(vpcd.app, ["controller"]).exit_code == 0
+    argv = ["controller", "--metrics-port", "9464", "--metrics-address", "0.0.0.0"]
+    assert runner.invoke(vpcd.app, argv).exit_code == 0
+    assert calls == [(4, None, "127.0.0.1"), (4, 9464, "0.0.0.0")]  # loopback unless told
