@@ -102,12 +102,14 @@ def render(plan: Plan, verb: str = "") -> list[str]:
 
 
 def realised_of(api: Api, stack: str) -> list[tuple[str, dict[str, Any]]]:
-    """The stack's resources that hosts realise, by address."""
+    """The stack's resources that hosts are asked to realise, by address."""
     out = []
     for kind in KINDS:
         if not kind.realised:
             continue
         for r in api.pages(kind.path, {"tag": owner_tag(stack)}, None, MAX_PAGE):
+            if kind.placed and r.get(kind.placed) is None:
+                continue  # no host is asked to realise it: it stays pending by design
             keys = [t[len(key_tag("")) :] for t in r.get("tags") or [] if t.startswith(key_tag(""))]
             out.append((f"{kind.name}/{keys[0] if keys else r['id']}", r))
     return out

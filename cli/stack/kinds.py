@@ -81,6 +81,9 @@ class Kind:
     fields: tuple[Field, ...]
     named: bool = True  # has a `name` (floating IPs do not)
     realised: bool = True  # hosts realise it: apply waits for `active`
+    # Which of them a host is asked to realise (an unbound port, a floating IP on no port,
+    # stay `pending` by design): apply waits for those only.
+    placed: str | None = None  # the field that must be set, if any
     collection: Collection | None = None
 
     def field(self, key: str) -> Field:
@@ -301,6 +304,7 @@ KINDS: tuple[Kind, ...] = (
             DESCRIPTION,
             TAGS,
         ),
+        placed="host",
     ),
     Kind(
         "floating_ips",
@@ -320,6 +324,7 @@ KINDS: tuple[Kind, ...] = (
             TAGS,
         ),
         named=False,
+        placed="port_id",
     ),
 )
 BY_NAME = {k.name: k for k in KINDS}
