@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,8 +19,8 @@ from pydantic import BaseModel
 
 from api import errors, metrics
 from api.deps import DbAdmission
-from api.rest.query import reject_unknown_query
-from api.services.idempotency import IdempotencyMiddleware
+from api.rest.query import reject_unknown_query, reject_unstorable_parameters
+from api.services.idempotency import MAX_KEY_LENGTH, IdempotencyMiddleware
 from api.services.notify import Notifier
 from api.settings import Settings, get_settings
 from models.db import engine_for, ping, pool_capacity, session_factory
@@ -104,7 +105,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         external_networks,
         floating_ips,
     ):
-        app.include_router(module.router, dependencies=[Depends(reject_unknown_query)])
+        app.include_router(
+            module.router,
+            dependencies=[Depends(reject_unstorable_parameters), Depends(reject_unknown_query)],
+        )
 
     @app.get("/healthz", tags=["health"])
     def get_health() -> Health:
@@ -145,7 +149,8 @@ def problem_only_openapi(app: FastAPI) -> None:
 
     Every error response is a Problem under application/problem+json only (FastAPI's own 422
     schema goes); /v1 calls need a bearer token; POST/PATCH take `Idempotency-Key`, which can
-    also answer 400, 409 and 422; calls that honour `If-Match` (those declaring 412) take it.
+    also answer 400, 409 and 422; every /v1 write can meet a concurrent change (409); calls
+    that honour `If-Match` (those declaring 412) take it.
     """
     original = app.openapi
 
@@ -156,6 +161,7 @@ def problem_only_openapi(app: FastAPI) -> None:
         for path, item in spec.get("paths", {}).items():
             for method, op in item.items():
                 _finish_operation(path, method, op)
+        _link_created_resources(spec)
         components = spec.setdefault("components", {})
         schemas = components.get("schemas", {})
         schemas.pop("HTTPValidationError", None)
@@ -178,9 +184,16 @@ def _finish_operation(path: str, method: str, op: dict[str, Any]) -> None:
     if path.startswith("/v1/"):
         op["security"] = [{"bearer": []}]
         if method in ("post", "patch"):
-            _header(op, "Idempotency-Key", "Retry safely: the first response is replayed", 255)
+            _header(
+                op,
+                "Idempotency-Key",
+                "Retry safely: the first response is replayed",
+                {"minLength": 1, "maxLength": MAX_KEY_LENGTH},
+            )
             for status in ("400", "409", "422"):
                 responses.setdefault(status, {})
+        if method in ("post", "patch", "delete"):  # a concurrent change can always conflict
+            responses.setdefault("409", {})
     if "412" in responses:
         _header(op, "If-Match", "Apply only if the resource's ETag still matches (else 412)")
     for status in list(responses):
@@ -189,7 +202,51 @@ def _finish_operation(path: str, method: str, op: dict[str, Any]) -> None:
     op["responses"] = dict(sorted(responses.items()))
 
 
-def _header(op: dict[str, Any], name: str, description: str, max_length: int = 0) -> None:
+def _link_created_resources(spec: dict[str, Any]) -> None:
+    """OpenAPI links from each create to what it made: its GET, PATCH, DELETE and sub-paths.
+
+    `POST /v1/vpcs` answers a VPC; `/v1/vpcs/{vpc_id}` takes its `id`. Clients and stateful
+    fuzzers follow these links instead of guessing ids. A target's path parameter comes from
+    the created body's field of that name, else (the first new one) from its `id`, else from
+    the create's own path; a target needing anything else is not linked.
+    """
+    paths: dict[str, Any] = spec.get("paths", {})
+    schemas = spec.get("components", {}).get("schemas", {})
+    for path, item in paths.items():
+        created = item.get("post", {}).get("responses", {}).get("201", {})
+        ref = created.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+        if not ref:
+            continue
+        fields = schemas.get(ref.rsplit("/", 1)[-1], {}).get("properties", {})
+        own = set(re.findall(r"\{(\w+)\}", path))
+        links: dict[str, Any] = {}
+        for target, target_item in paths.items():
+            if not target.startswith(path + "/{"):
+                continue
+            first = re.match(r"\{(\w+)\}", target[len(path) + 1 :])
+            params: dict[str, str] = {}
+            for name in re.findall(r"\{(\w+)\}", target):
+                if name in fields:
+                    params[name] = f"$response.body#/{name}"
+                elif first is not None and name == first.group(1) and "id" in fields:
+                    params[name] = "$response.body#/id"
+                elif name in own:
+                    params[name] = f"$request.path.{name}"
+            if len(params) != len(re.findall(r"\{(\w+)\}", target)):
+                continue
+            for method, op in sorted(target_item.items()):
+                if method in ("get", "patch", "delete", "post") and "operationId" in op:
+                    links[op["operationId"]] = {
+                        "operationId": op["operationId"],
+                        "parameters": params,
+                    }
+        if links:
+            created["links"] = dict(sorted(links.items()))
+
+
+def _header(
+    op: dict[str, Any], name: str, description: str, limits: dict[str, int] | None = None
+) -> None:
     params: list[dict[str, Any]] = op.setdefault("parameters", [])
     if not any(p.get("in") == "header" and p.get("name") == name for p in params):
         params.append(
@@ -198,6 +255,6 @@ def _header(op: dict[str, Any], name: str, description: str, max_length: int = 0
                 "in": "header",
                 "required": False,
                 "description": description,
-                "schema": {"type": "string"} | ({"maxLength": max_length} if max_length else {}),
+                "schema": {"type": "string"} | (limits or {}),
             }
         )

@@ -175,10 +175,13 @@ def validation_problem(exc: RequestValidationError, instance: str) -> dict[str, 
             offset = loc[1] if len(loc) > 1 else "?"
             error = err.get("ctx", {}).get("error", msg)
             msg, loc = f"is not valid JSON ({error} at character {offset})", ("body",)
-        if kind in ("immutable", "not_nullable"):
-            word = "cannot be changed after creation" if kind == "immutable" else "may not be null"
+        if kind == "not_nullable":
             for name in str(err.get("ctx", {}).get("fields", "")).split(", "):
-                errors.append({"field": _loc([*loc, name]), "message": word})
+                errors.append({"field": _loc([*loc, name]), "message": "may not be null"})
+            continue
+        if kind == "unstorable_text":  # ctx names every offending string, nested or not
+            for path in err.get("ctx", {}).get("fields", []):
+                errors.append({"field": _loc([*loc, path] if path else loc), "message": msg})
             continue
         errors.append({"field": _loc(loc), "message": msg})
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"

@@ -6,7 +6,7 @@ import ipaddress
 from typing import Annotated
 
 from fastapi import APIRouter, status
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from api.deps import AdminDep, PrincipalDep, SessionDep
 from api.errors import Invalid, problems
@@ -34,6 +34,14 @@ Pools = Annotated[list[Pool], Field(min_length=1, max_length=16)]
 
 
 class ExternalNetworkCreate(Input):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "internet", "cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1"}
+            ]
+        }
+    )
+
     name: Name = ""
     description: Description = ""
     cidr: AnyCidr
@@ -110,7 +118,7 @@ def update_external_network(
     lookup: LookupDep,
 ) -> ExternalNetworkOut:
     network = lookup.target(ExternalNetwork, external_network_id)
-    apply_changes(network, body.changes())
+    apply_changes(network, body.changes(network))
     session.flush()
     return ExternalNetworkOut.model_validate(network)
 

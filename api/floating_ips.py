@@ -129,7 +129,7 @@ def update_floating_ip(
     notifier: NotifierDep,
 ) -> FloatingIpOut:
     fip = lookup.target(FloatingIp, floating_ip_id)
-    changes = body.changes()
+    changes = body.changes(fip)
     notifier.resources_changed(session, "floating_ip", {fip.id})  # its old router's host
     if "port_id" in changes:
         port_id = changes["port_id"]

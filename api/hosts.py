@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminDep, NotifierDep, SessionDep
 from api.errors import Conflict, problems
@@ -27,6 +27,12 @@ Roles = Annotated[list[Literal["compute", "network"]], Field(min_length=1, max_l
 
 
 class HostCreate(Input):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "compute-1", "vtep_ip": "192.0.2.11", "roles": ["compute"]}]
+        }
+    )
+
     name: HostName
     vtep_ip: IPv4
     roles: Roles = ["compute"]
@@ -117,7 +123,7 @@ def update_host(
 ) -> HostOut:
     """A running agent reasserts its own VTEP and roles with every heartbeat."""
     host = lookup.target(Host, host_id)
-    if apply_changes(host, body.changes()):
+    if apply_changes(host, body.changes(host)):
         session.flush()  # its peers' flood and unicast entries point at the VTEP
         notifier.subnets_changed(session, subnets_on_host(session, host.name), host.name)
     session.flush()

@@ -10,9 +10,9 @@ import ipaddress
 import itertools
 import re
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 # \Z, not $: `$` also matches before a trailing newline, which would let "ns\n" through.
@@ -94,14 +94,52 @@ def _pattern(regex: re.Pattern[str], what: str) -> Callable[[str], str]:
     return check
 
 
-IPv4 = Annotated[str, AfterValidator(_ip)]
-VpcCidr = Annotated[str, AfterValidator(cidr_check(8, 28))]
-SubnetCidr = Annotated[str, AfterValidator(cidr_check(8, 30))]
-AnyCidr = Annotated[str, AfterValidator(cidr_check(0, 32))]
-Mac = Annotated[str, AfterValidator(_mac)]
-NetnsName = Annotated[str, AfterValidator(_pattern(NETNS_RE, "namespace name"))]
-IfName = Annotated[str, AfterValidator(_pattern(IFNAME_RE, "interface name"))]
-HostName = Annotated[str, AfterValidator(_pattern(HOSTNAME_RE, "host name"))]
+# -- what the OpenAPI document says about them --------------------------------------------
+# The validators above give the messages; these only describe the same rules in the schema
+# (ECMA-262 patterns: `$` ends the input there), so generated clients and fuzzers see them.
+
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+IPV4_PATTERN = rf"^{_OCTET}(\.{_OCTET}){{3}}$"
+
+
+def prefix_alternation(low: int, high: int) -> str:
+    """A regex matching exactly the decimal numbers low..high (no leading zeros)."""
+    return "|".join(str(n) for n in range(high, low - 1, -1))
+
+
+def _schema(**extra: str | int) -> Any:
+    return Field(json_schema_extra=dict(extra))
+
+
+def _cidr_schema(low: int, high: int) -> Any:
+    return _schema(
+        pattern=rf"^{_OCTET}(\.{_OCTET}){{3}}/({prefix_alternation(low, high)})$",
+        description=f"An IPv4 network in canonical CIDR form, host bits clear, /{low} to /{high}",
+    )
+
+
+def _regex_schema(regex: re.Pattern[str], max_length: int) -> Any:
+    return _schema(pattern=regex.pattern.replace("\\Z", "$"), maxLength=max_length)
+
+
+IPv4 = Annotated[str, AfterValidator(_ip), _schema(format="ipv4", pattern=IPV4_PATTERN)]
+VpcCidr = Annotated[str, AfterValidator(cidr_check(8, 28)), _cidr_schema(8, 28)]
+SubnetCidr = Annotated[str, AfterValidator(cidr_check(8, 30)), _cidr_schema(8, 30)]
+AnyCidr = Annotated[str, AfterValidator(cidr_check(0, 32)), _cidr_schema(0, 32)]
+Mac = Annotated[
+    str,
+    AfterValidator(_mac),
+    _schema(pattern=MAC_RE.pattern.replace("\\Z", "$"), description="A unicast MAC"),
+]
+NetnsName = Annotated[
+    str, AfterValidator(_pattern(NETNS_RE, "namespace name")), _regex_schema(NETNS_RE, 48)
+]
+IfName = Annotated[
+    str, AfterValidator(_pattern(IFNAME_RE, "interface name")), _regex_schema(IFNAME_RE, 15)
+]
+HostName = Annotated[
+    str, AfterValidator(_pattern(HOSTNAME_RE, "host name")), _regex_schema(HOSTNAME_RE, 32)
+]
 
 
 class Pool(BaseModel):

@@ -25,7 +25,7 @@ from api.rest.schemas import (
 )
 from api.services import quotas
 from api.services.port_allocation import allocate_port, check_fixed_ip, check_fixed_mac, set_groups
-from api.services.port_binding import check_binding
+from api.services.port_binding import check_binding, check_host
 from models import Port, SecurityGroup, Subnet, Vpc
 from models.network import ROUTER_INTERFACE, in_security_group
 from models.routing import disassociate_port
@@ -122,6 +122,7 @@ def create_port(
         check_fixed_ip(session, subnet, body.ip_address, "body.ip_address")
     if body.mac_address is not None:
         check_fixed_mac(session, subnet, body.mac_address)
+    check_host(session, body.host, "body.host")
     check_binding(session, who.tenant_id, body.host, body.netns, body.interface_name)
     quotas.check(session, who.tenant_id, "ports", Port)
     fields = body.model_dump(exclude={"subnet_id"})
@@ -176,7 +177,9 @@ def update_port(
     port = lookup.target(Port, port_id)
     _not_router_owned(port)
     old_host = port.host
-    changes = body.changes()
+    changes = body.changes(port)
+    if changes.get("host", port.host) != port.host:
+        check_host(session, changes["host"], "body.host")
     if {"host", "netns", "interface_name"} & changes.keys():
         check_binding(
             session,

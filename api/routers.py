@@ -27,7 +27,7 @@ from api.services import blockers, external_ips, quotas
 from api.services.router_legs import add_leg, check_routes, remove_leg
 from api.services.scheduling import schedule_router
 from models import Port, Router, Subnet, Vpc
-from models.base import new_id
+from models.base import bump, new_id
 from models.routing import (
     interface_of_subnet,
     interfaces_of_router,
@@ -158,7 +158,7 @@ def update_router(
     notifier: NotifierDep,
 ) -> RouterOut:
     r = lookup.target(Router, router_id)
-    changes = body.changes()
+    changes = body.changes(r)
     if "routes" in changes:
         check_routes(session, r, changes["routes"])
     if "external_network_id" in changes and changes["external_network_id"] != r.external_network_id:
@@ -254,5 +254,4 @@ def remove_router_interface(
     blockers.router_interface(session, r, lookup.get(Subnet, subnet_id))
     remove_leg(session, iface)
     notifier.subnets_changed(session, {subnet_id}, r.host)
-    r.touch()
-    r.status = "pending"
+    bump(session, r, status="pending")  # detaches made at once must not fail each other

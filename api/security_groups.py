@@ -160,7 +160,7 @@ def update_security_group(
     security_group_id: str, body: SecurityGroupUpdate, session: SessionDep, lookup: LookupDep
 ) -> SecurityGroupOut:
     group = lookup.target(SecurityGroup, security_group_id)
-    apply_changes(group, body.changes())
+    apply_changes(group, body.changes(group))
     session.flush()
     return SecurityGroupOut.model_validate(group)
 
@@ -196,7 +196,7 @@ def create_security_group_rule(
     quotas.check(session, who.tenant_id, "security_group_rules", SecurityGroupRule)
     rule = SecurityGroupRule(tenant_id=who.tenant_id, **body.model_dump())
     session.add(rule)
-    mark_group_changed(group)
+    mark_group_changed(session, group)
     session.flush()
     return SecurityGroupRuleOut.model_validate(rule)
 
@@ -231,7 +231,7 @@ def update_security_group_rule(
     rule_id: str, body: SecurityGroupRuleUpdate, session: SessionDep, lookup: LookupDep
 ) -> SecurityGroupRuleOut:
     rule = lookup.target(SecurityGroupRule, rule_id)
-    apply_changes(rule, body.changes())
+    apply_changes(rule, body.changes(rule))
     session.flush()
     return SecurityGroupRuleOut.model_validate(rule)
 
@@ -243,5 +243,5 @@ def update_security_group_rule(
 )
 def delete_security_group_rule(rule_id: str, session: SessionDep, lookup: LookupDep) -> None:
     rule = lookup.target(SecurityGroupRule, rule_id)
-    mark_group_changed(session.get(SecurityGroup, rule.security_group_id))
+    mark_group_changed(session, session.get(SecurityGroup, rule.security_group_id))
     session.delete(rule)

@@ -160,7 +160,7 @@ def update_subnet(
     notifier: NotifierDep,
 ) -> SubnetOut:
     subnet = lookup.target(Subnet, subnet_id)
-    changes = body.changes()
+    changes = body.changes(subnet)
     if body.allocation_pools is not None:
         net = ipaddress.IPv4Network(subnet.cidr)
         changes["allocation_pools"] = _pools(

@@ -6,7 +6,7 @@ import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminDep, SessionDep
 from api.errors import Conflict, problems
@@ -21,6 +21,10 @@ router = APIRouter(prefix="/v1/tenants", tags=["tenants"], route_class=ResourceR
 
 
 class TenantCreate(Input):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "acme", "description": "Acme Corp"}]}
+    )
+
     name: Annotated[str, Field(min_length=1, max_length=255)]
     description: Description = ""
 
@@ -45,17 +49,23 @@ class TokenOut(BaseModel):
     token: str = Field(description="The bearer token; shown only once.")
 
 
+# A sane ceiling for any one kind: far above what one tenant can use, and well inside the
+# database's 32-bit integer column.
+MAX_QUOTA = 1_000_000
+QuotaLimit = Annotated[int, Field(ge=0, le=MAX_QUOTA)]
+
+
 class QuotaSet(BaseModel):
     """Limits per resource type; PATCH sets only the ones given."""
 
     model_config = {"extra": "forbid", "strict": True}
-    vpcs: Annotated[int | None, Field(ge=0)] = None
-    subnets: Annotated[int | None, Field(ge=0)] = None
-    ports: Annotated[int | None, Field(ge=0)] = None
-    routers: Annotated[int | None, Field(ge=0)] = None
-    security_groups: Annotated[int | None, Field(ge=0)] = None
-    security_group_rules: Annotated[int | None, Field(ge=0)] = None
-    floating_ips: Annotated[int | None, Field(ge=0)] = None
+    vpcs: QuotaLimit | None = None
+    subnets: QuotaLimit | None = None
+    ports: QuotaLimit | None = None
+    routers: QuotaLimit | None = None
+    security_groups: QuotaLimit | None = None
+    security_group_rules: QuotaLimit | None = None
+    floating_ips: QuotaLimit | None = None
 
 
 class Quotas(BaseModel):
@@ -94,7 +104,7 @@ def update_tenant(
     tenant_id: str, body: TenantUpdate, session: SessionDep, _: AdminDep, lookup: LookupDep
 ) -> TenantOut:
     tenant = lookup.target(Tenant, tenant_id)
-    changes = body.changes()
+    changes = body.changes(tenant)
     if "name" in changes and tenant_named(session, changes["name"]) not in (None, tenant.id):
         raise Conflict(f"a tenant named {changes['name']!r} exists")
     apply_changes(tenant, changes)

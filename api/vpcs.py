@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
+from pydantic import ConfigDict
 
 from api.deps import PrincipalDep, SessionDep, TenantDep
 from api.errors import problems
@@ -28,6 +29,12 @@ router = APIRouter(prefix="/v1/vpcs", tags=["vpcs"], route_class=ResourceRoute)
 
 
 class VpcCreate(Input):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "web", "cidr": "10.0.0.0/16", "tags": ["env:dev"]}]
+        }
+    )
+
     name: Name = ""
     description: Description = ""
     cidr: VpcCidr
@@ -84,7 +91,7 @@ def get_vpc(vpc_id: str, lookup: LookupDep) -> VpcOut:
 @router.patch("/{vpc_id}", responses=problems(401, 404, 409, 412, 422))
 def update_vpc(vpc_id: str, body: VpcUpdate, session: SessionDep, lookup: LookupDep) -> VpcOut:
     vpc = lookup.target(Vpc, vpc_id)
-    apply_changes(vpc, body.changes())
+    apply_changes(vpc, body.changes(vpc))
     session.flush()
     return VpcOut.model_validate(vpc)
 

@@ -7,7 +7,7 @@ import socket
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from models.base import Base, Realised, Tenanted
+from models.base import Base, Realised, TagList, Tenanted
 
 ROUTER_INTERFACE = "router_interface"  # Port.device_owner of a router's leg on a subnet
 
@@ -17,7 +17,7 @@ class Vpc(Base, Tenanted):
     name: Mapped[str] = mapped_column(sa.String(255), nullable=False, default="")
     description: Mapped[str] = mapped_column(sa.Text, nullable=False, default="")
     cidr: Mapped[str] = mapped_column(sa.String(43), nullable=False)
-    tags: Mapped[list[str]] = mapped_column(sa.JSON, nullable=False, default=list)
+    tags: Mapped[list[str]] = mapped_column(TagList, nullable=False, default=list)
     default_security_group_id: Mapped[str | None] = mapped_column(sa.String(36), nullable=True)
 
 
@@ -33,7 +33,7 @@ class Subnet(Base, Tenanted, Realised):
     allocation_pools: Mapped[list[dict[str, str]]] = mapped_column(sa.JSON, nullable=False)
     dns_nameservers: Mapped[list[str]] = mapped_column(sa.JSON, nullable=False, default=list)
     host_routes: Mapped[list[dict[str, str]]] = mapped_column(sa.JSON, nullable=False, default=list)
-    tags: Mapped[list[str]] = mapped_column(sa.JSON, nullable=False, default=list)
+    tags: Mapped[list[str]] = mapped_column(TagList, nullable=False, default=list)
     vni: Mapped[int] = mapped_column(sa.Integer, unique=True, nullable=False)
 
 
@@ -71,7 +71,7 @@ class Port(Base, Tenanted, Realised):
     mac_address: Mapped[str] = mapped_column(sa.String(17), nullable=False)
     device_owner: Mapped[str] = mapped_column(sa.String(32), nullable=False, default="")
     device_id: Mapped[str | None] = mapped_column(sa.String(36), nullable=True, index=True)
-    tags: Mapped[list[str]] = mapped_column(sa.JSON, nullable=False, default=list)
+    tags: Mapped[list[str]] = mapped_column(TagList, nullable=False, default=list)
     security_groups: Mapped[list[PortSecurityGroup]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by=PortSecurityGroup.position
     )

@@ -7,7 +7,7 @@ import ipaddress
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from models.base import Base, Realised, Resource, Tenanted
+from models.base import Base, Realised, Resource, TagList, Tenanted
 from models.network import Port, Subnet
 
 
@@ -18,7 +18,7 @@ class ExternalNetwork(Base, Resource):
     cidr: Mapped[str] = mapped_column(sa.String(43), nullable=False)
     gateway_ip: Mapped[str] = mapped_column(sa.String(45), nullable=False)
     allocation_pools: Mapped[list[dict[str, str]]] = mapped_column(sa.JSON, nullable=False)
-    tags: Mapped[list[str]] = mapped_column(sa.JSON, nullable=False, default=list)
+    tags: Mapped[list[str]] = mapped_column(TagList, nullable=False, default=list)
 
 
 class ExternalIp(Base):
@@ -46,7 +46,7 @@ class Router(Base, Tenanted, Realised):
     )
     enable_snat: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
     routes: Mapped[list[dict[str, str]]] = mapped_column(sa.JSON, nullable=False, default=list)
-    tags: Mapped[list[str]] = mapped_column(sa.JSON, nullable=False, default=list)
+    tags: Mapped[list[str]] = mapped_column(TagList, nullable=False, default=list)
     host: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, index=True)
     external_ip: Mapped[str | None] = mapped_column(sa.String(45), nullable=True)
 
@@ -75,7 +75,7 @@ class FloatingIp(Base, Tenanted, Realised):
         nullable=False,
     )
     description: Mapped[str] = mapped_column(sa.Text, nullable=False, default="")
-    tags: Mapped[list[str]] = mapped_column(sa.JSON, nullable=False, default=list)
+    tags: Mapped[list[str]] = mapped_column(TagList, nullable=False, default=list)
     address: Mapped[str] = mapped_column(sa.String(45), nullable=False)
     port_id: Mapped[str | None] = mapped_column(
         sa.String(36), sa.ForeignKey("ports.id", ondelete="SET NULL"), unique=True, nullable=True

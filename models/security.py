@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from models.base import Base, Realised, Tenanted
+from models.base import Base, Realised, TagList, Tenanted, bump
 
 
 class SecurityGroup(Base, Tenanted, Realised):
@@ -15,7 +15,7 @@ class SecurityGroup(Base, Tenanted, Realised):
     )
     name: Mapped[str] = mapped_column(sa.String(255), nullable=False, default="")
     description: Mapped[str] = mapped_column(sa.Text, nullable=False, default="")
-    tags: Mapped[list[str]] = mapped_column(sa.JSON, nullable=False, default=list)
+    tags: Mapped[list[str]] = mapped_column(TagList, nullable=False, default=list)
     is_default: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
 
 
@@ -99,8 +99,11 @@ def delete_default_group(session: Session, group_id: str | None) -> None:
         session.flush()
 
 
-def mark_group_changed(group: SecurityGroup | None) -> None:
-    """A rule came or went: the group's hosts must realise it again."""
+def mark_group_changed(session: Session, group: SecurityGroup | None) -> None:
+    """A rule came or went: the group's hosts must realise it again.
+
+    One UPDATE, not an optimistic lock on the group's revision: rules created or deleted
+    at once on one group (Terraform runs ten at a time) must never fail each other.
+    """
     if group is not None:
-        group.touch()
-        group.status = "pending"
+        bump(session, group, status="pending")

@@ -111,3 +111,17 @@ def delete_with_tokens(session: Session, tenant: Tenant) -> None:
     session.execute(sa.delete(ApiToken).where(ApiToken.tenant_id == tenant.id))
     session.execute(sa.delete(Quota).where(Quota.tenant_id == tenant.id))
     session.delete(tenant)
+
+
+def lock_quota(session: Session, tenant_id: str, resource: str) -> None:
+    """Hold one tenant's quota of one kind until this transaction ends.
+
+    A quota check counts and then inserts; two requests (in any API process) racing past
+    the count would both insert. A transaction-scoped advisory lock per (tenant, kind)
+    makes the second wait for the first's commit, then count again; other tenants and other
+    kinds never wait. SQLite serialises writers anyway (BEGIN IMMEDIATE).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    key = sa.func.hashtextextended(f"vpcd-quota:{tenant_id}:{resource}", 0)
+    session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from api.deps import Principal, SessionDep
 from api.errors import BadRequest
+from api.rest.schemas import unstorable
 from models.base import Base
 from models.query import list_page
 
@@ -53,9 +54,12 @@ def decode_token(token: str | None) -> tuple[datetime, str] | None:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         created, ident = json.loads(raw)
-        return datetime.fromisoformat(created), str(ident)
+        cursor = datetime.fromisoformat(created), str(ident)
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
         raise BadRequest("page_token is not a token this API issued") from exc
+    if unstorable(cursor[1]):  # a NUL would reach Postgres in the keyset comparison
+        raise BadRequest("page_token is not a token this API issued")
+    return cursor
 
 
 class Pages:

@@ -1,4 +1,5 @@
-"""Query strings: a misspelt or unsupported filter is an error, not an unfiltered list."""
+"""Query strings and path ids: a misspelt or unsupported filter is an error, not an
+unfiltered list; text no database takes (a NUL) is a 422 naming the parameter."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from fastapi import Request
 
 from api.errors import Invalid
+from api.rest.schemas import UNSTORABLE, unstorable
 
 _QUERY_NAMES: dict[int, frozenset[str]] = {}
 
@@ -16,6 +18,24 @@ def _query_names(dependant: Any) -> set[str]:
     for sub in dependant.dependencies:
         names |= _query_names(sub)
     return names
+
+
+def reject_unstorable_parameters(request: Request) -> None:
+    """A NUL (or lone surrogate) in a path id or a query value is a 422 naming it.
+
+    Postgres refuses such text in any comparison, so it never reaches a query.
+    """
+    errors = [
+        {"field": f"{where}.{name}", "message": UNSTORABLE}
+        for where, items in (
+            ("path", request.path_params.items()),
+            ("query", request.query_params.multi_items()),
+        )
+        for name, value in items
+        if isinstance(value, str) and (unstorable(value) or unstorable(name))
+    ]
+    if errors:
+        raise Invalid(errors[0]["field"], UNSTORABLE).with_errors(errors)
 
 
 def reject_unknown_query(request: Request) -> None:

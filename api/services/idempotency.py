@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import Principal, bearer_token
@@ -27,7 +28,9 @@ from models.base import utcnow
 from models.idempotency import IdempotencyRecord
 from models.tenant import find_token
 
-REPLAYED_HEADERS = ("location", "etag", "content-type")
+# What a replay repeats besides status and body: a 405 keeps its Allow, a 401 its challenge.
+REPLAYED_HEADERS = ("location", "etag", "content-type", "allow", "www-authenticate", "retry-after")
+MAX_KEY_LENGTH = 255
 
 
 class Claim(Enum):
@@ -48,17 +51,21 @@ class IdempotencyMiddleware:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PATCH"):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        key = headers.get("idempotency-key")
-        if key is None:
+        key = _header(scope, b"idempotency-key")
+        if key is None or not _routed(scope):  # unknown path or method: 404/405 as usual
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
         replay_receive = _replayer(body)
-        if not 1 <= len(key) <= 255:
-            await _problem(send, scope, BadRequest("Idempotency-Key must be 1 to 255 characters"))
+        if not 1 <= len(key) <= MAX_KEY_LENGTH:
+            await _problem(
+                send,
+                scope,
+                BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters"),
+            )
             return
-        principal = await run_in_threadpool(self._principal, headers.get("authorization", ""))
+        authorization = _header(scope, b"authorization") or ""
+        principal = await run_in_threadpool(self._principal, authorization)
         if principal is None:  # let auth answer 401
             await self.app(scope, replay_receive, send)
             return
@@ -66,7 +73,7 @@ class IdempotencyMiddleware:
             b"\0".join(
                 [
                     scope["method"].encode(),
-                    scope["path"].encode(),
+                    scope["path"].encode("utf-8", "surrogatepass"),
                     scope.get("query_string", b""),
                     body,
                 ]
@@ -116,9 +123,9 @@ class IdempotencyMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 for k, v in message.get("headers", []):
-                    name = k.decode().lower()
+                    name = k.decode("latin-1").lower()
                     if name in REPLAYED_HEADERS:
-                        stored_headers[name] = v.decode()
+                        stored_headers[name] = v.decode("latin-1")
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
                 if not message.get("more_body", False):
@@ -189,6 +196,29 @@ class IdempotencyMiddleware:
             rec.status_code, rec.headers, rec.body = status, headers, body
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    """One request header, decoded as HTTP defines header bytes (ISO-8859-1, RFC 9110 §5.5).
+
+    Only the headers this middleware needs are read: any other header may hold any bytes.
+    """
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _routed(scope: Scope) -> bool:
+    """Whether a route of the app takes this path and method.
+
+    The middleware runs before routing: an unknown path or method must get its 404 or 405,
+    never be claimed (or refused) as an idempotent request.
+    """
+    router = getattr(scope.get("app"), "router", None)
+    if router is None:
+        return True
+    return any(route.matches(scope)[0] is Match.FULL for route in router.routes)
+
+
 async def _read_body(receive: Receive) -> bytes:
     parts: list[bytes] = []
     while True:
@@ -215,7 +245,7 @@ def _replayer(body: bytes) -> Receive:
 
 
 async def _send_stored(send: Send, rec: IdempotencyRecord) -> None:
-    headers = [(k.encode(), v.encode()) for k, v in (rec.headers or {}).items()]
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (rec.headers or {}).items()]
     headers.append((b"idempotent-replayed", b"true"))
     await send({"type": "http.response.start", "status": rec.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": rec.body or b""})

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from api.errors import Conflict
+from api.errors import Conflict, Invalid
+from models.hoststate import host_by_name
 from models.network import ports_in_netns
+
+
+def check_host(session: Session, host: str | None, field: str) -> None:
+    """A port binds only to a registered host: no agent would ever realise it elsewhere."""
+    if host is not None and host_by_name(session, host) is None:
+        raise Invalid(field, f"no host named {host!r} is registered (see GET /v1/hosts)")
 
 
 def check_binding(

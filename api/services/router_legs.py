@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from api.errors import Conflict, Invalid
 from api.services import ipam
 from models import Port, Router, RouterInterface, Subnet
+from models.base import bump
 from models.network import ROUTER_INTERFACE, address_taken
 from models.routing import interface_of_subnet, subnets_of_router
 
@@ -41,8 +42,7 @@ def add_leg(session: Session, r: Router, subnet: Subnet) -> Port:
     session.add(port)
     session.flush()
     session.add(RouterInterface(router_id=r.id, subnet_id=subnet.id, port_id=port.id))
-    r.touch()
-    r.status = "pending"
+    bump(session, r, status="pending")  # attaches made at once must not fail each other
     session.flush()
     return port
 

@@ -336,3 +336,173 @@ def test_racing_patches_and_deletes_lose_cleanly(
     )
     _no_5xx(mixed, server)
     assert {r.status_code for r in mixed} <= {201, 204, 404, 409}
+
+
+# -- quotas and independent children under parallel clients (issue 14) ---------------------
+
+QUOTA = 4
+PARALLEL = 10  # Terraform's default parallelism
+QUOTA_KINDS = [
+    "vpcs",
+    "subnets",
+    "ports",
+    "routers",
+    "security_groups",
+    "security_group_rules",
+    "floating_ips",
+]
+
+
+def _tenant_with(api: httpx.Client, **quotas: int) -> tuple[str, dict[str, str]]:
+    """A tenant with room for everything (1000 each) but the quotas given."""
+    r = api.post("/v1/tenants", json={"name": f"quota-{uuid.uuid4().hex[:8]}"}, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    tid = r.json()["id"]
+    limits = {kind: 1000 for kind in QUOTA_KINDS} | quotas
+    r = api.patch(f"/v1/tenants/{tid}/quotas", json=limits, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    r = api.post(f"/v1/tenants/{tid}/tokens", headers=ADMIN)
+    assert r.status_code == 201, r.text
+    return tid, {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def _quota_burst(
+    api: httpx.Client, db_url: str, kind: str
+) -> tuple[str, int, list[httpx.Response]]:
+    """PARALLEL creates of `kind` against room for QUOTA more; returns (tenant, limit, replies)."""
+    tid, who = _tenant_with(api)
+    bodies: list[tuple[str, dict[str, Any]]]
+    if kind == "vpcs":
+        bodies = [("/v1/vpcs", {"cidr": "10.0.0.0/16"})] * PARALLEL
+    elif kind == "subnets":  # one VPC each: the VPC's own lock must not be what serialises
+        vpcs = [_create(api, "/v1/vpcs", who, cidr="10.0.0.0/16") for _ in range(PARALLEL)]
+        bodies = [("/v1/subnets", {"vpc_id": v["id"], "cidr": "10.0.1.0/24"}) for v in vpcs]
+    elif kind == "ports":
+        vpc = _create(api, "/v1/vpcs", who, cidr="10.0.0.0/16")
+        subnet = _create(api, "/v1/subnets", who, vpc_id=vpc["id"], cidr="10.0.1.0/24")
+        bodies = [("/v1/ports", {"subnet_id": subnet["id"]})] * PARALLEL
+    elif kind == "routers":
+        vpc = _create(api, "/v1/vpcs", who, cidr="10.0.0.0/16")
+        bodies = [("/v1/routers", {"vpc_id": vpc["id"]})] * PARALLEL
+    elif kind == "security_groups":
+        vpc = _create(api, "/v1/vpcs", who, cidr="10.0.0.0/16")
+        bodies = [("/v1/security-groups", {"vpc_id": vpc["id"]})] * PARALLEL
+    elif kind == "security_group_rules":
+        vpc = _create(api, "/v1/vpcs", who, cidr="10.0.0.0/16")
+        group = _create(api, "/v1/security-groups", who, vpc_id=vpc["id"])
+        bodies = [
+            (
+                "/v1/security-group-rules",
+                {
+                    "security_group_id": group["id"],
+                    "direction": "ingress",
+                    "protocol": "tcp",
+                    "port_min": 1000 + i,
+                    "port_max": 1000 + i,
+                },
+            )
+            for i in range(PARALLEL)
+        ]
+    else:
+        ext = _create(
+            api, "/v1/external-networks", ADMIN, cidr="203.0.113.0/24", gateway_ip="203.0.113.1"
+        )
+        bodies = [("/v1/floating-ips", {"external_network_id": ext["id"]})] * PARALLEL
+    limit = _count(db_url, kind, tenant_id=tid) + QUOTA  # the table is named as the kind
+    r = api.patch(f"/v1/tenants/{tid}/quotas", json={kind: limit}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    # Warm both workers' connection pools, so the burst races rather than queues on connects.
+    burst(PARALLEL * 2, lambda i: api.get("/v1/vpcs", headers=who))
+    replies = burst(PARALLEL, lambda i: api.post(bodies[i][0], json=bodies[i][1], headers=who))
+    return tid, limit, replies
+
+
+@pytest.mark.parametrize("kind", QUOTA_KINDS)
+def test_quotas_hold_under_parallel_creates(
+    api: httpx.Client, server: Server, db_url: str, kind: str
+) -> None:
+    """10 parallel creates against room for 4: exactly 4 are made, 6 are quota problems.
+
+    The check counts and then inserts; without a lock per tenant two requests in two
+    worker processes both pass the count (the issue saw 5, 8 and 11 routers for a quota of 4).
+    """
+    tid, limit, replies = _quota_burst(api, db_url, kind)
+    _no_5xx(replies, server)
+    codes = sorted(r.status_code for r in replies)
+    assert codes == [201] * QUOTA + [409] * (PARALLEL - QUOTA), [r.text for r in replies]
+    for r in replies:
+        if r.status_code == 409:
+            assert _problem(r, 409)["type"].endswith("/quota-exceeded"), r.text
+    assert _count(db_url, kind, tenant_id=tid) == limit
+
+
+def test_parallel_rules_on_one_group_all_succeed(
+    api: httpx.Client, server: Server, db_url: str
+) -> None:
+    """Independent creates under one parent never conflict (Terraform runs 10 at once)."""
+    who = _tenant(api)
+    vpc = _create(api, "/v1/vpcs", who, cidr="10.0.0.0/16")
+    group = _create(api, "/v1/security-groups", who, vpc_id=vpc["id"])
+
+    def rule(i: int) -> httpx.Response:
+        body = {
+            "security_group_id": group["id"],
+            "direction": "ingress",
+            "protocol": "tcp",
+            "port_min": 8000 + i,
+            "port_max": 8000 + i,
+        }
+        return api.post("/v1/security-group-rules", json=body, headers=who)
+
+    made = burst(PARALLEL, rule)
+    _no_5xx(made, server)
+    assert [r.status_code for r in made] == [201] * PARALLEL, [r.text for r in made]
+    after = api.get(f"/v1/security-groups/{group['id']}", headers=who).json()
+    assert after["revision"] == group["revision"] + PARALLEL  # each counted once
+    assert _count(db_url, "security_group_rules", security_group_id=group["id"]) == PARALLEL
+
+    gone = burst(
+        PARALLEL,
+        lambda i: api.delete(f"/v1/security-group-rules/{made[i].json()['id']}", headers=who),
+    )
+    _no_5xx(gone, server)
+    assert [r.status_code for r in gone] == [204] * PARALLEL, [r.text for r in gone]
+    final = api.get(f"/v1/security-groups/{group['id']}", headers=who).json()
+    assert final["revision"] == after["revision"] + PARALLEL
+
+
+def test_parallel_router_interface_attaches_all_succeed(
+    api: httpx.Client, server: Server, db_url: str
+) -> None:
+    who = _tenant(api)
+    vpc = _create(api, "/v1/vpcs", who, cidr="10.0.0.0/16")
+    subnets = [
+        _create(api, "/v1/subnets", who, vpc_id=vpc["id"], cidr=f"10.0.{i}.0/24")
+        for i in range(PARALLEL)
+    ]
+    router = _create(api, "/v1/routers", who, vpc_id=vpc["id"])
+
+    def attach(i: int) -> httpx.Response:
+        return api.post(
+            f"/v1/routers/{router['id']}/interfaces",
+            json={"subnet_id": subnets[i]["id"]},
+            headers=who,
+        )
+
+    made = burst(PARALLEL, attach)
+    _no_5xx(made, server)
+    assert [r.status_code for r in made] == [201] * PARALLEL, [r.text for r in made]
+    after = api.get(f"/v1/routers/{router['id']}", headers=who).json()
+    assert sorted(after["subnet_ids"]) == sorted(s["id"] for s in subnets)
+    assert after["revision"] == router["revision"] + PARALLEL
+    assert _count(db_url, "router_interfaces", router_id=router["id"]) == PARALLEL
+
+    gone = burst(
+        PARALLEL,
+        lambda i: api.delete(
+            f"/v1/routers/{router['id']}/interfaces/{subnets[i]['id']}", headers=who
+        ),
+    )
+    _no_5xx(gone, server)
+    assert [r.status_code for r in gone] == [204] * PARALLEL, [r.text for r in gone]
+    assert api.get(f"/v1/routers/{router['id']}", headers=who).json()["subnet_ids"] == []

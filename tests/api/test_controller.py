@@ -141,6 +141,8 @@ def test_a_burst_of_changes_pokes_each_host_once(client, tenant, monkeypatch) ->
     monkeypatch.setattr(
         "api.services.notify.poke_controller", lambda app, hosts: pokes.append(sorted(hosts))
     )
+    h.host(client, name="h1", vtep_ip="198.18.0.11")  # registered by the admin: no poke
+    h.host(client, name="h2", vtep_ip="198.18.0.12")
     v = h.vpc(client, tenant)
     s = h.subnet(client, tenant, v["id"])
     for i in range(10):

@@ -89,6 +89,7 @@ def _subnet(c: TestClient, t: Tenant) -> tuple[Json, Headers]:
 
 
 def _port(c: TestClient, t: Tenant) -> tuple[Json, Headers]:
+    h.host(c, "host-1")  # ports bind only to registered hosts
     v = h.vpc(c, t)
     s = h.subnet(c, t, v["id"])
     g = h.group(c, t, v["id"], name="web")
@@ -659,6 +660,7 @@ def test_list_filters(client: TestClient, tenant: Tenant) -> None:
     )
     assert sorted(r["direction"] for r in default_rules) == ["egress", "ingress"]
 
+    h.host(client, "host-1")
     p1 = h.port(client, tenant, sa1["id"], name="vm", tags=["t1"], host="host-1")
     p2 = h.port(client, tenant, sa1["id"], name="db", security_group_ids=[db["id"]])
     p3 = h.port(client, tenant, sa2["id"], name="vm", security_group_ids=[web["id"], db["id"]])

@@ -184,6 +184,7 @@ def view(ctx: Ctx, t: Tenant, ids: dict[str, str], lists: bool) -> dict[str, Any
 @pytest.fixture
 def ctx(client: TestClient, make_tenant: Callable[..., Tenant]) -> Ctx:
     host = h.host(client, "net-1", roles=["network", "compute"])
+    h.host(client, "compute-1", vtep_ip="192.0.2.12")  # ports bind only to registered hosts
     ext = h.external_network(client, name="internet")
     A, B = make_tenant("tenant-a"), make_tenant("tenant-b")
     a = build(client, A, ext["id"])
@@ -682,6 +683,8 @@ def test_a_workload_netns_on_a_host_belongs_to_one_tenant(client, make_tenant) -
     a, b = make_tenant("netns-a"), make_tenant("netns-b")
     sa_ = h.subnet(client, a, h.vpc(client, a)["id"])
     sb_ = h.subnet(client, b, h.vpc(client, b)["id"])
+    h.host(client, "h1", vtep_ip="192.0.2.21")
+    h.host(client, "h2", vtep_ip="192.0.2.22")
     h.port(client, a, sa_["id"], host="h1", netns="web")
     h.port(client, a, sa_["id"], host="h1", netns="web", interface_name="eth1")  # multi-homed
     r = client.post(
