@@ -1,7 +1,7 @@
 """host_states.pending_since: when the oldest change a host has not realised was committed
 
 Revision ID: 0010
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-29
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
