@@ -24,7 +24,8 @@ from api.rest.schemas import (
     Tags,
     apply_changes,
 )
-from api.services import blockers, ipam, quotas
+from api.services import blockers, dhcp, ipam, quotas
+from api.services.scheduling import schedule_dhcp
 from models import Subnet, Vpc
 from models.network import lock_vpc_subnets, subnets_of_vpc
 
@@ -46,8 +47,15 @@ class SubnetCreate(Input):
     allocation_pools: Pools | None = Field(
         default=None, description="Defaults to every usable address but the gateway."
     )
-    dns_nameservers: Nameservers = []
-    host_routes: HostRoutes = []
+    dns_nameservers: Nameservers = Field(
+        default=[], description="Upstream resolvers the VPC resolver forwards other names to."
+    )
+    host_routes: HostRoutes = Field(
+        default=[], description="Also handed out by DHCP as classless static routes."
+    )
+    enable_dhcp: bool = Field(
+        default=True, description="Run the subnet's DHCP and DNS service (dnsmasq)."
+    )
     tags: Tags = []
 
 
@@ -58,6 +66,7 @@ class SubnetUpdate(Patch):
     allocation_pools: Pools | None = NotNull()
     dns_nameservers: Nameservers | None = NotNull()
     host_routes: HostRoutes | None = NotNull()
+    enable_dhcp: bool | None = NotNull()
     tags: Tags | None = NotNull()
 
 
@@ -70,12 +79,27 @@ class SubnetOut(RealisedOutput):
     allocation_pools: list[Pool]
     dns_nameservers: list[str]
     host_routes: list[HostRoute]
+    enable_dhcp: bool
     tags: list[str]
     vni: int
+    dhcp_host: str | None = Field(description="The network host serving DHCP and DNS.")
+    dhcp_address: str | None = Field(
+        description="The service's address: DHCP server and the workloads' DNS resolver."
+    )
 
 
 class SubnetList(Page[SubnetOut]):
     pass
+
+
+def render(session: Session, subnet: Subnet) -> SubnetOut:
+    port = dhcp.service_port(session, subnet.id)
+    return SubnetOut.model_validate(
+        {
+            **{k: getattr(subnet, k) for k in SubnetOut.model_fields if k != "dhcp_address"},
+            "dhcp_address": port.ip_address if port is not None else None,
+        }
+    )
 
 
 def _pools(
@@ -123,32 +147,36 @@ def create_subnet(
     quotas.check(session, who.tenant_id, "subnets", Subnet)
     fields = body.model_dump(exclude={"gateway_ip", "allocation_pools"})
     fields.update(gateway_ip=str(gateway), allocation_pools=pools, tenant_id=who.tenant_id)
+    if body.enable_dhcp:
+        fields["dhcp_host"] = schedule_dhcp(session)
     try:
         subnet = ipam.insert_unique(
             session, ipam.vni_candidates(), lambda v: Subnet(vni=v, **fields)
         )
     except StopIteration as exc:  # pragma: no cover - 16M VNIs
         raise Exhausted("no VNI is free") from exc
-    return SubnetOut.model_validate(subnet)
+    if subnet.enable_dhcp:
+        dhcp.enable(session, subnet)
+    return render(session, subnet)
 
 
 @router.get("", responses=problems(400, 401, 422))
 def list_subnets(
     pages: PagesDep,
+    session: SessionDep,
     who: PrincipalDep,
     vpc_id: str | None = None,
     name: str | None = None,
     tag: str | None = None,
     cidr: str | None = None,
 ) -> SubnetList:
-    return pages.of(
-        SubnetList, Subnet, who, {"vpc_id": vpc_id, "name": name, "tag": tag, "cidr": cidr}
-    )
+    filters = {"vpc_id": vpc_id, "name": name, "tag": tag, "cidr": cidr}
+    return pages.of(SubnetList, Subnet, who, filters, render=lambda s: render(session, s))
 
 
 @router.get("/{subnet_id}", responses=problems(401, 404))
-def get_subnet(subnet_id: str, lookup: LookupDep) -> SubnetOut:
-    return SubnetOut.model_validate(lookup.target(Subnet, subnet_id))
+def get_subnet(subnet_id: str, session: SessionDep, lookup: LookupDep) -> SubnetOut:
+    return render(session, lookup.target(Subnet, subnet_id))
 
 
 @router.patch("/{subnet_id}", responses=problems(401, 404, 409, 412, 422))
@@ -166,17 +194,30 @@ def update_subnet(
         changes["allocation_pools"] = _pools(
             net, ipaddress.IPv4Address(subnet.gateway_ip), body.allocation_pools
         )
+    old_host = subnet.dhcp_host
     if apply_changes(subnet, changes):
         subnet.status = "pending"
-        notifier.subnets_changed(session, {subnet.id})
+        if changes.get("enable_dhcp") is False:
+            dhcp.disable(session, subnet)
+        elif subnet.enable_dhcp:
+            dhcp.enable(session, subnet)
+        session.flush()
+        notifier.subnets_changed(session, {subnet.id}, old_host, subnet.dhcp_host)
     session.flush()
-    return SubnetOut.model_validate(subnet)
+    return render(session, subnet)
 
 
 @router.delete(
     "/{subnet_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 404, 409, 412)
 )
-def delete_subnet(subnet_id: str, session: SessionDep, lookup: LookupDep) -> None:
+def delete_subnet(
+    subnet_id: str, session: SessionDep, lookup: LookupDep, notifier: NotifierDep
+) -> None:
     subnet = lookup.target(Subnet, subnet_id)
     blockers.subnet(session, subnet.id)
+    notifier.subnets_changed(session, {subnet.id}, subnet.dhcp_host)
+    port = dhcp.service_port(session, subnet.id)  # the service's own port goes with it
+    if port is not None:
+        session.delete(port)
+        session.flush()
     session.delete(subnet)

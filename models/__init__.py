@@ -4,7 +4,7 @@ from models.base import Base
 from models.host import Host
 from models.hoststate import HostStateRow, Realisation
 from models.idempotency import IdempotencyRecord
-from models.network import Port, PortSecurityGroup, Subnet, Vpc
+from models.network import DnsName, Port, PortSecurityGroup, Subnet, Vpc
 from models.routing import ExternalIp, ExternalNetwork, FloatingIp, Router, RouterInterface
 from models.security import SecurityGroup, SecurityGroupRule
 from models.tenant import ApiToken, Quota, Tenant
@@ -12,6 +12,7 @@ from models.tenant import ApiToken, Quota, Tenant
 __all__ = [
     "ApiToken",
     "Base",
+    "DnsName",
     "ExternalIp",
     "ExternalNetwork",
     "FloatingIp",

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from api.errors import Conflict, InUse
 from models import Router, SecurityGroup, Subnet
 from models.network import (
+    dhcp_subnets_on_host,
     ports_in_group,
     ports_of_subnet,
     subnets_of_vpc,
@@ -99,4 +100,5 @@ def tenant(session: Session, tenant_id: str) -> None:
 def host(session: Session, name: str) -> None:
     blocking = [("port", p) for p in user_ports_on_host(session, name)]
     blocking += [("router", r) for r in routers_on_host(session, name)]
-    _refuse("ports or routers are bound to this host", blocking)
+    blocking += [("subnet", s) for s in dhcp_subnets_on_host(session, name)]
+    _refuse("ports, routers or subnets' DHCP/DNS services are bound to this host", blocking)

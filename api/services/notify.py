@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from api.settings import Settings
 from models.carriers import carrying_hosts
 from models.hoststate import mark_dirty
+from models.network import dhcp_hosts_of_vpc
 from workers.bus import make_app, poke_controller
 
 
@@ -49,3 +50,9 @@ class Notifier:
     def subnets_changed(self, session: Session, subnet_ids: set[str], *extra: str | None) -> None:
         """Every host carrying these subnets (their FDB or routes change), plus `extra`."""
         self.resources_changed(session, "subnet", subnet_ids, *extra)
+
+    def names_changed(self, session: Session, vpc_id: str | None) -> None:
+        """The VPC's names or domain changed: every host serving its DHCP/DNS answers
+        for all of them."""
+        if vpc_id is not None:
+            self.hosts_changed(session, set(dhcp_hosts_of_vpc(session, vpc_id)))

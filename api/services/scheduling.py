@@ -1,10 +1,11 @@
-"""Where a router runs: the network host carrying the fewest routers (ties by name)."""
+"""Where routers and DHCP/DNS services run: the least-loaded network host (ties by name)."""
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
 from models.host import network_hosts
+from models.network import dhcp_load
 from models.routing import router_load
 
 
@@ -13,4 +14,13 @@ def schedule_router(session: Session) -> str | None:
     if not hosts:
         return None
     load = router_load(session)
+    return min(hosts, key=lambda h: (load.get(h.name, 0), h.name)).name
+
+
+def schedule_dhcp(session: Session) -> str | None:
+    """Where a subnet's DHCP/DNS service runs: the network host serving the fewest."""
+    hosts = network_hosts(session)
+    if not hosts:
+        return None
+    load = dhcp_load(session)
     return min(hosts, key=lambda h: (load.get(h.name, 0), h.name)).name
