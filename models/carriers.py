@@ -4,11 +4,12 @@ One query per kind answers `{resource id: {host: section}}`. Dirty-marking (whic
 a change touches), status refresh (a resource is active when every carrier realised its
 revision) and report handling all read this table, so a new kind is one row here.
 
-Where ports are realised is decided once, in `workload_select` and `leg_select`: a
-workload port (it has a netns) through the ports section, a router leg through the
-routers section of its router's host. A leg makes its host carry the subnet only when
-that host supports routers; otherwise the router is `error` and the subnet does not wait
-for that host.
+Where ports are realised is decided once, in `workload_select`, `leg_select` and
+`service_select`: a workload port (it has a netns) through the ports section, a router
+leg through the routers section of its router's host, a subnet's DHCP/DNS service port
+through the dhcp_dns section of its host. A leg or service port makes its host carry the
+subnet only when that host supports the section; otherwise the router (or service port)
+is `error` and the subnet does not wait for that host.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from models.base import Base
 from models.host import Host
 from models.hoststate import Realisation
-from models.network import Port, Subnet
+from models.network import DHCP, Port, Subnet
 from models.routing import FloatingIp, Router, RouterInterface
 
 Needs = dict[str, str]  # host -> the section the resource needs on that host
@@ -73,10 +74,15 @@ def leg_select(*columns: Any) -> sa.Select[Any]:
     )
 
 
+def service_select(*columns: Any) -> sa.Select[Any]:
+    """DHCP/DNS service ports: realised by the dhcp_dns section of their host."""
+    return sa.select(*columns).where(Port.device_owner == DHCP, Port.host.is_not(None))
+
+
 class Placement(NamedTuple):
     key: str  # what was asked by: a port id or a subnet id
     host: str
-    section: Literal["ports", "routers"]
+    section: Literal["ports", "routers", "dhcp_dns"]
 
 
 def placements(
@@ -88,6 +94,7 @@ def placements(
         sa.union(
             workload_select(key, Port.host, sa.literal("ports")).where(*where),
             leg_select(key, Router.host, sa.literal("routers")).where(*where),
+            service_select(key, Port.host, sa.literal("dhcp_dns")).where(*where),
         )
     )
     return [Placement(*row) for row in rows]
@@ -97,14 +104,13 @@ def placements(
 
 
 def _subnets(session: Session, ids: set[str]) -> dict[str, Needs]:
-    """Hosts of a subnet's workload ports, and of its router legs where that host
-    supports routers."""
+    """Hosts of a subnet's workload ports, and of its router legs and DHCP/DNS service
+    where that host supports the section realising them."""
     placed = placements(session, Port.subnet_id, Port.subnet_id.in_(ids))
-    legs = {p.host for p in placed if p.section == "routers"}
-    capable = {h for h, s in host_support(session, legs).items() if "routers" in s.sections}
+    support = host_support(session, {p.host for p in placed if p.section != "ports"})
     out: dict[str, Needs] = {}
     for p in placed:
-        if p.section == "ports" or p.host in capable:
+        if p.section == "ports" or (p.host in support and p.section in support[p.host].sections):
             out.setdefault(p.key, {})[p.host] = "subnets"
     return out
 

@@ -114,6 +114,52 @@ class RouterState(_Doc):
     floating_ips: list[FloatingIpState] = []
 
 
+class DhcpLease(_Doc):
+    """A static lease: this MAC always gets this (IPAM) address, and the hostname."""
+
+    mac: str
+    ip: str
+    hostname: str | None = None
+
+
+class DnsRecord(_Doc):
+    name: str = Field(description="A fully qualified name, lower case, without trailing dot.")
+    ip: str
+
+
+class DhcpDnsState(_Doc):
+    """A subnet's DHCP and DNS service on this host (DESIGN §4): one dnsmasq in a netns
+    of its own with a leg (the service port) on the subnet's bridge, whose VNI and MTU
+    the subnets section carries. Static leases only; names of the whole VPC. The leg is
+    a port: an agent reports it as kind "port" at `port_revision`."""
+
+    subnet_id: str
+    revision: int
+    port_id: str
+    port_revision: int
+    mac: str
+    address: str
+    cidr: str
+    mtu: int = TENANT_MTU
+    router: str | None = Field(default=None, description="The gateway, when a router serves it.")
+    host_routes: list[Route] = []
+    domain: str
+    upstreams: list[str] = Field(default=[], description="Resolvers other names go to.")
+    leases: list[DhcpLease] = []
+    hosts: list[DnsRecord] = Field(default=[], description="Every named port of the VPC.")
+
+
+class ResolverState(_Doc):
+    """What workloads of a subnet on this host get from its DHCP/DNS service: the resolver
+    for `/etc/netns/<netns>/resolv.conf`, and which ports take their address by DHCP (their
+    interface comes up without one)."""
+
+    subnet_id: str
+    nameserver: str | None = None
+    domain: str
+    dhcp_ports: list[str] = []
+
+
 class HostState(_Doc):
     """Everything one host must carry, stamped with a monotonic revision."""
 
@@ -124,6 +170,8 @@ class HostState(_Doc):
     subnets: list[SubnetState] = []
     ports: list[PortState] = []
     routers: list[RouterState] = []
+    dhcp_dns: list[DhcpDnsState] = []
+    resolvers: list[ResolverState] = []
 
     def wire(self, sections: Iterable[str]) -> dict[str, Any]:
         """The document as sent to a host supporting `sections`: other sections absent,

@@ -17,16 +17,20 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from models import ExternalNetwork, FloatingIp, Host, Port, Router, RouterInterface, Subnet
+from models import ExternalNetwork, FloatingIp, Host, Port, Router, RouterInterface, Subnet, Vpc
 from models import desired as q
 from models import hoststate as hs
 from workers.protocol import (
     SECTIONS,
+    DhcpDnsState,
+    DhcpLease,
+    DnsRecord,
     ExternalGatewayState,
     FloatingIpState,
     HostState,
     PortState,
     RemotePort,
+    ResolverState,
     Route,
     RouterInterfaceState,
     RouterState,
@@ -49,6 +53,11 @@ class Inputs:
     interfaces: Sequence[tuple[RouterInterface, Port, Subnet]] = ()  # their legs
     external_networks: Mapping[str, ExternalNetwork] = field(default_factory=dict)
     floating_ips: Sequence[tuple[FloatingIp, Port]] = ()  # associated through them
+    services: Sequence[tuple[Subnet, Port, Vpc]] = ()  # DHCP/DNS services on this host
+    leases: Sequence[Port] = ()  # user ports of their subnets
+    names: Sequence[tuple[str, Port]] = ()  # named ports of their VPCs, with the VPC id
+    # subnets of local workload ports -> (their service's address, their VPC's domain)
+    resolvers: Mapping[str, tuple[str | None, str]] = field(default_factory=dict)
 
 
 def _prefixlen(cidr: str) -> int:
@@ -151,6 +160,63 @@ def routers_section(i: Inputs) -> list[RouterState]:
     return out
 
 
+def _fqdn(label: str, domain: str) -> str:
+    return f"{label}.{domain}".lower()
+
+
+def dhcp_dns_section(i: Inputs) -> list[DhcpDnsState]:
+    leases: dict[str, list[DhcpLease]] = {}
+    for p in i.leases:
+        hostname = p.dns_name.lower() if p.dns_name else None
+        leases.setdefault(p.subnet_id, []).append(
+            DhcpLease(mac=p.mac_address.lower(), ip=p.ip_address, hostname=hostname)
+        )
+    named: dict[str, list[Port]] = {}
+    for vpc_id, p in i.names:
+        named.setdefault(vpc_id, []).append(p)
+    out = []
+    for subnet, port, vpc in sorted(i.services, key=lambda x: x[0].id):
+        records = {
+            DnsRecord(name=_fqdn(p.dns_name, vpc.dns_domain), ip=p.ip_address)
+            for p in named.get(vpc.id, [])
+            if p.dns_name
+        }
+        out.append(
+            DhcpDnsState(
+                subnet_id=subnet.id,
+                revision=subnet.revision,
+                port_id=port.id,
+                port_revision=port.revision,
+                mac=port.mac_address.lower(),
+                address=port.ip_address,
+                cidr=subnet.cidr,
+                router=subnet.gateway_ip if subnet.id in i.routed else None,
+                host_routes=[Route(**r) for r in subnet.host_routes],
+                domain=vpc.dns_domain.lower(),
+                upstreams=list(subnet.dns_nameservers),
+                leases=sorted(leases.get(subnet.id, []), key=lambda x: x.mac),
+                hosts=sorted(records, key=lambda r: (r.name, r.ip)),
+            )
+        )
+    return out
+
+
+def resolvers_section(i: Inputs) -> list[ResolverState]:
+    out = []
+    for sid in sorted({p.subnet_id for p in i.ports} & i.resolvers.keys()):
+        nameserver, domain = i.resolvers[sid]
+        dhcp_ports = [p.id for p in i.ports if p.subnet_id == sid and p.ip_config == "dhcp"]
+        out.append(
+            ResolverState(
+                subnet_id=sid,
+                nameserver=nameserver,
+                domain=domain.lower(),
+                dhcp_ports=sorted(dhcp_ports),
+            )
+        )
+    return out
+
+
 @dataclass(frozen=True)
 class Section:
     """A document section: how it is built, and which resources (kind -> ids) it carries."""
@@ -171,6 +237,8 @@ COMPILERS: dict[str, Section] = {
     "subnets": Section(subnets_section, lambda docs: {"subnet": {d.id for d in docs}}),
     "ports": Section(ports_section, lambda docs: {"port": {d.id for d in docs}}),
     "routers": Section(routers_section, _routers_carry),
+    "dhcp_dns": Section(dhcp_dns_section, lambda docs: {"port": {d.port_id for d in docs}}),
+    "resolvers": Section(resolvers_section, lambda docs: {}),
 }
 
 
@@ -210,15 +278,20 @@ def read_inputs(session: Session, host: Host, sections: Collection[str]) -> Inpu
     routers = q.routers_on_host(session, host.name)
     router_ids = {r.id for r in routers}
     interfaces = q.router_interfaces(session, router_ids)
-    subnet_ids = {p.subnet_id for p in ports}
+    services = q.dhcp_services(session, host.name)
+    service_subnets = {s.id for s, _, _ in services}
+    workload_subnets = {p.subnet_id for p in ports}
+    subnet_ids = set(workload_subnets)
     if "routers" in sections:
         subnet_ids |= {i.subnet_id for i, _, _ in interfaces}
+    if "dhcp_dns" in sections:
+        subnet_ids |= service_subnets
     return Inputs(
         host=host.name,
         vtep_ip=host.vtep_ip,
         ports=ports,
         subnets=q.subnets_by_id(session, subnet_ids),
-        routed=frozenset(q.routed_subnets(session, subnet_ids)),
+        routed=frozenset(q.routed_subnets(session, subnet_ids | service_subnets)),
         remote=q.remote_ports(session, subnet_ids, host.name),
         routers=routers,
         interfaces=interfaces,
@@ -226,6 +299,10 @@ def read_inputs(session: Session, host: Host, sections: Collection[str]) -> Inpu
             session, {r.external_network_id for r in routers if r.external_network_id}
         ),
         floating_ips=q.router_floating_ips(session, router_ids),
+        services=services,
+        leases=q.user_ports_of(session, service_subnets),
+        names=q.named_ports(session, {v.id for _, _, v in services}),
+        resolvers=q.resolvers(session, workload_subnets),
     )
 
 
