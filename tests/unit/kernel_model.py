@@ -43,6 +43,7 @@ from workers.agent.planners.ports import (
     DeleteNetns,
     DeletePort,
 )
+from tests.unit.service_model import ServiceModel
 from workers.agent.ruleset import BUILTIN_CHAINS, IpsetState, NetnsFirewall, Ruleset, owned
 
 
@@ -171,7 +172,7 @@ class ModelFirewall:
         )
 
 
-class ModelKernel:
+class ModelKernel(ServiceModel):
     """One method per dispatch row, acting on an Observed-shaped state."""
 
     def __init__(self, observed: Observed) -> None:
@@ -182,6 +183,7 @@ class ModelKernel:
         self.workloads = dict(observed.workloads)
         self.netns, self.owned = set(observed.netns), set(observed.owned_netns)
         self.firewall = {ns: ModelFirewall(fw) for ns, fw in observed.firewall.items()}
+        self.init_services(observed)
 
     def _drop_port(self, veth: str) -> None:
         self.veths.pop(veth, None)
@@ -290,6 +292,8 @@ class ModelKernel:
                 for ns, frozen in ((ns, fw.frozen()) for ns, fw in self.firewall.items())
                 if frozen != NetnsFirewall()
             },
+            services=self.services,
+            resolv={ns: t for ns, t in self.resolv.items() if ns in self.netns},
         )
 
 

@@ -86,6 +86,7 @@ class Agent:
         if host_netns is not None:
             drivers.netns_path(host_netns)  # validates the name
         self.netns_prefix = names.check_netns_prefix(netns_prefix)
+        self.state_dir = str(state_dir)
         self._ledger = NetnsLedger(state_dir)
         _raise_fd_limit()  # one netlink socket per workload namespace stays open
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"vpcd-agent-{host}")
@@ -148,7 +149,7 @@ class Agent:
     @property
     def kernel(self) -> HostKernel:
         if self._kernel is None:
-            self._kernel = HostKernel(Netlink(), self.host_netns)
+            self._kernel = HostKernel(Netlink(), self.host_netns, self.state_dir)
         return self._kernel
 
     @property
@@ -156,7 +157,7 @@ class Agent:
         return self.kernel.nl
 
     def _desire(self, state: HostState) -> Desired:
-        return Desired.build(state, self.netns_prefix)
+        return Desired.build(state, self.netns_prefix, self.state_dir)
 
     def _observe(self, desired: Desired, scope: Scope | None) -> Observed:
         return observe(

@@ -52,6 +52,7 @@ def delta_scope(
         if (
             a_port != b_port
             or prev.problems.get(pid) != new.problems.get(pid)
+            or (pid in prev.dhcp_ports) != (pid in new.dhcp_ports)
             or any(p is not None and p.subnet_id in port_subnets for p in (a_port, b_port))
         ):
             ports.add(pid)

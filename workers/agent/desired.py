@@ -14,7 +14,9 @@ from types import MappingProxyType
 
 from workers.agent import names
 from workers.agent.observed import RouteObs
-from workers.protocol import HostState, PortState, SubnetState
+from workers.protocol import DhcpDnsState, HostState, PortState, ResolverState, SubnetState
+
+DEFAULT_STATE_DIR = "/var/lib/vpcd"
 
 DEFAULT_ROUTE = "0.0.0.0/0"
 
@@ -32,12 +34,19 @@ class Desired:
     port_netns: Mapping[str, str]  # realisable port id -> its workload namespace
     routes: Mapping[str, frozenset[RouteObs]]  # needed subnet id -> workload routes
     vteps: frozenset[str]  # every other host's VTEP the document names
+    services: Mapping[str, DhcpDnsState]  # DHCP/DNS services to run here, by service token
+    resolvers: Mapping[str, ResolverState]  # by subnet id
+    dhcp_ports: frozenset[str]  # ports whose workload takes its address by DHCP
+    state_dir: str  # where service files and pid files live
 
     @classmethod
-    def build(cls, state: HostState, netns_prefix: str = "") -> Desired:
+    def build(
+        cls, state: HostState, netns_prefix: str = "", state_dir: str = DEFAULT_STATE_DIR
+    ) -> Desired:
         problems = port_problems(state, netns_prefix)
         ports = tuple(p for p in state.ports if p.id not in problems)
-        used = {p.subnet_id for p in ports}
+        services = realisable_services(state)
+        used = {p.subnet_id for p in ports} | {svc.subnet_id for svc in services.values()}
         needed = {s.id: s for s in state.subnets if s.id in used}
         vteps = {v for s in state.subnets for v in s.remote_vteps}
         vteps |= {rp.vtep_ip for s in state.subnets for rp in s.remote_ports}
@@ -56,6 +65,10 @@ class Desired:
                 {sid: frozenset(desired_routes(s)) for sid, s in needed.items()}
             ),
             vteps=frozenset(vteps),
+            services=MappingProxyType(services),
+            resolvers=MappingProxyType({r.subnet_id: r for r in state.resolvers}),
+            dhcp_ports=frozenset(pid for r in state.resolvers for pid in r.dhcp_ports),
+            state_dir=state_dir,
         )
 
     @property
@@ -74,6 +87,17 @@ class Desired:
     def netns(self) -> frozenset[str]:
         """The workload namespaces realisable ports live in."""
         return frozenset(self.port_netns.values())
+
+
+def realisable_services(state: HostState) -> dict[str, DhcpDnsState]:
+    """Services whose subnet the document carries, by token (the lower subnet id keeps a
+    token that two ids share, like device names)."""
+    subnets = {s.id for s in state.subnets}
+    out: dict[str, DhcpDnsState] = {}
+    for svc in sorted(state.dhcp_dns, key=lambda x: x.subnet_id):
+        if svc.subnet_id in subnets:
+            out.setdefault(names.service_token(svc.subnet_id), svc)
+    return out
 
 
 def port_problems(state: HostState, netns_prefix: str = "") -> dict[str, str]:

@@ -6,13 +6,30 @@ SyncStats reports.
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from workers.agent import drivers
+from workers.agent import dnsmasq, drivers, names
 from workers.agent.drivers import Netlink
 from workers.agent.drivers.cmd import ToolCalls
 from workers.agent.observed import ZERO_MAC
+from workers.agent.planners.dhcp_dns import (
+    ConfigureServiceLeg,
+    CreateServiceLeg,
+    CreateServiceNetns,
+    DeleteServiceLeg,
+    DeleteServiceNetns,
+    ReloadDnsmasq,
+    RemoveResolvConf,
+    RemoveServiceFiles,
+    StartDnsmasq,
+    StopDnsmasq,
+    WriteResolvConf,
+    WriteServiceFiles,
+)
 from workers.agent.planners.firewall import DestroyIpsets, FillIpsets, RestoreRuleset
 from workers.agent.planners.l2 import (
     AddFdb,
@@ -38,6 +55,7 @@ from workers.agent.planners.ports import (
 class HostKernel:
     nl: Netlink
     host_netns: str | None
+    state_dir: str = "/var/lib/vpcd"
     calls: ToolCalls = field(default_factory=ToolCalls)
     _index: dict[str, int] = field(default_factory=dict)
 
@@ -73,15 +91,20 @@ class HostKernel:
         self._delete_link(op.veth)
 
     def create_port(self, op: CreatePort) -> None:
-        fd = drivers.open_netns_fd(op.netns)
+        self._create_veth(op.veth, op.bridge, op.mtu, op.netns, op.ifname, op.mac)
+
+    def _create_veth(
+        self, veth: str, bridge: str, mtu: int, netns: str, ifname: str, mac: str
+    ) -> None:
+        fd = drivers.open_netns_fd(netns)
         try:
             drivers.create_veth(
                 self._host(),
-                op.veth,
-                master=self._idx(op.bridge),
-                mtu=op.mtu,
-                peer_name=op.ifname,
-                peer_mac=op.mac,
+                veth,
+                master=self._idx(bridge),
+                mtu=mtu,
+                peer_name=ifname,
+                peer_mac=mac,
                 peer_netns_fd=fd,
             )
         finally:
@@ -157,3 +180,59 @@ class HostKernel:
     def destroy_ipsets(self, op: DestroyIpsets) -> None:
         for name in op.names:
             drivers.ipset.destroy(self.netns(op.netns), name)
+
+    # ------------------------------------------------------------- dhcp / dns
+
+    def _daemon(self, op: StopDnsmasq | StartDnsmasq | ReloadDnsmasq) -> tuple[str, list[str]]:
+        return dnsmasq.daemon_name(op.token), dnsmasq.argv(op.directory)
+
+    def stop_dnsmasq(self, op: StopDnsmasq) -> None:
+        name, argv = self._daemon(op)
+        drivers.processes.stop(self.state_dir, name, op.netns, argv)
+
+    def start_dnsmasq(self, op: StartDnsmasq) -> None:
+        name, argv = self._daemon(op)
+        drivers.processes.start(self.state_dir, name, op.netns, argv)
+
+    def reload_dnsmasq(self, op: ReloadDnsmasq) -> None:
+        name, argv = self._daemon(op)
+        if not drivers.processes.send_signal(self.state_dir, name, op.netns, argv, signal.SIGHUP):
+            raise drivers.DriverError(errno.ESRCH, f"{name} is not running")
+
+    def delete_service_netns(self, op: DeleteServiceNetns) -> None:
+        self.nl.delete_netns(op.netns)
+
+    def create_service_netns(self, op: CreateServiceNetns) -> None:
+        self.nl.create_netns(op.netns)
+
+    def remove_service_files(self, op: RemoveServiceFiles) -> None:
+        drivers.files.remove_tree(op.directory)
+
+    def write_service_files(self, op: WriteServiceFiles) -> None:
+        for name, text in op.files:
+            drivers.files.write(Path(op.directory) / name, text)
+
+    def delete_service_leg(self, op: DeleteServiceLeg) -> None:
+        self._delete_link(op.veth)
+
+    def create_service_leg(self, op: CreateServiceLeg) -> None:
+        self._create_veth(op.veth, op.bridge, op.mtu, op.netns, names.SERVICE_IFNAME, op.mac)
+
+    def configure_service_leg(self, op: ConfigureServiceLeg) -> None:
+        drivers.set_link(
+            self._host(), self._idx(op.veth), master=self._idx(op.bridge), mtu=op.mtu, up=True
+        )
+        ipr = self.nl.handle(op.netns)
+        drivers.set_link(ipr, drivers.link_index(ipr, "lo"), up=True)
+        i = drivers.link_index(ipr, names.SERVICE_IFNAME)
+        drivers.set_link(ipr, i, address=op.mac, mtu=op.mtu, up=True)
+        for cidr in op.del_addresses:
+            drivers.delete_address(ipr, i, cidr)
+        for cidr in op.add_addresses:
+            drivers.add_address(ipr, i, cidr)
+
+    def write_resolv_conf(self, op: WriteResolvConf) -> None:
+        drivers.files.write_resolv(op.netns, op.text)
+
+    def remove_resolv_conf(self, op: RemoveResolvConf) -> None:
+        drivers.files.remove_resolv(op.netns)

@@ -23,6 +23,9 @@ PREFIX = "vp"
 BRIDGE = "b"
 VXLAN = "x"
 PORT = "t"
+LEG = "d"  # a DHCP/DNS service's leg (host end); not in OWNED_LINK_RE: L2 and ports ignore it
+SERVICE_NETNS = "vpcd-dhcp-"  # + token: a subnet's DHCP/DNS namespace, after the netns prefix
+SERVICE_IFNAME = "svc0"  # the leg's end inside that namespace
 _TOKEN_LEN = IFNAMSIZ - len(PREFIX) - 1
 
 OWNED_LINK_RE = re.compile(rf"^{PREFIX}[{BRIDGE}{VXLAN}{PORT}][0-9a-f]{{{_TOKEN_LEN}}}\Z")
@@ -49,6 +52,36 @@ def vxlan_name(subnet_id: str) -> str:
 
 def host_veth_name(port_id: str) -> str:
     return f"{PREFIX}{PORT}{_token(port_id)}"
+
+
+def service_token(subnet_id: str) -> str:
+    return _token(subnet_id)
+
+
+def leg_name(subnet_id: str) -> str:
+    return f"{PREFIX}{LEG}{_token(subnet_id)}"
+
+
+def leg_name_of_token(token: str) -> str:
+    return f"{PREFIX}{LEG}{token}"
+
+
+def service_netns(prefix: str, token: str) -> str:
+    """The namespace of a subnet's DHCP/DNS service, from its token (never user input)."""
+    return f"{check_netns_prefix(prefix)}{SERVICE_NETNS}{token}"
+
+
+def service_token_of_netns(prefix: str, netns: str) -> str | None:
+    """The token of one of our service namespaces, else None."""
+    head = prefix + SERVICE_NETNS
+    if not netns.startswith(head):
+        return None
+    token = netns[len(head) :]
+    return token if re.fullmatch(rf"[0-9a-f]{{{_TOKEN_LEN}}}", token) else None
+
+
+def is_service_token(token: str) -> bool:
+    return re.fullmatch(rf"[0-9a-f]{{{_TOKEN_LEN}}}", token) is not None
 
 
 def is_owned_link(name: str) -> bool:

@@ -26,6 +26,7 @@ from workers.agent import drivers, names
 from workers.agent.desired import Desired
 from workers.agent.drivers import Netlink
 from workers.agent.drivers.cmd import ToolCalls
+from workers.agent.observe_services import observe_services
 from workers.agent.observed import (
     BridgeObs,
     FdbEntry,
@@ -136,6 +137,7 @@ def observe(
 
     workloads = _workloads(nl, desired, look_at, veth_index, netns)
     firewall = observe_firewall(host_netns, want_tables, calls or ToolCalls())
+    services, resolv = observe_services(nl, host_netns, desired, owned_netns)
     return Observed(
         bridges=bridges,
         vxlans=vxlans,
@@ -145,6 +147,8 @@ def observe(
         netns=netns,
         owned_netns=owned_netns & netns,
         firewall=firewall,
+        services=services,
+        resolv=resolv,
     )
 
 

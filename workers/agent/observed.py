@@ -81,6 +81,20 @@ class WorkloadObs:
 
 
 @dataclass(frozen=True)
+class ServiceObs:
+    """A subnet's DHCP/DNS service as found: its namespace, its leg (host end and the end
+    inside), the files in its state directory and whether its dnsmasq runs."""
+
+    token: str
+    netns: bool = False
+    leg: HostVethObs | None = None
+    inner: WorkloadObs | None = None
+    files: Mapping[str, str] = field(default_factory=dict)
+    has_dir: bool = False
+    running: bool = False
+
+
+@dataclass(frozen=True)
 class Scope:
     """What a scoped observation looked at (host links, port workloads, namespaces,
     and the namespaces whose firewall tables and sets were read again).
@@ -116,6 +130,10 @@ class Observed:
     netns: frozenset[str] = frozenset()  # namespaces that exist
     owned_netns: frozenset[str] = frozenset()  # of those, the ones the agent created
     firewall: Mapping[str | None, NetnsFirewall] = field(default_factory=dict)  # None: host
+    # DHCP/DNS services by token, and our /etc/netns/<netns>/resolv.conf files by netns:
+    # few and cheap, so every observation (scoped or not) reads all of them again.
+    services: Mapping[str, ServiceObs] = field(default_factory=dict)
+    resolv: Mapping[str, str] = field(default_factory=dict)
 
     def merged(self, part: Observed, scope: Scope) -> Observed:
         """This snapshot with everything `scope` names replaced by `part`'s view of it."""
@@ -136,4 +154,6 @@ class Observed:
                 **{k: v for k, v in self.firewall.items() if k not in scope.firewall},
                 **part.firewall,
             },
+            services=part.services,
+            resolv=part.resolv,
         )

@@ -21,13 +21,15 @@ class Phase(IntEnum):
     filled before the rules that match on them and destroyed after. Only the order of
     the members matters: a new phase is one line where it belongs."""
 
-    DELETE_NETNS = auto()  # first: the kernel then tears down the veths inside in one batch
+    STOP_DAEMON = auto()  # a daemon leaves before its namespace does
+    DELETE_NETNS = auto()  # then: the kernel tears down the veths inside in one batch
     DELETE_PORT = auto()
     DELETE_VXLAN = auto()
     DELETE_BRIDGE = auto()
     FILL_IPSETS = auto()
     RESTORE_RULESET = auto()
     DESTROY_IPSETS = auto()
+    REMOVE_FILES = auto()
     CREATE_NETNS = auto()
     CREATE_BRIDGE = auto()
     CONFIGURE_BRIDGE = auto()
@@ -38,6 +40,9 @@ class Phase(IntEnum):
     CREATE_PORT = auto()
     CONFIGURE_HOST_VETH = auto()
     CONFIGURE_PORT = auto()
+    WRITE_FILES = auto()  # a daemon's files before it starts or reloads
+    START_DAEMON = auto()
+    RELOAD_DAEMON = auto()
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,13 @@ def build_report(desired: Desired, failures: Failures, leftover: list[Op]) -> Re
             if ("port", port.id) in failures:
                 extra = None
         results.append(result("port", port.id, port.revision, extra))
+    for svc in state.dhcp_dns:  # a service's leg is its port
+        extra = None
+        if svc not in desired.services.values():
+            extra = f"subnet {svc.subnet_id} is not in this host's state"
+        elif not subnet_ok.get(svc.subnet_id, True):
+            extra = f"subnet {svc.subnet_id} is not realised on this host"
+        results.append(result("port", svc.port_id, svc.port_revision, extra))
     host_level = failures.get(None, []) + [repr(op) for op in unconverged.get(None, [])]
     ok = all(r.ok for r in results) and not host_level
     detail = None
@@ -62,13 +69,22 @@ def build_report(desired: Desired, failures: Failures, leftover: list[Op]) -> Re
 def failed_report(desired: Desired, detail: str) -> Report:
     """Every resource failed for one reason (the sync itself broke)."""
     state = desired.state
-    results = [
-        ResourceResult(kind="subnet", id=s.id, revision=s.revision, ok=False, detail=detail)
-        for s in state.subnets
-    ] + [
-        ResourceResult(kind="port", id=p.id, revision=p.revision, ok=False, detail=detail)
-        for p in state.ports
-    ]
+    results = (
+        [
+            ResourceResult(kind="subnet", id=s.id, revision=s.revision, ok=False, detail=detail)
+            for s in state.subnets
+        ]
+        + [
+            ResourceResult(kind="port", id=p.id, revision=p.revision, ok=False, detail=detail)
+            for p in state.ports
+        ]
+        + [
+            ResourceResult(
+                kind="port", id=d.port_id, revision=d.port_revision, ok=False, detail=detail
+            )
+            for d in state.dhcp_dns
+        ]
+    )
     return Report(
         host=state.host, revision=state.revision, ok=False, detail=detail, results=results
     )

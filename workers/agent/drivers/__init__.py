@@ -29,7 +29,7 @@ pyroute2's sync IPRoute is bound to the thread that made it: a `Netlink` must be
 from one thread only (the Agent runs all kernel I/O on its own worker thread).
 """
 
-from workers.agent.drivers import conntrack, ipset, iptables, processes
+from workers.agent.drivers import conntrack, files, ipset, iptables, processes
 from workers.agent.drivers.base import (
     IFF_UP,
     NETNS_DIR,
@@ -106,6 +106,7 @@ __all__ = [
     "fdb_append",
     "fdb_delete",
     "fdb_replace",
+    "files",
     "get_link",
     "ipset",
     "iptables",
