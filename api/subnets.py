@@ -131,7 +131,11 @@ def _check_placement(session: Session, vpc: Vpc, net: ipaddress.IPv4Network) -> 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 404, 409, 422))
 def create_subnet(
-    body: SubnetCreate, session: SessionDep, who: TenantDep, lookup: LookupDep
+    body: SubnetCreate,
+    session: SessionDep,
+    who: TenantDep,
+    lookup: LookupDep,
+    notifier: NotifierDep,
 ) -> SubnetOut:
     assert who.tenant_id is not None
     vpc = lookup.get(Vpc, body.vpc_id)
@@ -155,8 +159,8 @@ def create_subnet(
         )
     except StopIteration as exc:  # pragma: no cover - 16M VNIs
         raise Exhausted("no VNI is free") from exc
-    if subnet.enable_dhcp:
-        dhcp.enable(session, subnet)
+    if subnet.enable_dhcp and dhcp.enable(session, subnet) is not None:
+        notifier.hosts_changed(session, {subnet.dhcp_host})  # the service starts at once
     return render(session, subnet)
 
 

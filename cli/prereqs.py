@@ -26,6 +26,9 @@ PREREQUISITES: tuple[Prerequisite, ...] = (
     Prerequisite("ipset", "ipset", "remote-group rules"),
     Prerequisite("conntrack", "conntrack", "cutting connections a removed rule allowed"),
     Prerequisite("ping", "iputils-ping", "trying traffic between workloads"),
+    Prerequisite("dnsmasq", "dnsmasq-base", "DHCP and DNS inside every VPC"),
+    Prerequisite("busybox", "busybox", "udhcpc, a DHCP client for workloads"),
+    Prerequisite("dig", "dnsutils", "querying a VPC's resolver"),
 )
 
 

@@ -13,6 +13,7 @@ import itertools
 import shlex
 from dataclasses import replace
 
+from tests.unit.service_model import ServiceModel
 from workers.agent import dispatch, names
 from workers.agent.observed import (
     ZERO_MAC,
@@ -43,7 +44,6 @@ from workers.agent.planners.ports import (
     DeleteNetns,
     DeletePort,
 )
-from tests.unit.service_model import ServiceModel
 from workers.agent.ruleset import BUILTIN_CHAINS, IpsetState, NetnsFirewall, Ruleset, owned
 
 

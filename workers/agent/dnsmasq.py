@@ -46,6 +46,9 @@ def render(svc: DhcpDnsState, directory: str) -> dict[str, str]:
     net = ipaddress.IPv4Network(svc.cidr)
     conf = [
         f"# subnet {svc.subnet_id}",
+        # dnsmasq re-reads its files on SIGHUP after dropping root; the agent's state dir
+        # may sit under a directory only root can enter (the sandbox's run dir is 0700).
+        "user=root",
         "no-hosts",  # names come from addn_hosts only, never the host's /etc/hosts
         "no-resolv",  # upstreams come from `servers` only, never the host's resolv.conf
         "domain-needed",
