@@ -117,7 +117,13 @@ RESOURCES: tuple[Resource, ...] = (
         "VPCs: isolated address spaces, each with a default group.",
         columns=("id", "name", "cidr", "tags", "default_security_group_id"),
         filters=("name", "tag", "cidr"),
-        create=(Opt("cidr", "Address range, e.g. 10.0.0.0/16."), NAME, DESCRIPTION, TAGS),
+        create=(
+            Opt("cidr", "Address range, e.g. 10.0.0.0/16."),
+            NAME,
+            DESCRIPTION,
+            Opt("dns_domain", "Domain of the VPC's names (default: <name>.vpc.internal)."),
+            TAGS,
+        ),
     ),
     Resource(
         "subnets",
@@ -138,6 +144,7 @@ RESOURCES: tuple[Resource, ...] = (
                 ("--dns-nameserver",),
                 many=True,
             ),
+            Opt("enable_dhcp", "Run the subnet's DHCP and DNS service (default on).", type=bool),
             TAGS,
         ),
         example=POOLS,
@@ -167,6 +174,12 @@ RESOURCES: tuple[Resource, ...] = (
             Opt("host", "Host that carries the port."),
             Opt("netns", "The workload's network namespace on that host."),
             Opt("interface_name", "Interface name inside the namespace (default eth0)."),
+            Opt(
+                "ip_config",
+                "static: the agent sets the address; dhcp: the workload's DHCP client does.",
+                choices=("static", "dhcp"),
+            ),
+            Opt("dns_name", "A DNS label: resolves as <dns-name>.<the VPC's dns_domain>."),
             Opt(
                 "security_group_ids",
                 "A security group id; repeat for several (default: the VPC's default group).",
