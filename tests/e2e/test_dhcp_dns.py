@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -25,6 +26,7 @@ from tests.e2e.conftest import Box
 from workers.agent import dnsmasq, names
 
 pytestmark = pytest.mark.e2e
+IPV4 = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 
 LEASE_SCRIPT = """#!/bin/sh
 # Apply a udhcpc lease the way a distribution's default script would, and record it.
@@ -74,8 +76,9 @@ def udhcpc(box: Box, ns: str, tmp: Path) -> dict[str, str] | None:
 
 
 def dig(box: Box, ns: str, server: str, name: str) -> list[str]:
+    """The A records dig got (its error lines, such as a timeout, are no answer)."""
     r = box.run(ns, "dig", "+short", "+time=1", "+tries=2", f"@{server}", name, "A")
-    return [line for line in r.stdout.split() if line and not line.startswith(";")]
+    return [line for line in r.stdout.splitlines() if IPV4.fullmatch(line.strip())]
 
 
 def service_pid(box: Box, subnet_id: str) -> int | None:
