@@ -77,9 +77,7 @@ class ServiceModel:
 
     def write_service_files(self, op: WriteServiceFiles) -> None:
         svc = self._svc(op.token)
-        self.services[op.token] = replace(
-            svc, files={**svc.files, **dict(op.files)}, has_dir=True
-        )
+        self.services[op.token] = replace(svc, files={**svc.files, **dict(op.files)}, has_dir=True)
 
     def start_dnsmasq(self, op: StartDnsmasq) -> None:
         svc = self._svc(op.token)
