@@ -129,6 +129,7 @@ def create_port(
     fields.update(tenant_id=who.tenant_id, security_group_ids=groups)
     port = allocate_port(session, subnet, fields)
     notifier.subnets_changed(session, {subnet.id}, port.host)
+    notifier.members_changed(session, set(groups))
     return render(session, port)
 
 
@@ -190,6 +191,7 @@ def update_port(
             port.id,
         )
     groups = changes.pop("security_group_ids", None)
+    old_groups = set(port.security_group_ids)
     changed = apply_changes(port, changes)
     if groups is not None and groups != port.security_group_ids:
         subnet = session.get(Subnet, port.subnet_id)
@@ -202,6 +204,7 @@ def update_port(
         port.status = "pending"
         session.flush()
         notifier.subnets_changed(session, {port.subnet_id}, old_host, port.host)
+        notifier.members_changed(session, old_groups | set(port.security_group_ids))
     session.flush()
     return render(session, port)
 
@@ -216,4 +219,5 @@ def delete_port(
     _not_router_owned(port)
     disassociate_port(session, port.id)  # as Neutron does: its floating IP stays, unmapped
     notifier.subnets_changed(session, {port.subnet_id}, port.host)
+    notifier.members_changed(session, set(port.security_group_ids))
     session.delete(port)

@@ -25,7 +25,8 @@ from api.rest.schemas import (
     apply_changes,
 )
 from api.services import blockers, ipam, quotas
-from models import Subnet, Vpc
+from models import NetworkAcl, Subnet, Vpc
+from models.nacl import mark_acl_changed
 from models.network import lock_vpc_subnets, subnets_of_vpc
 
 router = APIRouter(prefix="/v1/subnets", tags=["subnets"], route_class=ResourceRoute)
@@ -58,6 +59,9 @@ class SubnetUpdate(Patch):
     allocation_pools: Pools | None = NotNull()
     dns_nameservers: Nameservers | None = NotNull()
     host_routes: HostRoutes | None = NotNull()
+    network_acl_id: str | None = Field(
+        default=None, description="The subnet's network ACL; null: none (all allowed)."
+    )
     tags: Tags | None = NotNull()
 
 
@@ -72,6 +76,7 @@ class SubnetOut(RealisedOutput):
     host_routes: list[HostRoute]
     tags: list[str]
     vni: int
+    network_acl_id: str | None = None
 
 
 class SubnetList(Page[SubnetOut]):
@@ -161,6 +166,10 @@ def update_subnet(
 ) -> SubnetOut:
     subnet = lookup.target(Subnet, subnet_id)
     changes = body.changes(subnet)
+    acl_id = changes.get("network_acl_id")
+    if acl_id is not None and lookup.get(NetworkAcl, acl_id).vpc_id != subnet.vpc_id:
+        raise Invalid("body.network_acl_id", "the network ACL belongs to another VPC")
+    old_acl = subnet.network_acl_id
     if body.allocation_pools is not None:
         net = ipaddress.IPv4Network(subnet.cidr)
         changes["allocation_pools"] = _pools(
@@ -169,6 +178,9 @@ def update_subnet(
     if apply_changes(subnet, changes):
         subnet.status = "pending"
         notifier.subnets_changed(session, {subnet.id})
+        if subnet.network_acl_id != old_acl:
+            for acl_ref in {a for a in (old_acl, subnet.network_acl_id) if a}:
+                mark_acl_changed(session, session.get(NetworkAcl, acl_ref))  # hosts changed
     session.flush()
     return SubnetOut.model_validate(subnet)
 

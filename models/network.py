@@ -35,6 +35,12 @@ class Subnet(Base, Tenanted, Realised):
     host_routes: Mapped[list[dict[str, str]]] = mapped_column(sa.JSON, nullable=False, default=list)
     tags: Mapped[list[str]] = mapped_column(TagList, nullable=False, default=list)
     vni: Mapped[int] = mapped_column(sa.Integer, unique=True, nullable=False)
+    network_acl_id: Mapped[str | None] = mapped_column(
+        sa.String(36),
+        sa.ForeignKey("network_acls.id", ondelete="RESTRICT", use_alter=True),
+        index=True,
+        nullable=True,
+    )
 
 
 class PortSecurityGroup(Base):

@@ -1,6 +1,7 @@
-"""Mixed-version rollout with real agents: they support only the L2 sections, while the
-controller also knows `routers`. Their L2 keeps working; a router is `error` with a
-detail naming the host and the section. No packet leaves the sandbox's namespaces.
+"""Mixed-version rollout with real agents: they support the L2 and firewall sections
+(SUPPORTED_SECTIONS), not `routers`, which the controller also knows. Their L2 keeps
+working; a router is `error` with a detail naming the host and the section. No packet
+leaves the sandbox's namespaces.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Box
+from workers.agent.service import SUPPORTED_SECTIONS
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +37,8 @@ def test_l2_agents_keep_l2_while_a_router_they_cannot_carry_is_error(box: Box) -
     t, s, a, b = box.connected_pair(("h1", "v1"), ("h2", "v2"))
     h1 = box.host("h1")  # the sandbox's network host: routers are scheduled there
     before = _host(box, h1)
-    assert (before["protocol_version"], before["sections"]) == (1, ["subnets", "ports"])
+    assert (before["protocol_version"], before["sections"]) == (1, list(SUPPORTED_SECTIONS))
+    assert "routers" not in SUPPORTED_SECTIONS
 
     ext = box.post(
         "/v1/external-networks", box.admin, cidr="198.51.100.0/24", gateway_ip="198.51.100.1"
@@ -44,7 +47,8 @@ def test_l2_agents_keep_l2_while_a_router_they_cannot_carry_is_error(box: Box) -
     assert r["host"] == h1
     leg = box.post(f"/v1/routers/{r['id']}/interfaces", t, subnet_id=s["id"])
     fip = box.post("/v1/floating-ips", t, external_network_id=ext["id"], port_id=b["id"])
-    detail = f"host {h1} does not support section 'routers' (protocol 1: subnets, ports)"
+    sections = ", ".join(SUPPORTED_SECTIONS)
+    detail = f"host {h1} does not support section 'routers' (protocol 1: {sections})"
     for path in (
         f"/v1/routers/{r['id']}",
         f"/v1/floating-ips/{fip['id']}",

@@ -14,7 +14,13 @@ from types import MappingProxyType
 
 from workers.agent import names
 from workers.agent.observed import RouteObs
-from workers.protocol import HostState, PortState, SubnetState
+from workers.protocol import (
+    HostState,
+    NetworkAclState,
+    PortState,
+    SecurityGroupState,
+    SubnetState,
+)
 
 DEFAULT_ROUTE = "0.0.0.0/0"
 
@@ -32,6 +38,9 @@ class Desired:
     port_netns: Mapping[str, str]  # realisable port id -> its workload namespace
     routes: Mapping[str, frozenset[RouteObs]]  # needed subnet id -> workload routes
     vteps: frozenset[str]  # every other host's VTEP the document names
+    groups: Mapping[str, SecurityGroupState]  # security groups in the document, by id
+    filtered: tuple[PortState, ...]  # realisable ports with security groups enforced
+    acls: tuple[NetworkAclState, ...]  # network ACLs of the subnets in the document
 
     @classmethod
     def build(cls, state: HostState, netns_prefix: str = "") -> Desired:
@@ -56,6 +65,9 @@ class Desired:
                 {sid: frozenset(desired_routes(s)) for sid, s in needed.items()}
             ),
             vteps=frozenset(vteps),
+            groups=MappingProxyType({g.id: g for g in state.security_groups}),
+            filtered=tuple(p for p in ports if p.security_group_ids is not None),
+            acls=tuple(state.network_acls),
         )
 
     @property

@@ -12,7 +12,13 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from workers.agent.ops import Op
-from workers.agent.planners.firewall import DestroyIpsets, FillIpsets, RestoreRuleset
+from workers.agent.planners.firewall import (
+    CutConntrack,
+    DestroyIpsets,
+    FillIpsets,
+    RestoreRuleset,
+    SetSysctls,
+)
 from workers.agent.planners.l2 import (
     AddFdb,
     ConfigureBridge,
@@ -51,6 +57,8 @@ HANDLERS: Mapping[type[Op], str] = MappingProxyType(
         FillIpsets: "fill_ipsets",
         RestoreRuleset: "restore_ruleset",
         DestroyIpsets: "destroy_ipsets",
+        SetSysctls: "set_sysctls",
+        CutConntrack: "cut_conntrack",
     }
 )
 
