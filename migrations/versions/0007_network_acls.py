@@ -1,9 +1,7 @@
 """network ACLs, their entries, and the subnet's association
 
-Also the merge point of 0005 and 0010, which main has as two heads both on 0004.
-
 Revision ID: 0007
-Revises: 0005, 0010
+Revises: 0010
 Create Date: 2026-11-29
 """
 
@@ -14,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0007"
-down_revision: str | tuple[str, ...] | None = ("0005", "0010")
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
