@@ -150,6 +150,7 @@ def create_port(
     notifier.subnets_changed(session, {subnet.id}, port.host)
     if port.dns_name is not None:
         notifier.names_changed(session, vpc.id)
+    notifier.members_changed(session, set(groups))
     return render(session, port)
 
 
@@ -223,6 +224,7 @@ def update_port(
     renamed = "dns_name" in changes and changes["dns_name"] != port.dns_name
     if renamed:
         dns_names.claim(session, port.id, subnet.vpc_id, changes["dns_name"])
+    old_groups = set(port.security_group_ids)
     changed = apply_changes(port, changes)
     if groups is not None and groups != port.security_group_ids:
         vpc = session.get(Vpc, subnet.vpc_id)
@@ -236,6 +238,9 @@ def update_port(
         notifier.subnets_changed(session, {port.subnet_id}, old_host, port.host)
         if renamed:
             notifier.names_changed(session, subnet.vpc_id)
+        if old_groups != set(port.security_group_ids) or old_host != port.host:
+            # only membership or placement changes what remote-group sets hold
+            notifier.members_changed(session, old_groups | set(port.security_group_ids))
     session.flush()
     return render(session, port)
 
@@ -253,4 +258,5 @@ def delete_port(
     if port.dns_name is not None:
         notifier.names_changed(session, vpc_of_subnet(session, port.subnet_id))
         dns_names.claim(session, port.id, "", None)
+    notifier.members_changed(session, set(port.security_group_ids))
     session.delete(port)

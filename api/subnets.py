@@ -26,7 +26,8 @@ from api.rest.schemas import (
 )
 from api.services import blockers, dhcp, ipam, quotas
 from api.services.scheduling import schedule_dhcp
-from models import Subnet, Vpc
+from models import NetworkAcl, Subnet, Vpc
+from models.nacl import mark_acl_changed
 from models.network import lock_vpc_subnets, subnets_of_vpc
 
 router = APIRouter(prefix="/v1/subnets", tags=["subnets"], route_class=ResourceRoute)
@@ -67,6 +68,9 @@ class SubnetUpdate(Patch):
     dns_nameservers: Nameservers | None = NotNull()
     host_routes: HostRoutes | None = NotNull()
     enable_dhcp: bool | None = NotNull()
+    network_acl_id: str | None = Field(
+        default=None, description="The subnet's network ACL; null: none (all allowed)."
+    )
     tags: Tags | None = NotNull()
 
 
@@ -86,6 +90,7 @@ class SubnetOut(RealisedOutput):
     dhcp_address: str | None = Field(
         description="The service's address: DHCP server and the workloads' DNS resolver."
     )
+    network_acl_id: str | None = None
 
 
 class SubnetList(Page[SubnetOut]):
@@ -193,6 +198,10 @@ def update_subnet(
 ) -> SubnetOut:
     subnet = lookup.target(Subnet, subnet_id)
     changes = body.changes(subnet)
+    acl_id = changes.get("network_acl_id")
+    if acl_id is not None and lookup.get(NetworkAcl, acl_id).vpc_id != subnet.vpc_id:
+        raise Invalid("body.network_acl_id", "the network ACL belongs to another VPC")
+    old_acl = subnet.network_acl_id
     if body.allocation_pools is not None:
         net = ipaddress.IPv4Network(subnet.cidr)
         changes["allocation_pools"] = _pools(
@@ -207,6 +216,9 @@ def update_subnet(
             dhcp.enable(session, subnet)
         session.flush()
         notifier.subnets_changed(session, {subnet.id}, old_host, subnet.dhcp_host)
+        if subnet.network_acl_id != old_acl:
+            for acl_ref in {a for a in (old_acl, subnet.network_acl_id) if a}:
+                mark_acl_changed(session, session.get(NetworkAcl, acl_ref))  # hosts changed
     session.flush()
     return render(session, subnet)
 

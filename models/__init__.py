@@ -4,6 +4,7 @@ from models.base import Base
 from models.host import Host
 from models.hoststate import HostStateRow, Realisation
 from models.idempotency import IdempotencyRecord
+from models.nacl import NetworkAcl, NetworkAclEntry
 from models.network import DnsName, Port, PortSecurityGroup, Subnet, Vpc
 from models.routing import ExternalIp, ExternalNetwork, FloatingIp, Router, RouterInterface
 from models.security import SecurityGroup, SecurityGroupRule
@@ -19,6 +20,8 @@ __all__ = [
     "Host",
     "HostStateRow",
     "IdempotencyRecord",
+    "NetworkAcl",
+    "NetworkAclEntry",
     "Port",
     "PortSecurityGroup",
     "Quota",

@@ -24,8 +24,10 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from models.base import Base
 from models.host import Host
 from models.hoststate import Realisation
-from models.network import DHCP, Port, Subnet
+from models.nacl import NetworkAcl
+from models.network import DHCP, Port, PortSecurityGroup, Subnet
 from models.routing import FloatingIp, Router, RouterInterface
+from models.security import SecurityGroup, SecurityGroupRule
 
 Needs = dict[str, str]  # host -> the section the resource needs on that host
 CarrierQuery = Callable[[Session, set[str]], dict[str, Needs]]
@@ -136,6 +138,50 @@ def _floating_ips(session: Session, ids: set[str]) -> dict[str, Needs]:
     return {fid: {host: "routers"} for fid, host in rows if host}
 
 
+def _security_groups(session: Session, ids: set[str]) -> dict[str, Needs]:
+    """A group is enforced by every host of a workload port in it (its security_groups
+    section). Hosts that only hold its members for a remote-group rule of theirs do not
+    decide its status; `member_hosts` finds them for dirty-marking."""
+    rows = session.execute(
+        workload_select(PortSecurityGroup.security_group_id, Port.host)
+        .join(PortSecurityGroup, PortSecurityGroup.port_id == Port.id)
+        .where(PortSecurityGroup.security_group_id.in_(ids))
+        .distinct()
+    )
+    out: dict[str, Needs] = {}
+    for gid, host in rows:
+        out.setdefault(gid, {})[host] = "security_groups"
+    return out
+
+
+def _network_acls(session: Session, ids: set[str]) -> dict[str, Needs]:
+    """An ACL is enforced on every host carrying one of its subnets."""
+    rows = session.execute(
+        sa.select(Subnet.network_acl_id, Subnet.id).where(Subnet.network_acl_id.in_(ids))
+    ).all()
+    hosts = _subnets(session, {sid for _, sid in rows})
+    out: dict[str, Needs] = {}
+    for aid, sid in rows:
+        for host in hosts.get(sid, {}):
+            out.setdefault(str(aid), {})[host] = "network_acls"
+    return out
+
+
+def member_hosts(session: Session, group_ids: set[str]) -> set[str]:
+    """Hosts holding these groups' members (a change of membership touches them): the
+    hosts of every group with a rule naming one of them as its remote group."""
+    if not group_ids:
+        return set()
+    naming = set(
+        session.scalars(
+            sa.select(SecurityGroupRule.security_group_id).where(
+                SecurityGroupRule.remote_group_id.in_(group_ids)
+            )
+        )
+    )
+    return carrying_hosts(session, "security_group", naming)
+
+
 def _subnets_of_ports(session: Session, ids: set[str]) -> set[str]:
     return set(session.scalars(sa.select(Port.subnet_id).where(Port.id.in_(ids))))
 
@@ -163,6 +209,8 @@ KINDS: dict[str, Kind] = {
         Kind("port", Port, _ports, parent=("subnet", _subnets_of_ports)),
         Kind("router", Router, _routers),
         Kind("floating_ip", FloatingIp, _floating_ips),
+        Kind("security_group", SecurityGroup, _security_groups, unplaced="active"),
+        Kind("network_acl", NetworkAcl, _network_acls, unplaced="active"),
     )
 }
 

@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session, lazyload
 
 from models.carriers import leg_select, service_select, workload_select
 from models.host import Host
-from models.network import Port, Subnet, Vpc
+from models.nacl import NetworkAcl, NetworkAclEntry
+from models.network import Port, PortSecurityGroup, Subnet, Vpc
 from models.routing import ExternalNetwork, FloatingIp, Router, RouterInterface
+from models.security import SecurityGroup, SecurityGroupRule
 
 
 def local_ports(session: Session, host: str) -> list[Port]:
@@ -139,6 +141,33 @@ def user_ports_of(session: Session, subnet_ids: set[str]) -> list[Port]:
     )
 
 
+def port_groups(session: Session, port_ids: set[str]) -> dict[str, list[str]]:
+    """Each port's security groups in their order (every port listed, maybe with none)."""
+    out: dict[str, list[str]] = {pid: [] for pid in port_ids}
+    if not port_ids:
+        return out
+    rows = session.execute(
+        sa.select(PortSecurityGroup.port_id, PortSecurityGroup.security_group_id)
+        .where(PortSecurityGroup.port_id.in_(port_ids))
+        .order_by(PortSecurityGroup.port_id, PortSecurityGroup.position)
+    )
+    for pid, gid in rows:
+        out[pid].append(gid)
+    return out
+
+
+def group_rules(session: Session, group_ids: set[str]) -> list[SecurityGroupRule]:
+    if not group_ids:
+        return []
+    return list(
+        session.scalars(
+            sa.select(SecurityGroupRule)
+            .where(SecurityGroupRule.security_group_id.in_(group_ids))
+            .order_by(SecurityGroupRule.id)
+        )
+    )
+
+
 def named_ports(session: Session, vpc_ids: set[str]) -> list[tuple[str, Port]]:
     """Every port with a dns_name in these VPCs, with its VPC id."""
     if not vpc_ids:
@@ -164,3 +193,45 @@ def resolvers(session: Session, subnet_ids: set[str]) -> dict[str, tuple[str | N
         .where(Subnet.id.in_(subnet_ids))
     )
     return {sid: (address, domain) for sid, domain, address in rows}
+
+
+def security_groups(session: Session, ids: set[str]) -> list[SecurityGroup]:
+    if not ids:
+        return []
+    return list(
+        session.scalars(
+            sa.select(SecurityGroup).where(SecurityGroup.id.in_(ids)).order_by(SecurityGroup.id)
+        )
+    )
+
+
+def group_members(session: Session, group_ids: set[str]) -> dict[str, list[str]]:
+    """The IPs of every port in these groups, wherever it is (a remote group's members)."""
+    out: dict[str, list[str]] = {gid: [] for gid in group_ids}
+    if not group_ids:
+        return out
+    rows = session.execute(
+        sa.select(PortSecurityGroup.security_group_id, Port.ip_address)
+        .join(Port, Port.id == PortSecurityGroup.port_id)
+        .where(PortSecurityGroup.security_group_id.in_(group_ids))
+        .order_by(Port.ip_address)
+    )
+    for gid, ip in rows:
+        out[gid].append(ip)
+    return out
+
+
+def network_acls(session: Session, ids: set[str]) -> list[NetworkAcl]:
+    if not ids:
+        return []
+    return list(session.scalars(sa.select(NetworkAcl).where(NetworkAcl.id.in_(ids))))
+
+
+def acl_entries(session: Session, acl_ids: set[str]) -> list[NetworkAclEntry]:
+    if not acl_ids:
+        return []
+    return list(
+        session.scalars(
+            sa.select(NetworkAclEntry).where(NetworkAclEntry.network_acl_id.in_(acl_ids))
+        )
+    )

@@ -41,6 +41,12 @@ class Subnet(Base, Tenanted, Realised):
     enable_dhcp: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
     # The network host running the subnet's DHCP/DNS service (scheduled like routers).
     dhcp_host: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, index=True)
+    network_acl_id: Mapped[str | None] = mapped_column(
+        sa.String(36),
+        sa.ForeignKey("network_acls.id", ondelete="RESTRICT", use_alter=True),
+        index=True,
+        nullable=True,
+    )
 
 
 class PortSecurityGroup(Base):

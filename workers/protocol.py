@@ -70,6 +70,57 @@ class PortState(_Doc):
     mac: str
     ip: str
     prefixlen: int
+    security_group_ids: list[str] | None = Field(
+        default=None,
+        description="The port's security groups (their union applies); [] denies all "
+        "ingress. None: the port is not filtered (a document without the security_groups "
+        "section, which then carries no such field).",
+    )
+
+
+class SecurityGroupRuleState(_Doc):
+    """One allow rule of a group: what it matches, from/to a CIDR or a remote group."""
+
+    id: str
+    direction: Literal["ingress", "egress"]
+    protocol: Literal["tcp", "udp", "icmp", "any"]
+    port_min: int | None = None
+    port_max: int | None = None
+    remote_cidr: str | None = None
+    remote_group_id: str | None = None
+
+
+class SecurityGroupState(_Doc):
+    """A group a local port uses, or one a local group's rule names as remote group.
+
+    `members` (the IPs of every port in the group, on any host) is filled only for a
+    group some rule in the document names as its remote group: the host keeps it in an
+    ipset, so rules never depend on the group's size."""
+
+    id: str
+    revision: int
+    rules: list[SecurityGroupRuleState] = []
+    members: list[str] = []
+
+
+class NetworkAclEntryState(_Doc):
+    rule_number: int
+    direction: Literal["ingress", "egress"]
+    action: Literal["allow", "deny"]
+    protocol: Literal["tcp", "udp", "icmp", "any"]
+    port_min: int | None = None
+    port_max: int | None = None
+    cidr: str
+
+
+class NetworkAclState(_Doc):
+    """A stateless ACL on this host's subnets `subnet_ids`: entries in rule-number order
+    per direction, the first match wins, no match is denied."""
+
+    id: str
+    revision: int
+    subnet_ids: list[str]
+    entries: list[NetworkAclEntryState] = []
 
 
 class RouterInterfaceState(_Doc):
@@ -172,12 +223,19 @@ class HostState(_Doc):
     routers: list[RouterState] = []
     dhcp_dns: list[DhcpDnsState] = []
     resolvers: list[ResolverState] = []
+    security_groups: list[SecurityGroupState] = []
+    network_acls: list[NetworkAclState] = []
 
     def wire(self, sections: Iterable[str]) -> dict[str, Any]:
         """The document as sent to a host supporting `sections`: other sections absent,
-        not empty, so an older agent (which forbids unknown fields) can read it."""
+        not empty, so an older agent (which forbids unknown fields) can read it; without
+        the security_groups section the ports carry no group ids either."""
         drop = set(SECTIONS) - set(sections)
-        return self.model_dump(mode="json", exclude=drop)
+        body = self.model_dump(mode="json", exclude=drop)
+        if "security_groups" in drop:
+            for port in body.get("ports", []):
+                port.pop("security_group_ids", None)
+        return body
 
 
 HEADER: frozenset[str] = frozenset({"version", "host", "revision", "vtep_ip"})
@@ -190,7 +248,7 @@ def unsupported_sections(doc: Mapping[str, Any], supported: Iterable[str]) -> li
 
 
 class ResourceResult(_Doc):
-    kind: Literal["subnet", "port", "router", "security_group", "floating_ip"]
+    kind: Literal["subnet", "port", "router", "security_group", "floating_ip", "network_acl"]
     id: str
     revision: int
     ok: bool

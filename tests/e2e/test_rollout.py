@@ -1,6 +1,7 @@
-"""Mixed-version rollout with real agents: they support only the L2 sections, while the
-controller also knows `routers`. Their L2 keeps working; a router is `error` with a
-detail naming the host and the section. No packet leaves the sandbox's namespaces.
+"""Mixed-version rollout with real agents: they support the L2 and firewall sections
+(SUPPORTED_SECTIONS), not `routers`, which the controller also knows. Their L2 keeps
+working; a router is `error` with a detail naming the host and the section. No packet
+leaves the sandbox's namespaces.
 """
 
 from __future__ import annotations
@@ -46,10 +47,8 @@ def test_l2_agents_keep_l2_while_a_router_they_cannot_carry_is_error(box: Box) -
     assert r["host"] == h1
     leg = box.post(f"/v1/routers/{r['id']}/interfaces", t, subnet_id=s["id"])
     fip = box.post("/v1/floating-ips", t, external_network_id=ext["id"], port_id=b["id"])
-    detail = (
-        f"host {h1} does not support section 'routers' "
-        f"(protocol 1: {', '.join(SUPPORTED_SECTIONS)})"
-    )
+    sections = ", ".join(SUPPORTED_SECTIONS)
+    detail = f"host {h1} does not support section 'routers' (protocol 1: {sections})"
     for path in (
         f"/v1/routers/{r['id']}",
         f"/v1/floating-ips/{fip['id']}",

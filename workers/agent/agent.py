@@ -71,6 +71,7 @@ class SyncStats:
     ipset_restores: int = 0
     applied: Counter[str] = field(default_factory=Counter)  # ops that went through, by type
     errors: int = 0  # ops that failed
+    conntrack_deletes: int = 0
 
 
 class Agent:
@@ -203,7 +204,12 @@ class Agent:
         stats = SyncStats(full=do_full)
         sockets_before = self.nl.sockets_opened
         calls = self.kernel.calls
-        calls_before = (calls.iptables_saves, calls.iptables_restores, calls.ipset_restores)
+        calls_before = (
+            calls.iptables_saves,
+            calls.iptables_restores,
+            calls.ipset_restores,
+            calls.conntrack_deletes,
+        )
         firewall = render(desired)
         clock = time.perf_counter()
 
@@ -264,6 +270,7 @@ class Agent:
         stats.iptables_saves = calls.iptables_saves - calls_before[0]
         stats.iptables_restores = calls.iptables_restores - calls_before[1]
         stats.ipset_restores = calls.ipset_restores - calls_before[2]
+        stats.conntrack_deletes = calls.conntrack_deletes - calls_before[3]
         self.stats = stats
         return report
 

@@ -14,7 +14,15 @@ from types import MappingProxyType
 
 from workers.agent import names
 from workers.agent.observed import RouteObs
-from workers.protocol import DhcpDnsState, HostState, PortState, ResolverState, SubnetState
+from workers.protocol import (
+    DhcpDnsState,
+    HostState,
+    NetworkAclState,
+    PortState,
+    ResolverState,
+    SecurityGroupState,
+    SubnetState,
+)
 
 DEFAULT_STATE_DIR = "/var/lib/vpcd"
 
@@ -38,6 +46,9 @@ class Desired:
     resolvers: Mapping[str, ResolverState]  # by subnet id
     dhcp_ports: frozenset[str]  # ports whose workload takes its address by DHCP
     state_dir: str  # where service files and pid files live
+    groups: Mapping[str, SecurityGroupState]  # security groups in the document, by id
+    filtered: tuple[PortState, ...]  # realisable ports with security groups enforced
+    acls: tuple[NetworkAclState, ...]  # network ACLs of the subnets in the document
 
     @classmethod
     def build(
@@ -69,6 +80,9 @@ class Desired:
             resolvers=MappingProxyType({r.subnet_id: r for r in state.resolvers}),
             dhcp_ports=frozenset(pid for r in state.resolvers for pid in r.dhcp_ports),
             state_dir=state_dir,
+            groups=MappingProxyType({g.id: g for g in state.security_groups}),
+            filtered=tuple(p for p in ports if p.security_group_ids is not None),
+            acls=tuple(state.network_acls),
         )
 
     @property

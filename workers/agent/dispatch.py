@@ -26,7 +26,13 @@ from workers.agent.planners.dhcp_dns import (
     WriteResolvConf,
     WriteServiceFiles,
 )
-from workers.agent.planners.firewall import DestroyIpsets, FillIpsets, RestoreRuleset
+from workers.agent.planners.firewall import (
+    CutConntrack,
+    DestroyIpsets,
+    FillIpsets,
+    RestoreRuleset,
+    SetSysctls,
+)
 from workers.agent.planners.l2 import (
     AddFdb,
     ConfigureBridge,
@@ -77,6 +83,8 @@ HANDLERS: Mapping[type[Op], str] = MappingProxyType(
         ReloadDnsmasq: "reload_dnsmasq",
         WriteResolvConf: "write_resolv_conf",
         RemoveResolvConf: "remove_resolv_conf",
+        SetSysctls: "set_sysctls",
+        CutConntrack: "cut_conntrack",
     }
 )
 

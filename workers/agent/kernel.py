@@ -30,7 +30,13 @@ from workers.agent.planners.dhcp_dns import (
     WriteResolvConf,
     WriteServiceFiles,
 )
-from workers.agent.planners.firewall import DestroyIpsets, FillIpsets, RestoreRuleset
+from workers.agent.planners.firewall import (
+    CutConntrack,
+    DestroyIpsets,
+    FillIpsets,
+    RestoreRuleset,
+    SetSysctls,
+)
 from workers.agent.planners.l2 import (
     AddFdb,
     ConfigureBridge,
@@ -49,6 +55,7 @@ from workers.agent.planners.ports import (
     DeleteNetns,
     DeletePort,
 )
+from workers.agent.ruleset import EB
 
 
 @dataclass
@@ -175,7 +182,10 @@ class HostKernel:
 
     def restore_ruleset(self, op: RestoreRuleset) -> None:
         self.calls.iptables_restores += 1
-        drivers.iptables.restore(self.netns(op.netns), op.text)
+        if op.table.startswith(EB):
+            drivers.ebtables.restore(self.netns(op.netns), op.text)
+        else:
+            drivers.iptables.restore(self.netns(op.netns), op.text)
 
     def destroy_ipsets(self, op: DestroyIpsets) -> None:
         for name in op.names:
@@ -236,3 +246,11 @@ class HostKernel:
 
     def remove_resolv_conf(self, op: RemoveResolvConf) -> None:
         drivers.files.remove_resolv(op.netns)
+
+    def set_sysctls(self, op: SetSysctls) -> None:
+        drivers.sysctl.write(self.netns(op.netns), dict(op.values))
+
+    def cut_conntrack(self, op: CutConntrack) -> None:
+        for cut in op.cuts:
+            self.calls.conntrack_deletes += 1
+            drivers.conntrack.delete(self.netns(op.netns), **cut._asdict())

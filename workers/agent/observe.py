@@ -37,7 +37,13 @@ from workers.agent.observed import (
     VxlanObs,
     WorkloadObs,
 )
-from workers.agent.ruleset import NetnsFirewall, parse_ipset_save, parse_save
+from workers.agent.ruleset import (
+    EB,
+    SYSCTL_KEYS,
+    NetnsFirewall,
+    parse_ipset_save,
+    parse_save,
+)
 from workers.protocol import PortState
 
 # Above this many links, one dump of the host namespace is cheaper than a get for each.
@@ -164,9 +170,14 @@ def observe_firewall(
             continue
         rulesets = {}
         for table in wanted:
+            if table.startswith(EB):
+                text = drivers.ebtables.save(where)
+                rulesets[table] = parse_save(text, table.removeprefix(EB))
+                continue
             calls.iptables_saves += 1
             rulesets[table] = parse_save(drivers.iptables.save(where, table), table)
-        out[ns] = NetnsFirewall(rulesets, parse_ipset_save(drivers.ipset.save(where)))
+        sysctls = drivers.sysctl.read(where, SYSCTL_KEYS) if ns is None else {}
+        out[ns] = NetnsFirewall(rulesets, parse_ipset_save(drivers.ipset.save(where)), sysctls)
     return out
 
 

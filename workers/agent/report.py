@@ -23,7 +23,10 @@ def build_report(desired: Desired, failures: Failures, leftover: list[Op]) -> Re
         unconverged.setdefault(op.resource, []).append(op)
 
     def result(
-        kind: Literal["subnet", "port"], rid: str, revision: int, extra: str | None = None
+        kind: Literal["subnet", "port", "security_group", "network_acl"],
+        rid: str,
+        revision: int,
+        extra: str | None = None,
     ) -> ResourceResult:
         reasons = list(failures.get((kind, rid), []))
         if extra:
@@ -56,6 +59,11 @@ def build_report(desired: Desired, failures: Failures, leftover: list[Op]) -> Re
             extra = f"subnet {svc.subnet_id} is not realised on this host"
         results.append(result("port", svc.port_id, svc.port_revision, extra))
     host_level = failures.get(None, []) + [repr(op) for op in unconverged.get(None, [])]
+    firewall = "; ".join(host_level[:3]) or None  # a group lives in the host's firewall
+    for gid in sorted(_enforced_groups(desired)):
+        results.append(result("security_group", gid, desired.groups[gid].revision, firewall))
+    for acl in desired.acls:
+        results.append(result("network_acl", acl.id, acl.revision, firewall))
     ok = all(r.ok for r in results) and not host_level
     detail = None
     if host_level:
@@ -64,6 +72,12 @@ def build_report(desired: Desired, failures: Failures, leftover: list[Op]) -> Re
         bad = [r for r in results if not r.ok]
         detail = f"{len(bad)} resource(s) not realised"
     return Report(host=state.host, revision=state.revision, ok=ok, detail=detail, results=results)
+
+
+def _enforced_groups(desired: Desired) -> set[str]:
+    """Groups whose rules this host enforces: those of its filtered ports."""
+    used = {g for p in desired.state.ports for g in p.security_group_ids or ()}
+    return used & set(desired.groups)
 
 
 def failed_report(desired: Desired, detail: str) -> Report:
@@ -85,6 +99,20 @@ def failed_report(desired: Desired, detail: str) -> Report:
             for d in state.dhcp_dns
         ]
     )
+    results += [
+        ResourceResult(
+            kind="security_group",
+            id=gid,
+            revision=desired.groups[gid].revision,
+            ok=False,
+            detail=detail,
+        )
+        for gid in sorted(_enforced_groups(desired))
+    ]
+    results += [
+        ResourceResult(kind="network_acl", id=a.id, revision=a.revision, ok=False, detail=detail)
+        for a in desired.acls
+    ]
     return Report(
         host=state.host, revision=state.revision, ok=False, detail=detail, results=results
     )

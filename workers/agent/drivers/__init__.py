@@ -29,7 +29,15 @@ pyroute2's sync IPRoute is bound to the thread that made it: a `Netlink` must be
 from one thread only (the Agent runs all kernel I/O on its own worker thread).
 """
 
-from workers.agent.drivers import conntrack, files, ipset, iptables, processes
+from workers.agent.drivers import (
+    conntrack,
+    ebtables,
+    files,
+    ipset,
+    iptables,
+    processes,
+    sysctl,
+)
 from workers.agent.drivers.base import (
     IFF_UP,
     NETNS_DIR,
@@ -103,6 +111,7 @@ __all__ = [
     "describe",
     "dump_fdb",
     "dump_links",
+    "ebtables",
     "fdb_append",
     "fdb_delete",
     "fdb_replace",
@@ -117,4 +126,5 @@ __all__ = [
     "open_netns_fd",
     "processes",
     "set_link",
+    "sysctl",
 ]
