@@ -255,6 +255,8 @@ def test_rule_deletion_cuts_an_established_connection(world: World) -> None:
          "while True:\n d=c.recv(64)\n if not d: break\n c.sendall(d)\n"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
+    # the client connects only once the server listens (under load it may start late)
+    ready = listener.stdout is not None and listener.stdout.readline().strip() == "ready"
     client = subprocess.Popen(
         ["ip", "netns", "exec", world.ns("a"), sys.executable, "-c",
          "import socket,sys\n"
@@ -266,7 +268,7 @@ def test_rule_deletion_cuts_an_established_connection(world: World) -> None:
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        assert ready
         assert client.stdin is not None and client.stdout is not None
 
         def echo() -> str:

@@ -209,7 +209,19 @@ def test_other_names_go_to_the_upstream_resolver(
 ) -> None:
     t = box.tenant()
     _vpc, s = network(box, t, dns_nameservers=["10.0.1.53"])
-    upstream = box.port(t, s, "h2", "up", ip_address="10.0.1.53")
+    # the upstream resolver's port admits DNS from the VPC (its default group would not)
+    dns = box.post("/v1/security-groups", t, vpc_id=s["vpc_id"], name="dns")
+    box.post(
+        "/v1/security-group-rules",
+        t,
+        security_group_id=dns["id"],
+        direction="ingress",
+        protocol="udp",
+        port_min=53,
+        port_max=53,
+        remote_cidr="10.0.0.0/16",
+    )
+    upstream = box.port(t, s, "h2", "up", ip_address="10.0.1.53", security_group_ids=[dns["id"]])
     cli = box.port(t, s, "h3", "uc")
     box.wait_status(t, upstream)
     box.wait_status(t, cli)

@@ -157,18 +157,25 @@ def test_port_chains_default_group_no_group_and_unfiltered() -> None:
     chains, hooks, sets = render_security(_desired(ports, [default]))
     assert hooks == (HOOK,)
     assert sets[group_set("d")].members == {"10.0.1.2"}
-    spoof = ["! -s 10.0.1.2/32 -j DROP", "-m mac ! --mac-source 02:00:00:00:00:02 -j DROP"]
+    spoof = [
+        "-m mac ! --mac-source 02:00:00:00:00:02 -j DROP",
+        "-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN",
+        "! -s 10.0.1.2/32 -j DROP",
+        "-p udp -m udp --sport 68 --dport 67 -j RETURN",  # DHCP, whatever the groups say
+        "-p udp -m udp --sport 67 --dport 68 -j DROP",  # no rogue DHCP server
+    ]
     state = ["-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"]
     state.append("-m conntrack --ctstate INVALID -j DROP")
     assert chains[egress_chain("p2")] == (*spoof, *state, "-j RETURN", "-j DROP")
     assert chains[ingress_chain("p2")] == (
         "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
         "-m conntrack --ctstate INVALID -j DROP",
+        "-p udp -m udp --sport 67 --dport 68 -j ACCEPT",
         f"-m set --match-set {group_set('d')} src -j ACCEPT",
         "-j DROP",
     )
     assert chains[egress_chain("p3")][-1] == "-j RETURN"  # no group: anything goes out
-    assert chains[ingress_chain("p3")][-1] == "-j DROP" and len(chains[ingress_chain("p3")]) == 3
+    assert chains[ingress_chain("p3")][-1] == "-j DROP" and len(chains[ingress_chain("p3")]) == 4
     assert egress_chain("p4") not in chains  # port security off: not filtered
     jumps = chains[FORWARD_CHAIN]
     assert len(jumps) == 4 and all("--physdev-in" in j for j in jumps[:2])  # egress first

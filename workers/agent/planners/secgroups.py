@@ -44,6 +44,13 @@ SYSCTLS = {BRIDGE_NF: "1", TCP_LOOSE: "0"}
 GROUP_SET_PREFIX = "vpcd-g-"
 _ESTABLISHED = "-m conntrack --ctstate RELATED,ESTABLISHED"
 _INVALID = "-m conntrack --ctstate INVALID -j DROP"
+# DHCP (the subnet's dnsmasq) works whatever a port's groups say, as in Neutron: a client
+# asks from 0.0.0.0 before it has its lease, and only service ports may answer, since
+# every workload's egress drops server replies. Written as iptables-save prints them.
+_DHCP_DISCOVER = "-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN"
+_DHCP_CLIENT = "-p udp -m udp --sport 68 --dport 67 -j RETURN"
+_DHCP_SERVER_DROP = "-p udp -m udp --sport 67 --dport 68 -j DROP"
+_DHCP_OFFER = "-p udp -m udp --sport 67 --dport 68 -j ACCEPT"
 
 
 def _token(port_id: str) -> str:
@@ -118,8 +125,11 @@ def _rules(desired: Desired, port: PortState, direction: str, target: str) -> li
 def port_chains(desired: Desired, port: PortState) -> dict[str, tuple[str, ...]]:
     """A filtered port's two chains."""
     egress = [
-        f"! -s {port.ip}/32 -j DROP",
         f"-m mac ! --mac-source {port.mac.lower()} -j DROP",
+        _DHCP_DISCOVER,  # a DHCP client has no address yet: from 0.0.0.0, own MAC only
+        f"! -s {port.ip}/32 -j DROP",
+        _DHCP_CLIENT,  # renewals, whatever the groups say (as Neutron allows)
+        _DHCP_SERVER_DROP,  # a workload never answers as a DHCP server
         f"{_ESTABLISHED} -j RETURN",
         _INVALID,
     ]
@@ -127,7 +137,7 @@ def port_chains(desired: Desired, port: PortState) -> dict[str, tuple[str, ...]]
         egress += [*_rules(desired, port, "egress", "RETURN"), "-j DROP"]
     else:
         egress.append("-j RETURN")
-    ingress = [f"{_ESTABLISHED} -j ACCEPT", _INVALID]
+    ingress = [f"{_ESTABLISHED} -j ACCEPT", _INVALID, _DHCP_OFFER]
     ingress += [*_rules(desired, port, "ingress", "ACCEPT"), "-j DROP"]
     return {egress_chain(port.id): tuple(egress), ingress_chain(port.id): tuple(ingress)}
 
