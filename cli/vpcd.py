@@ -118,12 +118,22 @@ def worker(
     state_dir: Annotated[
         str, typer.Option(help="Where the agent keeps what it owns.")
     ] = "/var/lib/vpcd/agent",
+    external_interface: Annotated[
+        str | None,
+        typer.Option(help="The interface on the external network (network hosts), e.g. ext0."),
+    ] = None,
 ) -> None:
     """Run the agent for one host: it applies only its own host's documents."""
     from workers.agent.agent import Agent
     from workers.agent.service import AgentService
 
-    agent = Agent(host=host, host_netns=netns, netns_prefix=workload_prefix, state_dir=state_dir)
+    agent = Agent(
+        host=host,
+        host_netns=netns,
+        netns_prefix=workload_prefix,
+        state_dir=state_dir,
+        external_interface=external_interface,
+    )
     AgentService(
         host=host,
         vtep_ip=vtep_ip,

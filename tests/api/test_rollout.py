@@ -154,9 +154,9 @@ L2_DETAIL = "host h1 does not support section 'routers' (protocol 1: subnets, po
 
 
 def test_an_l2_agent_against_a_controller_that_knows_routers(client, tenant, bus) -> None:  # type: ignore[no-untyped-def]
-    assert SUPPORTED_SECTIONS == SECTIONS_L2 and set(SECTIONS) > set(SECTIONS_L2)
-    bus.agent("h1", "198.18.0.11", SUPPORTED_SECTIONS)  # the network host
-    bus.agent("h2", "198.18.0.12", SUPPORTED_SECTIONS)
+    assert SUPPORTED_SECTIONS == SECTIONS and set(SECTIONS) > set(SECTIONS_L2)
+    bus.agent("h1", "198.18.0.11", SECTIONS_L2)  # the network host
+    bus.agent("h2", "198.18.0.12", SECTIONS_L2)
     host = _host(client, "h1")
     assert (host["protocol_version"], host["sections"]) == (1, ["subnets", "ports"])
     net = _routed_network(client, tenant)
@@ -192,8 +192,8 @@ def test_an_older_agent_without_advertisement_is_protocol_1_l2(client, bus) -> N
 
 
 def test_a_host_gaining_and_losing_routers(client, tenant, bus) -> None:  # type: ignore[no-untyped-def]
-    bus.agent("h1", "198.18.0.11", SUPPORTED_SECTIONS)
-    bus.agent("h2", "198.18.0.12", SUPPORTED_SECTIONS)
+    bus.agent("h1", "198.18.0.11", SECTIONS_L2)
+    bus.agent("h2", "198.18.0.12", SECTIONS_L2)
     net = _routed_network(client, tenant)
     bus.settle()
     router = f"/v1/routers/{net['router']['id']}"
@@ -223,7 +223,7 @@ def test_a_host_gaining_and_losing_routers(client, tenant, bus) -> None:  # type
     leg = _get(client, tenant, f"/v1/ports/{net['leg']['port_id']}")
     assert {r["mac"] for r in remote} == {net["p1"]["mac_address"], leg["mac_address"]}
 
-    bus.agent("h1", "198.18.0.11", SUPPORTED_SECTIONS)  # rolled back
+    bus.agent("h1", "198.18.0.11", SECTIONS_L2)  # rolled back
     bus.settle()
     assert "routers" not in bus.last_doc("h1")
     got = _get(client, tenant, router)
@@ -232,7 +232,7 @@ def test_a_host_gaining_and_losing_routers(client, tenant, bus) -> None:  # type
 
 
 def test_a_document_with_unknown_sections_is_refused_whole(client, tenant, bus) -> None:  # type: ignore[no-untyped-def]
-    service = bus.agent("h1", "198.18.0.11", SUPPORTED_SECTIONS)
+    service = bus.agent("h1", "198.18.0.11", SECTIONS_L2)
     v = h.vpc(client, tenant)
     s = h.subnet(client, tenant, v["id"])
     p = h.port(client, tenant, s["id"], host="h1", netns="a")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from workers.agent import names
 from workers.agent.observed import RouteObs
-from workers.protocol import HostState, PortState, SubnetState
+from workers.protocol import HostState, PortState, RouterState, SubnetState
 
 DEFAULT_ROUTE = "0.0.0.0/0"
 
@@ -32,12 +32,20 @@ class Desired:
     port_netns: Mapping[str, str]  # realisable port id -> its workload namespace
     routes: Mapping[str, frozenset[RouteObs]]  # needed subnet id -> workload routes
     vteps: frozenset[str]  # every other host's VTEP the document names
+    external_interface: str | None = None  # the agent's --external-interface
+    router_problems: Mapping[str, str] = field(default_factory=dict)  # router id -> why not
+    routers: tuple[RouterState, ...] = ()  # realisable routers, in document order
+    router_netns: Mapping[str, str] = field(default_factory=dict)  # every document router
 
     @classmethod
-    def build(cls, state: HostState, netns_prefix: str = "") -> Desired:
+    def build(
+        cls, state: HostState, netns_prefix: str = "", external_interface: str | None = None
+    ) -> Desired:
         problems = port_problems(state, netns_prefix)
         ports = tuple(p for p in state.ports if p.id not in problems)
-        used = {p.subnet_id for p in ports}
+        r_problems = router_problems(state, external_interface)
+        routers = tuple(r for r in state.routers if r.id not in r_problems)
+        used = {p.subnet_id for p in ports} | {i.subnet_id for r in routers for i in r.interfaces}
         needed = {s.id: s for s in state.subnets if s.id in used}
         vteps = {v for s in state.subnets for v in s.remote_vteps}
         vteps |= {rp.vtep_ip for s in state.subnets for rp in s.remote_ports}
@@ -56,6 +64,12 @@ class Desired:
                 {sid: frozenset(desired_routes(s)) for sid, s in needed.items()}
             ),
             vteps=frozenset(vteps),
+            external_interface=external_interface,
+            router_problems=MappingProxyType(r_problems),
+            routers=routers,
+            router_netns=MappingProxyType(
+                {r.id: names.router_netns(netns_prefix, r.id) for r in state.routers}
+            ),
         )
 
     @property
@@ -72,8 +86,33 @@ class Desired:
 
     @property
     def netns(self) -> frozenset[str]:
-        """The workload namespaces realisable ports live in."""
-        return frozenset(self.port_netns.values())
+        """The namespaces this host keeps: realisable ports' workload namespaces and every
+        document router's namespace (one that cannot be realised now is left alone)."""
+        return frozenset(self.port_netns.values()) | frozenset(self.router_netns.values())
+
+
+def router_problems(state: HostState, external_interface: str | None) -> dict[str, str]:
+    """Routers that cannot be realised here, with why (the agent leaves them alone).
+
+    One external interface serves one external network: the first (by id) wins it."""
+    subnets = {s.id for s in state.subnets}
+    networks = sorted(
+        {r.external_gateway.external_network_id for r in state.routers if r.external_gateway}
+    )
+    problems: dict[str, str] = {}
+    for r in state.routers:
+        missing = [i.subnet_id for i in r.interfaces if i.subnet_id not in subnets]
+        gw = r.external_gateway
+        if missing:
+            problems[r.id] = f"subnet {missing[0]} is not in this host's state"
+        elif gw is not None and external_interface is None:
+            problems[r.id] = "this host has no external interface (agent --external-interface)"
+        elif gw is not None and gw.external_network_id != networks[0]:
+            problems[r.id] = (
+                f"external interface {external_interface} already serves external network "
+                f"{networks[0]}, not {gw.external_network_id}"
+            )
+    return problems
 
 
 def port_problems(state: HostState, netns_prefix: str = "") -> dict[str, str]:

@@ -23,6 +23,7 @@ from workers.agent.planners.l2 import (
     DeleteVxlan,
     DelFdb,
 )
+from workers.agent.planners.nat import Announce, FlushConntrack, RestoreRouterRuleset
 from workers.agent.planners.ports import (
     ConfigureHostVeth,
     ConfigurePort,
@@ -30,6 +31,15 @@ from workers.agent.planners.ports import (
     CreatePort,
     DeleteNetns,
     DeletePort,
+)
+from workers.agent.planners.router import (
+    ConfigureLegHost,
+    ConfigureRouter,
+    ConfigureRouterLink,
+    CreateLeg,
+    DeleteExtBridge,
+    DeleteLeg,
+    EnsureExtBridge,
 )
 
 HANDLERS: Mapping[type[Op], str] = MappingProxyType(
@@ -51,6 +61,16 @@ HANDLERS: Mapping[type[Op], str] = MappingProxyType(
         FillIpsets: "fill_ipsets",
         RestoreRuleset: "restore_ruleset",
         DestroyIpsets: "destroy_ipsets",
+        DeleteLeg: "delete_leg",
+        DeleteExtBridge: "delete_ext_bridge",
+        EnsureExtBridge: "ensure_ext_bridge",
+        CreateLeg: "create_leg",
+        ConfigureLegHost: "configure_leg_host",
+        ConfigureRouterLink: "configure_router_link",
+        ConfigureRouter: "configure_router",
+        RestoreRouterRuleset: "restore_router_ruleset",
+        FlushConntrack: "flush_conntrack",
+        Announce: "announce",
     }
 )
 

@@ -24,6 +24,7 @@ from workers.agent.planners.l2 import (
     DeleteVxlan,
     DelFdb,
 )
+from workers.agent.planners.nat import Announce, FlushConntrack, RestoreRouterRuleset
 from workers.agent.planners.ports import (
     ConfigureHostVeth,
     ConfigurePort,
@@ -31,6 +32,16 @@ from workers.agent.planners.ports import (
     CreatePort,
     DeleteNetns,
     DeletePort,
+)
+from workers.agent.planners.router import (
+    FORWARDING,
+    ConfigureLegHost,
+    ConfigureRouter,
+    ConfigureRouterLink,
+    CreateLeg,
+    DeleteExtBridge,
+    DeleteLeg,
+    EnsureExtBridge,
 )
 
 
@@ -157,3 +168,71 @@ class HostKernel:
     def destroy_ipsets(self, op: DestroyIpsets) -> None:
         for name in op.names:
             drivers.ipset.destroy(self.netns(op.netns), name)
+
+    # ----------------------------------------------------------------- routers
+
+    def delete_leg(self, op: DeleteLeg) -> None:
+        self._delete_link(op.veth)
+
+    def delete_ext_bridge(self, op: DeleteExtBridge) -> None:
+        self._delete_link(op.name)
+
+    def ensure_ext_bridge(self, op: EnsureExtBridge) -> None:
+        drivers.create_bridge(self._host(), op.name, 1500)
+        self._index.pop(op.name, None)
+        drivers.set_link(self._host(), self._idx(op.name), up=True)
+        drivers.set_link(self._host(), self._idx(op.interface), master=self._idx(op.name), up=True)
+
+    def create_leg(self, op: CreateLeg) -> None:
+        fd = drivers.open_netns_fd(op.netns)
+        try:
+            drivers.create_veth(
+                self._host(),
+                op.veth,
+                master=self._idx(op.bridge),
+                mtu=op.mtu,
+                peer_name=op.ifname,
+                peer_mac=op.mac,
+                peer_netns_fd=fd,
+            )
+        finally:
+            os.close(fd)
+
+    def configure_leg_host(self, op: ConfigureLegHost) -> None:
+        drivers.set_link(
+            self._host(), self._idx(op.veth), master=self._idx(op.bridge), mtu=op.mtu, up=True
+        )
+
+    def configure_router_link(self, op: ConfigureRouterLink) -> None:
+        ipr = self.nl.handle(op.netns)
+        i = drivers.link_index(ipr, op.ifname)
+        if op.mac is not None or op.mtu is not None or op.up:
+            drivers.set_link(ipr, i, address=op.mac, mtu=op.mtu, up=True if op.up else None)
+        for cidr in op.del_addresses:
+            drivers.delete_address(ipr, i, cidr)
+        for cidr in op.add_addresses:
+            drivers.add_address(ipr, i, cidr)
+
+    def configure_router(self, op: ConfigureRouter) -> None:
+        if op.forwarding:
+            drivers.sysctl.write(op.netns, FORWARDING, "1")
+        ipr = self.nl.handle(op.netns)
+        for route in op.del_routes:
+            drivers.delete_route(
+                ipr, drivers.link_index(ipr, route.device), route.destination, route.gateway
+            )
+        for route in op.add_routes:
+            drivers.add_route(
+                ipr, drivers.link_index(ipr, route.device), route.destination, route.gateway
+            )
+
+    def restore_router_ruleset(self, op: RestoreRouterRuleset) -> None:
+        self.calls.iptables_restores += 1
+        drivers.iptables.restore(op.netns, op.text)
+
+    def flush_conntrack(self, op: FlushConntrack) -> None:
+        drivers.conntrack.delete(op.netns, orig_dst=op.address)
+        drivers.conntrack.delete(op.netns, orig_src=op.fixed_ip, reply_dst=op.address)
+
+    def announce(self, op: Announce) -> None:
+        drivers.garp.announce(op.netns, op.ifname, op.address)

@@ -23,9 +23,18 @@ PREFIX = "vp"
 BRIDGE = "b"
 VXLAN = "x"
 PORT = "t"
+LEG = "l"  # host end of a router leg, on the subnet's bridge
+GATEWAY = "g"  # host end of a router's gateway leg, on the external network's bridge
+EXTERNAL = "e"  # an external network's bridge, enslaving the host's external interface
+ROUTER = "r"  # a router's namespace (prefix + this name)
+ROUTER_LEG = "i"  # the router-side end of a leg, inside the router namespace
+ROUTER_GATEWAY = "o"  # the router-side end of the gateway leg
 _TOKEN_LEN = IFNAMSIZ - len(PREFIX) - 1
 
-OWNED_LINK_RE = re.compile(rf"^{PREFIX}[{BRIDGE}{VXLAN}{PORT}][0-9a-f]{{{_TOKEN_LEN}}}\Z")
+OWNED_LINK_RE = re.compile(
+    rf"^{PREFIX}[{BRIDGE}{VXLAN}{PORT}{LEG}{GATEWAY}{EXTERNAL}][0-9a-f]{{{_TOKEN_LEN}}}\Z"
+)
+ROUTER_NETNS_RE = re.compile(rf"{PREFIX}{ROUTER}[0-9a-f]{{{_TOKEN_LEN}}}\Z")
 # The same patterns the API enforces (api/netcheck.py); repeated because the agent
 # never imports api.
 NETNS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}\Z")
@@ -51,6 +60,50 @@ def host_veth_name(port_id: str) -> str:
     return f"{PREFIX}{PORT}{_token(port_id)}"
 
 
+def leg_name(port_id: str) -> str:
+    """Host end of a router leg (the leg is the interface port's)."""
+    return f"{PREFIX}{LEG}{_token(port_id)}"
+
+
+def router_leg_name(port_id: str) -> str:
+    return f"{PREFIX}{ROUTER_LEG}{_token(port_id)}"
+
+
+def gateway_name(router_id: str) -> str:
+    return f"{PREFIX}{GATEWAY}{_token(router_id)}"
+
+
+def router_gateway_name(router_id: str) -> str:
+    return f"{PREFIX}{ROUTER_GATEWAY}{_token(router_id)}"
+
+
+def external_bridge_name(external_network_id: str) -> str:
+    return f"{PREFIX}{EXTERNAL}{_token(external_network_id)}"
+
+
+def router_netns(prefix: str, router_id: str) -> str:
+    """A router's namespace: the host's netns prefix + `vpr` + the id's token."""
+    return check_netns_prefix(prefix) + f"{PREFIX}{ROUTER}{_token(router_id)}"
+
+
+def is_router_netns(prefix: str, name: str) -> bool:
+    return name.startswith(prefix) and ROUTER_NETNS_RE.match(name[len(prefix) :]) is not None
+
+
+def link_role(name: str) -> str | None:
+    """'subnet', 'port', 'leg', 'gateway' or 'external' for a host link we own."""
+    if not is_owned_link(name):
+        return None
+    return {
+        BRIDGE: "subnet",
+        VXLAN: "subnet",
+        PORT: "port",
+        LEG: "leg",
+        GATEWAY: "gateway",
+        EXTERNAL: "external",
+    }[name[len(PREFIX)]]
+
+
 def is_owned_link(name: str) -> bool:
     return OWNED_LINK_RE.match(name) is not None
 
@@ -59,7 +112,8 @@ def link_kind(name: str) -> str | None:
     """'bridge', 'vxlan' or 'veth' for a name the agent owns, else None."""
     if not is_owned_link(name):
         return None
-    return {BRIDGE: "bridge", VXLAN: "vxlan", PORT: "veth"}[name[len(PREFIX)]]
+    kinds = {BRIDGE: "bridge", VXLAN: "vxlan", PORT: "veth", LEG: "veth", GATEWAY: "veth"}
+    return kinds.get(name[len(PREFIX)], "bridge")
 
 
 def check_netns_prefix(prefix: str) -> str:

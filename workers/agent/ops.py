@@ -23,8 +23,10 @@ class Phase(IntEnum):
 
     DELETE_NETNS = auto()  # first: the kernel then tears down the veths inside in one batch
     DELETE_PORT = auto()
+    DELETE_LEG = auto()
     DELETE_VXLAN = auto()
     DELETE_BRIDGE = auto()
+    DELETE_EXT_BRIDGE = auto()
     FILL_IPSETS = auto()
     RESTORE_RULESET = auto()
     DESTROY_IPSETS = auto()
@@ -35,9 +37,17 @@ class Phase(IntEnum):
     CONFIGURE_VXLAN = auto()
     DELETE_FDB = auto()
     ADD_FDB = auto()
+    ENSURE_EXT_BRIDGE = auto()
     CREATE_PORT = auto()
     CONFIGURE_HOST_VETH = auto()
     CONFIGURE_PORT = auto()
+    CREATE_LEG = auto()  # routers after ports: a leg needs its subnet's bridge, as a port
+    CONFIGURE_LEG_HOST = auto()
+    CONFIGURE_ROUTER_LINK = auto()
+    CONFIGURE_ROUTER = auto()  # routes after the links and addresses they go through
+    RESTORE_ROUTER_RULESET = auto()  # NAT once the router namespace exists
+    FLUSH_CONNTRACK = auto()  # after the rules changed, so no packet re-creates an entry
+    ANNOUNCE = auto()  # gratuitous ARP last: the address and its NAT are in place
 
 
 @dataclass(frozen=True)

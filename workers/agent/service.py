@@ -37,7 +37,7 @@ from workers.protocol import (
 log = logging.getLogger("vpcd.agent")
 
 # The sections this agent realises; advertised in every heartbeat.
-SUPPORTED_SECTIONS: tuple[str, ...] = SECTIONS_L2
+SUPPORTED_SECTIONS: tuple[str, ...] = (*SECTIONS_L2, "routers")
 
 
 @dataclass

@@ -29,7 +29,7 @@ pyroute2's sync IPRoute is bound to the thread that made it: a `Netlink` must be
 from one thread only (the Agent runs all kernel I/O on its own worker thread).
 """
 
-from workers.agent.drivers import conntrack, ipset, iptables, processes
+from workers.agent.drivers import conntrack, garp, ipset, iptables, processes, sysctl
 from workers.agent.drivers.base import (
     IFF_UP,
     NETNS_DIR,
@@ -55,8 +55,10 @@ from workers.agent.drivers.links import (
     delete_address,
     delete_link,
     delete_route,
+    dump_addresses,
     dump_fdb,
     dump_links,
+    dump_routes,
     fdb_append,
     fdb_delete,
     fdb_replace,
@@ -101,11 +103,14 @@ __all__ = [
     "delete_netns",
     "delete_route",
     "describe",
+    "dump_addresses",
     "dump_fdb",
     "dump_links",
+    "dump_routes",
     "fdb_append",
     "fdb_delete",
     "fdb_replace",
+    "garp",
     "get_link",
     "ipset",
     "iptables",
@@ -116,4 +121,5 @@ __all__ = [
     "open_netns_fd",
     "processes",
     "set_link",
+    "sysctl",
 ]
