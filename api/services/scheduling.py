@@ -1,16 +1,16 @@
-"""Where a router runs: the network host carrying the fewest routers (ties by name)."""
+"""Where a new router runs: the up network host carrying the fewest routers (ties by name).
+
+None when no network host is up: the router is then `error` ("no network host is up")
+until the controller's sweep finds one (models/placement.py).
+"""
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from models.host import network_hosts
-from models.routing import router_load
+from models.base import utcnow
+from models.placement import pick_host
 
 
 def schedule_router(session: Session) -> str | None:
-    hosts = network_hosts(session)
-    if not hosts:
-        return None
-    load = router_load(session)
-    return min(hosts, key=lambda h: (load.get(h.name, 0), h.name)).name
+    return pick_host(session, utcnow())
