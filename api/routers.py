@@ -26,7 +26,7 @@ from api.rest.schemas import (
 from api.services import blockers, external_ips, quotas
 from api.services.router_legs import add_leg, check_routes, remove_leg
 from api.services.scheduling import schedule_router
-from models import Port, Router, Subnet, Vpc
+from models import Port, Router, Subnet, Vpc, placement
 from models.base import bump, new_id
 from models.placement import NO_NETWORK_HOST
 from models.routing import (
@@ -167,7 +167,7 @@ def update_router(
         blockers.router_gateway(session, r.id)
         external_ips.change_gateway(session, r, changes["external_network_id"])
     if apply_changes(r, changes):
-        r.status = "pending"
+        placement.changed(r)
     session.flush()
     notifier.resources_changed(session, "router", {r.id})
     return render(session, r)
@@ -253,4 +253,5 @@ def remove_router_interface(
     blockers.router_interface(session, r, lookup.get(Subnet, subnet_id))
     remove_leg(session, iface)
     notifier.subnets_changed(session, {subnet_id}, r.host)
-    bump(session, r, status="pending")  # detaches made at once must not fail each other
+    # detaches made at once must not fail each other
+    bump(session, r, **placement.status_of(r))

@@ -15,7 +15,20 @@ from models.host import network_hosts
 from models.network import ROUTER_INTERFACE, Port
 from models.routing import FloatingIp, Router, RouterInterface, router_load
 
-__all__ = ["NO_NETWORK_HOST", "pick_host", "place", "reschedule"]
+__all__ = ["NO_NETWORK_HOST", "changed", "pick_host", "place", "reschedule", "status_of"]
+
+
+def status_of(r: Router) -> dict[str, str | None]:
+    """A changed router's status: it waits for its host, or says it has none."""
+    if r.host:
+        return {"status": "pending", "status_detail": None}
+    return {"status": "error", "status_detail": NO_NETWORK_HOST}
+
+
+def changed(r: Router) -> None:
+    """A router's desired state changed (set on the object, flushed with it)."""
+    for key, value in status_of(r).items():
+        setattr(r, key, value)
 
 
 def pick_host(session: Session, now: datetime, load: dict[str, int] | None = None) -> str | None:
@@ -40,7 +53,7 @@ def place(session: Session, r: Router, host: str | None) -> set[str]:
     touched = carrying_hosts(session, "subnet", subnets) if subnets else set()
     r.host = host
     r.touch()
-    r.status, r.status_detail = ("pending", None) if host else ("error", NO_NETWORK_HOST)
+    changed(r)
     session.execute(
         sa.update(Port)
         .where(Port.device_id == r.id, Port.device_owner == ROUTER_INTERFACE)

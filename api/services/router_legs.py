@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import Conflict, Invalid
 from api.services import external_ips, ipam
-from models import ExternalNetwork, Port, Router, RouterInterface, Subnet
+from models import ExternalNetwork, Port, Router, RouterInterface, Subnet, placement
 from models.base import bump
 from models.network import ROUTER_INTERFACE, address_taken
 from models.routing import interface_of_subnet, subnets_of_router
@@ -45,7 +45,7 @@ def add_leg(session: Session, r: Router, subnet: Subnet) -> Port:
     session.add(port)
     session.flush()
     session.add(RouterInterface(router_id=r.id, subnet_id=subnet.id, port_id=port.id))
-    bump(session, r, status="pending")  # attaches made at once must not fail each other
+    bump(session, r, **placement.status_of(r))  # attaches at once must not fail each other
     session.flush()
     return port
 
