@@ -83,27 +83,29 @@ class HostKernel:
     def delete_port(self, op: DeletePort) -> None:
         self._delete_link(op.veth)
 
-    def create_port(self, op: CreatePort) -> None:
-        fd = drivers.open_netns_fd(op.netns)
+    def _veth_into(
+        self, netns: str, veth: str, bridge: str, mtu: int, ifname: str, mac: str | None
+    ) -> None:
+        """A veth whose host end is on `bridge` and whose other end is `ifname` in `netns`."""
+        fd = drivers.open_netns_fd(netns)
         try:
             drivers.create_veth(
                 self._host(),
-                op.veth,
-                master=self._idx(op.bridge),
-                mtu=op.mtu,
-                peer_name=op.ifname,
-                peer_mac=op.mac,
+                veth,
+                master=self._idx(bridge),
+                mtu=mtu,
+                peer_name=ifname,
+                peer_mac=mac,
                 peer_netns_fd=fd,
             )
         finally:
             os.close(fd)
 
-    def configure_host_veth(self, op: ConfigureHostVeth) -> None:
-        drivers.set_link(
-            self._host(), self._idx(op.veth), master=self._idx(op.bridge), mtu=op.mtu, up=True
-        )
+    def _host_end(self, veth: str, bridge: str, mtu: int) -> None:
+        drivers.set_link(self._host(), self._idx(veth), master=self._idx(bridge), mtu=mtu, up=True)
 
-    def configure_port(self, op: ConfigurePort) -> None:
+    def _converge(self, op: ConfigurePort | ConfigureRouterLink) -> tuple[object, int]:
+        """MAC, MTU, up and addresses of an interface inside a namespace."""
         ipr = self.nl.handle(op.netns)
         i = drivers.link_index(ipr, op.ifname)
         if op.mac is not None or op.mtu is not None or op.up:
@@ -112,6 +114,16 @@ class HostKernel:
             drivers.delete_address(ipr, i, cidr)
         for cidr in op.add_addresses:
             drivers.add_address(ipr, i, cidr)
+        return ipr, i
+
+    def create_port(self, op: CreatePort) -> None:
+        self._veth_into(op.netns, op.veth, op.bridge, op.mtu, op.ifname, op.mac)
+
+    def configure_host_veth(self, op: ConfigureHostVeth) -> None:
+        self._host_end(op.veth, op.bridge, op.mtu)
+
+    def configure_port(self, op: ConfigurePort) -> None:
+        ipr, i = self._converge(op)
         for route in op.del_routes:
             drivers.delete_route(ipr, i, route.destination, route.gateway)
         # Removing an address drops the routes through it: then re-add all of them.
@@ -184,34 +196,13 @@ class HostKernel:
         drivers.set_link(self._host(), self._idx(op.interface), master=self._idx(op.name), up=True)
 
     def create_leg(self, op: CreateLeg) -> None:
-        fd = drivers.open_netns_fd(op.netns)
-        try:
-            drivers.create_veth(
-                self._host(),
-                op.veth,
-                master=self._idx(op.bridge),
-                mtu=op.mtu,
-                peer_name=op.ifname,
-                peer_mac=op.mac,
-                peer_netns_fd=fd,
-            )
-        finally:
-            os.close(fd)
+        self._veth_into(op.netns, op.veth, op.bridge, op.mtu, op.ifname, op.mac)
 
     def configure_leg_host(self, op: ConfigureLegHost) -> None:
-        drivers.set_link(
-            self._host(), self._idx(op.veth), master=self._idx(op.bridge), mtu=op.mtu, up=True
-        )
+        self._host_end(op.veth, op.bridge, op.mtu)
 
     def configure_router_link(self, op: ConfigureRouterLink) -> None:
-        ipr = self.nl.handle(op.netns)
-        i = drivers.link_index(ipr, op.ifname)
-        if op.mac is not None or op.mtu is not None or op.up:
-            drivers.set_link(ipr, i, address=op.mac, mtu=op.mtu, up=True if op.up else None)
-        for cidr in op.del_addresses:
-            drivers.delete_address(ipr, i, cidr)
-        for cidr in op.add_addresses:
-            drivers.add_address(ipr, i, cidr)
+        self._converge(op)
 
     def configure_router(self, op: ConfigureRouter) -> None:
         if op.forwarding:

@@ -48,42 +48,46 @@ def _token(resource_id: str) -> str:
     return hashlib.blake2b(resource_id.encode(), digest_size=8).hexdigest()[:_TOKEN_LEN]
 
 
+def _name(kind: str, resource_id: str) -> str:
+    return f"{PREFIX}{kind}{_token(resource_id)}"
+
+
 def bridge_name(subnet_id: str) -> str:
-    return f"{PREFIX}{BRIDGE}{_token(subnet_id)}"
+    return _name(BRIDGE, subnet_id)
 
 
 def vxlan_name(subnet_id: str) -> str:
-    return f"{PREFIX}{VXLAN}{_token(subnet_id)}"
+    return _name(VXLAN, subnet_id)
 
 
 def host_veth_name(port_id: str) -> str:
-    return f"{PREFIX}{PORT}{_token(port_id)}"
+    return _name(PORT, port_id)
 
 
 def leg_name(port_id: str) -> str:
     """Host end of a router leg (the leg is the interface port's)."""
-    return f"{PREFIX}{LEG}{_token(port_id)}"
+    return _name(LEG, port_id)
 
 
 def router_leg_name(port_id: str) -> str:
-    return f"{PREFIX}{ROUTER_LEG}{_token(port_id)}"
+    return _name(ROUTER_LEG, port_id)
 
 
 def gateway_name(router_id: str) -> str:
-    return f"{PREFIX}{GATEWAY}{_token(router_id)}"
+    return _name(GATEWAY, router_id)
 
 
 def router_gateway_name(router_id: str) -> str:
-    return f"{PREFIX}{ROUTER_GATEWAY}{_token(router_id)}"
+    return _name(ROUTER_GATEWAY, router_id)
 
 
 def external_bridge_name(external_network_id: str) -> str:
-    return f"{PREFIX}{EXTERNAL}{_token(external_network_id)}"
+    return _name(EXTERNAL, external_network_id)
 
 
 def router_netns(prefix: str, router_id: str) -> str:
     """A router's namespace: the host's netns prefix + `vpr` + the id's token."""
-    return check_netns_prefix(prefix) + f"{PREFIX}{ROUTER}{_token(router_id)}"
+    return check_netns_prefix(prefix) + _name(ROUTER, router_id)
 
 
 def is_router_netns(prefix: str, name: str) -> bool:
