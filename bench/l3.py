@@ -220,6 +220,8 @@ def throughput(b: Bench, rounds: int, seconds: int) -> dict[str, Any]:
             routed.append(iperf(ns, seconds))
     finally:
         subprocess.run(["ip", "-n", b.outside, "route", "del", cidr], capture_output=True)
+        b.http.patch(url, json={"enable_snat": True}, headers=b.who).raise_for_status()
+        b.until(url, "active")
     ratio = statistics.median(snat) / statistics.median(routed)
     gbit = 1e9
     return {

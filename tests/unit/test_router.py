@@ -38,6 +38,7 @@ from workers.protocol import (
     ExternalGatewayState,
     FloatingIpState,
     HostState,
+    PortState,
     Route,
     RouterInterfaceState,
     RouterState,
@@ -341,3 +342,21 @@ def test_static_route_nexthop_picks_its_leg() -> None:
     assert RouterRouteObs("172.16.1.0/24", "10.2.0.9", names.router_leg_name(L2)) in want_routes(
         desire(doc(r)), r
     )
+
+
+def test_a_port_may_never_use_a_router_namespace() -> None:
+    """A workload netns named like a router's (vpr + 12 hex) is refused: a tenant's veth
+    must never land inside a router, its own or another tenant's."""
+    ns = names.router_netns("", R1)
+    port = PortState(
+        id="p1",
+        revision=1,
+        subnet_id=S1,
+        netns=ns,
+        mac="02:00:00:00:00:09",
+        ip="10.1.0.9",
+        prefixlen=24,
+    )
+    d = desire(doc(router()).model_copy(update={"ports": [port]}))
+    assert "router namespace" in d.problems["p1"]
+    assert not [op for op in plan(d, Observed()) if op.resource == ("port", "p1")]

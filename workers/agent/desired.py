@@ -146,6 +146,9 @@ def port_problems(state: HostState, netns_prefix: str = "") -> dict[str, str]:
         except ValueError as exc:
             problems[port.id] = str(exc)
             continue
+        if names.is_router_netns(netns_prefix, netns):  # never a tenant's leg in a router
+            problems[port.id] = f"netns {port.netns} has a router namespace's name"
+            continue
         tenant, first = owners.setdefault(netns, (port.tenant_id, port.id))
         if tenant != port.tenant_id:  # never put one tenant's interface in another's netns
             problems[port.id] = f"netns {netns} holds port {first} of another tenant"
