@@ -144,12 +144,15 @@ def sweep() -> None:
     """Move routers off network hosts that are down (missed heartbeats) to the least-loaded
     up one; push hosts whose change notice was lost; re-derive every unsettled status (a
     subnet nobody needs to realise, a router whose host gained or lost a section)."""
-    with transaction() as session:
+    with transaction() as session:  # resource rows, then host rows: as API requests do
         moved, touched = placement.reschedule(session, utcnow())
         if moved:
             log.warning("rescheduled routers %s; syncing %s", sorted(touched["router"]), moved)
             q.mark_dirty(session, moved)
+    if moved:  # statuses in a transaction of their own, never under the host rows
+        with transaction() as session:
             carriers.refresh_all(session, touched)
+    with transaction() as session:
         dirty = q.dirty_hosts(session)
         carriers.refresh_all(session, carriers.unsettled(session))
     for host in dirty:
