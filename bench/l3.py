@@ -208,16 +208,20 @@ def throughput(b: Bench, rounds: int, seconds: int) -> dict[str, Any]:
     snat: list[float] = []
     routed: list[float] = []
     try:
-        for _ in range(rounds):
-            b.http.patch(url, json={"enable_snat": True}, headers=b.who).raise_for_status()
-            b.until(url, "active")
-            subprocess.run(["ip", "-n", b.outside, "route", "del", cidr], capture_output=True)
-            snat.append(iperf(ns, seconds))
-            b.http.patch(url, json={"enable_snat": False}, headers=b.who).raise_for_status()
-            b.until(url, "active")
-            gw = b.http.get(url, headers=b.admin).json()["external_ip"]
-            subprocess.run(["ip", "-n", b.outside, "route", "replace", cidr, "via", gw], check=True)
-            routed.append(iperf(ns, seconds))
+        for i in range(rounds):  # alternating which goes first: drift hits both alike
+            for nat in (True, False) if i % 2 == 0 else (False, True):
+                b.http.patch(url, json={"enable_snat": nat}, headers=b.who).raise_for_status()
+                b.until(url, "active")
+                if nat:
+                    subprocess.run(
+                        ["ip", "-n", b.outside, "route", "del", cidr], capture_output=True
+                    )
+                    snat.append(iperf(ns, seconds))
+                else:
+                    gw = b.http.get(url, headers=b.admin).json()["external_ip"]
+                    route = ["ip", "-n", b.outside, "route", "replace", cidr, "via", gw]
+                    subprocess.run(route, check=True)
+                    routed.append(iperf(ns, seconds))
     finally:
         subprocess.run(["ip", "-n", b.outside, "route", "del", cidr], capture_output=True)
         b.http.patch(url, json={"enable_snat": True}, headers=b.who).raise_for_status()
@@ -236,8 +240,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--associations", type=int, default=50)
     parser.add_argument("--failovers", type=int, default=5)
-    parser.add_argument("--iperf-rounds", type=int, default=3)
-    parser.add_argument("--iperf-seconds", type=int, default=5)
+    parser.add_argument("--iperf-rounds", type=int, default=6)
+    parser.add_argument("--iperf-seconds", type=int, default=4)
     parser.add_argument("--out", default="bench/results/l3.json")
     args = parser.parse_args()
     if os.geteuid() != 0:
