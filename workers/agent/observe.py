@@ -155,7 +155,12 @@ def observe(
             veth_index[name] = int(msg["index"])
 
     workloads = _workloads(nl, desired, look_at, veth_index, netns)
-    firewall = observe_firewall(host_netns, want_tables, calls or ToolCalls())
+    firewall = observe_firewall(
+        host_netns,
+        want_tables,
+        calls or ToolCalls(),
+        setless=frozenset(desired.router_netns.values()),
+    )
     external = None
     if ext_msg is not None:
         external = ExternalIfObs(str(ext_name), master_name(ext_msg), _up(ext_msg))
@@ -221,20 +226,30 @@ def _router(nl: Netlink, ns: str, host_name: Any) -> RouterObs | None:
 
 
 def observe_firewall(
-    host_netns: str | None, tables: Mapping[str | None, Iterable[str]], calls: ToolCalls
+    host_netns: str | None,
+    tables: Mapping[str | None, Iterable[str]],
+    calls: ToolCalls,
+    setless: frozenset[str] = frozenset(),
 ) -> dict[str | None, NetnsFirewall]:
-    """Our chains, hooks and sets in each named namespace (None: the host's)."""
+    """Our chains, hooks and sets in each named namespace (None: the host's); `setless`
+    namespaces (routers) hold no sets of ours, so their ipset save is skipped."""
     out: dict[str | None, NetnsFirewall] = {}
     for ns, wanted in tables.items():
         where = host_netns if ns is None else ns
         if where is not None and not drivers.netns_exists(where):
             out[ns] = NetnsFirewall()  # nothing of ours can be in a namespace that is gone
             continue
+        table_names = list(wanted)
         rulesets = {}
-        for table in wanted:
+        if len(table_names) > 1:  # a router's nat and filter: one iptables-save for both
+            calls.iptables_saves += 1
+            dump = drivers.iptables.save(where, None)
+            rulesets = {table: parse_save(dump, table) for table in table_names}
+        for table in table_names if len(table_names) == 1 else ():
             calls.iptables_saves += 1
             rulesets[table] = parse_save(drivers.iptables.save(where, table), table)
-        out[ns] = NetnsFirewall(rulesets, parse_ipset_save(drivers.ipset.save(where)))
+        sets = {} if ns in setless else parse_ipset_save(drivers.ipset.save(where))
+        out[ns] = NetnsFirewall(rulesets, sets)
     return out
 
 
