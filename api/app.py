@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         external_networks,
         floating_ips,
         hosts,
+        network_acls,
         ports,
         routers,
         security_groups,
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ports,
         routers,
         security_groups,
+        network_acls,
         external_networks,
         floating_ips,
     ):

@@ -20,6 +20,9 @@ MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
 NETNS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}\Z")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}\Z")
 HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?\Z")
+# A DNS label (RFC 1123): letters, digits and inner hyphens, at most 63 characters.
+DNS_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+DNS_DOMAIN_MAX = 190  # leaves room for a 63-character host label in a 253-character name
 
 
 def _fail(kind: str, message: str) -> PydanticCustomError:
@@ -140,6 +143,38 @@ IfName = Annotated[
 HostName = Annotated[
     str, AfterValidator(_pattern(HOSTNAME_RE, "host name")), _regex_schema(HOSTNAME_RE, 32)
 ]
+
+
+def _dns_domain(value: str) -> str:
+    if len(value) > DNS_DOMAIN_MAX:
+        raise _fail("dns_domain", f"is longer than {DNS_DOMAIN_MAX} characters")
+    for label in value.split("."):
+        if not DNS_LABEL_RE.match(label):
+            raise _fail(
+                "dns_domain",
+                f"{value!r} is not a domain name: {label!r} is not a DNS label "
+                "(letters, digits and inner hyphens, 1-63 characters, dot-separated)",
+            )
+    if value.split(".")[-1].isdigit():
+        raise _fail("dns_domain", f"{value!r} ends in a numeric label; write a domain name")
+    return value
+
+
+DnsLabel = Annotated[
+    str, AfterValidator(_pattern(DNS_LABEL_RE, "DNS label")), _regex_schema(DNS_LABEL_RE, 63)
+]
+DnsDomain = Annotated[
+    str,
+    AfterValidator(_dns_domain),
+    _schema(maxLength=DNS_DOMAIN_MAX, description="A domain name: dot-separated DNS labels"),
+]
+
+
+def default_dns_domain(vpc_name: str, vpc_id: str) -> str:
+    """`<vpc-name>.vpc.internal`, the name made a DNS label (or the id's when nothing is
+    left of it)."""
+    label = re.sub(r"[^a-z0-9]+", "-", vpc_name.lower()).strip("-")[:63].strip("-")
+    return f"{label or 'vpc-' + vpc_id[:8]}.vpc.internal"
 
 
 class Pool(BaseModel):

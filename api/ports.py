@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, status
 from pydantic import Field
@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import NotifierDep, PrincipalDep, SessionDep, TenantDep
 from api.errors import Conflict, Invalid, problems
-from api.netcheck import HostName, IfName, IPv4, Mac, NetnsName
+from api.netcheck import DnsLabel, HostName, IfName, IPv4, Mac, NetnsName
 from api.rest.pages import Page, PagesDep
 from api.rest.preconditions import Lookup, LookupDep, ResourceRoute
 from api.rest.schemas import (
@@ -23,16 +23,22 @@ from api.rest.schemas import (
     Tags,
     apply_changes,
 )
-from api.services import quotas
+from api.services import dns_names, quotas
 from api.services.port_allocation import allocate_port, check_fixed_ip, check_fixed_mac, set_groups
 from api.services.port_binding import check_binding, check_host
 from models import Port, SecurityGroup, Subnet, Vpc
-from models.network import ROUTER_INTERFACE, in_security_group
+from models.network import DHCP, DHCP_CONFIG, ROUTER_INTERFACE, in_security_group, vpc_of_subnet
 from models.routing import disassociate_port
 
 router = APIRouter(prefix="/v1/ports", tags=["ports"], route_class=ResourceRoute)
 
 GroupIds = Annotated[list[str], Field(max_length=16)]
+IpConfig = Literal["static", "dhcp"]
+IP_CONFIG_DOC = (
+    "static: the agent configures the address; dhcp: the interface comes up without one "
+    "and the workload runs its own DHCP client, which gets the same IPAM address."
+)
+DNS_NAME_DOC = "A DNS label, unique in the VPC: resolves as <dns_name>.<the VPC's dns_domain>."
 
 
 class PortCreate(Input):
@@ -47,6 +53,8 @@ class PortCreate(Input):
     security_group_ids: GroupIds | None = Field(
         default=None, description="Defaults to the VPC's default security group."
     )
+    ip_config: IpConfig = Field(default="static", description=IP_CONFIG_DOC)
+    dns_name: DnsLabel | None = Field(default=None, description=DNS_NAME_DOC)
     tags: Tags = []
 
 
@@ -58,6 +66,8 @@ class PortUpdate(Patch):
     netns: NetnsName | None = None
     interface_name: IfName | None = NotNull()
     security_group_ids: GroupIds | None = NotNull()
+    ip_config: IpConfig | None = NotNull()
+    dns_name: DnsLabel | None = Field(default=None, description="null removes the name.")
     tags: Tags | None = NotNull()
 
 
@@ -74,6 +84,8 @@ class PortOut(RealisedOutput):
     security_group_ids: list[str]
     device_owner: str
     device_id: str | None
+    ip_config: IpConfig
+    dns_name: str | None
     tags: list[str]
 
 
@@ -105,6 +117,11 @@ def resolve_groups(lookup: Lookup, vpc: Vpc, ids: list[str] | None, field: str) 
     return ids
 
 
+def check_ip_config(subnet: Subnet, ip_config: str | None) -> None:
+    if ip_config == DHCP_CONFIG and not subnet.enable_dhcp:
+        raise Invalid("body.ip_config", f"subnet {subnet.id} has DHCP disabled (enable_dhcp)")
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 404, 409, 422))
 def create_port(
     body: PortCreate,
@@ -123,12 +140,17 @@ def create_port(
     if body.mac_address is not None:
         check_fixed_mac(session, subnet, body.mac_address)
     check_host(session, body.host, "body.host")
+    check_ip_config(subnet, body.ip_config)
     check_binding(session, who.tenant_id, body.host, body.netns, body.interface_name)
     quotas.check(session, who.tenant_id, "ports", Port)
     fields = body.model_dump(exclude={"subnet_id"})
     fields.update(tenant_id=who.tenant_id, security_group_ids=groups)
     port = allocate_port(session, subnet, fields)
+    dns_names.claim(session, port.id, vpc.id, port.dns_name)
     notifier.subnets_changed(session, {subnet.id}, port.host)
+    if port.dns_name is not None:
+        notifier.names_changed(session, vpc.id)
+    notifier.members_changed(session, set(groups))
     return render(session, port)
 
 
@@ -158,11 +180,16 @@ def get_port(port_id: str, session: SessionDep, lookup: LookupDep) -> PortOut:
     return render(session, lookup.target(Port, port_id))
 
 
-def _not_router_owned(port: Port) -> None:
+def _not_service_owned(port: Port) -> None:
     if port.device_owner == ROUTER_INTERFACE:
         raise Conflict(
             f"port {port.id} belongs to router {port.device_id}; "
             "change it through the router's interfaces"
+        )
+    if port.device_owner == DHCP:
+        raise Conflict(
+            f"port {port.id} is the DHCP/DNS service port of subnet {port.device_id}; "
+            "it goes with the subnet (or with enable_dhcp=false)"
         )
 
 
@@ -175,7 +202,7 @@ def update_port(
     notifier: NotifierDep,
 ) -> PortOut:
     port = lookup.target(Port, port_id)
-    _not_router_owned(port)
+    _not_service_owned(port)
     old_host = port.host
     changes = body.changes(port)
     if changes.get("host", port.host) != port.host:
@@ -190,10 +217,17 @@ def update_port(
             port.id,
         )
     groups = changes.pop("security_group_ids", None)
+    subnet = session.get(Subnet, port.subnet_id)
+    assert subnet is not None
+    if "ip_config" in changes:
+        check_ip_config(subnet, changes["ip_config"])
+    renamed = "dns_name" in changes and changes["dns_name"] != port.dns_name
+    if renamed:
+        dns_names.claim(session, port.id, subnet.vpc_id, changes["dns_name"])
+    old_groups = set(port.security_group_ids)
     changed = apply_changes(port, changes)
     if groups is not None and groups != port.security_group_ids:
-        subnet = session.get(Subnet, port.subnet_id)
-        vpc = session.get(Vpc, subnet.vpc_id) if subnet else None
+        vpc = session.get(Vpc, subnet.vpc_id)
         assert vpc is not None
         set_groups(port, resolve_groups(lookup, vpc, groups, "body.security_group_ids"))
         port.touch()
@@ -202,6 +236,11 @@ def update_port(
         port.status = "pending"
         session.flush()
         notifier.subnets_changed(session, {port.subnet_id}, old_host, port.host)
+        if renamed:
+            notifier.names_changed(session, subnet.vpc_id)
+        if old_groups != set(port.security_group_ids) or old_host != port.host:
+            # only membership or placement changes what remote-group sets hold
+            notifier.members_changed(session, old_groups | set(port.security_group_ids))
     session.flush()
     return render(session, port)
 
@@ -213,7 +252,11 @@ def delete_port(
     port_id: str, session: SessionDep, lookup: LookupDep, notifier: NotifierDep
 ) -> None:
     port = lookup.target(Port, port_id)
-    _not_router_owned(port)
+    _not_service_owned(port)
     disassociate_port(session, port.id)  # as Neutron does: its floating IP stays, unmapped
     notifier.subnets_changed(session, {port.subnet_id}, port.host)
+    if port.dns_name is not None:
+        notifier.names_changed(session, vpc_of_subnet(session, port.subnet_id))
+        dns_names.claim(session, port.id, "", None)
+    notifier.members_changed(session, set(port.security_group_ids))
     session.delete(port)

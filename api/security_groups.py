@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, status
 from pydantic import Field, model_validator
 
-from api.deps import PrincipalDep, SessionDep, TenantDep
+from api.deps import NotifierDep, PrincipalDep, SessionDep, TenantDep
 from api.errors import Invalid, problems
 from api.netcheck import AnyCidr
 from api.rest.pages import Page, PagesDep
@@ -185,7 +185,11 @@ def delete_security_group(security_group_id: str, session: SessionDep, lookup: L
     responses=problems(401, 403, 404, 409, 422),
 )
 def create_security_group_rule(
-    body: SecurityGroupRuleCreate, session: SessionDep, who: TenantDep, lookup: LookupDep
+    body: SecurityGroupRuleCreate,
+    session: SessionDep,
+    who: TenantDep,
+    lookup: LookupDep,
+    notifier: NotifierDep,
 ) -> SecurityGroupRuleOut:
     assert who.tenant_id is not None
     group = lookup.get(SecurityGroup, body.security_group_id)
@@ -198,6 +202,7 @@ def create_security_group_rule(
     session.add(rule)
     mark_group_changed(session, group)
     session.flush()
+    notifier.groups_changed(session, {group.id})
     return SecurityGroupRuleOut.model_validate(rule)
 
 
@@ -241,7 +246,10 @@ def update_security_group_rule(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problems(401, 404, 409, 412),
 )
-def delete_security_group_rule(rule_id: str, session: SessionDep, lookup: LookupDep) -> None:
+def delete_security_group_rule(
+    rule_id: str, session: SessionDep, lookup: LookupDep, notifier: NotifierDep
+) -> None:
     rule = lookup.target(SecurityGroupRule, rule_id)
     mark_group_changed(session, session.get(SecurityGroup, rule.security_group_id))
+    notifier.groups_changed(session, {rule.security_group_id})
     session.delete(rule)

@@ -24,8 +24,10 @@ from api.rest.schemas import (
     Tags,
     apply_changes,
 )
-from api.services import blockers, ipam, quotas
-from models import Subnet, Vpc
+from api.services import blockers, dhcp, ipam, quotas
+from api.services.scheduling import schedule_dhcp
+from models import NetworkAcl, Subnet, Vpc
+from models.nacl import mark_acl_changed
 from models.network import lock_vpc_subnets, subnets_of_vpc
 
 router = APIRouter(prefix="/v1/subnets", tags=["subnets"], route_class=ResourceRoute)
@@ -46,8 +48,15 @@ class SubnetCreate(Input):
     allocation_pools: Pools | None = Field(
         default=None, description="Defaults to every usable address but the gateway."
     )
-    dns_nameservers: Nameservers = []
-    host_routes: HostRoutes = []
+    dns_nameservers: Nameservers = Field(
+        default=[], description="Upstream resolvers the VPC resolver forwards other names to."
+    )
+    host_routes: HostRoutes = Field(
+        default=[], description="Also handed out by DHCP as classless static routes."
+    )
+    enable_dhcp: bool = Field(
+        default=True, description="Run the subnet's DHCP and DNS service (dnsmasq)."
+    )
     tags: Tags = []
 
 
@@ -58,6 +67,10 @@ class SubnetUpdate(Patch):
     allocation_pools: Pools | None = NotNull()
     dns_nameservers: Nameservers | None = NotNull()
     host_routes: HostRoutes | None = NotNull()
+    enable_dhcp: bool | None = NotNull()
+    network_acl_id: str | None = Field(
+        default=None, description="The subnet's network ACL; null: none (all allowed)."
+    )
     tags: Tags | None = NotNull()
 
 
@@ -70,12 +83,28 @@ class SubnetOut(RealisedOutput):
     allocation_pools: list[Pool]
     dns_nameservers: list[str]
     host_routes: list[HostRoute]
+    enable_dhcp: bool
     tags: list[str]
     vni: int
+    dhcp_host: str | None = Field(description="The network host serving DHCP and DNS.")
+    dhcp_address: str | None = Field(
+        description="The service's address: DHCP server and the workloads' DNS resolver."
+    )
+    network_acl_id: str | None = None
 
 
 class SubnetList(Page[SubnetOut]):
     pass
+
+
+def render(session: Session, subnet: Subnet) -> SubnetOut:
+    port = dhcp.service_port(session, subnet.id)
+    return SubnetOut.model_validate(
+        {
+            **{k: getattr(subnet, k) for k in SubnetOut.model_fields if k != "dhcp_address"},
+            "dhcp_address": port.ip_address if port is not None else None,
+        }
+    )
 
 
 def _pools(
@@ -107,7 +136,11 @@ def _check_placement(session: Session, vpc: Vpc, net: ipaddress.IPv4Network) -> 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 404, 409, 422))
 def create_subnet(
-    body: SubnetCreate, session: SessionDep, who: TenantDep, lookup: LookupDep
+    body: SubnetCreate,
+    session: SessionDep,
+    who: TenantDep,
+    lookup: LookupDep,
+    notifier: NotifierDep,
 ) -> SubnetOut:
     assert who.tenant_id is not None
     vpc = lookup.get(Vpc, body.vpc_id)
@@ -123,32 +156,36 @@ def create_subnet(
     quotas.check(session, who.tenant_id, "subnets", Subnet)
     fields = body.model_dump(exclude={"gateway_ip", "allocation_pools"})
     fields.update(gateway_ip=str(gateway), allocation_pools=pools, tenant_id=who.tenant_id)
+    if body.enable_dhcp:
+        fields["dhcp_host"] = schedule_dhcp(session)
     try:
         subnet = ipam.insert_unique(
             session, ipam.vni_candidates(), lambda v: Subnet(vni=v, **fields)
         )
     except StopIteration as exc:  # pragma: no cover - 16M VNIs
         raise Exhausted("no VNI is free") from exc
-    return SubnetOut.model_validate(subnet)
+    if subnet.enable_dhcp and dhcp.enable(session, subnet) is not None:
+        notifier.hosts_changed(session, {subnet.dhcp_host})  # the service starts at once
+    return render(session, subnet)
 
 
 @router.get("", responses=problems(400, 401, 422))
 def list_subnets(
     pages: PagesDep,
+    session: SessionDep,
     who: PrincipalDep,
     vpc_id: str | None = None,
     name: str | None = None,
     tag: str | None = None,
     cidr: str | None = None,
 ) -> SubnetList:
-    return pages.of(
-        SubnetList, Subnet, who, {"vpc_id": vpc_id, "name": name, "tag": tag, "cidr": cidr}
-    )
+    filters = {"vpc_id": vpc_id, "name": name, "tag": tag, "cidr": cidr}
+    return pages.of(SubnetList, Subnet, who, filters, render=lambda s: render(session, s))
 
 
 @router.get("/{subnet_id}", responses=problems(401, 404))
-def get_subnet(subnet_id: str, lookup: LookupDep) -> SubnetOut:
-    return SubnetOut.model_validate(lookup.target(Subnet, subnet_id))
+def get_subnet(subnet_id: str, session: SessionDep, lookup: LookupDep) -> SubnetOut:
+    return render(session, lookup.target(Subnet, subnet_id))
 
 
 @router.patch("/{subnet_id}", responses=problems(401, 404, 409, 412, 422))
@@ -161,22 +198,42 @@ def update_subnet(
 ) -> SubnetOut:
     subnet = lookup.target(Subnet, subnet_id)
     changes = body.changes(subnet)
+    acl_id = changes.get("network_acl_id")
+    if acl_id is not None and lookup.get(NetworkAcl, acl_id).vpc_id != subnet.vpc_id:
+        raise Invalid("body.network_acl_id", "the network ACL belongs to another VPC")
+    old_acl = subnet.network_acl_id
     if body.allocation_pools is not None:
         net = ipaddress.IPv4Network(subnet.cidr)
         changes["allocation_pools"] = _pools(
             net, ipaddress.IPv4Address(subnet.gateway_ip), body.allocation_pools
         )
+    old_host = subnet.dhcp_host
     if apply_changes(subnet, changes):
         subnet.status = "pending"
-        notifier.subnets_changed(session, {subnet.id})
+        if changes.get("enable_dhcp") is False:
+            dhcp.disable(session, subnet)
+        elif subnet.enable_dhcp:
+            dhcp.enable(session, subnet)
+        session.flush()
+        notifier.subnets_changed(session, {subnet.id}, old_host, subnet.dhcp_host)
+        if subnet.network_acl_id != old_acl:
+            for acl_ref in {a for a in (old_acl, subnet.network_acl_id) if a}:
+                mark_acl_changed(session, session.get(NetworkAcl, acl_ref))  # hosts changed
     session.flush()
-    return SubnetOut.model_validate(subnet)
+    return render(session, subnet)
 
 
 @router.delete(
     "/{subnet_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 404, 409, 412)
 )
-def delete_subnet(subnet_id: str, session: SessionDep, lookup: LookupDep) -> None:
+def delete_subnet(
+    subnet_id: str, session: SessionDep, lookup: LookupDep, notifier: NotifierDep
+) -> None:
     subnet = lookup.target(Subnet, subnet_id)
     blockers.subnet(session, subnet.id)
+    notifier.subnets_changed(session, {subnet.id}, subnet.dhcp_host)
+    port = dhcp.service_port(session, subnet.id)  # the service's own port goes with it
+    if port is not None:
+        session.delete(port)
+        session.flush()
     session.delete(subnet)

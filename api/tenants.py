@@ -66,6 +66,8 @@ class QuotaSet(BaseModel):
     security_groups: QuotaLimit | None = None
     security_group_rules: QuotaLimit | None = None
     floating_ips: QuotaLimit | None = None
+    network_acls: QuotaLimit | None = None
+    network_acl_entries: QuotaLimit | None = None
 
 
 class Quotas(BaseModel):
@@ -77,6 +79,8 @@ class Quotas(BaseModel):
     security_groups: int
     security_group_rules: int
     floating_ips: int
+    network_acls: int
+    network_acl_entries: int
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 409, 422))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
-from api.deps import PrincipalDep, SessionDep, TenantDep
+from api.deps import NotifierDep, PrincipalDep, SessionDep, TenantDep
 from api.errors import problems
-from api.netcheck import VpcCidr
+from api.netcheck import DnsDomain, VpcCidr, default_dns_domain
 from api.rest.pages import Page, PagesDep
 from api.rest.preconditions import LookupDep, ResourceRoute
 from api.rest.schemas import (
@@ -38,6 +38,11 @@ class VpcCreate(Input):
     name: Name = ""
     description: Description = ""
     cidr: VpcCidr
+    dns_domain: DnsDomain | None = Field(
+        default=None,
+        description="Names of the VPC's ports resolve under it; "
+        "defaults to <vpc-name>.vpc.internal.",
+    )
     tags: Tags = []
 
 
@@ -45,6 +50,7 @@ class VpcUpdate(Patch):
     immutable = frozenset({"cidr"})
     name: Name | None = NotNull()
     description: Description | None = NotNull()
+    dns_domain: DnsDomain | None = NotNull()
     tags: Tags | None = NotNull()
 
 
@@ -52,6 +58,7 @@ class VpcOut(TenantOutput):
     name: str
     description: str
     cidr: str
+    dns_domain: str
     tags: list[str]
     default_security_group_id: str | None
 
@@ -64,8 +71,11 @@ class VpcList(Page[VpcOut]):
 def create_vpc(body: VpcCreate, session: SessionDep, who: TenantDep) -> VpcOut:
     assert who.tenant_id is not None
     quotas.check(session, who.tenant_id, "vpcs", Vpc)
-    group_id = new_id()
-    vpc = Vpc(tenant_id=who.tenant_id, default_security_group_id=group_id, **body.model_dump())
+    group_id, vpc_id = new_id(), new_id()
+    fields = body.model_dump()
+    if fields["dns_domain"] is None:
+        fields["dns_domain"] = default_dns_domain(body.name, vpc_id)
+    vpc = Vpc(id=vpc_id, tenant_id=who.tenant_id, default_security_group_id=group_id, **fields)
     session.add(vpc)
     session.flush()
     add_default_group(session, who.tenant_id, vpc.id, group_id)
@@ -89,9 +99,14 @@ def get_vpc(vpc_id: str, lookup: LookupDep) -> VpcOut:
 
 
 @router.patch("/{vpc_id}", responses=problems(401, 404, 409, 412, 422))
-def update_vpc(vpc_id: str, body: VpcUpdate, session: SessionDep, lookup: LookupDep) -> VpcOut:
+def update_vpc(
+    vpc_id: str, body: VpcUpdate, session: SessionDep, lookup: LookupDep, notifier: NotifierDep
+) -> VpcOut:
     vpc = lookup.target(Vpc, vpc_id)
+    old_domain = vpc.dns_domain
     apply_changes(vpc, body.changes(vpc))
+    if vpc.dns_domain != old_domain:
+        notifier.names_changed(session, vpc.id)
     session.flush()
     return VpcOut.model_validate(vpc)
 

@@ -25,7 +25,11 @@ PREREQUISITES: tuple[Prerequisite, ...] = (
     Prerequisite("iptables-restore", "iptables", "whole rulesets, applied atomically"),
     Prerequisite("ipset", "ipset", "remote-group rules"),
     Prerequisite("conntrack", "conntrack", "cutting connections a removed rule allowed"),
+    Prerequisite("ebtables-restore", "iptables", "ARP anti-spoofing (ebtables-nft)"),
     Prerequisite("ping", "iputils-ping", "trying traffic between workloads"),
+    Prerequisite("dnsmasq", "dnsmasq-base", "DHCP and DNS inside every VPC"),
+    Prerequisite("busybox", "busybox", "udhcpc, a DHCP client for workloads"),
+    Prerequisite("dig", "dnsutils", "querying a VPC's resolver"),
 )
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from cli import prereqs, procs
+from cli import netns_cleanup, prereqs, procs
 
 RUN_DIR = Path(os.environ.get("VPCD_SANDBOX_DIR", "/run/vpcd-sandbox"))
 UNDERLAY = "198.18.0"  # RFC 2544 benchmarking range: never routed, used only inside netns
@@ -330,6 +330,8 @@ def down(name: str) -> bool:
         workload = any(ns.startswith(f"{h}-") for h in host_names)
         if mine or workload:
             found = True
+            netns_cleanup.stop_processes_in(ns)
+            netns_cleanup.remove_resolv_conf(ns)
             ip("netns", "delete", ns, check=False)
     purge_bus(sb.env)
     shutil.rmtree(sb.dir, ignore_errors=True)

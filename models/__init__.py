@@ -4,7 +4,8 @@ from models.base import Base
 from models.host import Host
 from models.hoststate import HostStateRow, Realisation
 from models.idempotency import IdempotencyRecord
-from models.network import Port, PortSecurityGroup, Subnet, Vpc
+from models.nacl import NetworkAcl, NetworkAclEntry
+from models.network import DnsName, Port, PortSecurityGroup, Subnet, Vpc
 from models.routing import ExternalIp, ExternalNetwork, FloatingIp, Router, RouterInterface
 from models.security import SecurityGroup, SecurityGroupRule
 from models.tenant import ApiToken, Quota, Tenant
@@ -12,12 +13,15 @@ from models.tenant import ApiToken, Quota, Tenant
 __all__ = [
     "ApiToken",
     "Base",
+    "DnsName",
     "ExternalIp",
     "ExternalNetwork",
     "FloatingIp",
     "Host",
     "HostStateRow",
     "IdempotencyRecord",
+    "NetworkAcl",
+    "NetworkAclEntry",
     "Port",
     "PortSecurityGroup",
     "Quota",

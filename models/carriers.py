@@ -4,11 +4,12 @@ One query per kind answers `{resource id: {host: section}}`. Dirty-marking (whic
 a change touches), status refresh (a resource is active when every carrier realised its
 revision) and report handling all read this table, so a new kind is one row here.
 
-Where ports are realised is decided once, in `workload_select` and `leg_select`: a
-workload port (it has a netns) through the ports section, a router leg through the
-routers section of its router's host. A leg makes its host carry the subnet only when
-that host supports routers; otherwise the router is `error` and the subnet does not wait
-for that host.
+Where ports are realised is decided once, in `workload_select`, `leg_select` and
+`service_select`: a workload port (it has a netns) through the ports section, a router
+leg through the routers section of its router's host, a subnet's DHCP/DNS service port
+through the dhcp_dns section of its host. A leg or service port makes its host carry the
+subnet only when that host supports the section; otherwise the router (or service port)
+is `error` and the subnet does not wait for that host.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from models.base import Base
 from models.host import Host
 from models.hoststate import Realisation
-from models.network import Port, Subnet
+from models.nacl import NetworkAcl
+from models.network import DHCP, Port, PortSecurityGroup, Subnet
 from models.routing import FloatingIp, Router, RouterInterface
+from models.security import SecurityGroup, SecurityGroupRule
 
 NO_NETWORK_HOST = "no network host is up"
 Needs = dict[str, str]  # host -> the section the resource needs on that host
@@ -74,10 +77,15 @@ def leg_select(*columns: Any) -> sa.Select[Any]:
     )
 
 
+def service_select(*columns: Any) -> sa.Select[Any]:
+    """DHCP/DNS service ports: realised by the dhcp_dns section of their host."""
+    return sa.select(*columns).where(Port.device_owner == DHCP, Port.host.is_not(None))
+
+
 class Placement(NamedTuple):
     key: str  # what was asked by: a port id or a subnet id
     host: str
-    section: Literal["ports", "routers"]
+    section: Literal["ports", "routers", "dhcp_dns"]
 
 
 def placements(
@@ -89,6 +97,7 @@ def placements(
         sa.union(
             workload_select(key, Port.host, sa.literal("ports")).where(*where),
             leg_select(key, Router.host, sa.literal("routers")).where(*where),
+            service_select(key, Port.host, sa.literal("dhcp_dns")).where(*where),
         )
     )
     return [Placement(*row) for row in rows]
@@ -98,14 +107,13 @@ def placements(
 
 
 def _subnets(session: Session, ids: set[str]) -> dict[str, Needs]:
-    """Hosts of a subnet's workload ports, and of its router legs where that host
-    supports routers."""
+    """Hosts of a subnet's workload ports, and of its router legs and DHCP/DNS service
+    where that host supports the section realising them."""
     placed = placements(session, Port.subnet_id, Port.subnet_id.in_(ids))
-    legs = {p.host for p in placed if p.section == "routers"}
-    capable = {h for h, s in host_support(session, legs).items() if "routers" in s.sections}
+    support = host_support(session, {p.host for p in placed if p.section != "ports"})
     out: dict[str, Needs] = {}
     for p in placed:
-        if p.section == "ports" or p.host in capable:
+        if p.section == "ports" or (p.host in support and p.section in support[p.host].sections):
             out.setdefault(p.key, {})[p.host] = "subnets"
     return out
 
@@ -129,6 +137,50 @@ def _floating_ips(session: Session, ids: set[str]) -> dict[str, Needs]:
         .where(FloatingIp.id.in_(ids), FloatingIp.port_id.is_not(None), Router.host.is_not(None))
     )
     return {fid: {host: "routers"} for fid, host in rows if host}
+
+
+def _security_groups(session: Session, ids: set[str]) -> dict[str, Needs]:
+    """A group is enforced by every host of a workload port in it (its security_groups
+    section). Hosts that only hold its members for a remote-group rule of theirs do not
+    decide its status; `member_hosts` finds them for dirty-marking."""
+    rows = session.execute(
+        workload_select(PortSecurityGroup.security_group_id, Port.host)
+        .join(PortSecurityGroup, PortSecurityGroup.port_id == Port.id)
+        .where(PortSecurityGroup.security_group_id.in_(ids))
+        .distinct()
+    )
+    out: dict[str, Needs] = {}
+    for gid, host in rows:
+        out.setdefault(gid, {})[host] = "security_groups"
+    return out
+
+
+def _network_acls(session: Session, ids: set[str]) -> dict[str, Needs]:
+    """An ACL is enforced on every host carrying one of its subnets."""
+    rows = session.execute(
+        sa.select(Subnet.network_acl_id, Subnet.id).where(Subnet.network_acl_id.in_(ids))
+    ).all()
+    hosts = _subnets(session, {sid for _, sid in rows})
+    out: dict[str, Needs] = {}
+    for aid, sid in rows:
+        for host in hosts.get(sid, {}):
+            out.setdefault(str(aid), {})[host] = "network_acls"
+    return out
+
+
+def member_hosts(session: Session, group_ids: set[str]) -> set[str]:
+    """Hosts holding these groups' members (a change of membership touches them): the
+    hosts of every group with a rule naming one of them as its remote group."""
+    if not group_ids:
+        return set()
+    naming = set(
+        session.scalars(
+            sa.select(SecurityGroupRule.security_group_id).where(
+                SecurityGroupRule.remote_group_id.in_(group_ids)
+            )
+        )
+    )
+    return carrying_hosts(session, "security_group", naming)
 
 
 def _subnets_of_ports(session: Session, ids: set[str]) -> set[str]:
@@ -159,6 +211,8 @@ KINDS: dict[str, Kind] = {
         Kind("port", Port, _ports, parent=("subnet", _subnets_of_ports)),
         Kind("router", Router, _routers, unplaced="error", unplaced_detail=NO_NETWORK_HOST),
         Kind("floating_ip", FloatingIp, _floating_ips),
+        Kind("security_group", SecurityGroup, _security_groups, unplaced="active"),
+        Kind("network_acl", NetworkAcl, _network_acls, unplaced="active"),
     )
 }
 

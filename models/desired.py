@@ -9,10 +9,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, lazyload
 
-from models.carriers import leg_select, workload_select
+from models.carriers import leg_select, service_select, workload_select
 from models.host import Host
-from models.network import Port, Subnet
+from models.nacl import NetworkAcl, NetworkAclEntry
+from models.network import Port, PortSecurityGroup, Subnet, Vpc
 from models.routing import ExternalNetwork, FloatingIp, Router, RouterInterface
+from models.security import SecurityGroup, SecurityGroupRule
 
 
 def local_ports(session: Session, host: str) -> list[Port]:
@@ -59,8 +61,15 @@ def remote_ports(session: Session, subnet_ids: set[str], host: str) -> list[tupl
         .join(Host, Host.name == Router.host)
         .where(Port.subnet_id.in_(subnet_ids), Router.host != host)
     )
+    services = session.execute(
+        service_select(Port, Host.vtep_ip, Host.sections)
+        .options(lazyload(Port.security_groups))
+        .join(Host, Host.name == Port.host)
+        .where(Port.subnet_id.in_(subnet_ids), Port.host != host)
+    )
     rows = [(p, vtep) for p, vtep in workload]
     rows += [(p, vtep) for p, vtep, sections in legs if "routers" in sections]
+    rows += [(p, vtep) for p, vtep, sections in services if "dhcp_dns" in sections]
     return sorted(rows, key=lambda r: r[0].id)
 
 
@@ -103,3 +112,126 @@ def router_floating_ips(session: Session, router_ids: set[str]) -> list[tuple[Fl
         .order_by(FloatingIp.id)
     )
     return [(f, p) for f, p in rows]
+
+
+def dhcp_services(session: Session, host: str) -> list[tuple[Subnet, Port, Vpc]]:
+    """The DHCP/DNS services this host runs: subnet, service port and VPC."""
+    rows = session.execute(
+        service_select(Subnet, Port, Vpc)
+        .options(lazyload(Port.security_groups))
+        .join(Subnet, Subnet.id == Port.subnet_id)
+        .join(Vpc, Vpc.id == Subnet.vpc_id)
+        .where(Port.host == host)
+        .order_by(Subnet.id)
+    )
+    return [(s, p, v) for s, p, v in rows]
+
+
+def user_ports_of(session: Session, subnet_ids: set[str]) -> list[Port]:
+    """The ports users made on these subnets (the static leases), bound or not."""
+    if not subnet_ids:
+        return []
+    return list(
+        session.scalars(
+            sa.select(Port)
+            .options(lazyload(Port.security_groups))
+            .where(Port.subnet_id.in_(subnet_ids), Port.device_owner == "")
+            .order_by(Port.id)
+        )
+    )
+
+
+def port_groups(session: Session, port_ids: set[str]) -> dict[str, list[str]]:
+    """Each port's security groups in their order (every port listed, maybe with none)."""
+    out: dict[str, list[str]] = {pid: [] for pid in port_ids}
+    if not port_ids:
+        return out
+    rows = session.execute(
+        sa.select(PortSecurityGroup.port_id, PortSecurityGroup.security_group_id)
+        .where(PortSecurityGroup.port_id.in_(port_ids))
+        .order_by(PortSecurityGroup.port_id, PortSecurityGroup.position)
+    )
+    for pid, gid in rows:
+        out[pid].append(gid)
+    return out
+
+
+def group_rules(session: Session, group_ids: set[str]) -> list[SecurityGroupRule]:
+    if not group_ids:
+        return []
+    return list(
+        session.scalars(
+            sa.select(SecurityGroupRule)
+            .where(SecurityGroupRule.security_group_id.in_(group_ids))
+            .order_by(SecurityGroupRule.id)
+        )
+    )
+
+
+def named_ports(session: Session, vpc_ids: set[str]) -> list[tuple[str, Port]]:
+    """Every port with a dns_name in these VPCs, with its VPC id."""
+    if not vpc_ids:
+        return []
+    rows = session.execute(
+        sa.select(Subnet.vpc_id, Port)
+        .options(lazyload(Port.security_groups))
+        .join(Subnet, Subnet.id == Port.subnet_id)
+        .where(Subnet.vpc_id.in_(vpc_ids), Port.dns_name.is_not(None))
+        .order_by(Port.id)
+    )
+    return [(v, p) for v, p in rows]
+
+
+def resolvers(session: Session, subnet_ids: set[str]) -> dict[str, tuple[str | None, str]]:
+    """Per subnet: its service address (None without a service) and its VPC's domain."""
+    if not subnet_ids:
+        return {}
+    rows = session.execute(
+        sa.select(Subnet.id, Vpc.dns_domain, Port.ip_address)
+        .join(Vpc, Vpc.id == Subnet.vpc_id)
+        .outerjoin(Port, sa.and_(Port.subnet_id == Subnet.id, Port.id.in_(service_select(Port.id))))
+        .where(Subnet.id.in_(subnet_ids))
+    )
+    return {sid: (address, domain) for sid, domain, address in rows}
+
+
+def security_groups(session: Session, ids: set[str]) -> list[SecurityGroup]:
+    if not ids:
+        return []
+    return list(
+        session.scalars(
+            sa.select(SecurityGroup).where(SecurityGroup.id.in_(ids)).order_by(SecurityGroup.id)
+        )
+    )
+
+
+def group_members(session: Session, group_ids: set[str]) -> dict[str, list[str]]:
+    """The IPs of every port in these groups, wherever it is (a remote group's members)."""
+    out: dict[str, list[str]] = {gid: [] for gid in group_ids}
+    if not group_ids:
+        return out
+    rows = session.execute(
+        sa.select(PortSecurityGroup.security_group_id, Port.ip_address)
+        .join(Port, Port.id == PortSecurityGroup.port_id)
+        .where(PortSecurityGroup.security_group_id.in_(group_ids))
+        .order_by(Port.ip_address)
+    )
+    for gid, ip in rows:
+        out[gid].append(ip)
+    return out
+
+
+def network_acls(session: Session, ids: set[str]) -> list[NetworkAcl]:
+    if not ids:
+        return []
+    return list(session.scalars(sa.select(NetworkAcl).where(NetworkAcl.id.in_(ids))))
+
+
+def acl_entries(session: Session, acl_ids: set[str]) -> list[NetworkAclEntry]:
+    if not acl_ids:
+        return []
+    return list(
+        session.scalars(
+            sa.select(NetworkAclEntry).where(NetworkAclEntry.network_acl_id.in_(acl_ids))
+        )
+    )

@@ -10,6 +10,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from models.base import Base, Realised, TagList, Tenanted
 
 ROUTER_INTERFACE = "router_interface"  # Port.device_owner of a router's leg on a subnet
+DHCP = "network:dhcp"  # Port.device_owner of a subnet's DHCP/DNS service port
+STATIC, DHCP_CONFIG = "static", "dhcp"  # Port.ip_config: who configures the address
 
 
 class Vpc(Base, Tenanted):
@@ -19,6 +21,7 @@ class Vpc(Base, Tenanted):
     cidr: Mapped[str] = mapped_column(sa.String(43), nullable=False)
     tags: Mapped[list[str]] = mapped_column(TagList, nullable=False, default=list)
     default_security_group_id: Mapped[str | None] = mapped_column(sa.String(36), nullable=True)
+    dns_domain: Mapped[str] = mapped_column(sa.String(255), nullable=False, default="")
 
 
 class Subnet(Base, Tenanted, Realised):
@@ -35,6 +38,15 @@ class Subnet(Base, Tenanted, Realised):
     host_routes: Mapped[list[dict[str, str]]] = mapped_column(sa.JSON, nullable=False, default=list)
     tags: Mapped[list[str]] = mapped_column(TagList, nullable=False, default=list)
     vni: Mapped[int] = mapped_column(sa.Integer, unique=True, nullable=False)
+    enable_dhcp: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
+    # The network host running the subnet's DHCP/DNS service (scheduled like routers).
+    dhcp_host: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, index=True)
+    network_acl_id: Mapped[str | None] = mapped_column(
+        sa.String(36),
+        sa.ForeignKey("network_acls.id", ondelete="RESTRICT", use_alter=True),
+        index=True,
+        nullable=True,
+    )
 
 
 class PortSecurityGroup(Base):
@@ -72,6 +84,8 @@ class Port(Base, Tenanted, Realised):
     device_owner: Mapped[str] = mapped_column(sa.String(32), nullable=False, default="")
     device_id: Mapped[str | None] = mapped_column(sa.String(36), nullable=True, index=True)
     tags: Mapped[list[str]] = mapped_column(TagList, nullable=False, default=list)
+    ip_config: Mapped[str] = mapped_column(sa.String(8), nullable=False, default=STATIC)
+    dns_name: Mapped[str | None] = mapped_column(sa.String(63), nullable=True)
     security_groups: Mapped[list[PortSecurityGroup]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by=PortSecurityGroup.position
     )
@@ -79,6 +93,21 @@ class Port(Base, Tenanted, Realised):
     @property
     def security_group_ids(self) -> list[str]:
         return [m.security_group_id for m in self.security_groups]
+
+
+class DnsName(Base):
+    """The index that keeps a port's dns_name unique within its VPC (case-insensitive):
+    the unique constraint is the arbiter under concurrency, not a read-then-write."""
+
+    __tablename__ = "dns_names"
+    __table_args__ = (sa.UniqueConstraint("vpc_id", "name"),)
+    port_id: Mapped[str] = mapped_column(
+        sa.String(36), sa.ForeignKey("ports.id", ondelete="CASCADE"), primary_key=True
+    )
+    vpc_id: Mapped[str] = mapped_column(
+        sa.String(36), sa.ForeignKey("vpcs.id", ondelete="CASCADE"), nullable=False
+    )
+    name: Mapped[str] = mapped_column(sa.String(63), nullable=False)
 
 
 # -- queries of the VPC aggregate ----------------------------------------------------------
@@ -161,3 +190,29 @@ def user_ports_on_host(session: Session, host: str) -> list[str]:
     return list(
         session.scalars(sa.select(Port.id).where(Port.host == host, Port.device_owner == ""))
     )
+
+
+def dhcp_load(session: Session) -> dict[str, int]:
+    """How many subnets' DHCP/DNS services each host runs."""
+    rows = session.execute(
+        sa.select(Subnet.dhcp_host, sa.func.count())
+        .where(Subnet.dhcp_host.is_not(None))
+        .group_by(Subnet.dhcp_host)
+    )
+    return {host: n for host, n in rows if host is not None}
+
+
+def vpc_of_subnet(session: Session, subnet_id: str) -> str | None:
+    return session.scalar(sa.select(Subnet.vpc_id).where(Subnet.id == subnet_id))
+
+
+def dhcp_hosts_of_vpc(session: Session, vpc_id: str) -> set[str]:
+    """Hosts running a DHCP/DNS service of the VPC: each answers for every name in it."""
+    rows = session.scalars(
+        sa.select(Subnet.dhcp_host).where(Subnet.vpc_id == vpc_id, Subnet.dhcp_host.is_not(None))
+    )
+    return {h for h in rows if h}
+
+
+def dhcp_subnets_on_host(session: Session, host: str) -> list[str]:
+    return list(session.scalars(sa.select(Subnet.id).where(Subnet.dhcp_host == host)))

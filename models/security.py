@@ -99,6 +99,18 @@ def delete_default_group(session: Session, group_id: str | None) -> None:
         session.flush()
 
 
+def groups_unsettled(session: Session, group_ids: set[str]) -> None:
+    """A port joined or left: the groups wait for their (maybe new) hosts again; the
+    sweep re-derives their status from the reports (the revision stays as it is)."""
+    if group_ids:
+        session.execute(
+            sa.update(SecurityGroup)
+            .where(SecurityGroup.id.in_(group_ids), SecurityGroup.status == "active")
+            .values(status="pending")
+            .execution_options(synchronize_session=False)
+        )
+
+
 def mark_group_changed(session: Session, group: SecurityGroup | None) -> None:
     """A rule came or went: the group's hosts must realise it again.
 

@@ -18,6 +18,8 @@ DEFAULT_QUOTAS: dict[str, int] = {
     "security_groups": 100,
     "security_group_rules": 1000,
     "floating_ips": 50,
+    "network_acls": 200,
+    "network_acl_entries": 2000,
 }
 
 

@@ -70,6 +70,57 @@ class PortState(_Doc):
     mac: str
     ip: str
     prefixlen: int
+    security_group_ids: list[str] | None = Field(
+        default=None,
+        description="The port's security groups (their union applies); [] denies all "
+        "ingress. None: the port is not filtered (a document without the security_groups "
+        "section, which then carries no such field).",
+    )
+
+
+class SecurityGroupRuleState(_Doc):
+    """One allow rule of a group: what it matches, from/to a CIDR or a remote group."""
+
+    id: str
+    direction: Literal["ingress", "egress"]
+    protocol: Literal["tcp", "udp", "icmp", "any"]
+    port_min: int | None = None
+    port_max: int | None = None
+    remote_cidr: str | None = None
+    remote_group_id: str | None = None
+
+
+class SecurityGroupState(_Doc):
+    """A group a local port uses, or one a local group's rule names as remote group.
+
+    `members` (the IPs of every port in the group, on any host) is filled only for a
+    group some rule in the document names as its remote group: the host keeps it in an
+    ipset, so rules never depend on the group's size."""
+
+    id: str
+    revision: int
+    rules: list[SecurityGroupRuleState] = []
+    members: list[str] = []
+
+
+class NetworkAclEntryState(_Doc):
+    rule_number: int
+    direction: Literal["ingress", "egress"]
+    action: Literal["allow", "deny"]
+    protocol: Literal["tcp", "udp", "icmp", "any"]
+    port_min: int | None = None
+    port_max: int | None = None
+    cidr: str
+
+
+class NetworkAclState(_Doc):
+    """A stateless ACL on this host's subnets `subnet_ids`: entries in rule-number order
+    per direction, the first match wins, no match is denied."""
+
+    id: str
+    revision: int
+    subnet_ids: list[str]
+    entries: list[NetworkAclEntryState] = []
 
 
 class RouterInterfaceState(_Doc):
@@ -114,6 +165,52 @@ class RouterState(_Doc):
     floating_ips: list[FloatingIpState] = []
 
 
+class DhcpLease(_Doc):
+    """A static lease: this MAC always gets this (IPAM) address, and the hostname."""
+
+    mac: str
+    ip: str
+    hostname: str | None = None
+
+
+class DnsRecord(_Doc):
+    name: str = Field(description="A fully qualified name, lower case, without trailing dot.")
+    ip: str
+
+
+class DhcpDnsState(_Doc):
+    """A subnet's DHCP and DNS service on this host (DESIGN §4): one dnsmasq in a netns
+    of its own with a leg (the service port) on the subnet's bridge, whose VNI and MTU
+    the subnets section carries. Static leases only; names of the whole VPC. The leg is
+    a port: an agent reports it as kind "port" at `port_revision`."""
+
+    subnet_id: str
+    revision: int
+    port_id: str
+    port_revision: int
+    mac: str
+    address: str
+    cidr: str
+    mtu: int = TENANT_MTU
+    router: str | None = Field(default=None, description="The gateway, when a router serves it.")
+    host_routes: list[Route] = []
+    domain: str
+    upstreams: list[str] = Field(default=[], description="Resolvers other names go to.")
+    leases: list[DhcpLease] = []
+    hosts: list[DnsRecord] = Field(default=[], description="Every named port of the VPC.")
+
+
+class ResolverState(_Doc):
+    """What workloads of a subnet on this host get from its DHCP/DNS service: the resolver
+    for `/etc/netns/<netns>/resolv.conf`, and which ports take their address by DHCP (their
+    interface comes up without one)."""
+
+    subnet_id: str
+    nameserver: str | None = None
+    domain: str
+    dhcp_ports: list[str] = []
+
+
 class HostState(_Doc):
     """Everything one host must carry, stamped with a monotonic revision."""
 
@@ -124,12 +221,21 @@ class HostState(_Doc):
     subnets: list[SubnetState] = []
     ports: list[PortState] = []
     routers: list[RouterState] = []
+    dhcp_dns: list[DhcpDnsState] = []
+    resolvers: list[ResolverState] = []
+    security_groups: list[SecurityGroupState] = []
+    network_acls: list[NetworkAclState] = []
 
     def wire(self, sections: Iterable[str]) -> dict[str, Any]:
         """The document as sent to a host supporting `sections`: other sections absent,
-        not empty, so an older agent (which forbids unknown fields) can read it."""
+        not empty, so an older agent (which forbids unknown fields) can read it; without
+        the security_groups section the ports carry no group ids either."""
         drop = set(SECTIONS) - set(sections)
-        return self.model_dump(mode="json", exclude=drop)
+        body = self.model_dump(mode="json", exclude=drop)
+        if "security_groups" in drop:
+            for port in body.get("ports", []):
+                port.pop("security_group_ids", None)
+        return body
 
 
 HEADER: frozenset[str] = frozenset({"version", "host", "revision", "vtep_ip"})
@@ -142,7 +248,7 @@ def unsupported_sections(doc: Mapping[str, Any], supported: Iterable[str]) -> li
 
 
 class ResourceResult(_Doc):
-    kind: Literal["subnet", "port", "router", "security_group", "floating_ip"]
+    kind: Literal["subnet", "port", "router", "security_group", "floating_ip", "network_acl"]
     id: str
     revision: int
     ok: bool

@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 
 from api.errors import Conflict, InUse
 from models import Router, SecurityGroup, Subnet
+from models.nacl import acls_of_vpc, subnets_with_acl
 from models.network import (
+    dhcp_subnets_on_host,
     ports_in_group,
     ports_of_subnet,
     subnets_of_vpc,
@@ -43,7 +45,13 @@ def vpc(session: Session, vpc_id: str) -> None:
     blocking = [("subnet", s.id) for s in subnets_of_vpc(session, vpc_id)]
     blocking += [("router", r) for r in routers_of_vpc(session, vpc_id)]
     blocking += [("security_group", g) for g in groups_of_vpc(session, vpc_id, user_only=True)]
-    _refuse("the VPC still has subnets, routers or security groups", blocking)
+    blocking += [("network_acl", a) for a in acls_of_vpc(session, vpc_id)]
+    _refuse("the VPC still has subnets, routers, security groups or network ACLs", blocking)
+
+
+def network_acl(session: Session, acl_id: str) -> None:
+    blocking = [("subnet", s) for s in subnets_with_acl(session, acl_id)]
+    _refuse("subnets are associated with the network ACL", blocking)
 
 
 def subnet(session: Session, subnet_id: str) -> None:
@@ -106,4 +114,5 @@ def tenant(session: Session, tenant_id: str) -> None:
 def host(session: Session, name: str) -> None:
     blocking = [("port", p) for p in user_ports_on_host(session, name)]
     blocking += [("router", r) for r in routers_on_host(session, name)]
-    _refuse("ports or routers are bound to this host", blocking)
+    blocking += [("subnet", s) for s in dhcp_subnets_on_host(session, name)]
+    _refuse("ports, routers or subnets' DHCP/DNS services are bound to this host", blocking)

@@ -13,8 +13,10 @@ from celery import Celery
 from sqlalchemy.orm import Session
 
 from api.settings import Settings
-from models.carriers import carrying_hosts
+from models.carriers import carrying_hosts, member_hosts
 from models.hoststate import mark_dirty
+from models.network import dhcp_hosts_of_vpc
+from models.security import groups_unsettled
 from workers.bus import make_app, poke_controller
 
 
@@ -49,3 +51,20 @@ class Notifier:
     def subnets_changed(self, session: Session, subnet_ids: set[str], *extra: str | None) -> None:
         """Every host carrying these subnets (their FDB or routes change), plus `extra`."""
         self.resources_changed(session, "subnet", subnet_ids, *extra)
+
+    def names_changed(self, session: Session, vpc_id: str | None) -> None:
+        """The VPC's names or domain changed: every host serving its DHCP/DNS answers
+        for all of them."""
+        if vpc_id is not None:
+            self.hosts_changed(session, set(dhcp_hosts_of_vpc(session, vpc_id)))
+
+    def groups_changed(self, session: Session, group_ids: set[str]) -> None:
+        """A group's rules changed: the hosts of its ports re-render their chains."""
+        self.resources_changed(session, "security_group", group_ids)
+
+    def members_changed(self, session: Session, group_ids: set[str]) -> None:
+        """A port joined or left these groups (or moved): hosts enforcing them, and hosts
+        holding them as a remote group's set, must sync."""
+        hosts: set[str | None] = set(member_hosts(session, group_ids))
+        self.hosts_changed(session, hosts | carrying_hosts(session, "security_group", group_ids))
+        groups_unsettled(session, group_ids)

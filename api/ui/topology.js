@@ -176,7 +176,8 @@
 
   function buildModel(vpcId, subnets, allPorts, routers, ifaceLists, groups, fips, lbs) {
     const subnetIds = new Set(subnets.map((s) => s.id));
-    const ports = allPorts.filter((p) => p.device_owner !== "router_interface");
+    // Workloads only: ports the service made (router legs, DHCP/DNS) are not drawn as ports.
+    const ports = allPorts.filter((p) => p.device_owner === "");
     const legPorts = new Map(
       allPorts.filter((p) => p.device_owner === "router_interface").map((p) => [p.id, p]),
     );

@@ -126,10 +126,18 @@ def test_changes_mark_touched_hosts_dirty_once(client, tenant, sent) -> None:  #
     assert sorted(a[0]["host"] for n, a, _ in sent if n == APPLY) == ["h1", "h2", "h3"]
     with maker() as session:
         assert not any(r.dirty for r in session.query(HostStateRow))
-    h.port(client, tenant, s2["id"], host="h3", netns="d")  # subnet 2 lives on h3 only
+    # subnet 2 lives on h3 only (and a port in no group changes no group's members)
+    h.port(client, tenant, s2["id"], host="h3", netns="d", security_group_ids=[])
     with maker() as session:
         dirty = {r.host: r.dirty for r in session.query(HostStateRow)}
     assert dirty == {"h1": False, "h2": False, "h3": True}
+    tasks.sweep()
+    # a port joining the default group changes its members, which h1 and h2 hold (the
+    # default group's rule names the group itself)
+    h.port(client, tenant, s2["id"], host="h3", netns="e")
+    with maker() as session:
+        dirty = {r.host: r.dirty for r in session.query(HostStateRow)}
+    assert dirty == {"h1": True, "h2": True, "h3": True}
 
 
 def test_a_burst_of_changes_pokes_each_host_once(client, tenant, monkeypatch) -> None:  # type: ignore[no-untyped-def]

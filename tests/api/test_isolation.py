@@ -91,6 +91,13 @@ def build(c: TestClient, t: Tenant, ext_id: str) -> dict[str, str]:
     leg = h.attach(c, t, router["id"], subnet["id"])
     fip = h.floating_ip(c, t, ext_id, port_id=port["id"])
     assert fip["router_id"] == router["id"]
+    acl = h.create(c, "/v1/network-acls", t, vpc_id=vpc["id"], name=SHARED_NAME)
+    entry = h.create(
+        c, "/v1/network-acl-entries", t, network_acl_id=acl["id"], rule_number=100,
+        direction="ingress", action="allow", protocol="any", cidr="0.0.0.0/0",
+    )  # fmt: skip
+    r = c.patch(f"/v1/subnets/{spare['id']}", json={"network_acl_id": acl["id"]}, headers=t.headers)
+    assert r.status_code == 200, r.text
     default_rules = c.get(
         "/v1/security-group-rules", params={"security_group_id": default_sg}, headers=t.headers
     ).json()["items"]
@@ -107,6 +114,8 @@ def build(c: TestClient, t: Tenant, ext_id: str) -> dict[str, str]:
         "iface_port": leg["port_id"],
         "router": router["id"],
         "fip": fip["id"],
+        "acl": acl["id"],
+        "acl_entry": entry["id"],
     }
 
 
@@ -123,6 +132,8 @@ BY_ID = {
     "iface_port": "/v1/ports/{}",
     "router": "/v1/routers/{}",
     "fip": "/v1/floating-ips/{}",
+    "acl": "/v1/network-acls/{}",
+    "acl_entry": "/v1/network-acl-entries/{}",
 }
 LISTS = [
     "/v1/vpcs",
@@ -131,6 +142,8 @@ LISTS = [
     "/v1/routers",
     "/v1/security-groups",
     "/v1/security-group-rules",
+    "/v1/network-acls",
+    "/v1/network-acl-entries",
     "/v1/floating-ips",
     "/v1/external-networks",
 ]
@@ -364,6 +377,22 @@ crud(
     "rule",
 )
 crud(
+    "/v1/network-acls",
+    "network_acl_id",
+    ["acl"],
+    [{"name": "pwned"}, {"tags": []}],
+    [{"vpc_id": "$vpc"}, {"name": SHARED_NAME}],
+    "acl",
+)
+crud(
+    "/v1/network-acl-entries",
+    "entry_id",
+    ["acl_entry"],
+    [{"action": "deny"}, {"description": "pwned"}],
+    [{"network_acl_id": "$acl"}, {"direction": "ingress"}],
+    "acl_entry",
+)
+crud(
     "/v1/floating-ips",
     "floating_ip_id",
     ["fip"],
@@ -459,6 +488,18 @@ def _create_rule(ctx: Ctx) -> None:
         )
 
 
+@probe("POST", "/v1/network-acls")
+def _create_acl(ctx: Ctx) -> None:
+    hidden(ctx, "POST", "/v1/network-acls", {"vpc_id": ctx.a["vpc"]})
+
+
+@probe("POST", "/v1/network-acl-entries")
+def _create_acl_entry(ctx: Ctx) -> None:
+    body = {"rule_number": 7, "direction": "egress", "action": "deny", "protocol": "any"}
+    body["cidr"] = "10.0.0.0/8"
+    hidden(ctx, "POST", "/v1/network-acl-entries", {"network_acl_id": ctx.a["acl"], **body})
+
+
 @probe("POST", "/v1/floating-ips")
 def _create_fip(ctx: Ctx) -> None:
     hidden(
@@ -510,6 +551,7 @@ def _b_attaches_own_things_to_a(ctx: Ctx) -> None:
     hidden(ctx, "PATCH", f"/v1/ports/{b['port']}", {"security_group_ids": [a["sg"]]})
     hidden(ctx, "PATCH", f"/v1/ports/{b['port']}", {"security_group_ids": [b["sg"], a["sg"]]})
     hidden(ctx, "PATCH", f"/v1/floating-ips/{b['fip']}", {"port_id": a["port"]})
+    hidden(ctx, "PATCH", f"/v1/subnets/{b['subnet']}", {"network_acl_id": a["acl"]})
 
 
 # External networks: shared and readable by every tenant; only the admin writes them.
@@ -622,6 +664,8 @@ def fill(path: str, ctx: Ctx) -> str:
         "router_id": ctx.a["router"],
         "security_group_id": ctx.a["sg"],
         "rule_id": ctx.a["rule"],
+        "network_acl_id": ctx.a["acl"],
+        "entry_id": ctx.a["acl_entry"],
         "floating_ip_id": ctx.a["fip"],
     }
 

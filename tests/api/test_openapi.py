@@ -108,7 +108,7 @@ def test_crud_operation_ids_follow_the_resource(spec: dict[str, Any]) -> None:
         if not m:
             continue
         plural = m.group(1).replace("-", "_")
-        singular = plural.removesuffix("s")
+        singular = plural[:-3] + "y" if plural.endswith("ies") else plural.removesuffix("s")
         verb = {"post": "create", "get": "get", "patch": "update", "delete": "delete"}[method]
         if m.group(2) is None:
             expected[path, method] = f"list_{plural}" if method == "get" else f"{verb}_{singular}"

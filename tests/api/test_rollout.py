@@ -37,6 +37,16 @@ class FakeAgent:
         results += [
             ResourceResult(kind="port", id=p.id, revision=p.revision, ok=True) for p in state.ports
         ]
+        used = {g for p in state.ports for g in p.security_group_ids or ()}
+        results += [
+            ResourceResult(kind="security_group", id=g.id, revision=g.revision, ok=True)
+            for g in state.security_groups
+            if g.id in used
+        ]
+        results += [
+            ResourceResult(kind="network_acl", id=a.id, revision=a.revision, ok=True)
+            for a in state.network_acls
+        ]
         for r in state.routers:
             results.append(ResourceResult(kind="router", id=r.id, revision=r.revision, ok=True))
             results += [
@@ -154,7 +164,7 @@ L2_DETAIL = "host h1 does not support section 'routers' (protocol 1: subnets, po
 
 
 def test_an_l2_agent_against_a_controller_that_knows_routers(client, tenant, bus) -> None:  # type: ignore[no-untyped-def]
-    assert SUPPORTED_SECTIONS == SECTIONS and set(SECTIONS) > set(SECTIONS_L2)
+    assert set(SUPPORTED_SECTIONS) == set(SECTIONS) and set(SECTIONS) > set(SECTIONS_L2)
     bus.agent("h1", "198.18.0.11", SECTIONS_L2)  # the network host
     bus.agent("h2", "198.18.0.12", SECTIONS_L2)
     host = _host(client, "h1")
@@ -181,6 +191,12 @@ def test_an_l2_agent_against_a_controller_that_knows_routers(client, tenant, bus
     assert "routers" not in doc and [p["id"] for p in doc["ports"]] == [net["p1"]["id"]]
     remote = bus.last_doc("h2")["subnets"][0]["remote_ports"]
     assert [r["mac"] for r in remote] == [net["p1"]["mac_address"]]
+    # nor are its ports' groups: the VPC's default group is `error` until it can be
+    assert "security_groups" not in doc and "security_group_ids" not in doc["ports"][0]
+    vpc = _get(client, tenant, f"/v1/subnets/{net['subnet']['id']}")["vpc_id"]
+    (default,) = _get(client, tenant, f"/v1/security-groups?vpc_id={vpc}")["items"]
+    assert default["status"] == "error"
+    assert "does not support section 'security_groups'" in default["status_detail"]
 
 
 def test_an_older_agent_without_advertisement_is_protocol_1_l2(client, bus) -> None:  # type: ignore[no-untyped-def]
@@ -221,7 +237,11 @@ def test_a_host_gaining_and_losing_routers(client, tenant, bus) -> None:  # type
     # h2's workloads reach the gateway on h1: its leg is an FDB entry there now
     remote = bus.last_doc("h2")["subnets"][0]["remote_ports"]
     leg = _get(client, tenant, f"/v1/ports/{net['leg']['port_id']}")
-    assert {r["mac"] for r in remote} == {net["p1"]["mac_address"], leg["mac_address"]}
+    ports = client.get(f"/v1/ports?subnet_id={net['subnet']['id']}", headers=tenant.headers)
+    service = {
+        p["mac_address"] for p in ports.json()["items"] if p["device_owner"] == "network:dhcp"
+    }
+    assert {r["mac"] for r in remote} == {net["p1"]["mac_address"], leg["mac_address"]} | service
 
     bus.agent("h1", "198.18.0.11", SECTIONS_L2)  # rolled back
     bus.settle()
@@ -258,3 +278,69 @@ def test_a_document_with_unknown_sections_is_refused_whole(client, tenant, bus) 
     bus.settle()  # a document it can apply clears the host's error
     assert _host(client, "h1")["status_detail"] is None
     assert _get(client, tenant, f"/v1/ports/{p['id']}")["status"] == "active"
+
+
+def test_security_groups_are_sent_realised_and_follow_members(client, tenant, bus) -> None:  # type: ignore[no-untyped-def]
+    bus.agent("h1", "198.18.0.11", SUPPORTED_SECTIONS)
+    bus.agent("h2", "198.18.0.12", SUPPORTED_SECTIONS)
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    web = h.group(client, tenant, v["id"], name="web")
+    p1 = h.port(client, tenant, s["id"], host="h1", netns="a")  # the default group
+    bus.settle()
+    default = p1["security_group_ids"][0]
+    assert _get(client, tenant, f"/v1/security-groups/{default}")["status"] == "active"
+    assert _get(client, tenant, f"/v1/security-groups/{web['id']}")["status"] == "active"
+    (g,) = bus.last_doc("h1")["security_groups"]
+    assert g["id"] == default and g["members"] == [p1["ip_address"]]
+    assert bus.last_doc("h1")["ports"][0]["security_group_ids"] == [default]
+
+    # a rule: the group is pending until every host of its ports realised it
+    h.port(client, tenant, s["id"], host="h2", netns="b", security_group_ids=[web["id"]])
+    bus.settle()
+    rule = h.rule(client, tenant, web["id"], port_min=22, port_max=22, remote_group_id=default)
+    assert _get(client, tenant, f"/v1/security-groups/{web['id']}")["status"] == "pending"
+    bus.settle()
+    assert _get(client, tenant, f"/v1/security-groups/{web['id']}")["status"] == "active"
+    doc = {g["id"]: g for g in bus.last_doc("h2")["security_groups"]}
+    assert [r["id"] for r in doc[web["id"]]["rules"]] == [rule["id"]]
+    assert doc[default]["members"] == [p1["ip_address"]] and doc[default]["rules"] == []
+
+    # a new member of the default group reaches h2, which holds it as a remote group
+    before = len([d for d in bus.applies if d["host"] == "h2"])
+    p3 = h.port(client, tenant, s["id"], host="h1", netns="c")
+    bus.settle()
+    assert len([d for d in bus.applies if d["host"] == "h2"]) > before
+    doc = {g["id"]: g for g in bus.last_doc("h2")["security_groups"]}
+    assert doc[default]["members"] == sorted([p1["ip_address"], p3["ip_address"]])
+
+
+def test_network_acls_are_sent_to_the_subnet_hosts_and_realised(client, tenant, bus) -> None:  # type: ignore[no-untyped-def]
+    bus.agent("h1", "198.18.0.11", SUPPORTED_SECTIONS)
+    bus.agent("h2", "198.18.0.12", SUPPORTED_SECTIONS)
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    h.port(client, tenant, s["id"], host="h1", netns="a")
+    h.port(client, tenant, s["id"], host="h2", netns="b")
+    acl = h.create(client, "/v1/network-acls", tenant, vpc_id=v["id"])
+    url = f"/v1/network-acls/{acl['id']}"
+    r = client.patch(
+        f"/v1/subnets/{s['id']}", json={"network_acl_id": acl["id"]}, headers=tenant.headers
+    )
+    assert r.status_code == 200
+    bus.settle()
+    assert _get(client, tenant, url)["status"] == "active"
+    for host in ("h1", "h2"):
+        (doc,) = bus.last_doc(host)["network_acls"]
+        assert (doc["id"], doc["subnet_ids"], doc["entries"]) == (acl["id"], [s["id"]], [])
+    h.create(
+        client, "/v1/network-acl-entries", tenant, network_acl_id=acl["id"], rule_number=10,
+        direction="ingress", action="deny", protocol="tcp", port_min=22, cidr="10.0.0.0/8",
+    )  # fmt: skip
+    assert _get(client, tenant, url)["status"] == "pending"
+    bus.settle()
+    assert _get(client, tenant, url)["status"] == "active"
+    (doc,) = bus.last_doc("h2")["network_acls"]
+    assert [(e["rule_number"], e["action"], e["port_min"]) for e in doc["entries"]] == [
+        (10, "deny", 22)
+    ]

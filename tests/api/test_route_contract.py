@@ -44,7 +44,14 @@ def world(c: TestClient, t: Tenant) -> Ids:
     router = h.router(c, t, vpc["id"], external_network_id=ext["id"])
     h.attach(c, t, router["id"], subnet["id"])
     fip = h.floating_ip(c, t, ext["id"], port_id=port["id"])
+    acl = h.create(c, "/v1/network-acls", t, vpc_id=vpc["id"])
+    entry = h.create(
+        c, "/v1/network-acl-entries", t, network_acl_id=acl["id"], rule_number=100,
+        direction="ingress", action="allow", protocol="any", cidr="0.0.0.0/0",
+    )  # fmt: skip
     return {
+        "network_acl_id": acl["id"],
+        "entry_id": entry["id"],
         "tenant_id": t.id,
         "host_id": host["id"],
         "external_network_id": ext["id"],
@@ -134,6 +141,18 @@ TENANT_CALLS: dict[tuple[str, str], Body] = {
         "protocol": "any",
     },
     ("PATCH", "/v1/security-group-rules/{rule_id}"): lambda ids: {"description": "idem"},
+    ("POST", "/v1/network-acls"): lambda ids: {"vpc_id": ids["vpc_id"]},
+    ("PATCH", "/v1/network-acls/{network_acl_id}"): lambda ids: {"name": "idem"},
+    ("POST", "/v1/network-acl-entries"): lambda ids: {
+        "network_acl_id": ids["network_acl_id"],
+        "rule_number": 200,
+        "direction": "egress",
+        "action": "deny",
+        "protocol": "tcp",
+        "port_min": 25,
+        "cidr": "10.0.0.0/8",
+    },
+    ("PATCH", "/v1/network-acl-entries/{entry_id}"): lambda ids: {"action": "deny"},
     ("POST", "/v1/floating-ips"): lambda ids: {"external_network_id": ids["external_network_id"]},
     ("PATCH", "/v1/floating-ips/{floating_ip_id}"): lambda ids: {"description": "idem"},
 }

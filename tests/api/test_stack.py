@@ -120,6 +120,8 @@ def stack(
     monkeypatch.setattr(vpcctl_client, "make_client", make_client)
     monkeypatch.setattr(execute, "pause", lambda seconds: None)
     h.external_network(client, name="public")
+    for name, ip in (("h1", "198.18.0.11"), ("h2", "198.18.0.12")):  # ports bind to these
+        h.host(client, name=name, vtep_ip=ip)
     s = Stack(CliRunner(), net, tmp_path / "stack.yaml", tenant.token)
     s.write(STACK)
     return s

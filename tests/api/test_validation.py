@@ -91,6 +91,11 @@ def world(client: TestClient, tenant: Tenant) -> World:
     ext = h.external_network(client)
     fip = h.floating_ip(client, tenant, ext["id"])
     host = h.host(client)
+    acl = h.create(client, "/v1/network-acls", tenant, vpc_id=v["id"])
+    entry = h.create(
+        client, "/v1/network-acl-entries", tenant, network_acl_id=acl["id"], rule_number=100,
+        direction="ingress", action="allow", protocol="any", cidr="0.0.0.0/0",
+    )  # fmt: skip
     return World(
         {
             "vpc": v["id"],
@@ -107,6 +112,8 @@ def world(client: TestClient, tenant: Tenant) -> World:
             "fip": fip["id"],
             "host": host["id"],
             "tenant": tenant.id,
+            "acl": acl["id"],
+            "acl_entry": entry["id"],
         }
     )
 
@@ -999,6 +1006,8 @@ PLACEHOLDER = {
     "router_id": "router",
     "security_group_id": "group",
     "rule_id": "rule",
+    "network_acl_id": "acl",
+    "entry_id": "acl_entry",
     "external_network_id": "ext",
     "floating_ip_id": "fip",
 }

@@ -304,7 +304,7 @@ def test_drift_a_deleted_nat_rule_and_router_leg_are_repaired(
 ) -> None:
     ns = l3.router_netns(net["router"])
     box.run(ns, "iptables", "-t", "nat", "-F", "vpcd-POSTROUTING")
-    leg = names.leg_name(
+    leg = names.router_host_leg_name(
         box.http.get(
             f"/v1/routers/{net['router']['id']}/interfaces/{net['s1']['id']}", headers=net["t"]
         ).json()["port_id"]

@@ -1,7 +1,8 @@
 """Mixed-version rollout with real agents: the network host's agent advertises only the
-L2 sections (`--sections subnets,ports`, as an agent of before routers did), while the
-controller also knows `routers`. Its L2 keeps working; a router is `error` with a detail
-naming the host and the section. No packet leaves the sandbox's namespaces.
+L2 sections (`--sections subnets,ports`, SECTIONS_L2, as an agent of before routers did),
+while the controller also knows `routers` (and every other section SUPPORTED_SECTIONS
+lists). Its L2 keeps working; a router is `error` with a detail naming the host and the
+section. No packet leaves the sandbox's namespaces.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 
 from cli import sandbox as sbx
 from tests.e2e.conftest import Box
-from workers.protocol import SECTIONS, SECTIONS_L2
+from workers.agent.service import SUPPORTED_SECTIONS
+from workers.protocol import SECTIONS_L2
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +64,7 @@ def l2_only(box: Box, short: str) -> Iterator[None]:
         yield
     finally:
         _restart_agent(box, short, argv)
-        _wait_sections(box, box.host(short), SECTIONS)
+        _wait_sections(box, box.host(short), SUPPORTED_SECTIONS)
 
 
 def test_l2_agents_keep_l2_while_a_router_they_cannot_carry_is_error(box: Box) -> None:
@@ -74,7 +76,8 @@ def _l2_agent_against_routers(box: Box) -> None:
     t, s, a, b = box.connected_pair(("h1", "v1"), ("h2", "v2"))
     h1 = box.host("h1")  # a network host: with no router anywhere, routers go there first
     before = _host(box, h1)
-    assert (before["protocol_version"], before["sections"]) == (1, ["subnets", "ports"])
+    assert (before["protocol_version"], before["sections"]) == (1, list(SECTIONS_L2))
+    assert "routers" in SUPPORTED_SECTIONS and "routers" not in SECTIONS_L2
 
     ext = box.post(
         "/v1/external-networks", box.admin, cidr="198.51.100.0/24", gateway_ip="198.51.100.1"
@@ -83,7 +86,8 @@ def _l2_agent_against_routers(box: Box) -> None:
     assert r["host"] == h1
     leg = box.post(f"/v1/routers/{r['id']}/interfaces", t, subnet_id=s["id"])
     fip = box.post("/v1/floating-ips", t, external_network_id=ext["id"], port_id=b["id"])
-    detail = f"host {h1} does not support section 'routers' (protocol 1: subnets, ports)"
+    sections = ", ".join(SECTIONS_L2)
+    detail = f"host {h1} does not support section 'routers' (protocol 1: {sections})"
     for path in (
         f"/v1/routers/{r['id']}",
         f"/v1/floating-ips/{fip['id']}",

@@ -394,7 +394,7 @@ def test_topology_page_draws_the_vpc(
         assert el.attrs["data-status"] == s["status"]
         assert s["cidr"] in el.text
         statuses.add(s["status"])
-    user_ports = [p for p in ports if p["device_owner"] != "router_interface"]
+    user_ports = [p for p in ports if p["device_owner"] == ""]
     legs = {p["id"]: p for p in ports if p["device_owner"] == "router_interface"}
     assert len(user_ports) == 5 and len(legs) == 2
     for p in user_ports:
@@ -404,6 +404,7 @@ def test_topology_page_draws_the_vpc(
         statuses.add(p["status"])
     for leg_port in legs.values():  # a router leg is drawn as a leg, not as a port
         assert not [e for e in dom.kinds("port") if e.attrs["data-id"] == leg_port["id"]]
+    assert len(dom.kinds("port")) == len(user_ports)  # nor is a DHCP/DNS service port
     (r,) = routers
     assert dom.find("router", r["id"]).attrs["data-status"] == r["status"]
     assert len(ifaces) == 2

@@ -13,6 +13,7 @@ import itertools
 import shlex
 from dataclasses import replace
 
+from tests.unit.service_model import ServiceModel
 from workers.agent import dispatch, names
 from workers.agent.observed import (
     ZERO_MAC,
@@ -27,7 +28,13 @@ from workers.agent.observed import (
     WorkloadObs,
 )
 from workers.agent.ops import Op
-from workers.agent.planners.firewall import DestroyIpsets, FillIpsets, RestoreRuleset
+from workers.agent.planners.firewall import (
+    CutConntrack,
+    DestroyIpsets,
+    FillIpsets,
+    RestoreRuleset,
+    SetSysctls,
+)
 from workers.agent.planners.l2 import (
     AddFdb,
     ConfigureBridge,
@@ -85,6 +92,8 @@ class ModelFirewall:
             for t, rs in fw.tables.items()
         }
         self.sets = {n: (s.type, set(s.members)) for n, s in fw.sets.items()}
+        self.sysctls = dict(fw.sysctls)
+        self.cuts: list[object] = []  # conntrack filters applied, in order
 
     def referenced_sets(self) -> set[str]:
         out: set[str] = set()
@@ -96,10 +105,12 @@ class ModelFirewall:
                 out |= set(_match_sets(spec))
         return out
 
-    def iptables_restore(self, text: str) -> None:
+    def iptables_restore(self, text: str, table: str | None = None) -> None:
+        """`table` names an ebtables table ("eb:filter"), whose input says "*filter"."""
         lines = [line for line in text.splitlines() if line and not line.startswith("#")]
         assert lines[0].startswith("*") and lines[-1] == "COMMIT", text
-        table = lines[0][1:]
+        assert table is None or table.removeprefix("eb:") == lines[0][1:], text
+        table = table or lines[0][1:]
         chains, hooks = self.tables.setdefault(table, ({}, []))
         chains, hooks = {c: list(r) for c, r in chains.items()}, list(hooks)  # a transaction
         for line in lines[1:-1]:
@@ -181,10 +192,11 @@ class ModelFirewall:
                 if chains or hooks
             },
             sets={n: IpsetState(n, t, frozenset(m)) for n, (t, m) in self.sets.items()},
+            sysctls=dict(self.sysctls),
         )
 
 
-class ModelKernel:
+class ModelKernel(ServiceModel):
     """One method per dispatch row, acting on an Observed-shaped state."""
 
     def __init__(self, observed: Observed) -> None:
@@ -201,6 +213,7 @@ class ModelKernel:
         self.routers = dict(observed.routers)
         self.announced: list[str] = []
         self.flushed: list[tuple[str, str]] = []
+        self.init_services(observed)
 
     def _drop_port(self, veth: str) -> None:
         self.veths.pop(veth, None)
@@ -294,7 +307,7 @@ class ModelKernel:
         self._fw(op.netns).ipset_restore(op.text)
 
     def restore_ruleset(self, op: RestoreRuleset) -> None:
-        self._fw(op.netns).iptables_restore(op.text)
+        self._fw(op.netns).iptables_restore(op.text, op.table)
 
     def destroy_ipsets(self, op: DestroyIpsets) -> None:
         for name in op.names:
@@ -372,6 +385,12 @@ class ModelKernel:
     def announce(self, op: Announce) -> None:
         self.announced.append(op.address)
 
+    def set_sysctls(self, op: SetSysctls) -> None:
+        self._fw(op.netns).sysctls.update(op.values)
+
+    def cut_conntrack(self, op: CutConntrack) -> None:
+        self._fw(op.netns).cuts.extend(op.cuts)
+
     def observed(self) -> Observed:
         return Observed(
             bridges=self.bridges,
@@ -390,6 +409,8 @@ class ModelKernel:
             legs=self.legs,
             external=self.external,
             routers={ns: r for ns, r in self.routers.items() if ns in self.netns},
+            services=self.services,
+            resolv={ns: t for ns, t in self.resolv.items() if ns in self.netns},
         )
 
 

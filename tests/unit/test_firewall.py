@@ -105,9 +105,10 @@ def test_render(case: str) -> None:
     fw = render(want)
     assert set(fw) == {None}  # the host namespace only, for now
     if vteps is None:
-        assert fw[None] == NetnsFirewall(tables={"filter": Ruleset()}, sets={})
+        empty = {"filter": Ruleset(), "eb:filter": Ruleset()}  # no port: no ARP chains
+        assert fw[None] == NetnsFirewall(tables=empty, sets={})
         return
-    assert fw[None].tables == {"filter": GUARD}
+    assert fw[None].tables == {"filter": GUARD, "eb:filter": Ruleset()}
     assert fw[None].sets == {VTEP_SET: IpsetState(VTEP_SET, "hash:ip", frozenset(vteps))}
 
 

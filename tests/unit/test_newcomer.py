@@ -58,6 +58,9 @@ def test_prerequisites_cover_what_the_sandbox_and_agents_run() -> None:
         "ipset",
         "conntrack",
         "iputils-ping",
+        "dnsmasq-base",
+        "busybox",
+        "dnsutils",
     }
     assert prereqs.missing(lambda c: "/bin/" + c) == []
 

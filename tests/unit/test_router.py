@@ -109,7 +109,7 @@ def doc(*routers: RouterState) -> HostState:
 
 
 def desire(state: HostState, ext: str | None = "ext0") -> Desired:
-    return Desired.build(state, PREFIX, ext)
+    return Desired.build(state, PREFIX, external_interface=ext)
 
 
 def converge(state: HostState, observed: Observed | None = None) -> Observed:
@@ -146,14 +146,14 @@ SHAPES: dict[str, HostState] = {
 
 def test_names_fit_ifnamsiz_and_router_netns_is_recognisable() -> None:
     for name in (
-        names.leg_name(L1),
+        names.router_host_leg_name(L1),
         names.gateway_name(R1),
         names.external_bridge_name(EXT),
         names.router_leg_name(L1),
         names.router_gateway_name(R1),
     ):
         assert len(name) == names.IFNAMSIZ
-    assert names.link_role(names.leg_name(L1)) == "leg"
+    assert names.link_role(names.router_host_leg_name(L1)) == "leg"
     assert names.link_role(names.external_bridge_name(EXT)) == "external"
     assert names.link_kind(names.gateway_name(R1)) == "veth"
     ns = names.router_netns(PREFIX, R1)
@@ -169,8 +169,8 @@ def test_empty_to_router_exact_shape() -> None:
     assert EnsureExtBridge(R1, name=names.external_bridge_name(EXT), interface="ext0") in ops
     legs = [op for op in ops if isinstance(op, CreateLeg)]
     assert {(op.veth, op.bridge, op.mtu) for op in legs} == {
-        (names.leg_name(L1), names.bridge_name(S1), 1450),
-        (names.leg_name(L2), names.bridge_name(S2), 1450),
+        (names.router_host_leg_name(L1), names.bridge_name(S1), 1450),
+        (names.router_host_leg_name(L2), names.bridge_name(S2), 1450),
         (names.gateway_name(R1), names.external_bridge_name(EXT), 1500),
     }
     (cfg,) = [op for op in ops if isinstance(op, ConfigureRouter)]
@@ -250,12 +250,14 @@ def test_drift_a_deleted_nat_rule_and_a_deleted_leg_are_repaired() -> None:
     assert [type(op) for op in ops] == [RestoreRouterRuleset]
     assert plan(desire(SHAPES["full"]), apply_ops(drifted, ops)) == []
 
-    legs = {k: v for k, v in built.legs.items() if k != names.leg_name(L2)}
+    legs = {k: v for k, v in built.legs.items() if k != names.router_host_leg_name(L2)}
     r = built.routers[ns]
-    links = {k: v for k, v in r.links.items() if v.peer != names.leg_name(L2)}
+    links = {k: v for k, v in r.links.items() if v.peer != names.router_host_leg_name(L2)}
     drifted = replace(built, legs=legs, routers={ns: replace(r, links=links)})
     ops = plan(desire(SHAPES["full"]), drifted)
-    assert any(isinstance(op, CreateLeg) and op.veth == names.leg_name(L2) for op in ops)
+    assert any(
+        isinstance(op, CreateLeg) and op.veth == names.router_host_leg_name(L2) for op in ops
+    )
     assert plan(desire(SHAPES["full"]), apply_ops(drifted, ops)) == []
 
 

@@ -72,6 +72,7 @@ class SyncStats:
     ipset_restores: int = 0
     applied: Counter[str] = field(default_factory=Counter)  # ops that went through, by type
     errors: int = 0  # ops that failed
+    conntrack_deletes: int = 0
 
 
 class Agent:
@@ -91,6 +92,7 @@ class Agent:
         if host_netns is not None:
             drivers.netns_path(host_netns)  # validates the name
         self.netns_prefix = names.check_netns_prefix(netns_prefix)
+        self.state_dir = str(state_dir)
         self._ledger = NetnsLedger(state_dir)
         _raise_fd_limit()  # one netlink socket per workload namespace stays open
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"vpcd-agent-{host}")
@@ -153,7 +155,7 @@ class Agent:
     @property
     def kernel(self) -> HostKernel:
         if self._kernel is None:
-            self._kernel = HostKernel(Netlink(), self.host_netns)
+            self._kernel = HostKernel(Netlink(), self.host_netns, self.state_dir)
         return self._kernel
 
     @property
@@ -161,7 +163,9 @@ class Agent:
         return self.kernel.nl
 
     def _desire(self, state: HostState) -> Desired:
-        return Desired.build(state, self.netns_prefix, self.external_interface)
+        return Desired.build(
+            state, self.netns_prefix, self.state_dir, external_interface=self.external_interface
+        )
 
     def _observe(self, desired: Desired, scope: Scope | None) -> Observed:
         return observe(
@@ -207,7 +211,12 @@ class Agent:
         stats = SyncStats(full=do_full)
         sockets_before = self.nl.sockets_opened
         calls = self.kernel.calls
-        calls_before = (calls.iptables_saves, calls.iptables_restores, calls.ipset_restores)
+        calls_before = (
+            calls.iptables_saves,
+            calls.iptables_restores,
+            calls.ipset_restores,
+            calls.conntrack_deletes,
+        )
         firewall = render(desired)  # host firewall and every router's NAT
         clock = time.perf_counter()
 
@@ -268,6 +277,7 @@ class Agent:
         stats.iptables_saves = calls.iptables_saves - calls_before[0]
         stats.iptables_restores = calls.iptables_restores - calls_before[1]
         stats.ipset_restores = calls.ipset_restores - calls_before[2]
+        stats.conntrack_deletes = calls.conntrack_deletes - calls_before[3]
         self.stats = stats
         return report
 

@@ -52,6 +52,7 @@ def delta_scope(
         if (
             a_port != b_port
             or prev.problems.get(pid) != new.problems.get(pid)
+            or (pid in prev.dhcp_ports) != (pid in new.dhcp_ports)
             or any(p is not None and p.subnet_id in port_subnets for p in (a_port, b_port))
         ):
             ports.add(pid)
@@ -79,7 +80,7 @@ def delta_scope(
             routers.add(ns)
             netns.add(ns)
             links.add(names.gateway_name(rid))
-            links |= {names.leg_name(i.port_id) for i in r.interfaces}
+            links |= {names.router_host_leg_name(i.port_id) for i in r.interfaces}
             if r.external_gateway is not None:
                 links.add(names.external_bridge_name(r.external_gateway.external_network_id))
                 if d.external_interface is not None:

@@ -14,7 +14,18 @@ from types import MappingProxyType
 
 from workers.agent import names
 from workers.agent.observed import RouteObs
-from workers.protocol import HostState, PortState, RouterState, SubnetState
+from workers.protocol import (
+    DhcpDnsState,
+    HostState,
+    NetworkAclState,
+    PortState,
+    ResolverState,
+    RouterState,
+    SecurityGroupState,
+    SubnetState,
+)
+
+DEFAULT_STATE_DIR = "/var/lib/vpcd"
 
 DEFAULT_ROUTE = "0.0.0.0/0"
 
@@ -32,6 +43,13 @@ class Desired:
     port_netns: Mapping[str, str]  # realisable port id -> its workload namespace
     routes: Mapping[str, frozenset[RouteObs]]  # needed subnet id -> workload routes
     vteps: frozenset[str]  # every other host's VTEP the document names
+    services: Mapping[str, DhcpDnsState]  # DHCP/DNS services to run here, by service token
+    resolvers: Mapping[str, ResolverState]  # by subnet id
+    dhcp_ports: frozenset[str]  # ports whose workload takes its address by DHCP
+    state_dir: str  # where service files and pid files live
+    groups: Mapping[str, SecurityGroupState]  # security groups in the document, by id
+    filtered: tuple[PortState, ...]  # realisable ports with security groups enforced
+    acls: tuple[NetworkAclState, ...]  # network ACLs of the subnets in the document
     external_interface: str | None = None  # the agent's --external-interface
     router_problems: Mapping[str, str] = field(default_factory=dict)  # router id -> why not
     routers: tuple[RouterState, ...] = ()  # realisable routers, in document order
@@ -39,13 +57,19 @@ class Desired:
 
     @classmethod
     def build(
-        cls, state: HostState, netns_prefix: str = "", external_interface: str | None = None
+        cls,
+        state: HostState,
+        netns_prefix: str = "",
+        state_dir: str = DEFAULT_STATE_DIR,
+        external_interface: str | None = None,
     ) -> Desired:
         problems = port_problems(state, netns_prefix)
         ports = tuple(p for p in state.ports if p.id not in problems)
+        services = realisable_services(state)
         r_problems = router_problems(state, external_interface)
         routers = tuple(r for r in state.routers if r.id not in r_problems)
-        used = {p.subnet_id for p in ports} | {i.subnet_id for r in routers for i in r.interfaces}
+        used = {p.subnet_id for p in ports} | {svc.subnet_id for svc in services.values()}
+        used |= {i.subnet_id for r in routers for i in r.interfaces}
         needed = {s.id: s for s in state.subnets if s.id in used}
         vteps = {v for s in state.subnets for v in s.remote_vteps}
         vteps |= {rp.vtep_ip for s in state.subnets for rp in s.remote_ports}
@@ -64,6 +88,13 @@ class Desired:
                 {sid: frozenset(desired_routes(s)) for sid, s in needed.items()}
             ),
             vteps=frozenset(vteps),
+            services=MappingProxyType(services),
+            resolvers=MappingProxyType({r.subnet_id: r for r in state.resolvers}),
+            dhcp_ports=frozenset(pid for r in state.resolvers for pid in r.dhcp_ports),
+            state_dir=state_dir,
+            groups=MappingProxyType({g.id: g for g in state.security_groups}),
+            filtered=tuple(p for p in ports if p.security_group_ids is not None),
+            acls=tuple(state.network_acls),
             external_interface=external_interface,
             router_problems=MappingProxyType(r_problems),
             routers=routers,
@@ -113,6 +144,17 @@ def router_problems(state: HostState, external_interface: str | None) -> dict[st
                 f"{networks[0]}, not {gw.external_network_id}"
             )
     return problems
+
+
+def realisable_services(state: HostState) -> dict[str, DhcpDnsState]:
+    """Services whose subnet the document carries, by token (the lower subnet id keeps a
+    token that two ids share, like device names)."""
+    subnets = {s.id for s in state.subnets}
+    out: dict[str, DhcpDnsState] = {}
+    for svc in sorted(state.dhcp_dns, key=lambda x: x.subnet_id):
+        if svc.subnet_id in subnets:
+            out.setdefault(names.service_token(svc.subnet_id), svc)
+    return out
 
 
 def port_problems(state: HostState, netns_prefix: str = "") -> dict[str, str]:

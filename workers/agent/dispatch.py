@@ -12,7 +12,27 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from workers.agent.ops import Op
-from workers.agent.planners.firewall import DestroyIpsets, FillIpsets, RestoreRuleset
+from workers.agent.planners.dhcp_dns import (
+    ConfigureServiceLeg,
+    CreateServiceLeg,
+    CreateServiceNetns,
+    DeleteServiceLeg,
+    DeleteServiceNetns,
+    ReloadDnsmasq,
+    RemoveResolvConf,
+    RemoveServiceFiles,
+    StartDnsmasq,
+    StopDnsmasq,
+    WriteResolvConf,
+    WriteServiceFiles,
+)
+from workers.agent.planners.firewall import (
+    CutConntrack,
+    DestroyIpsets,
+    FillIpsets,
+    RestoreRuleset,
+    SetSysctls,
+)
 from workers.agent.planners.l2 import (
     AddFdb,
     ConfigureBridge,
@@ -71,6 +91,20 @@ HANDLERS: Mapping[type[Op], str] = MappingProxyType(
         RestoreRouterRuleset: "restore_router_ruleset",
         FlushConntrack: "flush_conntrack",
         Announce: "announce",
+        StopDnsmasq: "stop_dnsmasq",
+        DeleteServiceNetns: "delete_service_netns",
+        RemoveServiceFiles: "remove_service_files",
+        DeleteServiceLeg: "delete_service_leg",
+        CreateServiceNetns: "create_service_netns",
+        CreateServiceLeg: "create_service_leg",
+        ConfigureServiceLeg: "configure_service_leg",
+        WriteServiceFiles: "write_service_files",
+        StartDnsmasq: "start_dnsmasq",
+        ReloadDnsmasq: "reload_dnsmasq",
+        WriteResolvConf: "write_resolv_conf",
+        RemoveResolvConf: "remove_resolv_conf",
+        SetSysctls: "set_sysctls",
+        CutConntrack: "cut_conntrack",
     }
 )
 

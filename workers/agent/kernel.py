@@ -6,14 +6,37 @@ SyncStats reports.
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from workers.agent import drivers
+from workers.agent import dnsmasq, drivers, names
 from workers.agent.drivers import Netlink
 from workers.agent.drivers.cmd import ToolCalls
 from workers.agent.observed import ZERO_MAC
-from workers.agent.planners.firewall import DestroyIpsets, FillIpsets, RestoreRuleset
+from workers.agent.planners.dhcp_dns import (
+    ConfigureServiceLeg,
+    CreateServiceLeg,
+    CreateServiceNetns,
+    DeleteServiceLeg,
+    DeleteServiceNetns,
+    ReloadDnsmasq,
+    RemoveResolvConf,
+    RemoveServiceFiles,
+    StartDnsmasq,
+    StopDnsmasq,
+    WriteResolvConf,
+    WriteServiceFiles,
+)
+from workers.agent.planners.firewall import (
+    CutConntrack,
+    DestroyIpsets,
+    FillIpsets,
+    RestoreRuleset,
+    SetSysctls,
+)
 from workers.agent.planners.l2 import (
     AddFdb,
     ConfigureBridge,
@@ -43,12 +66,14 @@ from workers.agent.planners.router import (
     DeleteLeg,
     EnsureExtBridge,
 )
+from workers.agent.ruleset import EB
 
 
 @dataclass
 class HostKernel:
     nl: Netlink
     host_netns: str | None
+    state_dir: str = "/var/lib/vpcd"
     calls: ToolCalls = field(default_factory=ToolCalls)
     _index: dict[str, int] = field(default_factory=dict)
 
@@ -175,7 +200,10 @@ class HostKernel:
 
     def restore_ruleset(self, op: RestoreRuleset) -> None:
         self.calls.iptables_restores += 1
-        drivers.iptables.restore(self.netns(op.netns), op.text)
+        if op.table.startswith(EB):
+            drivers.ebtables.restore(self.netns(op.netns), op.text)
+        else:
+            drivers.iptables.restore(self.netns(op.netns), op.text)
 
     def destroy_ipsets(self, op: DestroyIpsets) -> None:
         for name in op.names:
@@ -206,7 +234,7 @@ class HostKernel:
 
     def configure_router(self, op: ConfigureRouter) -> None:
         if op.forwarding:
-            drivers.sysctl.write(op.netns, FORWARDING, "1")
+            drivers.sysctl.write(op.netns, {FORWARDING: "1"})
         ipr = self.nl.handle(op.netns)
         for route in op.del_routes:
             drivers.delete_route(
@@ -227,3 +255,67 @@ class HostKernel:
 
     def announce(self, op: Announce) -> None:
         drivers.garp.announce(op.netns, op.ifname, op.address)
+
+    # ------------------------------------------------------------- dhcp / dns
+
+    def _daemon(self, op: StopDnsmasq | StartDnsmasq | ReloadDnsmasq) -> tuple[str, list[str]]:
+        return dnsmasq.daemon_name(op.token), dnsmasq.argv(op.directory)
+
+    def stop_dnsmasq(self, op: StopDnsmasq) -> None:
+        name, argv = self._daemon(op)
+        drivers.processes.stop(self.state_dir, name, op.netns, argv)
+
+    def start_dnsmasq(self, op: StartDnsmasq) -> None:
+        name, argv = self._daemon(op)
+        drivers.processes.start(self.state_dir, name, op.netns, argv)
+
+    def reload_dnsmasq(self, op: ReloadDnsmasq) -> None:
+        name, argv = self._daemon(op)
+        if not drivers.processes.send_signal(self.state_dir, name, op.netns, argv, signal.SIGHUP):
+            raise drivers.DriverError(errno.ESRCH, f"{name} is not running")
+
+    def delete_service_netns(self, op: DeleteServiceNetns) -> None:
+        self.nl.delete_netns(op.netns)
+
+    def create_service_netns(self, op: CreateServiceNetns) -> None:
+        self.nl.create_netns(op.netns)
+
+    def remove_service_files(self, op: RemoveServiceFiles) -> None:
+        drivers.files.remove_tree(op.directory)
+
+    def write_service_files(self, op: WriteServiceFiles) -> None:
+        for name, text in op.files:
+            drivers.files.write(Path(op.directory) / name, text)
+
+    def delete_service_leg(self, op: DeleteServiceLeg) -> None:
+        self._delete_link(op.veth)
+
+    def create_service_leg(self, op: CreateServiceLeg) -> None:
+        self._veth_into(op.netns, op.veth, op.bridge, op.mtu, names.SERVICE_IFNAME, op.mac)
+
+    def configure_service_leg(self, op: ConfigureServiceLeg) -> None:
+        drivers.set_link(
+            self._host(), self._idx(op.veth), master=self._idx(op.bridge), mtu=op.mtu, up=True
+        )
+        ipr = self.nl.handle(op.netns)
+        drivers.set_link(ipr, drivers.link_index(ipr, "lo"), up=True)
+        i = drivers.link_index(ipr, names.SERVICE_IFNAME)
+        drivers.set_link(ipr, i, address=op.mac, mtu=op.mtu, up=True)
+        for cidr in op.del_addresses:
+            drivers.delete_address(ipr, i, cidr)
+        for cidr in op.add_addresses:
+            drivers.add_address(ipr, i, cidr)
+
+    def write_resolv_conf(self, op: WriteResolvConf) -> None:
+        drivers.files.write_resolv(op.netns, op.text)
+
+    def remove_resolv_conf(self, op: RemoveResolvConf) -> None:
+        drivers.files.remove_resolv(op.netns)
+
+    def set_sysctls(self, op: SetSysctls) -> None:
+        drivers.sysctl.write(self.netns(op.netns), dict(op.values))
+
+    def cut_conntrack(self, op: CutConntrack) -> None:
+        for cut in op.cuts:
+            self.calls.conntrack_deletes += 1
+            drivers.conntrack.delete(self.netns(op.netns), **cut._asdict())

@@ -23,16 +23,19 @@ PREFIX = "vp"
 BRIDGE = "b"
 VXLAN = "x"
 PORT = "t"
-LEG = "l"  # host end of a router leg, on the subnet's bridge
+ROUTER_HOST_LEG = "l"  # host end of a router leg, on the subnet's bridge
 GATEWAY = "g"  # host end of a router's gateway leg, on the external network's bridge
 EXTERNAL = "e"  # an external network's bridge, enslaving the host's external interface
 ROUTER = "r"  # a router's namespace (prefix + this name)
 ROUTER_LEG = "i"  # the router-side end of a leg, inside the router namespace
 ROUTER_GATEWAY = "o"  # the router-side end of the gateway leg
+LEG = "d"  # a DHCP/DNS service's leg (host end); not in OWNED_LINK_RE: L2 and ports ignore it
+SERVICE_NETNS = "vpcd-dhcp-"  # + token: a subnet's DHCP/DNS namespace, after the netns prefix
+SERVICE_IFNAME = "svc0"  # the leg's end inside that namespace
 _TOKEN_LEN = IFNAMSIZ - len(PREFIX) - 1
 
 OWNED_LINK_RE = re.compile(
-    rf"^{PREFIX}[{BRIDGE}{VXLAN}{PORT}{LEG}{GATEWAY}{EXTERNAL}][0-9a-f]{{{_TOKEN_LEN}}}\Z"
+    rf"^{PREFIX}[{BRIDGE}{VXLAN}{PORT}{ROUTER_HOST_LEG}{GATEWAY}{EXTERNAL}][0-9a-f]{{{_TOKEN_LEN}}}\Z"
 )
 ROUTER_NETNS_RE = re.compile(rf"{PREFIX}{ROUTER}[0-9a-f]{{{_TOKEN_LEN}}}\Z")
 # The same patterns the API enforces (api/netcheck.py); repeated because the agent
@@ -64,9 +67,10 @@ def host_veth_name(port_id: str) -> str:
     return _name(PORT, port_id)
 
 
-def leg_name(port_id: str) -> str:
-    """Host end of a router leg (the leg is the interface port's)."""
-    return _name(LEG, port_id)
+def router_host_leg_name(port_id: str) -> str:
+    """Host end of a router leg (the leg is the interface port's); distinct from a DHCP/DNS
+    service's leg (`leg_name`), which L2 and ports ignore."""
+    return _name(ROUTER_HOST_LEG, port_id)
 
 
 def router_leg_name(port_id: str) -> str:
@@ -102,10 +106,40 @@ def link_role(name: str) -> str | None:
         BRIDGE: "subnet",
         VXLAN: "subnet",
         PORT: "port",
-        LEG: "leg",
+        ROUTER_HOST_LEG: "leg",
         GATEWAY: "gateway",
         EXTERNAL: "external",
     }[name[len(PREFIX)]]
+
+
+def service_token(subnet_id: str) -> str:
+    return _token(subnet_id)
+
+
+def leg_name(subnet_id: str) -> str:
+    return f"{PREFIX}{LEG}{_token(subnet_id)}"
+
+
+def leg_name_of_token(token: str) -> str:
+    return f"{PREFIX}{LEG}{token}"
+
+
+def service_netns(prefix: str, token: str) -> str:
+    """The namespace of a subnet's DHCP/DNS service, from its token (never user input)."""
+    return f"{check_netns_prefix(prefix)}{SERVICE_NETNS}{token}"
+
+
+def service_token_of_netns(prefix: str, netns: str) -> str | None:
+    """The token of one of our service namespaces, else None."""
+    head = prefix + SERVICE_NETNS
+    if not netns.startswith(head):
+        return None
+    token = netns[len(head) :]
+    return token if re.fullmatch(rf"[0-9a-f]{{{_TOKEN_LEN}}}", token) else None
+
+
+def is_service_token(token: str) -> bool:
+    return re.fullmatch(rf"[0-9a-f]{{{_TOKEN_LEN}}}", token) is not None
 
 
 def is_owned_link(name: str) -> bool:
@@ -116,7 +150,13 @@ def link_kind(name: str) -> str | None:
     """'bridge', 'vxlan' or 'veth' for a name the agent owns, else None."""
     if not is_owned_link(name):
         return None
-    kinds = {BRIDGE: "bridge", VXLAN: "vxlan", PORT: "veth", LEG: "veth", GATEWAY: "veth"}
+    kinds = {
+        BRIDGE: "bridge",
+        VXLAN: "vxlan",
+        PORT: "veth",
+        ROUTER_HOST_LEG: "veth",
+        GATEWAY: "veth",
+    }
     return kinds.get(name[len(PREFIX)], "bridge")
 
 

@@ -26,6 +26,7 @@ from workers.agent import drivers, names
 from workers.agent.desired import Desired
 from workers.agent.drivers import Netlink
 from workers.agent.drivers.cmd import ToolCalls
+from workers.agent.observe_services import observe_services
 from workers.agent.observed import (
     BridgeObs,
     ExternalIfObs,
@@ -40,8 +41,16 @@ from workers.agent.observed import (
     VxlanObs,
     WorkloadObs,
 )
-from workers.agent.ruleset import NetnsFirewall, parse_ipset_save, parse_save
+from workers.agent.ruleset import (
+    EB,
+    SYSCTL_KEYS,
+    NetnsFirewall,
+    parse_ipset_save,
+    parse_save,
+)
 from workers.protocol import PortState
+
+IP_FORWARD = "net.ipv4.ip_forward"  # a router namespace's forwarding switch
 
 # Above this many links, one dump of the host namespace is cheaper than a get for each.
 DUMP_ABOVE = 32
@@ -172,6 +181,7 @@ def observe(
         return by_index[index] or None
 
     routers = {ns: _router(nl, ns, host_name) for ns in sorted(router_ns) if ns in netns}
+    services, resolv = observe_services(nl, host_netns, desired, owned_netns)
     return Observed(
         bridges=bridges,
         vxlans=vxlans,
@@ -185,6 +195,8 @@ def observe(
         legs=legs,
         external=external,
         routers={ns: r for ns, r in routers.items() if r is not None},
+        services=services,
+        resolv=resolv,
     )
 
 
@@ -221,7 +233,7 @@ def _router(nl: Netlink, ns: str, host_name: Any) -> RouterObs | None:
         RouterRouteObs(dst, gateway, by_index.get(oif, ""))
         for oif, dst, gateway in drivers.dump_routes(ipr)
     )
-    forwarding = drivers.sysctl.read(ns, "net.ipv4.ip_forward") == "1"
+    forwarding = drivers.sysctl.read(ns, [IP_FORWARD]).get(IP_FORWARD) == "1"
     return RouterObs(ns, links, routes, forwarding)
 
 
@@ -241,15 +253,21 @@ def observe_firewall(
             continue
         table_names = list(wanted)
         rulesets = {}
-        if len(table_names) > 1:  # a router's nat and filter: one iptables-save for both
+        ip_tables = [t for t in table_names if not t.startswith(EB)]
+        for table in table_names:
+            if table.startswith(EB):
+                text = drivers.ebtables.save(where)
+                rulesets[table] = parse_save(text, table.removeprefix(EB))
+        if len(ip_tables) > 1:  # e.g. a router's nat and filter: one iptables-save for both
             calls.iptables_saves += 1
             dump = drivers.iptables.save(where, None)
-            rulesets = {table: parse_save(dump, table) for table in table_names}
-        for table in table_names if len(table_names) == 1 else ():
+            rulesets.update({table: parse_save(dump, table) for table in ip_tables})
+        for table in ip_tables if len(ip_tables) == 1 else ():
             calls.iptables_saves += 1
             rulesets[table] = parse_save(drivers.iptables.save(where, table), table)
         sets = {} if ns in setless else parse_ipset_save(drivers.ipset.save(where))
-        out[ns] = NetnsFirewall(rulesets, sets)
+        sysctls = drivers.sysctl.read(where, SYSCTL_KEYS) if ns is None else {}
+        out[ns] = NetnsFirewall(rulesets, sets, sysctls)
     return out
 
 

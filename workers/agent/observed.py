@@ -120,6 +120,20 @@ class ExternalIfObs:
 
 
 @dataclass(frozen=True)
+class ServiceObs:
+    """A subnet's DHCP/DNS service as found: its namespace, its leg (host end and the end
+    inside), the files in its state directory and whether its dnsmasq runs."""
+
+    token: str
+    netns: bool = False
+    leg: HostVethObs | None = None
+    inner: WorkloadObs | None = None
+    files: Mapping[str, str] = field(default_factory=dict)
+    has_dir: bool = False
+    running: bool = False
+
+
+@dataclass(frozen=True)
 class Scope:
     """What a scoped observation looked at (host links, port workloads, namespaces,
     and the namespaces whose firewall tables and sets were read again).
@@ -161,6 +175,10 @@ class Observed:
     legs: Mapping[str, HostVethObs] = field(default_factory=dict)  # host ends of router legs
     external: ExternalIfObs | None = None
     routers: Mapping[str, RouterObs] = field(default_factory=dict)  # by router netns
+    # DHCP/DNS services by token, and our /etc/netns/<netns>/resolv.conf files by netns:
+    # few and cheap, so every observation (scoped or not) reads all of them again.
+    services: Mapping[str, ServiceObs] = field(default_factory=dict)
+    resolv: Mapping[str, str] = field(default_factory=dict)
 
     def merged(self, part: Observed, scope: Scope) -> Observed:
         """This snapshot with everything `scope` names replaced by `part`'s view of it."""
@@ -189,4 +207,6 @@ class Observed:
                 else self.external
             ),
             routers={**keep(self.routers, scope.routers), **part.routers},
+            services=part.services,
+            resolv=part.resolv,
         )

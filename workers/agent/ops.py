@@ -21,15 +21,19 @@ class Phase(IntEnum):
     filled before the rules that match on them and destroyed after. Only the order of
     the members matters: a new phase is one line where it belongs."""
 
-    DELETE_NETNS = auto()  # first: the kernel then tears down the veths inside in one batch
+    STOP_DAEMON = auto()  # a daemon leaves before its namespace does
+    DELETE_NETNS = auto()  # then: the kernel tears down the veths inside in one batch
     DELETE_PORT = auto()
     DELETE_LEG = auto()
     DELETE_VXLAN = auto()
     DELETE_BRIDGE = auto()
     DELETE_EXT_BRIDGE = auto()
+    SET_SYSCTLS = auto()
     FILL_IPSETS = auto()
     RESTORE_RULESET = auto()
     DESTROY_IPSETS = auto()
+    REMOVE_FILES = auto()
+    CUT_CONNTRACK = auto()
     CREATE_NETNS = auto()
     CREATE_BRIDGE = auto()
     CONFIGURE_BRIDGE = auto()
@@ -48,6 +52,9 @@ class Phase(IntEnum):
     RESTORE_ROUTER_RULESET = auto()  # NAT once the router namespace exists
     FLUSH_CONNTRACK = auto()  # after the rules changed, so no packet re-creates an entry
     ANNOUNCE = auto()  # gratuitous ARP last: the address and its NAT are in place
+    WRITE_FILES = auto()  # a daemon's files before it starts or reloads
+    START_DAEMON = auto()
+    RELOAD_DAEMON = auto()
 
 
 @dataclass(frozen=True)

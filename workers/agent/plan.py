@@ -14,6 +14,7 @@ from collections.abc import Callable
 from workers.agent.desired import Desired
 from workers.agent.observed import Observed
 from workers.agent.ops import Op, ordered
+from workers.agent.planners.dhcp_dns import plan_dhcp_dns
 from workers.agent.planners.firewall import plan_firewall
 from workers.agent.planners.l2 import plan_l2
 from workers.agent.planners.nat import plan_nat
@@ -22,7 +23,14 @@ from workers.agent.planners.router import plan_router
 
 Planner = Callable[[Desired, Observed], list[Op]]
 
-PLANNERS: tuple[Planner, ...] = (plan_l2, plan_ports, plan_firewall, plan_router, plan_nat)
+PLANNERS: tuple[Planner, ...] = (
+    plan_l2,
+    plan_ports,
+    plan_firewall,
+    plan_router,
+    plan_nat,
+    plan_dhcp_dns,
+)
 
 
 def plan(desired: Desired, observed: Observed) -> list[Op]:

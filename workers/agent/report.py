@@ -23,7 +23,7 @@ def build_report(desired: Desired, failures: Failures, leftover: list[Op]) -> Re
         unconverged.setdefault(op.resource, []).append(op)
 
     def result(
-        kind: Literal["subnet", "port", "router"],
+        kind: Literal["subnet", "port", "router", "security_group", "network_acl"],
         rid: str,
         revision: int,
         extra: str | None = None,
@@ -58,7 +58,19 @@ def build_report(desired: Desired, failures: Failures, leftover: list[Op]) -> Re
             for r in state.routers
         ],
     )
+    for svc in state.dhcp_dns:  # a service's leg is its port
+        extra = None
+        if svc not in desired.services.values():
+            extra = f"subnet {svc.subnet_id} is not in this host's state"
+        elif not subnet_ok.get(svc.subnet_id, True):
+            extra = f"subnet {svc.subnet_id} is not realised on this host"
+        results.append(result("port", svc.port_id, svc.port_revision, extra))
     host_level = failures.get(None, []) + [repr(op) for op in unconverged.get(None, [])]
+    firewall = "; ".join(host_level[:3]) or None  # a group lives in the host's firewall
+    for gid in sorted(_enforced_groups(desired)):
+        results.append(result("security_group", gid, desired.groups[gid].revision, firewall))
+    for acl in desired.acls:
+        results.append(result("network_acl", acl.id, acl.revision, firewall))
     ok = all(r.ok for r in results) and not host_level
     detail = None
     if host_level:
@@ -93,15 +105,44 @@ def router_results(desired: Desired, routers: list[ResourceResult]) -> list[Reso
     return out
 
 
+def _enforced_groups(desired: Desired) -> set[str]:
+    """Groups whose rules this host enforces: those of its filtered ports."""
+    used = {g for p in desired.state.ports for g in p.security_group_ids or ()}
+    return used & set(desired.groups)
+
+
 def failed_report(desired: Desired, detail: str) -> Report:
     """Every resource failed for one reason (the sync itself broke)."""
     state = desired.state
-    results = [
-        ResourceResult(kind="subnet", id=s.id, revision=s.revision, ok=False, detail=detail)
-        for s in state.subnets
-    ] + [
-        ResourceResult(kind="port", id=p.id, revision=p.revision, ok=False, detail=detail)
-        for p in state.ports
+    results = (
+        [
+            ResourceResult(kind="subnet", id=s.id, revision=s.revision, ok=False, detail=detail)
+            for s in state.subnets
+        ]
+        + [
+            ResourceResult(kind="port", id=p.id, revision=p.revision, ok=False, detail=detail)
+            for p in state.ports
+        ]
+        + [
+            ResourceResult(
+                kind="port", id=d.port_id, revision=d.port_revision, ok=False, detail=detail
+            )
+            for d in state.dhcp_dns
+        ]
+    )
+    results += [
+        ResourceResult(
+            kind="security_group",
+            id=gid,
+            revision=desired.groups[gid].revision,
+            ok=False,
+            detail=detail,
+        )
+        for gid in sorted(_enforced_groups(desired))
+    ]
+    results += [
+        ResourceResult(kind="network_acl", id=a.id, revision=a.revision, ok=False, detail=detail)
+        for a in desired.acls
     ]
     results += router_results(
         desired,

@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 PREFIX = "vpcd-"
 BUILTIN_CHAINS = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
 IPSET_NAME_MAX = 31
+# Per-namespace sysctls the firewall depends on (observe reads them in the host's).
+BRIDGE_NF = "net.bridge.bridge-nf-call-iptables"
+TCP_LOOSE = "net.netfilter.nf_conntrack_tcp_loose"
+SYSCTL_KEYS = (BRIDGE_NF, TCP_LOOSE)
 _TMP = "-tmp"
+
+
+EB = "eb:"  # a table name with this prefix is ebtables' (the bridge family), e.g. "eb:filter"
 
 
 def owned(name: str) -> bool:
@@ -47,10 +54,13 @@ class IpsetState:
 
 @dataclass(frozen=True)
 class NetnsFirewall:
-    """Our tables and sets in one namespace: rendered (desired) or parsed (observed)."""
+    """Our tables and sets in one namespace: rendered (desired) or parsed (observed),
+    and the namespace's sysctls the firewall depends on (rendered: the values it needs;
+    observed: the values of every key the firewall may need)."""
 
     tables: Mapping[str, Ruleset] = field(default_factory=dict)
     sets: Mapping[str, IpsetState] = field(default_factory=dict)
+    sysctls: Mapping[str, str] = field(default_factory=dict)
 
 
 def _jump_target(spec: str) -> str | None:
@@ -97,8 +107,9 @@ def restore_text(table: str, want: Ruleset, have: Ruleset) -> str | None:
     if want == have:
         return None
     stale = sorted(set(have.chains) - set(want.chains))
-    lines = [f"*{table}"]
-    lines += [f":{chain} - [0:0]" for chain in [*sorted(want.chains), *stale]]
+    policy = "RETURN" if table.startswith(EB) else "- [0:0]"  # ebtables chains have one
+    lines = [f"*{table.removeprefix(EB)}"]
+    lines += [f":{chain} {policy}" for chain in [*sorted(want.chains), *stale]]
     kept: set[tuple[str, str]] = set()
     for hook in have.hooks:  # the first copy of a wanted hook stays; every other goes
         if hook in want.hooks and hook not in kept:

@@ -37,7 +37,14 @@ from workers.protocol import (
 log = logging.getLogger("vpcd.agent")
 
 # The sections this agent realises; advertised in every heartbeat.
-SUPPORTED_SECTIONS: tuple[str, ...] = (*SECTIONS_L2, "routers")
+SUPPORTED_SECTIONS: tuple[str, ...] = (
+    *SECTIONS_L2,
+    "dhcp_dns",
+    "resolvers",
+    "security_groups",
+    "network_acls",
+    "routers",
+)
 
 
 @dataclass

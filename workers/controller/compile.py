@@ -17,19 +17,40 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from models import ExternalNetwork, FloatingIp, Host, Port, Router, RouterInterface, Subnet
+from models import (
+    ExternalNetwork,
+    FloatingIp,
+    Host,
+    NetworkAcl,
+    NetworkAclEntry,
+    Port,
+    Router,
+    RouterInterface,
+    SecurityGroup,
+    SecurityGroupRule,
+    Subnet,
+    Vpc,
+)
 from models import desired as q
 from models import hoststate as hs
 from workers.protocol import (
     SECTIONS,
+    DhcpDnsState,
+    DhcpLease,
+    DnsRecord,
     ExternalGatewayState,
     FloatingIpState,
     HostState,
+    NetworkAclEntryState,
+    NetworkAclState,
     PortState,
     RemotePort,
+    ResolverState,
     Route,
     RouterInterfaceState,
     RouterState,
+    SecurityGroupRuleState,
+    SecurityGroupState,
     SubnetState,
 )
 
@@ -49,6 +70,17 @@ class Inputs:
     interfaces: Sequence[tuple[RouterInterface, Port, Subnet]] = ()  # their legs
     external_networks: Mapping[str, ExternalNetwork] = field(default_factory=dict)
     floating_ips: Sequence[tuple[FloatingIp, Port]] = ()  # associated through them
+    services: Sequence[tuple[Subnet, Port, Vpc]] = ()  # DHCP/DNS services on this host
+    leases: Sequence[Port] = ()  # user ports of their subnets
+    names: Sequence[tuple[str, Port]] = ()  # named ports of their VPCs, with the VPC id
+    # subnets of local workload ports -> (their service's address, their VPC's domain)
+    resolvers: Mapping[str, tuple[str | None, str]] = field(default_factory=dict)
+    port_groups: Mapping[str, Sequence[str]] = field(default_factory=dict)  # local port -> groups
+    groups: Sequence[SecurityGroup] = ()  # groups of local ports, and the remote groups they name
+    rules: Sequence[SecurityGroupRule] = ()  # the rules of the local ports' groups
+    members: Mapping[str, Sequence[str]] = field(default_factory=dict)  # remote group -> IPs
+    acls: Sequence[NetworkAcl] = ()  # the ACLs of the subnets the host carries
+    acl_entries: Sequence[NetworkAclEntry] = ()  # their entries
 
 
 def _prefixlen(cidr: str) -> int:
@@ -97,9 +129,72 @@ def ports_section(i: Inputs) -> list[PortState]:
             mac=p.mac_address.lower(),
             ip=p.ip_address,
             prefixlen=prefix[p.subnet_id],
+            security_group_ids=list(i.port_groups.get(p.id, ())),
         )
         for p in sorted(i.ports, key=lambda p: p.id)
         if p.subnet_id in prefix
+    ]
+
+
+def security_groups_section(i: Inputs) -> list[SecurityGroupState]:
+    """The groups of this host's ports with their rules, and every group those rules
+    name as remote group with its members (the rules of a group no local port uses are
+    not this host's business, so their changes never make it sync)."""
+    used = {g for groups in i.port_groups.values() for g in groups}
+    rules: dict[str, list[SecurityGroupRuleState]] = {}
+    for r in sorted(i.rules, key=lambda r: r.id):
+        if r.security_group_id in used:
+            rules.setdefault(r.security_group_id, []).append(
+                SecurityGroupRuleState(
+                    id=r.id,
+                    direction=r.direction,
+                    protocol=r.protocol,
+                    port_min=r.port_min,
+                    port_max=r.port_max,
+                    remote_cidr=r.remote_cidr,
+                    remote_group_id=r.remote_group_id,
+                )
+            )
+    named = {r.remote_group_id for rs in rules.values() for r in rs if r.remote_group_id}
+    return [
+        SecurityGroupState(
+            id=g.id,
+            revision=g.revision,
+            rules=rules.get(g.id, []),
+            members=sorted(i.members.get(g.id, ())) if g.id in named else [],
+        )
+        for g in sorted(i.groups, key=lambda g: g.id)
+        if g.id in used or g.id in named
+    ]
+
+
+def network_acls_section(i: Inputs) -> list[NetworkAclState]:
+    subnets: dict[str, list[str]] = {}
+    for s in i.subnets:
+        if s.network_acl_id:
+            subnets.setdefault(s.network_acl_id, []).append(s.id)
+    entries: dict[str, list[NetworkAclEntryState]] = {}
+    for e in sorted(i.acl_entries, key=lambda e: (e.direction, e.rule_number)):
+        entries.setdefault(e.network_acl_id, []).append(
+            NetworkAclEntryState(
+                rule_number=e.rule_number,
+                direction=e.direction,
+                action=e.action,
+                protocol=e.protocol,
+                port_min=e.port_min,
+                port_max=e.port_max,
+                cidr=e.cidr,
+            )
+        )
+    return [
+        NetworkAclState(
+            id=a.id,
+            revision=a.revision,
+            subnet_ids=sorted(subnets[a.id]),
+            entries=entries.get(a.id, []),
+        )
+        for a in sorted(i.acls, key=lambda a: a.id)
+        if a.id in subnets
     ]
 
 
@@ -151,6 +246,63 @@ def routers_section(i: Inputs) -> list[RouterState]:
     return out
 
 
+def _fqdn(label: str, domain: str) -> str:
+    return f"{label}.{domain}".lower()
+
+
+def dhcp_dns_section(i: Inputs) -> list[DhcpDnsState]:
+    leases: dict[str, list[DhcpLease]] = {}
+    for p in i.leases:
+        hostname = p.dns_name.lower() if p.dns_name else None
+        leases.setdefault(p.subnet_id, []).append(
+            DhcpLease(mac=p.mac_address.lower(), ip=p.ip_address, hostname=hostname)
+        )
+    named: dict[str, list[Port]] = {}
+    for vpc_id, p in i.names:
+        named.setdefault(vpc_id, []).append(p)
+    out = []
+    for subnet, port, vpc in sorted(i.services, key=lambda x: x[0].id):
+        records = {
+            DnsRecord(name=_fqdn(p.dns_name, vpc.dns_domain), ip=p.ip_address)
+            for p in named.get(vpc.id, [])
+            if p.dns_name
+        }
+        out.append(
+            DhcpDnsState(
+                subnet_id=subnet.id,
+                revision=subnet.revision,
+                port_id=port.id,
+                port_revision=port.revision,
+                mac=port.mac_address.lower(),
+                address=port.ip_address,
+                cidr=subnet.cidr,
+                router=subnet.gateway_ip if subnet.id in i.routed else None,
+                host_routes=[Route(**r) for r in subnet.host_routes],
+                domain=vpc.dns_domain.lower(),
+                upstreams=list(subnet.dns_nameservers),
+                leases=sorted(leases.get(subnet.id, []), key=lambda x: x.mac),
+                hosts=sorted(records, key=lambda r: (r.name, r.ip)),
+            )
+        )
+    return out
+
+
+def resolvers_section(i: Inputs) -> list[ResolverState]:
+    out = []
+    for sid in sorted({p.subnet_id for p in i.ports} & i.resolvers.keys()):
+        nameserver, domain = i.resolvers[sid]
+        dhcp_ports = [p.id for p in i.ports if p.subnet_id == sid and p.ip_config == "dhcp"]
+        out.append(
+            ResolverState(
+                subnet_id=sid,
+                nameserver=nameserver,
+                domain=domain.lower(),
+                dhcp_ports=sorted(dhcp_ports),
+            )
+        )
+    return out
+
+
 @dataclass(frozen=True)
 class Section:
     """A document section: how it is built, and which resources (kind -> ids) it carries."""
@@ -171,6 +323,14 @@ COMPILERS: dict[str, Section] = {
     "subnets": Section(subnets_section, lambda docs: {"subnet": {d.id for d in docs}}),
     "ports": Section(ports_section, lambda docs: {"port": {d.id for d in docs}}),
     "routers": Section(routers_section, _routers_carry),
+    "dhcp_dns": Section(dhcp_dns_section, lambda docs: {"port": {d.port_id for d in docs}}),
+    "resolvers": Section(resolvers_section, lambda docs: {}),
+    "security_groups": Section(
+        security_groups_section, lambda docs: {"security_group": {d.id for d in docs}}
+    ),
+    "network_acls": Section(
+        network_acls_section, lambda docs: {"network_acl": {d.id for d in docs}}
+    ),
 }
 
 
@@ -210,15 +370,26 @@ def read_inputs(session: Session, host: Host, sections: Collection[str]) -> Inpu
     routers = q.routers_on_host(session, host.name)
     router_ids = {r.id for r in routers}
     interfaces = q.router_interfaces(session, router_ids)
-    subnet_ids = {p.subnet_id for p in ports}
+    services = q.dhcp_services(session, host.name)
+    service_subnets = {s.id for s, _, _ in services}
+    workload_subnets = {p.subnet_id for p in ports}
+    subnet_ids = set(workload_subnets)
     if "routers" in sections:
         subnet_ids |= {i.subnet_id for i, _, _ in interfaces}
+    if "dhcp_dns" in sections:
+        subnet_ids |= service_subnets
+    port_groups = q.port_groups(session, {p.id for p in ports})
+    rules = q.group_rules(session, {g for gs in port_groups.values() for g in gs})
+    remote = {r.remote_group_id for r in rules if r.remote_group_id}
+    used = {g for gs in port_groups.values() for g in gs}
+    subnets = q.subnets_by_id(session, subnet_ids)
+    acl_ids = {s.network_acl_id for s in subnets if s.network_acl_id}
     return Inputs(
         host=host.name,
         vtep_ip=host.vtep_ip,
         ports=ports,
-        subnets=q.subnets_by_id(session, subnet_ids),
-        routed=frozenset(q.routed_subnets(session, subnet_ids)),
+        subnets=subnets,
+        routed=frozenset(q.routed_subnets(session, subnet_ids | service_subnets)),
         remote=q.remote_ports(session, subnet_ids, host.name),
         routers=routers,
         interfaces=interfaces,
@@ -226,6 +397,16 @@ def read_inputs(session: Session, host: Host, sections: Collection[str]) -> Inpu
             session, {r.external_network_id for r in routers if r.external_network_id}
         ),
         floating_ips=q.router_floating_ips(session, router_ids),
+        services=services,
+        leases=q.user_ports_of(session, service_subnets),
+        names=q.named_ports(session, {v.id for _, _, v in services}),
+        resolvers=q.resolvers(session, workload_subnets),
+        port_groups=port_groups,
+        groups=q.security_groups(session, used | remote),
+        rules=rules,
+        members=q.group_members(session, remote),
+        acls=q.network_acls(session, acl_ids),
+        acl_entries=q.acl_entries(session, acl_ids),
     )
 
 

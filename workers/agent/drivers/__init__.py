@@ -29,7 +29,16 @@ pyroute2's sync IPRoute is bound to the thread that made it: a `Netlink` must be
 from one thread only (the Agent runs all kernel I/O on its own worker thread).
 """
 
-from workers.agent.drivers import conntrack, garp, ipset, iptables, processes, sysctl
+from workers.agent.drivers import (
+    conntrack,
+    ebtables,
+    files,
+    garp,
+    ipset,
+    iptables,
+    processes,
+    sysctl,
+)
 from workers.agent.drivers.base import (
     IFF_UP,
     NETNS_DIR,
@@ -107,9 +116,11 @@ __all__ = [
     "dump_fdb",
     "dump_links",
     "dump_routes",
+    "ebtables",
     "fdb_append",
     "fdb_delete",
     "fdb_replace",
+    "files",
     "garp",
     "get_link",
     "ipset",

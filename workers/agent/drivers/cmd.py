@@ -54,3 +54,4 @@ class ToolCalls:
     iptables_saves: int = 0
     iptables_restores: int = 0
     ipset_restores: int = 0
+    conntrack_deletes: int = 0

@@ -9,6 +9,11 @@ Content so far, the underlay guard: in the host namespace's filter table, VXLAN 
 4789) is accepted on INPUT only from known VTEPs, the ipset `vpcd-vteps` holding every
 other host the document names (flood lists and remote ports); other UDP 4789 is
 dropped. A host that carries no subnet has no VXLAN device and keeps no rules at all.
+
+Network ACLs (planners/nacls.py) and security groups (planners/secgroups.py) add their
+chains, hooks (ACLs first) and sets to the same filter table, and the sysctls they need;
+removing an allow rule or a remote-group member also cuts the conntrack entries it let
+through (after the new rules are in).
 """
 
 from __future__ import annotations
@@ -20,6 +25,15 @@ from workers.agent.desired import Desired
 from workers.agent.observed import Observed, Scope
 from workers.agent.ops import Op, Phase
 from workers.agent.planners.l2 import VXLAN_PORT
+from workers.agent.planners.nacls import render_acls
+from workers.agent.planners.secgroups import (
+    ARP_TABLE,
+    SYSCTLS,
+    Cut,
+    conntrack_cuts,
+    render_arp,
+    render_security,
+)
 from workers.agent.ruleset import (
     IpsetState,
     NetnsFirewall,
@@ -33,7 +47,8 @@ from workers.agent.ruleset import (
 HOST: None = None  # the host namespace, whatever its name on this machine
 VTEP_SET = "vpcd-vteps"
 INPUT_CHAIN = "vpcd-INPUT"
-TABLES: dict[str | None, tuple[str, ...]] = {HOST: ("filter",)}  # every table a netns uses
+# Every table a netns uses: iptables' filter, and ebtables' (ARP anti-spoofing).
+TABLES: dict[str | None, tuple[str, ...]] = {HOST: ("filter", ARP_TABLE)}
 
 
 def _where(netns: str | None) -> str:
@@ -90,23 +105,62 @@ class DestroyIpsets(Op):
         return Scope(firewall=frozenset({self.netns}))
 
 
+@dataclass(frozen=True)
+class SetSysctls(Op):
+    """Kernel settings the firewall depends on (br_netfilter's call into iptables)."""
+
+    PHASE: ClassVar[Phase] = Phase.SET_SYSCTLS
+    netns: str | None
+    values: tuple[tuple[str, str], ...]
+
+    @property
+    def target(self) -> str:
+        return f"{_where(self.netns)}/sysctl"
+
+    def scope(self) -> Scope:
+        return Scope(firewall=frozenset({self.netns}))
+
+
+@dataclass(frozen=True)
+class CutConntrack(Op):
+    """Forget the flows a removed allow rule or remote-group member let through."""
+
+    PHASE: ClassVar[Phase] = Phase.CUT_CONNTRACK
+    netns: str | None
+    cuts: tuple[Cut, ...]
+
+    @property
+    def target(self) -> str:
+        return f"{_where(self.netns)}/conntrack"
+
+    def scope(self) -> Scope:
+        return Scope()  # nothing observe reads changes
+
+
 def render(desired: Desired) -> dict[str | None, NetnsFirewall]:
     """Our tables and sets per namespace; every table of TABLES is present, maybe empty."""
-    host: dict[str, Ruleset] = {table: Ruleset() for table in TABLES[HOST]}
+    chains: dict[str, tuple[str, ...]] = {}
+    hooks: tuple[tuple[str, str], ...] = ()
     sets: dict[str, IpsetState] = {}
     if desired.needed:  # only a host with VXLAN devices has an underlay to guard
         vxlan = f"-p udp -m udp --dport {VXLAN_PORT}"
-        host["filter"] = Ruleset(
-            chains={
-                INPUT_CHAIN: (
-                    f"{vxlan} -m set --match-set {VTEP_SET} src -j ACCEPT",
-                    f"{vxlan} -j DROP",
-                )
-            },
-            hooks=(("INPUT", f"-j {INPUT_CHAIN}"),),
+        chains[INPUT_CHAIN] = (
+            f"{vxlan} -m set --match-set {VTEP_SET} src -j ACCEPT",
+            f"{vxlan} -j DROP",
         )
+        hooks = (("INPUT", f"-j {INPUT_CHAIN}"),)
         sets[VTEP_SET] = IpsetState(VTEP_SET, "hash:ip", desired.vteps)
-    return {HOST: NetnsFirewall(tables=host, sets=sets)}
+    acl_chains, acl_hooks = render_acls(desired)  # before security groups, as on AWS
+    sg_chains, sg_hooks, sg_sets = render_security(desired)
+    arp_chains, arp_hooks = render_arp(desired)
+    chains.update(acl_chains)
+    chains.update(sg_chains)
+    sets.update(sg_sets)
+    host = {table: Ruleset() for table in TABLES[HOST]}
+    host["filter"] = Ruleset(chains=chains, hooks=hooks + acl_hooks + sg_hooks)
+    host[ARP_TABLE] = Ruleset(chains=arp_chains, hooks=arp_hooks)
+    sysctls = SYSCTLS if sg_chains or acl_chains else {}
+    return {HOST: NetnsFirewall(tables=host, sets=sets, sysctls=sysctls)}
 
 
 def plan_firewall(desired: Desired, observed: Observed) -> list[Op]:
@@ -117,7 +171,10 @@ def plan_firewall(desired: Desired, observed: Observed) -> list[Op]:
     ops: list[Op] = []
     for netns, want in render(desired).items():
         have = observed.firewall.get(netns, NetnsFirewall())
-        if want == have:
+        wrong = tuple((k, v) for k, v in sorted(want.sysctls.items()) if have.sysctls.get(k) != v)
+        if wrong:
+            ops.append(SetSysctls(netns, wrong))
+        if (want.tables, want.sets) == (have.tables, have.sets):
             continue
         fill = changed_sets(want.sets, have.sets)
         if fill:
@@ -130,4 +187,9 @@ def plan_firewall(desired: Desired, observed: Observed) -> list[Op]:
         stale = stale_sets(want.sets, have.sets)
         if stale:
             ops.append(DestroyIpsets(netns, tuple(stale)))
+        filters = want.tables.get("filter", Ruleset()).chains
+        before = have.tables.get("filter", Ruleset()).chains
+        cuts = conntrack_cuts(desired, filters, before, want.sets, have.sets)
+        if cuts:
+            ops.append(CutConntrack(netns, cuts))
     return ops

@@ -2,14 +2,16 @@
 
 A port is a veth whose host end sits on its subnet's bridge and whose workload end is
 in the port's netns, named interface_name, with MAC, IP/prefix, MTU, up, a default
-route via the gateway when `routed`, and the subnet's host routes. A namespace goes
+route via the gateway when `routed`, and the subnet's host routes. A port whose workload
+takes its address by DHCP gets MAC, MTU and up only: addresses and routes are its
+client's, never added nor removed here. A namespace goes
 only if the agent created it and no desired port uses it; a desired port's veth is
 never deleted as stale, even while the port cannot be realised.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from workers.agent import names
@@ -170,6 +172,9 @@ def _plan_port(desired: Desired, port: PortState, observed: Observed) -> list[Op
     want = desired_workload(port, subnet, netns, desired.routes[subnet.id])
     host = observed.veths.get(veth)
     have = observed.workloads.get(port.id)
+    if port.id in desired.dhcp_ports:  # the workload's DHCP client owns address and routes
+        kept = have or WorkloadObs(netns, want.name, want.mac, want.mtu, up=True)
+        want = replace(want, addresses=kept.addresses, routes=kept.routes)
     if host is not None and (have is None or (have.netns, have.name) != (netns, want.name)):
         # The pair exists but its workload end is elsewhere (netns or name changed, or
         # moved by hand): recreate, since a veth end cannot be found from the host.

@@ -167,7 +167,7 @@ def want_links(desired: Desired, r: RouterState) -> list[WantLink]:
                 mac=leg.mac.lower(),
                 mtu=subnet.mtu,
                 addresses=frozenset({f"{leg.gateway_ip}/{leg.prefixlen}"}),
-                peer=names.leg_name(leg.port_id),
+                peer=names.router_host_leg_name(leg.port_id),
                 bridge=names.bridge_name(leg.subnet_id),
             )
         )
@@ -216,7 +216,7 @@ def plan_router(desired: Desired, observed: Observed) -> list[Op]:
     ops: list[Op] = []
     keep: set[str] = set()
     for r in desired.state.routers:  # a router that cannot be realised keeps its legs
-        keep |= {names.leg_name(i.port_id) for i in r.interfaces}
+        keep |= {names.router_host_leg_name(i.port_id) for i in r.interfaces}
         if r.external_gateway is not None:
             keep.add(names.gateway_name(r.id))
     ops += [DeleteLeg(None, veth=v) for v in sorted(set(observed.legs) - keep)]

@@ -1,0 +1,238 @@
+"""Security groups rendered as iptables chains and ipsets (DESIGN §4), pure.
+
+Bridged traffic passes the host namespace's FORWARD chain (br_netfilter, with
+net.bridge.bridge-nf-call-iptables=1 in that namespace). One hook sends it to
+`vpcd-sg-FORWARD`, which jumps, by physdev on each filtered port's host-side veth, first
+to the port's egress chain (`--physdev-in`: the workload sent it) and then to the
+ingress chain of the receiving port (`--physdev-out`), so traffic between two ports of
+one host is checked on both ends in one pass.
+
+- egress `vpcd-o-<token>`: anti-spoofing first (a source IP or MAC other than the
+  port's is dropped, established flows included), RELATED,ESTABLISHED returns, INVALID
+  drops, then the union of the port's egress rules returns; the rest is dropped. A port
+  with no group may send anything.
+- ingress `vpcd-i-<token>`: RELATED,ESTABLISHED accepts, INVALID drops, the union of the
+  port's ingress rules accepts, the rest is dropped (a port with no group: all of it).
+
+Allowed egress returns to FORWARD (its policy decides: vpcd never accepts traffic it
+did not check on both ends). A remote group is one `hash:ip` set `vpcd-g-<token>` per
+group (IPv4, the only family of tenant ports), so the rule count never depends on how
+many members a group has and a member change is an `ipset` swap, no iptables-restore.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import shlex
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from workers.agent import names
+from workers.agent.desired import Desired
+from workers.agent.ruleset import BRIDGE_NF, EB, TCP_LOOSE, IpsetState
+from workers.protocol import PortState, SecurityGroupRuleState
+
+FORWARD_CHAIN = "vpcd-sg-FORWARD"
+ARP_TABLE = f"{EB}filter"
+ARP_CHAIN = "vpcd-ARP"
+ARP_HOOK = ("FORWARD", f"-p ARP -j {ARP_CHAIN}")
+HOOK = ("FORWARD", f"-m physdev --physdev-is-bridged -j {FORWARD_CHAIN}")
+# Bridged IPv4 through iptables; and a TCP segment of a flow conntrack has forgotten
+# (a cut) is INVALID, not picked up again as a new flow from whichever end speaks first.
+SYSCTLS = {BRIDGE_NF: "1", TCP_LOOSE: "0"}
+GROUP_SET_PREFIX = "vpcd-g-"
+_ESTABLISHED = "-m conntrack --ctstate RELATED,ESTABLISHED"
+_INVALID = "-m conntrack --ctstate INVALID -j DROP"
+
+
+def _token(port_id: str) -> str:
+    return names.host_veth_name(port_id)[3:]
+
+
+def ingress_chain(port_id: str) -> str:
+    return f"vpcd-i-{_token(port_id)}"
+
+
+def egress_chain(port_id: str) -> str:
+    return f"vpcd-o-{_token(port_id)}"
+
+
+def group_set(group_id: str) -> str:
+    """`vpcd-g-` + 12 hex digits of the group id's hash (room for the swap's `-tmp`)."""
+    return GROUP_SET_PREFIX + hashlib.blake2b(group_id.encode(), digest_size=6).hexdigest()
+
+
+def _cidr(value: str) -> str | None:
+    """The CIDR as iptables-save prints it; None for "anything" (which it omits)."""
+    net = ipaddress.ip_network(value, strict=False)
+    return None if net.prefixlen == 0 else str(net)
+
+
+def _ports(rule: SecurityGroupRuleState) -> str:
+    low, high = rule.port_min, rule.port_max
+    if low is None and high is None:
+        return ""
+    low, high = low or 1, high or low or 65535
+    return f" --dport {low}" if low == high else f" --dport {low}:{high}"
+
+
+def rule_spec(rule: SecurityGroupRuleState, target: str) -> str | None:
+    """One rule in iptables-save's canonical form; None when it can match nothing
+    (an IPv6 CIDR on an IPv4 port, or a remote group the document does not carry)."""
+    ingress = rule.direction == "ingress"
+    parts: list[str] = []
+    if rule.remote_cidr is not None:
+        if ipaddress.ip_network(rule.remote_cidr, strict=False).version != 4:
+            return None
+        cidr = _cidr(rule.remote_cidr)
+        if cidr is not None:
+            parts.append(f"-s {cidr}" if ingress else f"-d {cidr}")
+    if rule.protocol != "any":
+        parts.append(f"-p {rule.protocol}")
+        if rule.protocol in ("tcp", "udp"):
+            parts[-1] += f" -m {rule.protocol}{_ports(rule)}"
+    if rule.remote_group_id is not None:
+        where = "src" if ingress else "dst"
+        parts.append(f"-m set --match-set {group_set(rule.remote_group_id)} {where}")
+    parts.append(f"-j {target}")
+    return " ".join(parts)
+
+
+def _rules(desired: Desired, port: PortState, direction: str, target: str) -> list[str]:
+    """The union of the port's groups' rules in one direction, each spec once."""
+    out: dict[str, None] = {}
+    for gid in port.security_group_ids or ():
+        group = desired.groups.get(gid)
+        for rule in group.rules if group is not None else ():
+            if rule.direction != direction:
+                continue
+            if rule.remote_group_id is not None and rule.remote_group_id not in desired.groups:
+                continue
+            spec = rule_spec(rule, target)
+            if spec is not None:
+                out.setdefault(spec, None)
+    return list(out)
+
+
+def port_chains(desired: Desired, port: PortState) -> dict[str, tuple[str, ...]]:
+    """A filtered port's two chains."""
+    egress = [
+        f"! -s {port.ip}/32 -j DROP",
+        f"-m mac ! --mac-source {port.mac.lower()} -j DROP",
+        f"{_ESTABLISHED} -j RETURN",
+        _INVALID,
+    ]
+    if port.security_group_ids:
+        egress += [*_rules(desired, port, "egress", "RETURN"), "-j DROP"]
+    else:
+        egress.append("-j RETURN")
+    ingress = [f"{_ESTABLISHED} -j ACCEPT", _INVALID]
+    ingress += [*_rules(desired, port, "ingress", "ACCEPT"), "-j DROP"]
+    return {egress_chain(port.id): tuple(egress), ingress_chain(port.id): tuple(ingress)}
+
+
+def render_security(
+    desired: Desired,
+) -> tuple[dict[str, tuple[str, ...]], tuple[tuple[str, str], ...], dict[str, IpsetState]]:
+    """Our chains, hooks and sets in the host's filter table for the filtered ports."""
+    ports = sorted(desired.filtered, key=lambda p: names.host_veth_name(p.id))
+    if not ports:
+        return {}, (), {}
+    chains: dict[str, tuple[str, ...]] = {}
+    jumps_out, jumps_in = [], []
+    for port in ports:
+        veth = names.host_veth_name(port.id)
+        chains.update(port_chains(desired, port))
+        jumps_out.append(
+            f"-m physdev --physdev-in {veth} --physdev-is-bridged -j {egress_chain(port.id)}"
+        )
+        jumps_in.append(
+            f"-m physdev --physdev-out {veth} --physdev-is-bridged -j {ingress_chain(port.id)}"
+        )
+    chains[FORWARD_CHAIN] = (*jumps_out, *jumps_in)
+    used = {word for rules in chains.values() for r in rules for word in shlex.split(r)}
+    sets = {
+        group_set(g.id): IpsetState(group_set(g.id), "hash:ip", frozenset(g.members))
+        for g in desired.groups.values()
+        if group_set(g.id) in used
+    }
+    return chains, (HOOK,), sets
+
+
+def render_arp(
+    desired: Desired,
+) -> tuple[dict[str, tuple[str, ...]], tuple[tuple[str, str], ...]]:
+    """ARP anti-spoofing in ebtables' filter table (iptables never sees ARP): a filtered
+    port's ARP must carry its own IP and MAC as sender, so it cannot answer for an
+    address it does not own."""
+    ports = sorted(desired.filtered, key=lambda p: names.host_veth_name(p.id))
+    if not ports:
+        return {}, ()
+    chains: dict[str, tuple[str, ...]] = {}
+    jumps = []
+    for port in ports:
+        chain = f"vpcd-a-{_token(port.id)}"
+        jumps.append(f"-p ARP -i {names.host_veth_name(port.id)} -j {chain}")
+        chains[chain] = (
+            f"-p ARP --arp-ip-src ! {port.ip} -j DROP",
+            f"-p ARP --arp-mac-src ! {port.mac.lower()} -j DROP",
+        )
+    chains[ARP_CHAIN] = tuple(jumps)
+    return chains, (ARP_HOOK,)
+
+
+# -------------------------------------------------------------------- conntrack
+
+
+class Cut(NamedTuple):
+    """One `conntrack -D` filter: the flows a removed rule or member allowed."""
+
+    proto: str | None = None
+    orig_src: str | None = None
+    orig_dst: str | None = None
+    dport: int | None = None
+
+
+def _rule_cut(spec: str, port_ip: str, ingress: bool) -> Cut | None:
+    """The flows an allow rule of ours let through, as narrow as conntrack can say
+    (protocol, the port's address, a single destination port); None for our own
+    housekeeping lines (anti-spoofing, state, the final verdict)."""
+    words = shlex.split(spec)
+    if words[-1] not in ("ACCEPT", "RETURN") or "--ctstate" in words or len(words) == 2:
+        return None
+    proto = words[words.index("-p") + 1] if "-p" in words else None
+    dport = None
+    if "--dport" in words and ":" not in words[words.index("--dport") + 1]:
+        dport = int(words[words.index("--dport") + 1])
+    if ingress:
+        return Cut(proto, None, port_ip, dport)
+    return Cut(proto, port_ip, None, dport)
+
+
+def conntrack_cuts(
+    desired: Desired,
+    want: Mapping[str, tuple[str, ...]],
+    have: Mapping[str, tuple[str, ...]],
+    want_sets: Mapping[str, IpsetState],
+    have_sets: Mapping[str, IpsetState],
+) -> tuple[Cut, ...]:
+    """Flows to forget because a rule or a remote-group member that allowed them went
+    (Neutron does the same). A flow another rule still allows is cut too and must start
+    again: conntrack cannot tell which rule admitted it."""
+    cuts: set[Cut] = set()
+    for port in desired.filtered:
+        for chain, ingress in ((ingress_chain(port.id), True), (egress_chain(port.id), False)):
+            if chain not in have or chain not in want:
+                continue
+            for spec in set(have[chain]) - set(want[chain]):
+                cut = _rule_cut(spec, port.ip, ingress)
+                if cut is not None:
+                    cuts.add(cut)
+    for name, state in want_sets.items():
+        old = have_sets.get(name)
+        if not name.startswith(GROUP_SET_PREFIX) or old is None:
+            continue
+        for member in old.members - state.members:
+            cuts |= {Cut(orig_src=member), Cut(orig_dst=member)}
+    return tuple(sorted(cuts, key=repr))
