@@ -40,6 +40,7 @@ class L3:
             allocation_pools=[{"start": "203.0.113.10", "end": "203.0.113.250"}],
         )
         self.made: list[tuple[str, dict[str, str]]] = []  # (path, who), deleted in reverse
+        self.groups: dict[str, str] = {}  # vpc id -> its open security group
         self.procs: list[subprocess.Popen[str]] = []
 
     def make(self, path: str, who: dict[str, str], **body: Any) -> dict[str, Any]:
@@ -98,12 +99,29 @@ class L3:
     def workload(
         self, who: dict[str, str], subnet: dict[str, Any], host: str, ns: str, **kw: Any
     ) -> dict[str, Any]:
+        kw.setdefault("security_group_ids", [self.open_group(who, subnet["vpc_id"])])
         port = self.make(
             "/v1/ports", who, subnet_id=subnet["id"], host=self.box.host(host), netns=ns, **kw
         )
         self.box.wait_status(who, port, timeout=WAIT)
         self.identity(self.box.workload(host, ns), ns)
         return port
+
+    def open_group(self, who: dict[str, str], vpc_id: str) -> str:
+        """A security group letting everything in and out (one per VPC): these scenarios
+        test routing and NAT, so the workloads' own firewall must not be what drops."""
+        if vpc_id not in self.groups:
+            g = self.make("/v1/security-groups", who, vpc_id=vpc_id, name="l3-open")
+            for direction in ("ingress", "egress"):
+                self.make(
+                    "/v1/security-group-rules",
+                    who,
+                    security_group_id=g["id"],
+                    direction=direction,
+                    protocol="any",
+                )
+            self.groups[vpc_id] = g["id"]
+        return self.groups[vpc_id]
 
     def router_netns(self, r: dict[str, Any]) -> str:
         host = self.box.http.get(f"/v1/routers/{r['id']}", headers=self.box.admin).json()["host"]
@@ -118,6 +136,7 @@ class L3:
             r = self.box.http.delete(path, headers=who)
             assert r.status_code in (204, 404), (path, r.text)
         self.made.clear()
+        self.groups.clear()
 
 
 @pytest.fixture(scope="module")
