@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, status
@@ -17,12 +17,12 @@ from api.rest.schemas import Input, NotNull, Output, Patch, apply_changes
 from api.services import blockers
 from models import Host
 from models.base import utcnow
-from models.host import host_named
+from models.host import HEARTBEAT_TIMEOUT, host_named, is_up
 from models.hoststate import subnets_on_host
 
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"], route_class=ResourceRoute)
 
-HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+__all__ = ["HEARTBEAT_TIMEOUT", "router"]
 Roles = Annotated[list[Literal["compute", "network"]], Field(min_length=1, max_length=2)]
 
 
@@ -73,7 +73,7 @@ class HostList(Page[HostOut]):
 
 def render(host: Host) -> HostOut:
     beat = host.last_heartbeat
-    alive = beat is not None and utcnow() - beat < HEARTBEAT_TIMEOUT
+    alive = is_up(host, utcnow())
     names = ("id", "created_at", "updated_at", "revision", "name", "vtep_ip", "roles")
     advertised = ("protocol_version", "sections", "status_detail")
     sync = None

@@ -26,8 +26,9 @@ from api.rest.schemas import (
 from api.services import blockers, external_ips, quotas
 from api.services.router_legs import add_leg, check_routes, remove_leg
 from api.services.scheduling import schedule_router
-from models import Port, Router, Subnet, Vpc
+from models import Port, Router, Subnet, Vpc, placement
 from models.base import bump, new_id
+from models.placement import NO_NETWORK_HOST
 from models.routing import (
     interface_of_subnet,
     interfaces_of_router,
@@ -112,9 +113,10 @@ def create_router(
     if body.routes:
         raise Invalid("body.routes.0.nexthop", "a new router has no subnets to reach a nexthop")
     quotas.check(session, who.tenant_id, "routers", Router)
-    r = Router(
-        id=new_id(), tenant_id=who.tenant_id, host=schedule_router(session), **body.model_dump()
-    )
+    host = schedule_router(session)
+    r = Router(id=new_id(), tenant_id=who.tenant_id, host=host, **body.model_dump())
+    if host is None:  # an error now, not an endless pending; the sweep retries
+        r.status, r.status_detail = "error", NO_NETWORK_HOST
     if body.external_network_id is not None:
         # before the insert: an unknown network is a 404 (not an FK error), and the row
         # goes in whole at revision 1
@@ -165,7 +167,7 @@ def update_router(
         blockers.router_gateway(session, r.id)
         external_ips.change_gateway(session, r, changes["external_network_id"])
     if apply_changes(r, changes):
-        r.status = "pending"
+        placement.changed(r)
     session.flush()
     notifier.resources_changed(session, "router", {r.id})
     return render(session, r)
@@ -178,11 +180,8 @@ def delete_router(
     router_id: str, session: SessionDep, lookup: LookupDep, notifier: NotifierDep
 ) -> None:
     r = lookup.target(Router, router_id)
-    blockers.router(session, r.id)
-    ifaces = interfaces_of_router(session, r.id)
-    notifier.subnets_changed(session, {i.subnet_id for i in ifaces}, r.host)
-    for iface in ifaces:  # service-made legs go with the router
-        remove_leg(session, iface)
+    blockers.router(session, r.id)  # interfaces too: they are removed first, as in Neutron
+    notifier.hosts_changed(session, {r.host})
     release_external(session, r.id)
     session.flush()
     session.delete(r)
@@ -254,4 +253,5 @@ def remove_router_interface(
     blockers.router_interface(session, r, lookup.get(Subnet, subnet_id))
     remove_leg(session, iface)
     notifier.subnets_changed(session, {subnet_id}, r.host)
-    bump(session, r, status="pending")  # detaches made at once must not fail each other
+    # detaches made at once must not fail each other
+    bump(session, r, **placement.status_of(r))

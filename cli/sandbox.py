@@ -247,6 +247,7 @@ def up(
                     str(resync),
                     "--state-dir",
                     str(sb.dir / "agents" / h["short"]),
+                    *(["--external-interface", "ext0"] if "network" in h["roles"] else []),
                 ],
                 env,
             )

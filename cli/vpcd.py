@@ -118,12 +118,36 @@ def worker(
     state_dir: Annotated[
         str, typer.Option(help="Where the agent keeps what it owns.")
     ] = "/var/lib/vpcd/agent",
+    external_interface: Annotated[
+        str | None,
+        typer.Option(help="The interface on the external network (network hosts), e.g. ext0."),
+    ] = None,
+    sections: Annotated[
+        str | None,
+        typer.Option(
+            help="Advertise only these document sections (comma-separated; a staged "
+            "rollout pins an upgraded agent to what the old one did). Default: all."
+        ),
+    ] = None,
 ) -> None:
     """Run the agent for one host: it applies only its own host's documents."""
     from workers.agent.agent import Agent
-    from workers.agent.service import AgentService
+    from workers.agent.service import SUPPORTED_SECTIONS, AgentService
 
-    agent = Agent(host=host, host_netns=netns, netns_prefix=workload_prefix, state_dir=state_dir)
+    advertised = SUPPORTED_SECTIONS
+    if sections is not None:
+        advertised = tuple(x for x in sections.split(",") if x)
+        unknown = sorted(set(advertised) - set(SUPPORTED_SECTIONS))
+        if unknown:
+            raise typer.BadParameter(f"unsupported sections: {', '.join(unknown)}")
+
+    agent = Agent(
+        host=host,
+        host_netns=netns,
+        netns_prefix=workload_prefix,
+        state_dir=state_dir,
+        external_interface=external_interface,
+    )
     AgentService(
         host=host,
         vtep_ip=vtep_ip,
@@ -131,6 +155,7 @@ def worker(
         agent=agent,
         heartbeat_interval=heartbeat_interval,
         resync_interval=resync_interval,
+        sections=advertised,
     ).run()
 
 

@@ -29,6 +29,7 @@ from models.network import DHCP, Port, PortSecurityGroup, Subnet
 from models.routing import FloatingIp, Router, RouterInterface
 from models.security import SecurityGroup, SecurityGroupRule
 
+NO_NETWORK_HOST = "no network host is up"
 Needs = dict[str, str]  # host -> the section the resource needs on that host
 CarrierQuery = Callable[[Session, set[str]], dict[str, Needs]]
 
@@ -194,7 +195,8 @@ class Kind:
     name: str
     model: type[Base]  # a Realised one: id, revision, status, status_detail
     carriers: CarrierQuery
-    unplaced: Literal["active", "pending"] = "pending"
+    unplaced: Literal["active", "pending", "error"] = "pending"
+    unplaced_detail: str | None = None
     parent: tuple[str, Callable[[Session, set[str]], set[str]]] | None = None
 
     @property
@@ -207,7 +209,7 @@ KINDS: dict[str, Kind] = {
     for k in (
         Kind("subnet", Subnet, _subnets, unplaced="active"),
         Kind("port", Port, _ports, parent=("subnet", _subnets_of_ports)),
-        Kind("router", Router, _routers),
+        Kind("router", Router, _routers, unplaced="error", unplaced_detail=NO_NETWORK_HOST),
         Kind("floating_ip", FloatingIp, _floating_ips),
         Kind("security_group", SecurityGroup, _security_groups, unplaced="active"),
         Kind("network_acl", NetworkAcl, _network_acls, unplaced="active"),
@@ -233,11 +235,12 @@ def verdict(
     support: Mapping[str, Support],
     reports: Mapping[str, Realisation],
     unplaced: str,
+    unplaced_detail: str | None = None,
 ) -> tuple[str, str | None]:
     """Status and detail of one resource from its carriers and their last reports."""
     needs = {h: s for h, s in needs.items() if h in support}  # unregistered hosts wait
     if not needs:
-        return unplaced, None
+        return unplaced, unplaced_detail
     problems = []
     for host, section in sorted(needs.items()):
         report = reports.get(host)
@@ -270,7 +273,14 @@ def refresh(session: Session, kind: str, ids: set[str]) -> None:
     reports = _reports(session, ids)
     writes = []
     for rid, rev, status, detail in rows:
-        new = verdict(rev, needs.get(rid, {}), support, reports.get(rid, {}), spec.unplaced)
+        new = verdict(
+            rev,
+            needs.get(rid, {}),
+            support,
+            reports.get(rid, {}),
+            spec.unplaced,
+            spec.unplaced_detail,
+        )
         if new != (status, detail):
             writes.append({"rid": rid, "rev": rev, "new_status": new[0], "new_detail": new[1]})
     if writes:  # in id order, like every writer: concurrent refreshes never deadlock

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -11,6 +11,7 @@ from models.base import Base, Resource
 
 # An agent that advertises nothing (an older one) speaks protocol 1 with these sections;
 # the same as workers.protocol.SECTIONS_L2 (models never import workers).
+HEARTBEAT_TIMEOUT = timedelta(seconds=30)  # a host not heard from for this long is down
 LEGACY_VERSION = 1
 LEGACY_SECTIONS = ("subnets", "ports")
 
@@ -41,6 +42,14 @@ def host_named(session: Session, name: str) -> str | None:
     return session.scalar(sa.select(Host.id).where(Host.name == name))
 
 
-def network_hosts(session: Session) -> list[Host]:
-    """Hosts with the network role (where routers run), by name."""
-    return [h for h in session.scalars(sa.select(Host).order_by(Host.name)) if "network" in h.roles]
+def is_up(host: Host, now: datetime) -> bool:
+    """Heard from within the heartbeat timeout (a host never heard from is down)."""
+    beat = host.last_heartbeat
+    return beat is not None and now - beat < HEARTBEAT_TIMEOUT
+
+
+def network_hosts(session: Session, now: datetime | None = None) -> list[Host]:
+    """Hosts with the network role (where routers run), by name; with `now`, only those
+    that are up then."""
+    hosts = session.scalars(sa.select(Host).order_by(Host.name))
+    return [h for h in hosts if "network" in h.roles and (now is None or is_up(h, now))]

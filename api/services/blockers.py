@@ -26,6 +26,7 @@ from models.routing import (
     floating_ips_through,
     floating_ips_via_router,
     interface_of_subnet,
+    interfaces_of_router,
     routers_of_vpc,
     routers_on_host,
     users_of_external_network,
@@ -70,8 +71,14 @@ def security_group(session: Session, group: SecurityGroup) -> None:
 
 
 def router(session: Session, router_id: str) -> None:
-    fips = floating_ips_via_router(session, router_id)
-    _refuse("floating IPs are associated through this router", [("floating_ip", f) for f in fips])
+    """As in Neutron, a router with interfaces cannot go: automation removes them first
+    (each names its interface path, /v1/routers/{router}/interfaces/{subnet})."""
+    blocking = [("floating_ip", f) for f in floating_ips_via_router(session, router_id)]
+    blocking += [
+        ("router_interface", f"{router_id}/{i.subnet_id}")
+        for i in interfaces_of_router(session, router_id)
+    ]
+    _refuse("the router still has interfaces or floating IPs through it", blocking)
 
 
 def router_gateway(session: Session, router_id: str) -> None:

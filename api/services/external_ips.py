@@ -10,10 +10,10 @@ import ipaddress
 
 from sqlalchemy.orm import Session
 
-from api.errors import Exhausted, NotFound
+from api.errors import Conflict, Exhausted, NotFound
 from api.services import ipam
 from models import ExternalIp, ExternalNetwork, Router
-from models.routing import release_external, used_external
+from models.routing import release_external, subnets_of_router, used_external
 
 
 def allocate(session: Session, network: ExternalNetwork, owner_id: str) -> str:
@@ -42,8 +42,22 @@ def external_network(session: Session, network_id: str) -> ExternalNetwork:
     return network
 
 
+def check_overlap(network: ExternalNetwork, cidrs: dict[str, str]) -> None:
+    """An external network overlapping a subnet of the router would make its addresses
+    ambiguous to the router: 409 naming both. `cidrs` is subnet id -> CIDR."""
+    ext = ipaddress.ip_network(network.cidr)
+    for sid, cidr in sorted(cidrs.items()):
+        if ipaddress.ip_network(cidr).overlaps(ext):
+            raise Conflict(
+                f"external network {network.id} ({network.cidr}) overlaps subnet {sid} "
+                f"({cidr}) attached to the router"
+            )
+
+
 def attach_gateway(session: Session, r: Router, network_id: str) -> None:
-    r.external_ip = allocate(session, external_network(session, network_id), r.id)
+    network = external_network(session, network_id)
+    check_overlap(network, {s.id: s.cidr for s in subnets_of_router(session, r.id)})
+    r.external_ip = allocate(session, network, r.id)
 
 
 def change_gateway(session: Session, r: Router, network_id: str | None) -> None:

@@ -12,8 +12,8 @@ import ipaddress
 from sqlalchemy.orm import Session
 
 from api.errors import Conflict, Invalid
-from api.services import ipam
-from models import Port, Router, RouterInterface, Subnet
+from api.services import external_ips, ipam
+from models import ExternalNetwork, Port, Router, RouterInterface, Subnet, placement
 from models.base import bump
 from models.network import ROUTER_INTERFACE, address_taken
 from models.routing import interface_of_subnet, subnets_of_router
@@ -27,6 +27,9 @@ def add_leg(session: Session, r: Router, subnet: Subnet) -> Port:
         raise Conflict(
             f"subnet {subnet.id} already has an interface on router {existing.router_id}"
         )
+    network = session.get(ExternalNetwork, r.external_network_id or "")
+    if network is not None:
+        external_ips.check_overlap(network, {subnet.id: subnet.cidr})
     if address_taken(session, subnet.id, subnet.gateway_ip):
         raise Conflict(f"the gateway address {subnet.gateway_ip} is used by a port")
     port = Port(
@@ -42,7 +45,7 @@ def add_leg(session: Session, r: Router, subnet: Subnet) -> Port:
     session.add(port)
     session.flush()
     session.add(RouterInterface(router_id=r.id, subnet_id=subnet.id, port_id=port.id))
-    bump(session, r, status="pending")  # attaches made at once must not fail each other
+    bump(session, r, **placement.status_of(r))  # attaches at once must not fail each other
     session.flush()
     return port
 

@@ -1,20 +1,23 @@
-"""Where routers and DHCP/DNS services run: the least-loaded network host (ties by name)."""
+"""Where routers and DHCP/DNS services run: the least-loaded network host (ties by name).
+
+A router goes only to a host that is up; None when none is: it is then `error` ("no
+network host is up") until the controller's sweep finds one (models/placement.py). A
+DHCP/DNS service is placed once, at subnet creation, with no sweep to move it later, so
+it takes any network host (a host not yet heard from still serves once its agent comes).
+"""
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from models.base import utcnow
 from models.host import network_hosts
 from models.network import dhcp_load
-from models.routing import router_load
+from models.placement import pick_host
 
 
 def schedule_router(session: Session) -> str | None:
-    hosts = network_hosts(session)
-    if not hosts:
-        return None
-    load = router_load(session)
-    return min(hosts, key=lambda h: (load.get(h.name, 0), h.name)).name
+    return pick_host(session, utcnow())
 
 
 def schedule_dhcp(session: Session) -> str | None:

@@ -256,9 +256,13 @@ def test_external_network_in_use(client: TestClient, tenant: Tenant) -> None:
         ("router", r["id"]),
         ("floating_ip", f["id"]),
     }
-    # the router, too, is held by the floating IP that reaches its port through it
+    # the router, too, is held by the floating IP that reaches its port through it, and
+    # by its interface
     body = h.problem(client.delete(f"/v1/routers/{r['id']}", headers=tenant.headers), 409)
-    assert blocking(body) == {("floating_ip", f["id"])}
+    assert blocking(body) == {
+        ("floating_ip", f["id"]),
+        ("router_interface", f"{r['id']}/{s['id']}"),
+    }
     body = h.problem(
         client.patch(
             f"/v1/routers/{r['id']}", json={"external_network_id": None}, headers=tenant.headers
@@ -310,12 +314,21 @@ def test_default_group_goes_with_its_vpc(client: TestClient, tenant: Tenant) -> 
     assert items(client, "/v1/security-groups", ADMIN) == []
 
 
-def test_router_takes_its_interface_ports(client: TestClient, tenant: Tenant) -> None:
-    """Deleting a router with interfaces removes its legs; the subnets are then free."""
+def test_router_with_interfaces_is_409_and_its_legs_go_with_them(
+    client: TestClient, tenant: Tenant
+) -> None:
+    """As in Neutron: a router with interfaces cannot be deleted (409 listing them);
+    removing an interface removes its service-made leg port; the subnets are then free."""
     v = h.vpc(client, tenant)
     subnets = [h.subnet(client, tenant, v["id"], f"10.0.{i}.0/24") for i in (1, 2)]
     r = h.router(client, tenant, v["id"])
     legs = [h.attach(client, tenant, r["id"], s["id"])["port_id"] for s in subnets]
+    body = h.problem(client.delete(f"/v1/routers/{r['id']}", headers=tenant.headers), 409)
+    assert blocking(body) == {("router_interface", f"{r['id']}/{s['id']}") for s in subnets}
+    assert len(items(client, "/v1/ports", tenant)) == 2  # nothing was half-deleted
+    for s in subnets:
+        url = f"/v1/routers/{r['id']}/interfaces/{s['id']}"
+        assert client.delete(url, headers=tenant.headers).status_code == 204
     assert client.delete(f"/v1/routers/{r['id']}", headers=tenant.headers).status_code == 204
     for leg in legs:
         h.problem(client.get(f"/v1/ports/{leg}", headers=tenant.headers), 404)

@@ -178,7 +178,7 @@ def box(request: pytest.FixtureRequest) -> Iterator[Box]:
             overrides["REDIS_URL"] = ""
         sb = None
         try:
-            sb = sbx.up(name, 3, network_hosts=1, resync=RESYNC, overrides=overrides)
+            sb = sbx.up(name, 3, network_hosts=2, resync=RESYNC, overrides=overrides)
             b = Box(sb)
             try:
                 yield b

@@ -81,12 +81,23 @@ def dig(box: Box, ns: str, server: str, name: str) -> list[str]:
     return [line for line in r.stdout.splitlines() if IPV4.fullmatch(line.strip())]
 
 
+NETWORK_HOSTS = ("h1", "h2")  # the e2e sandbox's network hosts (tests/e2e/conftest.py)
+
+
+def dhcp_short(box: Box, subnet: dict[str, Any]) -> str:
+    """The short name (h1, h2) of the network host the subnet's DHCP/DNS service runs on."""
+    (short,) = [h for h in NETWORK_HOSTS if box.host(h) == subnet["dhcp_host"]]
+    return short
+
+
 def service_pid(box: Box, subnet_id: str) -> int | None:
     token = names.service_token(subnet_id)
-    path = box.sb.dir / "agents" / "h1" / "pids" / f"{dnsmasq.daemon_name(token)}.pid"
-    with contextlib.suppress(OSError, ValueError):
-        pid = int(path.read_text())
-        return pid if Path(f"/proc/{pid}").exists() else None
+    for short in NETWORK_HOSTS:
+        path = box.sb.dir / "agents" / short / "pids" / f"{dnsmasq.daemon_name(token)}.pid"
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(path.read_text())
+            if Path(f"/proc/{pid}").exists():
+                return pid
     return None
 
 
@@ -106,10 +117,10 @@ def spawned() -> Iterator[list[subprocess.Popen[bytes]]]:
 def network(
     box: Box, who: dict[str, str], name: str = "shop", **subnet: Any
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A VPC and a subnet whose DHCP/DNS service (on h1, the network host) is running."""
+    """A VPC and a subnet whose DHCP/DNS service (on a network host) is running."""
     vpc = box.post("/v1/vpcs", who, cidr="10.0.0.0/16", name=name)
     s = box.post("/v1/subnets", who, vpc_id=vpc["id"], cidr="10.0.1.0/24", **subnet)
-    assert s["dhcp_host"] == box.host("h1") and s["dhcp_address"]
+    assert s["dhcp_host"] in {box.host(h) for h in NETWORK_HOSTS} and s["dhcp_address"]
     ports = box.http.get(f"/v1/ports?subnet_id={s['id']}", headers=who).json()["items"]
     (service,) = [p for p in ports if p["device_owner"] == "network:dhcp"]
     box.wait_status(who, service)  # with no port of the user yet
@@ -273,8 +284,9 @@ def test_deleting_the_subnet_leaves_nothing_behind(box: Box) -> None:
     p = box.port(t, s, "h2", "gone", dns_name="gone")
     box.wait_status(t, p)
     token = names.service_token(s["id"])
-    service_ns = names.service_netns(f"{box.host('h1')}-", token)
-    directory = box.sb.dir / "agents" / "h1" / dnsmasq.SERVICE_DIR / token
+    short = dhcp_short(box, s)
+    service_ns = names.service_netns(f"{box.host(short)}-", token)
+    directory = box.sb.dir / "agents" / short / dnsmasq.SERVICE_DIR / token
     resolv = Path("/etc/netns") / box.workload("h2", "gone")
     pid = wait_for("running", lambda: service_pid(box, s["id"]))
     assert directory.is_dir() and resolv.is_dir()
@@ -291,4 +303,4 @@ def test_deleting_the_subnet_leaves_nothing_behind(box: Box) -> None:
     wait_for("files gone", lambda: not directory.exists())
     wait_for("resolv.conf gone", lambda: not resolv.exists())
     assert service_pid(box, s["id"]) is None
-    assert names.leg_name(s["id"]) not in box.links("h1")
+    assert names.leg_name(s["id"]) not in box.links(short)

@@ -1,18 +1,24 @@
-"""Mixed-version rollout with real agents: they support the L2 and firewall sections
-(SUPPORTED_SECTIONS), not `routers`, which the controller also knows. Their L2 keeps
-working; a router is `error` with a detail naming the host and the section. No packet
-leaves the sandbox's namespaces.
+"""Mixed-version rollout with real agents: the network host's agent advertises only the
+L2 sections (`--sections subnets,ports`, SECTIONS_L2, as an agent of before routers did),
+while the controller also knows `routers` (and every other section SUPPORTED_SECTIONS
+lists). Its L2 keeps working; a router is `error` with a detail naming the host and the
+section. No packet leaves the sandbox's namespaces.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
+from cli import sandbox as sbx
 from tests.e2e.conftest import Box
 from workers.agent.service import SUPPORTED_SECTIONS
+from workers.protocol import SECTIONS_L2
 
 pytestmark = pytest.mark.e2e
 
@@ -33,12 +39,45 @@ def _host(box: Box, name: str) -> dict[str, Any]:
     return host  # type: ignore[no-any-return]
 
 
+def _wait_sections(box: Box, name: str, want: tuple[str, ...]) -> None:
+    deadline = time.monotonic() + 60
+    while tuple(_host(box, name)["sections"]) != want:
+        assert time.monotonic() < deadline, f"{name} never advertised {want}"
+        time.sleep(0.2)
+
+
+def _restart_agent(box: Box, short: str, argv: list[str]) -> None:
+    sb = sbx.load(box.name)
+    label = f"agent-{short}"
+    sbx.stop(sb.pids[label])
+    sbx.spawn(sb, label, argv, {**os.environ, **sb.env})
+    box.sb = sbx.load(box.name)
+
+
+@contextmanager
+def l2_only(box: Box, short: str) -> Iterator[None]:
+    """The host's agent restarted advertising only the L2 sections; restored after."""
+    argv = list(sbx.load(box.name).argv[f"agent-{short}"])
+    _restart_agent(box, short, [*argv, "--sections", ",".join(SECTIONS_L2)])
+    try:
+        _wait_sections(box, box.host(short), SECTIONS_L2)
+        yield
+    finally:
+        _restart_agent(box, short, argv)
+        _wait_sections(box, box.host(short), SUPPORTED_SECTIONS)
+
+
 def test_l2_agents_keep_l2_while_a_router_they_cannot_carry_is_error(box: Box) -> None:
+    with l2_only(box, "h1"):
+        _l2_agent_against_routers(box)
+
+
+def _l2_agent_against_routers(box: Box) -> None:
     t, s, a, b = box.connected_pair(("h1", "v1"), ("h2", "v2"))
-    h1 = box.host("h1")  # the sandbox's network host: routers are scheduled there
+    h1 = box.host("h1")  # a network host: with no router anywhere, routers go there first
     before = _host(box, h1)
-    assert (before["protocol_version"], before["sections"]) == (1, list(SUPPORTED_SECTIONS))
-    assert "routers" not in SUPPORTED_SECTIONS
+    assert (before["protocol_version"], before["sections"]) == (1, list(SECTIONS_L2))
+    assert "routers" in SUPPORTED_SECTIONS and "routers" not in SECTIONS_L2
 
     ext = box.post(
         "/v1/external-networks", box.admin, cidr="198.51.100.0/24", gateway_ip="198.51.100.1"
@@ -47,7 +86,7 @@ def test_l2_agents_keep_l2_while_a_router_they_cannot_carry_is_error(box: Box) -
     assert r["host"] == h1
     leg = box.post(f"/v1/routers/{r['id']}/interfaces", t, subnet_id=s["id"])
     fip = box.post("/v1/floating-ips", t, external_network_id=ext["id"], port_id=b["id"])
-    sections = ", ".join(SUPPORTED_SECTIONS)
+    sections = ", ".join(SECTIONS_L2)
     detail = f"host {h1} does not support section 'routers' (protocol 1: {sections})"
     for path in (
         f"/v1/routers/{r['id']}",

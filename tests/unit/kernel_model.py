@@ -18,9 +18,12 @@ from workers.agent import dispatch, names
 from workers.agent.observed import (
     ZERO_MAC,
     BridgeObs,
+    ExternalIfObs,
     FdbEntry,
     HostVethObs,
     Observed,
+    RouterLinkObs,
+    RouterObs,
     VxlanObs,
     WorkloadObs,
 )
@@ -42,6 +45,7 @@ from workers.agent.planners.l2 import (
     DeleteVxlan,
     DelFdb,
 )
+from workers.agent.planners.nat import Announce, FlushConntrack, RestoreRouterRuleset
 from workers.agent.planners.ports import (
     ConfigureHostVeth,
     ConfigurePort,
@@ -49,6 +53,15 @@ from workers.agent.planners.ports import (
     CreatePort,
     DeleteNetns,
     DeletePort,
+)
+from workers.agent.planners.router import (
+    ConfigureLegHost,
+    ConfigureRouter,
+    ConfigureRouterLink,
+    CreateLeg,
+    DeleteExtBridge,
+    DeleteLeg,
+    EnsureExtBridge,
 )
 from workers.agent.ruleset import BUILTIN_CHAINS, IpsetState, NetnsFirewall, Ruleset, owned
 
@@ -194,6 +207,12 @@ class ModelKernel(ServiceModel):
         self.workloads = dict(observed.workloads)
         self.netns, self.owned = set(observed.netns), set(observed.owned_netns)
         self.firewall = {ns: ModelFirewall(fw) for ns, fw in observed.firewall.items()}
+        self.ext_bridges = dict(observed.ext_bridges)
+        self.legs = dict(observed.legs)
+        self.external = observed.external
+        self.routers = dict(observed.routers)
+        self.announced: list[str] = []
+        self.flushed: list[tuple[str, str]] = []
         self.init_services(observed)
 
     def _drop_port(self, veth: str) -> None:
@@ -207,6 +226,11 @@ class ModelKernel(ServiceModel):
     def delete_netns(self, op: DeleteNetns) -> None:
         self.netns.discard(op.name)
         self.owned.discard(op.name)
+        self.firewall.pop(op.name, None)
+        gone = self.routers.pop(op.name, None)
+        for link in gone.links.values() if gone else ():
+            if link.peer is not None:
+                self.legs.pop(link.peer, None)
         for pid in [p for p, w in self.workloads.items() if w.netns == op.name]:
             self._drop_port(names.host_veth_name(pid))
 
@@ -289,6 +313,78 @@ class ModelKernel(ServiceModel):
         for name in op.names:
             self._fw(op.netns).destroy(name)
 
+    # ----------------------------------------------------------------- routers
+
+    def _router(self, netns: str) -> RouterObs:
+        assert netns in self.netns, f"router netns {netns} does not exist"
+        return self.routers.get(netns) or RouterObs(netns)
+
+    def delete_leg(self, op: DeleteLeg) -> None:
+        self.legs.pop(op.veth, None)
+        for ns, r in self.routers.items():
+            links = {n: link for n, link in r.links.items() if link.peer != op.veth}
+            self.routers[ns] = replace(r, links=links)
+
+    def delete_ext_bridge(self, op: DeleteExtBridge) -> None:
+        assert not any(h.master == op.name for h in self.legs.values()), "bridge still used"
+        self.ext_bridges.pop(op.name, None)
+        if self.external is not None and self.external.master == op.name:
+            self.external = replace(self.external, master=None)
+
+    def ensure_ext_bridge(self, op: EnsureExtBridge) -> None:
+        self.ext_bridges[op.name] = BridgeObs(op.name, 1500, True)
+        self.external = ExternalIfObs(op.interface, op.name, True)
+
+    def create_leg(self, op: CreateLeg) -> None:
+        assert op.bridge in self.bridges or op.bridge in self.ext_bridges, "leg before bridge"
+        assert op.veth not in self.legs, "leg name still taken"
+        r = self._router(op.netns)
+        assert op.ifname not in r.links, "router-side name still taken"
+        self.legs[op.veth] = HostVethObs(op.veth, op.bridge, op.mtu, True)
+        link = RouterLinkObs(op.ifname, op.mac or "02:00:00:00:00:01", op.mtu, False, op.veth)
+        self.routers[op.netns] = replace(r, links={**r.links, op.ifname: link})
+
+    def configure_leg_host(self, op: ConfigureLegHost) -> None:
+        self.legs[op.veth] = HostVethObs(op.veth, op.bridge, op.mtu, True)
+
+    def configure_router_link(self, op: ConfigureRouterLink) -> None:
+        r = self._router(op.netns)
+        link = r.links[op.ifname]
+        addresses = (link.addresses - set(op.del_addresses)) | set(op.add_addresses)
+        # the kernel drops routes through an interface whose address goes
+        routes = (
+            r.routes
+            if not op.del_addresses
+            else frozenset(x for x in r.routes if x.device != op.ifname)
+        )
+        link = replace(
+            link,
+            mac=op.mac or link.mac,
+            mtu=op.mtu or link.mtu,
+            up=True,
+            addresses=frozenset(addresses),
+        )
+        self.routers[op.netns] = replace(r, links={**r.links, op.ifname: link}, routes=routes)
+
+    def configure_router(self, op: ConfigureRouter) -> None:
+        r = self._router(op.netns)
+        for route in op.add_routes:
+            assert route.device in r.links, f"route via missing {route.device}"
+        routes = (r.routes - set(op.del_routes)) | set(op.add_routes)
+        self.routers[op.netns] = replace(
+            r, routes=frozenset(routes), forwarding=r.forwarding or op.forwarding
+        )
+
+    def restore_router_ruleset(self, op: RestoreRouterRuleset) -> None:
+        assert op.netns in self.netns, "ruleset restored before its namespace exists"
+        self._fw(op.netns).iptables_restore(op.text)
+
+    def flush_conntrack(self, op: FlushConntrack) -> None:
+        self.flushed.append((op.address, op.fixed_ip))
+
+    def announce(self, op: Announce) -> None:
+        self.announced.append(op.address)
+
     def set_sysctls(self, op: SetSysctls) -> None:
         self._fw(op.netns).sysctls.update(op.values)
 
@@ -309,6 +405,10 @@ class ModelKernel(ServiceModel):
                 for ns, frozen in ((ns, fw.frozen()) for ns, fw in self.firewall.items())
                 if frozen != NetnsFirewall()
             },
+            ext_bridges=self.ext_bridges,
+            legs=self.legs,
+            external=self.external,
+            routers={ns: r for ns, r in self.routers.items() if ns in self.netns},
             services=self.services,
             resolv={ns: t for ns, t in self.resolv.items() if ns in self.netns},
         )

@@ -66,6 +66,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "nodeSelector": {"kubernetes.io/os": "linux"},
             "tolerations": [{"operator": "Exists"}],
             "resyncInterval": 60,
+            "externalInterface": "eth1",
         },
     },
 }
@@ -352,6 +353,10 @@ def test_network_nodes_get_their_own_agents(rendered: tuple[str, list[Manifest]]
     pod = _pod_spec(network)
     assert pod["nodeSelector"] == {**base_selector, **selector}
     assert _flag(pod["containers"][0]["args"], "--roles") == "compute,network"
+    # only network agents get the external interface (routers' gateways, floating IPs)
+    external = _values(name, "agent", "externalInterface")
+    assert _flag(pod["containers"][0]["args"], "--external-interface") == external
+    assert "--external-interface" not in compute_args
     assert _pod_labels(network) != _pod_labels(compute)  # selectors do not overlap
     # The compute agents stay off the network nodes: every term excludes one label value.
     terms = _pod_spec(compute)["affinity"]["nodeAffinity"][

@@ -46,7 +46,8 @@ from workers.agent.observed import Observed, Scope
 from workers.agent.ops import Op
 from workers.agent.ownership import NetnsLedger
 from workers.agent.plan import plan
-from workers.agent.planners.firewall import TABLES, render
+from workers.agent.planners import firewall as host_firewall
+from workers.agent.planners import nat
 from workers.agent.planners.ports import CreateNetns, DeleteNetns, DeletePort
 from workers.agent.report import Failures, build_report, failed_report
 from workers.agent.ruleset import NetnsFirewall
@@ -81,8 +82,12 @@ class Agent:
         host_netns: str | None,
         netns_prefix: str,
         state_dir: str | os.PathLike[str],
+        external_interface: str | None = None,
     ) -> None:
         self.host = host
+        if external_interface is not None:
+            names.check_ifname(external_interface)
+        self.external_interface = external_interface
         self.host_netns = host_netns
         if host_netns is not None:
             drivers.netns_path(host_netns)  # validates the name
@@ -158,7 +163,9 @@ class Agent:
         return self.kernel.nl
 
     def _desire(self, state: HostState) -> Desired:
-        return Desired.build(state, self.netns_prefix, self.state_dir)
+        return Desired.build(
+            state, self.netns_prefix, self.state_dir, external_interface=self.external_interface
+        )
 
     def _observe(self, desired: Desired, scope: Scope | None) -> Observed:
         return observe(
@@ -167,7 +174,7 @@ class Agent:
             desired,
             owned_netns=self._ledger.names,
             scope=scope,
-            tables=TABLES,
+            tables={**host_firewall.TABLES, **nat.tables(desired)},
             calls=self.kernel.calls,
         )
 
@@ -210,7 +217,7 @@ class Agent:
             calls.ipset_restores,
             calls.conntrack_deletes,
         )
-        firewall = render(desired)
+        firewall = render(desired)  # host firewall and every router's NAT
         clock = time.perf_counter()
 
         def lap(name: str) -> None:
@@ -314,6 +321,10 @@ class Agent:
                     deleted.append(op.name)
         self._ledger.discard(deleted)
         return failures
+
+
+def render(desired: Desired) -> dict[str | None, NetnsFirewall]:
+    return {**host_firewall.render(desired), **nat.render(desired)}
 
 
 def _raise_fd_limit() -> None:

@@ -61,6 +61,36 @@ def delta_scope(
                 if p is not None:
                     with contextlib.suppress(ValueError):
                         netns.add(names.workload_netns(d.netns_prefix, p.netns))
+    routers: set[str] = set()
+    prev_routers = {r.id: r for r in prev.state.routers}
+    new_routers = {r.id: r for r in new.state.routers}
+    for rid in prev_routers.keys() | new_routers.keys():
+        a_r, b_r = prev_routers.get(rid), new_routers.get(rid)
+        touched = {i.subnet_id for r in (a_r, b_r) if r is not None for i in r.interfaces}
+        if (
+            a_r == b_r
+            and prev.router_problems.get(rid) == new.router_problems.get(rid)
+            and not touched & port_subnets
+        ):
+            continue
+        for d, r in ((prev, a_r), (new, b_r)):
+            if r is None:
+                continue
+            ns = names.router_netns(d.netns_prefix, rid)
+            routers.add(ns)
+            netns.add(ns)
+            links.add(names.gateway_name(rid))
+            links |= {names.router_host_leg_name(i.port_id) for i in r.interfaces}
+            if r.external_gateway is not None:
+                links.add(names.external_bridge_name(r.external_gateway.external_network_id))
+                if d.external_interface is not None:
+                    links.add(d.external_interface)
     before, after = prev_firewall or {}, new_firewall or {}
     firewall = {ns for ns in before.keys() | after.keys() if before.get(ns) != after.get(ns)}
-    return Scope(frozenset(links), frozenset(ports), frozenset(netns), frozenset(firewall))
+    return Scope(
+        frozenset(links),
+        frozenset(ports),
+        frozenset(netns),
+        frozenset(firewall),
+        frozenset(routers),
+    )

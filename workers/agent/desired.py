@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from workers.agent import names
@@ -20,6 +20,7 @@ from workers.protocol import (
     NetworkAclState,
     PortState,
     ResolverState,
+    RouterState,
     SecurityGroupState,
     SubnetState,
 )
@@ -49,15 +50,26 @@ class Desired:
     groups: Mapping[str, SecurityGroupState]  # security groups in the document, by id
     filtered: tuple[PortState, ...]  # realisable ports with security groups enforced
     acls: tuple[NetworkAclState, ...]  # network ACLs of the subnets in the document
+    external_interface: str | None = None  # the agent's --external-interface
+    router_problems: Mapping[str, str] = field(default_factory=dict)  # router id -> why not
+    routers: tuple[RouterState, ...] = ()  # realisable routers, in document order
+    router_netns: Mapping[str, str] = field(default_factory=dict)  # every document router
 
     @classmethod
     def build(
-        cls, state: HostState, netns_prefix: str = "", state_dir: str = DEFAULT_STATE_DIR
+        cls,
+        state: HostState,
+        netns_prefix: str = "",
+        state_dir: str = DEFAULT_STATE_DIR,
+        external_interface: str | None = None,
     ) -> Desired:
         problems = port_problems(state, netns_prefix)
         ports = tuple(p for p in state.ports if p.id not in problems)
         services = realisable_services(state)
+        r_problems = router_problems(state, external_interface)
+        routers = tuple(r for r in state.routers if r.id not in r_problems)
         used = {p.subnet_id for p in ports} | {svc.subnet_id for svc in services.values()}
+        used |= {i.subnet_id for r in routers for i in r.interfaces}
         needed = {s.id: s for s in state.subnets if s.id in used}
         vteps = {v for s in state.subnets for v in s.remote_vteps}
         vteps |= {rp.vtep_ip for s in state.subnets for rp in s.remote_ports}
@@ -83,6 +95,12 @@ class Desired:
             groups=MappingProxyType({g.id: g for g in state.security_groups}),
             filtered=tuple(p for p in ports if p.security_group_ids is not None),
             acls=tuple(state.network_acls),
+            external_interface=external_interface,
+            router_problems=MappingProxyType(r_problems),
+            routers=routers,
+            router_netns=MappingProxyType(
+                {r.id: names.router_netns(netns_prefix, r.id) for r in state.routers}
+            ),
         )
 
     @property
@@ -99,8 +117,33 @@ class Desired:
 
     @property
     def netns(self) -> frozenset[str]:
-        """The workload namespaces realisable ports live in."""
-        return frozenset(self.port_netns.values())
+        """The namespaces this host keeps: realisable ports' workload namespaces and every
+        document router's namespace (one that cannot be realised now is left alone)."""
+        return frozenset(self.port_netns.values()) | frozenset(self.router_netns.values())
+
+
+def router_problems(state: HostState, external_interface: str | None) -> dict[str, str]:
+    """Routers that cannot be realised here, with why (the agent leaves them alone).
+
+    One external interface serves one external network: the first (by id) wins it."""
+    subnets = {s.id for s in state.subnets}
+    networks = sorted(
+        {r.external_gateway.external_network_id for r in state.routers if r.external_gateway}
+    )
+    problems: dict[str, str] = {}
+    for r in state.routers:
+        missing = [i.subnet_id for i in r.interfaces if i.subnet_id not in subnets]
+        gw = r.external_gateway
+        if missing:
+            problems[r.id] = f"subnet {missing[0]} is not in this host's state"
+        elif gw is not None and external_interface is None:
+            problems[r.id] = "this host has no external interface (agent --external-interface)"
+        elif gw is not None and gw.external_network_id != networks[0]:
+            problems[r.id] = (
+                f"external interface {external_interface} already serves external network "
+                f"{networks[0]}, not {gw.external_network_id}"
+            )
+    return problems
 
 
 def realisable_services(state: HostState) -> dict[str, DhcpDnsState]:
@@ -144,6 +187,9 @@ def port_problems(state: HostState, netns_prefix: str = "") -> dict[str, str]:
             names.check_ifname(port.interface_name)
         except ValueError as exc:
             problems[port.id] = str(exc)
+            continue
+        if names.is_router_netns(netns_prefix, netns):  # never a tenant's leg in a router
+            problems[port.id] = f"netns {port.netns} has a router namespace's name"
             continue
         tenant, first = owners.setdefault(netns, (port.tenant_id, port.id))
         if tenant != port.tenant_id:  # never put one tenant's interface in another's netns

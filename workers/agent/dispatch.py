@@ -43,6 +43,7 @@ from workers.agent.planners.l2 import (
     DeleteVxlan,
     DelFdb,
 )
+from workers.agent.planners.nat import Announce, FlushConntrack, RestoreRouterRuleset
 from workers.agent.planners.ports import (
     ConfigureHostVeth,
     ConfigurePort,
@@ -50,6 +51,15 @@ from workers.agent.planners.ports import (
     CreatePort,
     DeleteNetns,
     DeletePort,
+)
+from workers.agent.planners.router import (
+    ConfigureLegHost,
+    ConfigureRouter,
+    ConfigureRouterLink,
+    CreateLeg,
+    DeleteExtBridge,
+    DeleteLeg,
+    EnsureExtBridge,
 )
 
 HANDLERS: Mapping[type[Op], str] = MappingProxyType(
@@ -71,6 +81,16 @@ HANDLERS: Mapping[type[Op], str] = MappingProxyType(
         FillIpsets: "fill_ipsets",
         RestoreRuleset: "restore_ruleset",
         DestroyIpsets: "destroy_ipsets",
+        DeleteLeg: "delete_leg",
+        DeleteExtBridge: "delete_ext_bridge",
+        EnsureExtBridge: "ensure_ext_bridge",
+        CreateLeg: "create_leg",
+        ConfigureLegHost: "configure_leg_host",
+        ConfigureRouterLink: "configure_router_link",
+        ConfigureRouter: "configure_router",
+        RestoreRouterRuleset: "restore_router_ruleset",
+        FlushConntrack: "flush_conntrack",
+        Announce: "announce",
         StopDnsmasq: "stop_dnsmasq",
         DeleteServiceNetns: "delete_service_netns",
         RemoveServiceFiles: "remove_service_files",

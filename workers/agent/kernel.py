@@ -47,6 +47,7 @@ from workers.agent.planners.l2 import (
     DeleteVxlan,
     DelFdb,
 )
+from workers.agent.planners.nat import Announce, FlushConntrack, RestoreRouterRuleset
 from workers.agent.planners.ports import (
     ConfigureHostVeth,
     ConfigurePort,
@@ -54,6 +55,16 @@ from workers.agent.planners.ports import (
     CreatePort,
     DeleteNetns,
     DeletePort,
+)
+from workers.agent.planners.router import (
+    FORWARDING,
+    ConfigureLegHost,
+    ConfigureRouter,
+    ConfigureRouterLink,
+    CreateLeg,
+    DeleteExtBridge,
+    DeleteLeg,
+    EnsureExtBridge,
 )
 from workers.agent.ruleset import EB
 
@@ -97,12 +108,10 @@ class HostKernel:
     def delete_port(self, op: DeletePort) -> None:
         self._delete_link(op.veth)
 
-    def create_port(self, op: CreatePort) -> None:
-        self._create_veth(op.veth, op.bridge, op.mtu, op.netns, op.ifname, op.mac)
-
-    def _create_veth(
-        self, veth: str, bridge: str, mtu: int, netns: str, ifname: str, mac: str
+    def _veth_into(
+        self, netns: str, veth: str, bridge: str, mtu: int, ifname: str, mac: str | None
     ) -> None:
+        """A veth whose host end is on `bridge` and whose other end is `ifname` in `netns`."""
         fd = drivers.open_netns_fd(netns)
         try:
             drivers.create_veth(
@@ -117,12 +126,11 @@ class HostKernel:
         finally:
             os.close(fd)
 
-    def configure_host_veth(self, op: ConfigureHostVeth) -> None:
-        drivers.set_link(
-            self._host(), self._idx(op.veth), master=self._idx(op.bridge), mtu=op.mtu, up=True
-        )
+    def _host_end(self, veth: str, bridge: str, mtu: int) -> None:
+        drivers.set_link(self._host(), self._idx(veth), master=self._idx(bridge), mtu=mtu, up=True)
 
-    def configure_port(self, op: ConfigurePort) -> None:
+    def _converge(self, op: ConfigurePort | ConfigureRouterLink) -> tuple[object, int]:
+        """MAC, MTU, up and addresses of an interface inside a namespace."""
         ipr = self.nl.handle(op.netns)
         i = drivers.link_index(ipr, op.ifname)
         if op.mac is not None or op.mtu is not None or op.up:
@@ -131,6 +139,16 @@ class HostKernel:
             drivers.delete_address(ipr, i, cidr)
         for cidr in op.add_addresses:
             drivers.add_address(ipr, i, cidr)
+        return ipr, i
+
+    def create_port(self, op: CreatePort) -> None:
+        self._veth_into(op.netns, op.veth, op.bridge, op.mtu, op.ifname, op.mac)
+
+    def configure_host_veth(self, op: ConfigureHostVeth) -> None:
+        self._host_end(op.veth, op.bridge, op.mtu)
+
+    def configure_port(self, op: ConfigurePort) -> None:
+        ipr, i = self._converge(op)
         for route in op.del_routes:
             drivers.delete_route(ipr, i, route.destination, route.gateway)
         # Removing an address drops the routes through it: then re-add all of them.
@@ -191,6 +209,53 @@ class HostKernel:
         for name in op.names:
             drivers.ipset.destroy(self.netns(op.netns), name)
 
+    # ----------------------------------------------------------------- routers
+
+    def delete_leg(self, op: DeleteLeg) -> None:
+        self._delete_link(op.veth)
+
+    def delete_ext_bridge(self, op: DeleteExtBridge) -> None:
+        self._delete_link(op.name)
+
+    def ensure_ext_bridge(self, op: EnsureExtBridge) -> None:
+        drivers.create_bridge(self._host(), op.name, 1500)
+        self._index.pop(op.name, None)
+        drivers.set_link(self._host(), self._idx(op.name), up=True)
+        drivers.set_link(self._host(), self._idx(op.interface), master=self._idx(op.name), up=True)
+
+    def create_leg(self, op: CreateLeg) -> None:
+        self._veth_into(op.netns, op.veth, op.bridge, op.mtu, op.ifname, op.mac)
+
+    def configure_leg_host(self, op: ConfigureLegHost) -> None:
+        self._host_end(op.veth, op.bridge, op.mtu)
+
+    def configure_router_link(self, op: ConfigureRouterLink) -> None:
+        self._converge(op)
+
+    def configure_router(self, op: ConfigureRouter) -> None:
+        if op.forwarding:
+            drivers.sysctl.write(op.netns, {FORWARDING: "1"})
+        ipr = self.nl.handle(op.netns)
+        for route in op.del_routes:
+            drivers.delete_route(
+                ipr, drivers.link_index(ipr, route.device), route.destination, route.gateway
+            )
+        for route in op.add_routes:
+            drivers.add_route(
+                ipr, drivers.link_index(ipr, route.device), route.destination, route.gateway
+            )
+
+    def restore_router_ruleset(self, op: RestoreRouterRuleset) -> None:
+        self.calls.iptables_restores += 1
+        drivers.iptables.restore(op.netns, op.text)
+
+    def flush_conntrack(self, op: FlushConntrack) -> None:
+        drivers.conntrack.delete(op.netns, orig_dst=op.address)
+        drivers.conntrack.delete(op.netns, orig_src=op.fixed_ip, reply_dst=op.address)
+
+    def announce(self, op: Announce) -> None:
+        drivers.garp.announce(op.netns, op.ifname, op.address)
+
     # ------------------------------------------------------------- dhcp / dns
 
     def _daemon(self, op: StopDnsmasq | StartDnsmasq | ReloadDnsmasq) -> tuple[str, list[str]]:
@@ -226,7 +291,7 @@ class HostKernel:
         self._delete_link(op.veth)
 
     def create_service_leg(self, op: CreateServiceLeg) -> None:
-        self._create_veth(op.veth, op.bridge, op.mtu, op.netns, names.SERVICE_IFNAME, op.mac)
+        self._veth_into(op.netns, op.veth, op.bridge, op.mtu, names.SERVICE_IFNAME, op.mac)
 
     def configure_service_leg(self, op: ConfigureServiceLeg) -> None:
         drivers.set_link(

@@ -23,12 +23,21 @@ PREFIX = "vp"
 BRIDGE = "b"
 VXLAN = "x"
 PORT = "t"
+ROUTER_HOST_LEG = "l"  # host end of a router leg, on the subnet's bridge
+GATEWAY = "g"  # host end of a router's gateway leg, on the external network's bridge
+EXTERNAL = "e"  # an external network's bridge, enslaving the host's external interface
+ROUTER = "r"  # a router's namespace (prefix + this name)
+ROUTER_LEG = "i"  # the router-side end of a leg, inside the router namespace
+ROUTER_GATEWAY = "o"  # the router-side end of the gateway leg
 LEG = "d"  # a DHCP/DNS service's leg (host end); not in OWNED_LINK_RE: L2 and ports ignore it
 SERVICE_NETNS = "vpcd-dhcp-"  # + token: a subnet's DHCP/DNS namespace, after the netns prefix
 SERVICE_IFNAME = "svc0"  # the leg's end inside that namespace
 _TOKEN_LEN = IFNAMSIZ - len(PREFIX) - 1
 
-OWNED_LINK_RE = re.compile(rf"^{PREFIX}[{BRIDGE}{VXLAN}{PORT}][0-9a-f]{{{_TOKEN_LEN}}}\Z")
+OWNED_LINK_RE = re.compile(
+    rf"^{PREFIX}[{BRIDGE}{VXLAN}{PORT}{ROUTER_HOST_LEG}{GATEWAY}{EXTERNAL}][0-9a-f]{{{_TOKEN_LEN}}}\Z"
+)
+ROUTER_NETNS_RE = re.compile(rf"{PREFIX}{ROUTER}[0-9a-f]{{{_TOKEN_LEN}}}\Z")
 # The same patterns the API enforces (api/netcheck.py); repeated because the agent
 # never imports api.
 NETNS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}\Z")
@@ -42,16 +51,65 @@ def _token(resource_id: str) -> str:
     return hashlib.blake2b(resource_id.encode(), digest_size=8).hexdigest()[:_TOKEN_LEN]
 
 
+def _name(kind: str, resource_id: str) -> str:
+    return f"{PREFIX}{kind}{_token(resource_id)}"
+
+
 def bridge_name(subnet_id: str) -> str:
-    return f"{PREFIX}{BRIDGE}{_token(subnet_id)}"
+    return _name(BRIDGE, subnet_id)
 
 
 def vxlan_name(subnet_id: str) -> str:
-    return f"{PREFIX}{VXLAN}{_token(subnet_id)}"
+    return _name(VXLAN, subnet_id)
 
 
 def host_veth_name(port_id: str) -> str:
-    return f"{PREFIX}{PORT}{_token(port_id)}"
+    return _name(PORT, port_id)
+
+
+def router_host_leg_name(port_id: str) -> str:
+    """Host end of a router leg (the leg is the interface port's); distinct from a DHCP/DNS
+    service's leg (`leg_name`), which L2 and ports ignore."""
+    return _name(ROUTER_HOST_LEG, port_id)
+
+
+def router_leg_name(port_id: str) -> str:
+    return _name(ROUTER_LEG, port_id)
+
+
+def gateway_name(router_id: str) -> str:
+    return _name(GATEWAY, router_id)
+
+
+def router_gateway_name(router_id: str) -> str:
+    return _name(ROUTER_GATEWAY, router_id)
+
+
+def external_bridge_name(external_network_id: str) -> str:
+    return _name(EXTERNAL, external_network_id)
+
+
+def router_netns(prefix: str, router_id: str) -> str:
+    """A router's namespace: the host's netns prefix + `vpr` + the id's token."""
+    return check_netns_prefix(prefix) + _name(ROUTER, router_id)
+
+
+def is_router_netns(prefix: str, name: str) -> bool:
+    return name.startswith(prefix) and ROUTER_NETNS_RE.match(name[len(prefix) :]) is not None
+
+
+def link_role(name: str) -> str | None:
+    """'subnet', 'port', 'leg', 'gateway' or 'external' for a host link we own."""
+    if not is_owned_link(name):
+        return None
+    return {
+        BRIDGE: "subnet",
+        VXLAN: "subnet",
+        PORT: "port",
+        ROUTER_HOST_LEG: "leg",
+        GATEWAY: "gateway",
+        EXTERNAL: "external",
+    }[name[len(PREFIX)]]
 
 
 def service_token(subnet_id: str) -> str:
@@ -92,7 +150,14 @@ def link_kind(name: str) -> str | None:
     """'bridge', 'vxlan' or 'veth' for a name the agent owns, else None."""
     if not is_owned_link(name):
         return None
-    return {BRIDGE: "bridge", VXLAN: "vxlan", PORT: "veth"}[name[len(PREFIX)]]
+    kinds = {
+        BRIDGE: "bridge",
+        VXLAN: "vxlan",
+        PORT: "veth",
+        ROUTER_HOST_LEG: "veth",
+        GATEWAY: "veth",
+    }
+    return kinds.get(name[len(PREFIX)], "bridge")
 
 
 def check_netns_prefix(prefix: str) -> str:

@@ -29,10 +29,14 @@ from workers.agent.drivers.cmd import ToolCalls
 from workers.agent.observe_services import observe_services
 from workers.agent.observed import (
     BridgeObs,
+    ExternalIfObs,
     FdbEntry,
     HostVethObs,
     Observed,
     RouteObs,
+    RouterLinkObs,
+    RouterObs,
+    RouterRouteObs,
     Scope,
     VxlanObs,
     WorkloadObs,
@@ -45,6 +49,8 @@ from workers.agent.ruleset import (
     parse_save,
 )
 from workers.protocol import PortState
+
+IP_FORWARD = "net.ipv4.ip_forward"  # a router namespace's forwarding switch
 
 # Above this many links, one dump of the host namespace is cheaper than a get for each.
 DUMP_ABOVE = 32
@@ -80,14 +86,21 @@ def observe(
     if scope is not None:
         want_tables = {ns: t for ns, t in want_tables.items() if ns in scope.firewall}
 
+    ext_name = desired.external_interface
     if scope is None:
         every = drivers.dump_links(host)
         by_index = {int(m["index"]): str(m.get("IFLA_IFNAME")) for m in every}
         links = [m for m in every if names.is_owned_link(str(m.get("IFLA_IFNAME")))]
+        ext_msg = next((m for m in every if m.get("IFLA_IFNAME") == ext_name), None)
         netns = drivers.list_netns()
         look_at = list(ports.values())
+        router_ns = {desired.router_netns[r.id] for r in desired.routers}
     else:
         wanted = set(scope.links) | {names.host_veth_name(pid) for pid in scope.ports}
+        ext_msg = None
+        if ext_name is not None and ext_name in wanted:
+            wanted.discard(ext_name)
+            ext_msg = drivers.get_link(host, ext_name)
         if len(wanted) > DUMP_ABOVE:
             every = drivers.dump_links(host)
             by_index = {int(m["index"]): str(m.get("IFLA_IFNAME")) for m in every}
@@ -96,8 +109,10 @@ def observe(
             links = [m for m in (drivers.get_link(host, n) for n in sorted(wanted)) if m]
             by_index = {int(m["index"]): str(m.get("IFLA_IFNAME")) for m in links}
         look_at = [ports[pid] for pid in sorted(scope.ports) if pid in ports]
-        candidates = set(scope.netns) | {desired.port_netns[p.id] for p in look_at}
+        candidates = set(scope.netns) | set(scope.routers)
+        candidates |= {desired.port_netns[p.id] for p in look_at}
         netns = frozenset(n for n in candidates if drivers.netns_exists(n))
+        router_ns = set(scope.routers)
 
     def master_name(msg: Any) -> str | None:
         index = msg.get("IFLA_MASTER")
@@ -113,13 +128,20 @@ def observe(
     veths: dict[str, HostVethObs] = {}
     veth_index: dict[str, int] = {}
     fdb: set[FdbEntry] = set()
+    ext_bridges: dict[str, BridgeObs] = {}
+    legs: dict[str, HostVethObs] = {}
     for msg in links:
         name = str(msg.get("IFLA_IFNAME"))
         kind = names.link_kind(name)
         if kind is None or _kind(msg) != kind:
             continue  # not ours, or a same-named object of another kind: not ours either
         mtu, up = int(msg.get("IFLA_MTU")), _up(msg)
-        if kind == "bridge":
+        role = names.link_role(name)
+        if role == "external":
+            ext_bridges[name] = BridgeObs(name, mtu, up)
+        elif role in ("leg", "gateway"):
+            legs[name] = HostVethObs(name, master_name(msg), mtu, up)
+        elif kind == "bridge":
             bridges[name] = BridgeObs(name, mtu, up)
         elif kind == "vxlan":
             data = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
@@ -142,7 +164,23 @@ def observe(
             veth_index[name] = int(msg["index"])
 
     workloads = _workloads(nl, desired, look_at, veth_index, netns)
-    firewall = observe_firewall(host_netns, want_tables, calls or ToolCalls())
+    firewall = observe_firewall(
+        host_netns,
+        want_tables,
+        calls or ToolCalls(),
+        setless=frozenset(desired.router_netns.values()),
+    )
+    external = None
+    if ext_msg is not None:
+        external = ExternalIfObs(str(ext_name), master_name(ext_msg), _up(ext_msg))
+
+    def host_name(index: int) -> str | None:
+        if index not in by_index:
+            found = drivers.get_link(host, index=index)
+            by_index[index] = str(found.get("IFLA_IFNAME")) if found is not None else ""
+        return by_index[index] or None
+
+    routers = {ns: _router(nl, ns, host_name) for ns in sorted(router_ns) if ns in netns}
     services, resolv = observe_services(nl, host_netns, desired, owned_netns)
     return Observed(
         bridges=bridges,
@@ -153,31 +191,83 @@ def observe(
         netns=netns,
         owned_netns=owned_netns & netns,
         firewall=firewall,
+        ext_bridges=ext_bridges,
+        legs=legs,
+        external=external,
+        routers={ns: r for ns, r in routers.items() if r is not None},
         services=services,
         resolv=resolv,
     )
 
 
+def _router(nl: Netlink, ns: str, host_name: Any) -> RouterObs | None:
+    """A router namespace's veths (with their host ends), addresses, our routes and
+    ip_forward; None if it went away meanwhile."""
+    try:
+        ipr = nl.handle(ns)
+    except drivers.NetnsMissing:
+        return None
+    addresses: dict[int, set[str]] = defaultdict(set)
+    for index, cidr in drivers.dump_addresses(ipr):
+        addresses[index].add(cidr)
+    by_index: dict[int, str] = {}
+    links: dict[str, RouterLinkObs] = {}
+    for msg in drivers.dump_links(ipr):
+        name = str(msg.get("IFLA_IFNAME"))
+        by_index[int(msg["index"])] = name
+        if _kind(msg) != "veth":
+            continue
+        peer_index = msg.get("IFLA_LINK")
+        peer = host_name(int(peer_index)) if peer_index else None
+        if peer is not None and names.link_role(peer) not in ("leg", "gateway"):
+            peer = None
+        links[name] = RouterLinkObs(
+            name=name,
+            mac=str(msg.get("IFLA_ADDRESS")).lower(),
+            mtu=int(msg.get("IFLA_MTU")),
+            up=_up(msg),
+            peer=peer,
+            addresses=frozenset(addresses[int(msg["index"])]),
+        )
+    routes = frozenset(
+        RouterRouteObs(dst, gateway, by_index.get(oif, ""))
+        for oif, dst, gateway in drivers.dump_routes(ipr)
+    )
+    forwarding = drivers.sysctl.read(ns, [IP_FORWARD]).get(IP_FORWARD) == "1"
+    return RouterObs(ns, links, routes, forwarding)
+
+
 def observe_firewall(
-    host_netns: str | None, tables: Mapping[str | None, Iterable[str]], calls: ToolCalls
+    host_netns: str | None,
+    tables: Mapping[str | None, Iterable[str]],
+    calls: ToolCalls,
+    setless: frozenset[str] = frozenset(),
 ) -> dict[str | None, NetnsFirewall]:
-    """Our chains, hooks and sets in each named namespace (None: the host's)."""
+    """Our chains, hooks and sets in each named namespace (None: the host's); `setless`
+    namespaces (routers) hold no sets of ours, so their ipset save is skipped."""
     out: dict[str | None, NetnsFirewall] = {}
     for ns, wanted in tables.items():
         where = host_netns if ns is None else ns
         if where is not None and not drivers.netns_exists(where):
             out[ns] = NetnsFirewall()  # nothing of ours can be in a namespace that is gone
             continue
+        table_names = list(wanted)
         rulesets = {}
-        for table in wanted:
+        ip_tables = [t for t in table_names if not t.startswith(EB)]
+        for table in table_names:
             if table.startswith(EB):
                 text = drivers.ebtables.save(where)
                 rulesets[table] = parse_save(text, table.removeprefix(EB))
-                continue
+        if len(ip_tables) > 1:  # e.g. a router's nat and filter: one iptables-save for both
+            calls.iptables_saves += 1
+            dump = drivers.iptables.save(where, None)
+            rulesets.update({table: parse_save(dump, table) for table in ip_tables})
+        for table in ip_tables if len(ip_tables) == 1 else ():
             calls.iptables_saves += 1
             rulesets[table] = parse_save(drivers.iptables.save(where, table), table)
+        sets = {} if ns in setless else parse_ipset_save(drivers.ipset.save(where))
         sysctls = drivers.sysctl.read(where, SYSCTL_KEYS) if ns is None else {}
-        out[ns] = NetnsFirewall(rulesets, parse_ipset_save(drivers.ipset.save(where)), sysctls)
+        out[ns] = NetnsFirewall(rulesets, sets, sysctls)
     return out
 
 

@@ -81,6 +81,45 @@ class WorkloadObs:
 
 
 @dataclass(frozen=True)
+class RouterLinkObs:
+    """A veth end inside a router namespace; `peer` is its host end's name when that
+    host end is one of ours (the pair is intact), else None."""
+
+    name: str
+    mac: str
+    mtu: int
+    up: bool
+    peer: str | None
+    addresses: frozenset[str] = frozenset()  # "ip/prefixlen"
+
+
+@dataclass(frozen=True, order=True)
+class RouterRouteObs:
+    destination: str  # normalised CIDR
+    gateway: str
+    device: str  # the router-side interface it leaves by
+
+
+@dataclass(frozen=True)
+class RouterObs:
+    """A router namespace's interfaces, the routes the agent installed, ip_forward."""
+
+    netns: str
+    links: Mapping[str, RouterLinkObs] = field(default_factory=dict)
+    routes: frozenset[RouterRouteObs] = frozenset()
+    forwarding: bool = False
+
+
+@dataclass(frozen=True)
+class ExternalIfObs:
+    """The host's external interface (agent flag): which bridge holds it, whether up."""
+
+    name: str
+    master: str | None
+    up: bool
+
+
+@dataclass(frozen=True)
 class ServiceObs:
     """A subnet's DHCP/DNS service as found: its namespace, its leg (host end and the end
     inside), the files in its state directory and whether its dnsmasq runs."""
@@ -107,6 +146,7 @@ class Scope:
     ports: frozenset[str] = frozenset()
     netns: frozenset[str] = frozenset()
     firewall: frozenset[str | None] = frozenset()
+    routers: frozenset[str] = frozenset()  # router namespaces to read again
 
     def __or__(self, other: Scope) -> Scope:
         return Scope(
@@ -114,10 +154,11 @@ class Scope:
             self.ports | other.ports,
             self.netns | other.netns,
             self.firewall | other.firewall,
+            self.routers | other.routers,
         )
 
     def __bool__(self) -> bool:
-        return bool(self.links or self.ports or self.netns or self.firewall)
+        return bool(self.links or self.ports or self.netns or self.firewall or self.routers)
 
 
 @dataclass(frozen=True)
@@ -130,6 +171,10 @@ class Observed:
     netns: frozenset[str] = frozenset()  # namespaces that exist
     owned_netns: frozenset[str] = frozenset()  # of those, the ones the agent created
     firewall: Mapping[str | None, NetnsFirewall] = field(default_factory=dict)  # None: host
+    ext_bridges: Mapping[str, BridgeObs] = field(default_factory=dict)
+    legs: Mapping[str, HostVethObs] = field(default_factory=dict)  # host ends of router legs
+    external: ExternalIfObs | None = None
+    routers: Mapping[str, RouterObs] = field(default_factory=dict)  # by router netns
     # DHCP/DNS services by token, and our /etc/netns/<netns>/resolv.conf files by netns:
     # few and cheap, so every observation (scoped or not) reads all of them again.
     services: Mapping[str, ServiceObs] = field(default_factory=dict)
@@ -148,12 +193,20 @@ class Observed:
             fdb=frozenset(e for e in self.fdb if e.device not in scope.links) | part.fdb,
             veths={**keep(self.veths, scope.links), **part.veths},
             workloads={**keep(self.workloads, scope.ports), **part.workloads},
-            netns=(self.netns - scope.netns) | part.netns,
-            owned_netns=(self.owned_netns - scope.netns) | part.owned_netns,
+            netns=(self.netns - scope.netns - scope.routers) | part.netns,
+            owned_netns=(self.owned_netns - scope.netns - scope.routers) | part.owned_netns,
             firewall={
                 **{k: v for k, v in self.firewall.items() if k not in scope.firewall},
                 **part.firewall,
             },
+            ext_bridges={**keep(self.ext_bridges, scope.links), **part.ext_bridges},
+            legs={**keep(self.legs, scope.links), **part.legs},
+            external=(
+                part.external
+                if self.external is None or self.external.name in scope.links
+                else self.external
+            ),
+            routers={**keep(self.routers, scope.routers), **part.routers},
             services=part.services,
             resolv=part.resolv,
         )

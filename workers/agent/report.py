@@ -23,7 +23,7 @@ def build_report(desired: Desired, failures: Failures, leftover: list[Op]) -> Re
         unconverged.setdefault(op.resource, []).append(op)
 
     def result(
-        kind: Literal["subnet", "port", "security_group", "network_acl"],
+        kind: Literal["subnet", "port", "router", "security_group", "network_acl"],
         rid: str,
         revision: int,
         extra: str | None = None,
@@ -51,6 +51,13 @@ def build_report(desired: Desired, failures: Failures, leftover: list[Op]) -> Re
             if ("port", port.id) in failures:
                 extra = None
         results.append(result("port", port.id, port.revision, extra))
+    results += router_results(
+        desired,
+        [
+            result("router", r.id, r.revision, desired.router_problems.get(r.id))
+            for r in state.routers
+        ],
+    )
     for svc in state.dhcp_dns:  # a service's leg is its port
         extra = None
         if svc not in desired.services.values():
@@ -72,6 +79,30 @@ def build_report(desired: Desired, failures: Failures, leftover: list[Op]) -> Re
         bad = [r for r in results if not r.ok]
         detail = f"{len(bad)} resource(s) not realised"
     return Report(host=state.host, revision=state.revision, ok=ok, detail=detail, results=results)
+
+
+def router_results(desired: Desired, routers: list[ResourceResult]) -> list[ResourceResult]:
+    """Each router's result, then its legs (kind "port") and floating IPs, which are
+    realised exactly when their router is."""
+    out: list[ResourceResult] = []
+    by_id = {r.id: r for r in routers}
+    for r in desired.state.routers:
+        mine = by_id[r.id]
+        out.append(mine)
+        detail = None if mine.ok else f"router {r.id}: {mine.detail}"
+        out += [
+            ResourceResult(
+                kind="port", id=i.port_id, revision=i.port_revision, ok=mine.ok, detail=detail
+            )
+            for i in r.interfaces
+        ]
+        out += [
+            ResourceResult(
+                kind="floating_ip", id=f.id, revision=f.revision, ok=mine.ok, detail=detail
+            )
+            for f in r.floating_ips
+        ]
+    return out
 
 
 def _enforced_groups(desired: Desired) -> set[str]:
@@ -113,6 +144,13 @@ def failed_report(desired: Desired, detail: str) -> Report:
         ResourceResult(kind="network_acl", id=a.id, revision=a.revision, ok=False, detail=detail)
         for a in desired.acls
     ]
+    results += router_results(
+        desired,
+        [
+            ResourceResult(kind="router", id=r.id, revision=r.revision, ok=False, detail=detail)
+            for r in state.routers
+        ],
+    )
     return Report(
         host=state.host, revision=state.revision, ok=False, detail=detail, results=results
     )

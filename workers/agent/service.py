@@ -43,6 +43,7 @@ SUPPORTED_SECTIONS: tuple[str, ...] = (
     "resolvers",
     "security_groups",
     "network_acls",
+    "routers",
 )
 
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from models import carriers
+from models import carriers, placement
 from models import hoststate as q
+from models.base import utcnow
 from models.db import DbSettings, engine_for, session_factory
 from workers.bus import (
     APPLY,
@@ -140,8 +141,17 @@ def heartbeat(
 
 
 def sweep() -> None:
-    """Push hosts whose change notice was lost; re-derive every unsettled status (a subnet
-    nobody needs to realise, a router whose host gained or lost a section)."""
+    """Move routers off network hosts that are down (missed heartbeats) to the least-loaded
+    up one; push hosts whose change notice was lost; re-derive every unsettled status (a
+    subnet nobody needs to realise, a router whose host gained or lost a section)."""
+    with transaction() as session:  # resource rows, then host rows: as API requests do
+        moved, touched = placement.reschedule(session, utcnow())
+        if moved:
+            log.warning("rescheduled routers %s; syncing %s", sorted(touched["router"]), moved)
+            q.mark_dirty(session, moved)
+    if moved:  # statuses in a transaction of their own, never under the host rows
+        with transaction() as session:
+            carriers.refresh_all(session, touched)
     with transaction() as session:
         dirty = q.dirty_hosts(session)
         carriers.refresh_all(session, carriers.unsettled(session))

@@ -16,6 +16,7 @@ def delete(
     orig_src: str | None = None,
     orig_dst: str | None = None,
     dport: int | None = None,
+    reply_dst: str | None = None,
 ) -> int:
     """`conntrack -D` with the given filter; returns how many entries went.
 
@@ -28,6 +29,8 @@ def delete(
         argv += ["--orig-src", orig_src]
     if orig_dst is not None:
         argv += ["--orig-dst", orig_dst]
+    if reply_dst is not None:
+        argv += ["--reply-dst", reply_dst]
     if dport is not None:
         argv += ["--dport", str(dport)]
     done = run(netns, argv)

@@ -11,8 +11,11 @@ from workers.agent.drivers.cmd import check, run
 WAIT = "5"  # seconds to wait for the xtables lock (legacy backend) instead of failing
 
 
-def save(netns: str | None, table: str) -> str:
-    """`iptables-save -t TABLE` in `netns` (None: the current namespace)."""
+def save(netns: str | None, table: str | None) -> str:
+    """`iptables-save -t TABLE` in `netns` (None: the current namespace); every table
+    when `table` is None (one process instead of one per table)."""
+    if table is None:
+        return check(run(netns, ["iptables-save"]), "iptables-save")
     return check(run(netns, ["iptables-save", "-t", table]), f"iptables-save -t {table}")
 
 

@@ -84,7 +84,7 @@ def create_veth(
     master: int,
     mtu: int,
     peer_name: str,
-    peer_mac: str,
+    peer_mac: str | None,
     peer_netns_fd: int,
 ) -> None:
     """Host end on `master`, up; the peer is created directly in the target netns.
@@ -92,21 +92,11 @@ def create_veth(
     EEXIST is success only when it is our host end that exists; if it is the peer's
     name that is taken in the workload namespace, that is a real error.
     """
+    peer: dict[str, Any] = {"ifname": peer_name, "mtu": mtu, "net_ns_fd": peer_netns_fd}
+    if peer_mac is not None:  # None: the kernel picks one
+        peer["address"] = peer_mac
     try:
-        ipr.link(
-            "add",
-            ifname=name,
-            kind="veth",
-            mtu=mtu,
-            master=master,
-            state="up",
-            peer={
-                "ifname": peer_name,
-                "address": peer_mac,
-                "mtu": mtu,
-                "net_ns_fd": peer_netns_fd,
-            },
-        )
+        ipr.link("add", ifname=name, kind="veth", mtu=mtu, master=master, state="up", peer=peer)
     except NetlinkError as exc:
         if _code(exc) != errno.EEXIST:
             raise
@@ -241,3 +231,23 @@ def add_route(ipr: Any, index: int, destination: str, gateway: str) -> None:
 
 def delete_route(ipr: Any, index: int, destination: str, gateway: str) -> None:
     _tolerate(NOT_FOUND, lambda: ipr.route("del", **_route_spec(index, destination, gateway)))
+
+
+def dump_addresses(ipr: Any) -> list[tuple[int, str]]:
+    """(ifindex, "ip/prefixlen") of every IPv4 address in the namespace."""
+    return [
+        (int(m["index"]), f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}")
+        for m in ipr.addr("dump", family=socket.AF_INET)
+    ]
+
+
+def dump_routes(ipr: Any) -> list[tuple[int, str, str]]:
+    """(oif, destination CIDR, gateway) of main-table IPv4 routes the agent installed."""
+    out = []
+    for m in ipr.route("dump", family=socket.AF_INET):
+        if m.get("proto") != ROUTE_PROTO or m.get("RTA_TABLE", m.get("table")) != RT_TABLE_MAIN:
+            continue
+        gateway, oif = m.get("RTA_GATEWAY"), m.get("RTA_OIF")
+        if gateway is not None and oif is not None:
+            out.append((int(oif), f"{m.get('RTA_DST') or '0.0.0.0'}/{m['dst_len']}", str(gateway)))
+    return out

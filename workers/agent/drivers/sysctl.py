@@ -1,22 +1,75 @@
-"""sysctl: read and write per-namespace kernel settings (one fork each, argv only)."""
+"""Per-namespace sysctls (net.*): read and written from a throwaway thread setns()ed into
+the namespace, since /proc/sys/net shows the namespace of the task that opens it. No
+shell, no fork, no `ip netns exec`: one short thread per call, never leaking into ours.
+`netns=None` is the agent's own namespace (read and written in place)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import errno
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
-from workers.agent.drivers.cmd import check, run
+from workers.agent.drivers.base import _CLONE_NEWNET, DriverError, _libc
+from workers.agent.drivers.netns import _check, _in_thread, netns_path
+
+T = TypeVar("T")
+
+_KEY_RE = re.compile(r"^net(\.[A-Za-z0-9_-]+)+\Z")
+
+
+def _path(key: str) -> str:
+    if _KEY_RE.match(key) is None:
+        raise ValueError(f"invalid sysctl key {key!r}")
+    return "/proc/sys/" + key.replace(".", "/")
+
+
+def _run(netns: str | None, fn: Callable[[], T]) -> T:
+    """`fn` in `netns` (a thread setns()ed there), or here when None."""
+    if netns is None:
+        return fn()
+
+    def inside() -> T:
+        fd = os.open(netns_path(netns), os.O_RDONLY)
+        try:
+            _check(_libc.setns(fd, _CLONE_NEWNET), f"setns {netns}")
+        finally:
+            os.close(fd)
+        return fn()
+
+    return _in_thread(inside)
 
 
 def read(netns: str | None, keys: Sequence[str]) -> dict[str, str]:
     """The keys' values in `netns`; a key the kernel does not have is left out."""
-    done = run(netns, ["sysctl", "-e", *keys])
-    out: dict[str, str] = {}
-    for line in done.stdout.splitlines():
-        key, sep, value = line.partition(" = ")
-        if sep:
-            out[key.strip()] = value.strip()
-    return out
+    paths = {key: _path(key) for key in keys}
+
+    def go() -> dict[str, str]:
+        out: dict[str, str] = {}
+        for key, path in paths.items():
+            try:
+                with open(path) as f:
+                    out[key] = f.read().strip()
+            except FileNotFoundError:
+                continue
+        return out
+
+    return _run(netns, go)
 
 
 def write(netns: str | None, values: Mapping[str, str]) -> None:
-    check(run(netns, ["sysctl", "-w", *(f"{k}={v}" for k, v in values.items())]), "sysctl -w")
+    """Set every key in `netns`; DriverError naming the key the kernel refused."""
+    paths = {_path(key): (key, value) for key, value in values.items()}
+
+    def go() -> None:
+        for path, (key, value) in paths.items():
+            try:
+                with open(path, "w") as f:
+                    f.write(value)
+            except OSError as exc:
+                raise DriverError(
+                    exc.errno or errno.EIO, f"sysctl -w {key}={value}: {exc}"
+                ) from exc
+
+    _run(netns, go)

@@ -1,0 +1,101 @@
+"""Where routers run: the least-loaded network host that is up, and moving routers off
+hosts that went down (missed heartbeats). Shared by the API (a new router) and the
+controller's sweep (failover), so both pick hosts the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from models.carriers import NO_NETWORK_HOST, carrying_hosts
+from models.host import network_hosts
+from models.network import ROUTER_INTERFACE, Port
+from models.routing import FloatingIp, Router, RouterInterface, router_load
+
+__all__ = ["NO_NETWORK_HOST", "changed", "pick_host", "place", "reschedule", "status_of"]
+
+
+def status_of(r: Router) -> dict[str, str | None]:
+    """A changed router's status: it waits for its host, or says it has none."""
+    if r.host:
+        return {"status": "pending", "status_detail": None}
+    return {"status": "error", "status_detail": NO_NETWORK_HOST}
+
+
+def changed(r: Router) -> None:
+    """A router's desired state changed (set on the object, flushed with it)."""
+    for key, value in status_of(r).items():
+        setattr(r, key, value)
+
+
+def pick_host(session: Session, now: datetime, load: dict[str, int] | None = None) -> str | None:
+    """The up network host carrying the fewest routers (ties by name); None if none is up."""
+    hosts = network_hosts(session, now)
+    if not hosts:
+        return None
+    load = router_load(session) if load is None else load
+    return min(hosts, key=lambda h: (load.get(h.name, 0), h.name)).name
+
+
+def place(session: Session, r: Router, host: str | None) -> set[str]:
+    """Move router `r` (its legs with it) to `host`; the hosts whose documents change:
+    the old and new host, and every host sharing a subnet with a leg (its FDB entry
+    for the leg's MAC now points at another VTEP)."""
+    old = r.host
+    subnets = set(
+        session.scalars(
+            sa.select(RouterInterface.subnet_id).where(RouterInterface.router_id == r.id)
+        )
+    )
+    touched = carrying_hosts(session, "subnet", subnets) if subnets else set()
+    r.host = host
+    r.touch()
+    changed(r)
+    session.execute(
+        sa.update(Port)
+        .where(Port.device_id == r.id, Port.device_owner == ROUTER_INTERFACE)
+        .values(host=host)
+    )
+    session.flush()
+    if subnets:
+        touched |= carrying_hosts(session, "subnet", subnets)
+    return {h for h in touched | {old, host} if h}
+
+
+def reschedule(session: Session, now: datetime) -> tuple[set[str], dict[str, set[str]]]:
+    """Routers on a host that is down (or on none) go to the least-loaded up network
+    host. Returns the hosts to sync and the resources whose status to refresh."""
+    up = {h.name for h in network_hosts(session, now)}
+    stranded = list(
+        session.scalars(
+            sa.select(Router)
+            .where(sa.or_(Router.host.is_(None), Router.host.not_in(up) if up else sa.true()))
+            .order_by(Router.id)
+            .with_for_update()
+        )
+    )
+    hosts: set[str] = set()
+    refresh: dict[str, set[str]] = {"router": set(), "floating_ip": set(), "port": set()}
+    if not stranded:
+        return hosts, refresh
+    load = router_load(session)
+    for r in stranded:
+        target = pick_host(session, now, load)
+        if target is None and r.host is None and r.status == "error":
+            continue  # already told: nothing is up
+        if target is not None:
+            load[target] = load.get(target, 0) + 1
+        hosts |= place(session, r, target)
+        refresh["router"].add(r.id)
+        refresh["floating_ip"] |= set(
+            session.scalars(sa.select(FloatingIp.id).where(FloatingIp.router_id == r.id))
+        )
+        refresh["port"] |= set(
+            session.scalars(
+                sa.select(RouterInterface.port_id).where(RouterInterface.router_id == r.id)
+            )
+        )
+    return hosts, refresh
