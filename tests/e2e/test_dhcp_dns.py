@@ -135,6 +135,14 @@ def test_a_dhcp_workload_gets_its_ipam_lease_and_reaches_a_static_port(
     _vpc, s = network(box, t, host_routes=routes)
     router = box.post("/v1/routers", t, vpc_id=_vpc["id"])
     box.post(f"/v1/routers/{router['id']}/interfaces", t, subnet_id=s["id"])  # "routed"
+    try:
+        _dhcp_lease_and_ping(box, t, s, tmp_path)
+    finally:  # the router is realised on a network host: leave no router namespace behind
+        box.http.delete(f"/v1/routers/{router['id']}/interfaces/{s['id']}", headers=t)
+        box.http.delete(f"/v1/routers/{router['id']}", headers=t)
+
+
+def _dhcp_lease_and_ping(box: Box, t: dict[str, str], s: dict[str, Any], tmp_path: Path) -> None:
     client = box.port(t, s, "h2", "dc", ip_config="dhcp")
     static = box.port(t, s, "h3", "st")
     box.wait_status(t, client)
