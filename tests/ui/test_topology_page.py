@@ -99,6 +99,17 @@ def _post(c: httpx.Client, path: str, who: dict[str, str], **body: Any) -> dict[
     return r.json()
 
 
+def _heartbeat(db_url: str, monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    """Host `host`'s agent says it is alive (the path a real agent's heartbeat takes)."""
+    from workers.controller import tasks
+    from workers.protocol import SECTIONS_L2
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setattr(tasks.app, "send_task", lambda *a, **kw: None)  # no bus in this test
+    monkeypatch.setattr(tasks, "push", lambda *a, **kw: None)  # documents go nowhere here
+    tasks.heartbeat(host, "198.18.0.12", ["compute", "network"], sections=list(SECTIONS_L2))
+
+
 def _report(db_url: str, monkeypatch: pytest.MonkeyPatch, host: str, fail: str = "") -> str:
     """Host `host` reports its document realised, but for port `fail` (the agent's path)."""
     from workers.controller import compile as compiler
@@ -142,6 +153,7 @@ def topology(server: str, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Itera
         who = {"Authorization": f"Bearer {token}"}
         _post(c, "/v1/hosts", ADMIN, name="h1", vtep_ip="198.18.0.11", roles=["compute"])
         _post(c, "/v1/hosts", ADMIN, name="h2", vtep_ip="198.18.0.12", roles=["compute", "network"])
+        _heartbeat(db_url, monkeypatch, "h2")  # routers go only to network hosts that are up
         ext = _post(
             c,
             "/v1/external-networks",
