@@ -85,7 +85,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api import (
         external_networks,
         floating_ips,
+        health_monitors,
         hosts,
+        listeners,
+        load_balancers,
+        pools,
         ports,
         routers,
         security_groups,
@@ -104,6 +108,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         security_groups,
         external_networks,
         floating_ips,
+        load_balancers,
+        listeners,
+        pools,
+        health_monitors,
     ):
         app.include_router(
             module.router,

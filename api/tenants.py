@@ -66,6 +66,11 @@ class QuotaSet(BaseModel):
     security_groups: QuotaLimit | None = None
     security_group_rules: QuotaLimit | None = None
     floating_ips: QuotaLimit | None = None
+    load_balancers: QuotaLimit | None = None
+    listeners: QuotaLimit | None = None
+    pools: QuotaLimit | None = None
+    members: QuotaLimit | None = None
+    health_monitors: QuotaLimit | None = None
 
 
 class Quotas(BaseModel):
@@ -77,6 +82,11 @@ class Quotas(BaseModel):
     security_groups: int
     security_group_rules: int
     floating_ips: int
+    load_balancers: int
+    listeners: int
+    pools: int
+    members: int
+    health_monitors: int
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 409, 422))

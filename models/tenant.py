@@ -18,6 +18,11 @@ DEFAULT_QUOTAS: dict[str, int] = {
     "security_groups": 100,
     "security_group_rules": 1000,
     "floating_ips": 50,
+    "load_balancers": 10,
+    "listeners": 50,
+    "pools": 50,
+    "members": 500,
+    "health_monitors": 50,
 }
 
 

@@ -91,6 +91,11 @@ def world(client: TestClient, tenant: Tenant) -> World:
     ext = h.external_network(client)
     fip = h.floating_ip(client, tenant, ext["id"])
     host = h.host(client)
+    lb = h.load_balancer(client, tenant, s["id"])
+    listener = h.listener(client, tenant, lb["id"])
+    pool = h.pool(client, tenant, listener_id=listener["id"])
+    member = h.member(client, tenant, pool["id"], "10.0.1.30")
+    monitor = h.monitor(client, tenant, pool["id"])
     return World(
         {
             "vpc": v["id"],
@@ -107,6 +112,11 @@ def world(client: TestClient, tenant: Tenant) -> World:
             "fip": fip["id"],
             "host": host["id"],
             "tenant": tenant.id,
+            "lb": lb["id"],
+            "listener": listener["id"],
+            "pool": pool["id"],
+            "member": member["id"],
+            "monitor": monitor["id"],
         }
     )
 
@@ -924,8 +934,8 @@ CASES += [
     bad(
         "quota-unknown",
         "/v1/tenants/{tenant}/quotas",
-        {"load_balancers": 5},
-        "body.load_balancers",
+        {"teleporters": 5},
+        "body.teleporters",
         method="PATCH",
         admin=True,
     ),
@@ -1001,6 +1011,11 @@ PLACEHOLDER = {
     "rule_id": "rule",
     "external_network_id": "ext",
     "floating_ip_id": "fip",
+    "load_balancer_id": "lb",
+    "listener_id": "listener",
+    "pool_id": "pool",
+    "member_id": "member",
+    "health_monitor_id": "monitor",
 }
 
 

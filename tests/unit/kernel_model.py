@@ -20,12 +20,17 @@ from workers.agent.observed import (
     BridgeObs,
     FdbEntry,
     HostVethObs,
+    LbObs,
     Observed,
     VxlanObs,
     WorkloadObs,
 )
 from workers.agent.ops import Op
-from workers.agent.planners.firewall import DestroyIpsets, FillIpsets, RestoreRuleset
+from workers.agent.planners.firewall import (
+    DestroyIpsets,
+    FillIpsets,
+    RestoreRuleset,
+)
 from workers.agent.planners.l2 import (
     AddFdb,
     ConfigureBridge,
@@ -36,6 +41,7 @@ from workers.agent.planners.l2 import (
     DeleteVxlan,
     DelFdb,
 )
+from workers.agent.planners.lb import EnableForwarding, ReloadHaproxy, StartHaproxy, StopHaproxy
 from workers.agent.planners.ports import (
     ConfigureHostVeth,
     ConfigurePort,
@@ -184,6 +190,7 @@ class ModelKernel(ServiceModel):
         self.netns, self.owned = set(observed.netns), set(observed.owned_netns)
         self.firewall = {ns: ModelFirewall(fw) for ns, fw in observed.firewall.items()}
         self.init_services(observed)
+        self.lbs = dict(observed.lbs)
 
     def _drop_port(self, veth: str) -> None:
         self.veths.pop(veth, None)
@@ -278,6 +285,25 @@ class ModelKernel(ServiceModel):
         for name in op.names:
             self._fw(op.netns).destroy(name)
 
+    def _lb(self, lb_id: str, netns: str) -> LbObs:
+        return self.lbs.get(lb_id) or LbObs(netns)
+
+    def stop_haproxy(self, op: StopHaproxy) -> None:
+        self.lbs[op.lb_id] = replace(self._lb(op.lb_id, op.netns), haproxy=False, config=None)
+
+    def start_haproxy(self, op: StartHaproxy) -> None:
+        assert op.netns in self.netns, "haproxy started before its namespace"
+        have = self._lb(op.lb_id, op.netns)
+        assert not have.haproxy, "a second haproxy for one load balancer"
+        self.lbs[op.lb_id] = replace(have, haproxy=True, config=op.config)
+
+    def reload_haproxy(self, op: ReloadHaproxy) -> None:
+        self.lbs[op.lb_id] = replace(self._lb(op.lb_id, op.netns), haproxy=True, config=op.config)
+
+    def enable_forwarding(self, op: EnableForwarding) -> None:
+        assert op.netns in self.netns
+        self.lbs[op.lb_id] = replace(self._lb(op.lb_id, op.netns), forwarding=True)
+
     def observed(self) -> Observed:
         return Observed(
             bridges=self.bridges,
@@ -294,6 +320,7 @@ class ModelKernel(ServiceModel):
             },
             services=self.services,
             resolv={ns: t for ns, t in self.resolv.items() if ns in self.netns},
+            lbs=self.lbs,
         )
 
 

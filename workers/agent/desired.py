@@ -14,7 +14,14 @@ from types import MappingProxyType
 
 from workers.agent import names
 from workers.agent.observed import RouteObs
-from workers.protocol import DhcpDnsState, HostState, PortState, ResolverState, SubnetState
+from workers.protocol import (
+    DhcpDnsState,
+    HostState,
+    LoadBalancerState,
+    PortState,
+    ResolverState,
+    SubnetState,
+)
 
 DEFAULT_STATE_DIR = "/var/lib/vpcd"
 
@@ -38,11 +45,19 @@ class Desired:
     resolvers: Mapping[str, ResolverState]  # by subnet id
     dhcp_ports: frozenset[str]  # ports whose workload takes its address by DHCP
     state_dir: str  # where service files and pid files live
+    lbs: Mapping[str, LoadBalancerState]  # load balancers whose VIP leg is realisable
+    lb_netns: Mapping[str, str]  # load balancer id -> its namespace
+    udp_down: frozenset[str] = frozenset()  # UDP members the agent's probes took out
 
     @classmethod
     def build(
-        cls, state: HostState, netns_prefix: str = "", state_dir: str = DEFAULT_STATE_DIR
+        cls,
+        state: HostState,
+        netns_prefix: str = "",
+        state_dir: str = DEFAULT_STATE_DIR,
+        udp_down: frozenset[str] = frozenset(),
     ) -> Desired:
+        state = with_vip_ports(state)
         problems = port_problems(state, netns_prefix)
         ports = tuple(p for p in state.ports if p.id not in problems)
         services = realisable_services(state)
@@ -69,6 +84,17 @@ class Desired:
             resolvers=MappingProxyType({r.subnet_id: r for r in state.resolvers}),
             dhcp_ports=frozenset(pid for r in state.resolvers for pid in r.dhcp_ports),
             state_dir=state_dir,
+            lbs=MappingProxyType(
+                {lb.id: lb for lb in state.load_balancers if lb.vip_port_id not in problems}
+            ),
+            lb_netns=MappingProxyType(
+                {
+                    lb.id: names.workload_netns(netns_prefix, names.lb_netns(lb.id))
+                    for lb in state.load_balancers
+                    if lb.vip_port_id not in problems
+                }
+            ),
+            udp_down=udp_down,
         )
 
     @property
@@ -100,6 +126,30 @@ def realisable_services(state: HostState) -> dict[str, DhcpDnsState]:
     return out
 
 
+def vip_port(lb: LoadBalancerState) -> PortState:
+    """A load balancer's VIP leg is a port like any other: a veth from the subnet's bridge
+    into the load balancer's own namespace, with the VIP and (routed) a default route."""
+    return PortState(
+        id=lb.vip_port_id,
+        revision=lb.vip_port_revision,
+        subnet_id=lb.subnet_id,
+        tenant_id=names.lb_netns(lb.id),  # the namespace is the load balancer's alone
+        netns=names.lb_netns(lb.id),
+        interface_name=names.LB_VIP_IFNAME,
+        mac=lb.mac,
+        ip=lb.vip_address,
+        prefixlen=lb.prefixlen,
+    )
+
+
+def with_vip_ports(state: HostState) -> HostState:
+    """The document with each load balancer's VIP among the ports (reported as ports)."""
+    if not state.load_balancers:
+        return state
+    vips = [vip_port(lb) for lb in state.load_balancers]
+    return state.model_copy(update={"ports": [*state.ports, *vips]})
+
+
 def port_problems(state: HostState, netns_prefix: str = "") -> dict[str, str]:
     """Ports that cannot be realised, with why; planners leave their kernel state alone."""
     subnets = {s.id for s in state.subnets}
@@ -111,6 +161,10 @@ def port_problems(state: HostState, netns_prefix: str = "") -> dict[str, str]:
         if other != sid:
             bad_subnets[sid] = f"subnet {sid} has the same device names as subnet {other}"
     problems: dict[str, str] = {}
+    reserved = {
+        names.workload_netns(netns_prefix, names.lb_netns(lb.id)): lb.vip_port_id
+        for lb in state.load_balancers
+    }
     seen: dict[tuple[str, str], str] = {}
     owners: dict[str, tuple[str, str]] = {}  # netns -> (tenant, first port)
     veths: dict[str, str] = {}
@@ -130,6 +184,9 @@ def port_problems(state: HostState, netns_prefix: str = "") -> dict[str, str]:
             names.check_ifname(port.interface_name)
         except ValueError as exc:
             problems[port.id] = str(exc)
+            continue
+        if netns in reserved and reserved[netns] != port.id:
+            problems[port.id] = f"netns {netns} is load balancer {netns[-36:]}'s"
             continue
         tenant, first = owners.setdefault(netns, (port.tenant_id, port.id))
         if tenant != port.tenant_id:  # never put one tenant's interface in another's netns

@@ -26,7 +26,12 @@ from workers.agent.planners.dhcp_dns import (
     WriteResolvConf,
     WriteServiceFiles,
 )
-from workers.agent.planners.firewall import DestroyIpsets, FillIpsets, RestoreRuleset
+from workers.agent.planners.firewall import (
+    DestroyIpsets,
+    FillIpsets,
+    RestoreNetnsRuleset,
+    RestoreRuleset,
+)
 from workers.agent.planners.l2 import (
     AddFdb,
     ConfigureBridge,
@@ -37,6 +42,7 @@ from workers.agent.planners.l2 import (
     DeleteVxlan,
     DelFdb,
 )
+from workers.agent.planners.lb import EnableForwarding, ReloadHaproxy, StartHaproxy, StopHaproxy
 from workers.agent.planners.ports import (
     ConfigureHostVeth,
     ConfigurePort,
@@ -64,6 +70,7 @@ HANDLERS: Mapping[type[Op], str] = MappingProxyType(
         ConfigurePort: "configure_port",
         FillIpsets: "fill_ipsets",
         RestoreRuleset: "restore_ruleset",
+        RestoreNetnsRuleset: "restore_ruleset",
         DestroyIpsets: "destroy_ipsets",
         StopDnsmasq: "stop_dnsmasq",
         DeleteServiceNetns: "delete_service_netns",
@@ -77,6 +84,10 @@ HANDLERS: Mapping[type[Op], str] = MappingProxyType(
         ReloadDnsmasq: "reload_dnsmasq",
         WriteResolvConf: "write_resolv_conf",
         RemoveResolvConf: "remove_resolv_conf",
+        StopHaproxy: "stop_haproxy",
+        StartHaproxy: "start_haproxy",
+        ReloadHaproxy: "reload_haproxy",
+        EnableForwarding: "enable_forwarding",
     }
 )
 

@@ -41,6 +41,7 @@ from workers.agent.planners.l2 import (
     DeleteVxlan,
     DelFdb,
 )
+from workers.agent.planners.lb import EnableForwarding, ReloadHaproxy, StartHaproxy, StopHaproxy
 from workers.agent.planners.ports import (
     ConfigureHostVeth,
     ConfigurePort,
@@ -236,3 +237,24 @@ class HostKernel:
 
     def remove_resolv_conf(self, op: RemoveResolvConf) -> None:
         drivers.files.remove_resolv(op.netns)
+
+    # ----------------------------------------------------------- load balancers
+
+    def stop_haproxy(self, op: StopHaproxy) -> None:
+        lb = op.lb_id
+        drivers.haproxy.stop(self.state_dir, names.lb_daemon(lb), names.lb_token(lb), op.netns)
+
+    def start_haproxy(self, op: StartHaproxy) -> None:
+        lb = op.lb_id
+        drivers.haproxy.start(
+            self.state_dir, names.lb_daemon(lb), names.lb_token(lb), op.netns, op.config
+        )
+
+    def reload_haproxy(self, op: ReloadHaproxy) -> None:
+        lb = op.lb_id
+        drivers.haproxy.reload(
+            self.state_dir, names.lb_daemon(lb), names.lb_token(lb), op.netns, op.config
+        )
+
+    def enable_forwarding(self, op: EnableForwarding) -> None:
+        drivers.haproxy.enable_forwarding(op.netns)

@@ -17,11 +17,12 @@ from workers.agent.ops import Op, ordered
 from workers.agent.planners.dhcp_dns import plan_dhcp_dns
 from workers.agent.planners.firewall import plan_firewall
 from workers.agent.planners.l2 import plan_l2
+from workers.agent.planners.lb import plan_lb
 from workers.agent.planners.ports import plan_ports
 
 Planner = Callable[[Desired, Observed], list[Op]]
 
-PLANNERS: tuple[Planner, ...] = (plan_l2, plan_ports, plan_firewall, plan_dhcp_dns)
+PLANNERS: tuple[Planner, ...] = (plan_l2, plan_ports, plan_firewall, plan_dhcp_dns, plan_lb)
 
 
 def plan(desired: Desired, observed: Observed) -> list[Op]:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from models import ExternalNetwork, FloatingIp, Host, Port, Router, RouterInterface, Subnet, Vpc
 from models import desired as q
 from models import hoststate as hs
+from workers.controller.lb_section import LbInputs, load_balancers_carry, load_balancers_section
 from workers.protocol import (
     SECTIONS,
     DhcpDnsState,
@@ -58,6 +59,7 @@ class Inputs:
     names: Sequence[tuple[str, Port]] = ()  # named ports of their VPCs, with the VPC id
     # subnets of local workload ports -> (their service's address, their VPC's domain)
     resolvers: Mapping[str, tuple[str | None, str]] = field(default_factory=dict)
+    lb: LbInputs = field(default_factory=LbInputs)  # load balancers scheduled on this host, whole
 
 
 def _prefixlen(cidr: str) -> int:
@@ -239,6 +241,7 @@ COMPILERS: dict[str, Section] = {
     "routers": Section(routers_section, _routers_carry),
     "dhcp_dns": Section(dhcp_dns_section, lambda docs: {"port": {d.port_id for d in docs}}),
     "resolvers": Section(resolvers_section, lambda docs: {}),
+    "load_balancers": Section(lambda i: load_balancers_section(i.lb), load_balancers_carry),
 }
 
 
@@ -286,6 +289,9 @@ def read_inputs(session: Session, host: Host, sections: Collection[str]) -> Inpu
         subnet_ids |= {i.subnet_id for i, _, _ in interfaces}
     if "dhcp_dns" in sections:
         subnet_ids |= service_subnets
+    lbs = q.load_balancers_on_host(session, host.name)
+    if "load_balancers" in sections:  # the VIP legs plug into their subnets' bridges
+        subnet_ids |= {p.subnet_id for p in lbs.vips.values()}
     return Inputs(
         host=host.name,
         vtep_ip=host.vtep_ip,
@@ -303,6 +309,7 @@ def read_inputs(session: Session, host: Host, sections: Collection[str]) -> Inpu
         leases=q.user_ports_of(session, service_subnets),
         names=q.named_ports(session, {v.id for _, _, v in services}),
         resolvers=q.resolvers(session, workload_subnets),
+        lb=LbInputs(**lbs._asdict()),
     )
 
 

@@ -29,7 +29,7 @@ pyroute2's sync IPRoute is bound to the thread that made it: a `Netlink` must be
 from one thread only (the Agent runs all kernel I/O on its own worker thread).
 """
 
-from workers.agent.drivers import conntrack, files, ipset, iptables, processes
+from workers.agent.drivers import conntrack, files, haproxy, ipset, iptables, processes
 from workers.agent.drivers.base import (
     IFF_UP,
     NETNS_DIR,
@@ -72,6 +72,7 @@ from workers.agent.drivers.netns import (
     netns_exists,
     netns_path,
     open_netns_fd,
+    udp_probe,
 )
 
 __all__ = [
@@ -108,6 +109,7 @@ __all__ = [
     "fdb_replace",
     "files",
     "get_link",
+    "haproxy",
     "ipset",
     "iptables",
     "link_index",
@@ -117,4 +119,5 @@ __all__ = [
     "open_netns_fd",
     "processes",
     "set_link",
+    "udp_probe",
 ]

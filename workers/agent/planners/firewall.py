@@ -20,6 +20,7 @@ from workers.agent.desired import Desired
 from workers.agent.observed import Observed, Scope
 from workers.agent.ops import Op, Phase
 from workers.agent.planners.l2 import VXLAN_PORT
+from workers.agent.planners.udp import LB_TABLES, udp_ruleset
 from workers.agent.ruleset import (
     IpsetState,
     NetnsFirewall,
@@ -75,6 +76,13 @@ class RestoreRuleset(Op):
 
 
 @dataclass(frozen=True)
+class RestoreNetnsRuleset(RestoreRuleset):
+    """The same, in a namespace the agent makes (a load balancer's): after it exists."""
+
+    PHASE: ClassVar[Phase] = Phase.RESTORE_NETNS_RULESET
+
+
+@dataclass(frozen=True)
 class DestroyIpsets(Op):
     """Remove our sets that nothing desired uses any more (after the rules did)."""
 
@@ -90,8 +98,14 @@ class DestroyIpsets(Op):
         return Scope(firewall=frozenset({self.netns}))
 
 
+def firewall_tables(desired: Desired) -> dict[str | None, tuple[str, ...]]:
+    """Every table each namespace uses: the host's filter, each load balancer's nat."""
+    return TABLES | {ns: LB_TABLES for ns in desired.lb_netns.values()}
+
+
 def render(desired: Desired) -> dict[str | None, NetnsFirewall]:
-    """Our tables and sets per namespace; every table of TABLES is present, maybe empty."""
+    """Our tables and sets per namespace; every table of `firewall_tables` is present,
+    maybe empty."""
     host: dict[str, Ruleset] = {table: Ruleset() for table in TABLES[HOST]}
     sets: dict[str, IpsetState] = {}
     if desired.needed:  # only a host with VXLAN devices has an underlay to guard
@@ -106,7 +120,12 @@ def render(desired: Desired) -> dict[str | None, NetnsFirewall]:
             hooks=(("INPUT", f"-j {INPUT_CHAIN}"),),
         )
         sets[VTEP_SET] = IpsetState(VTEP_SET, "hash:ip", desired.vteps)
-    return {HOST: NetnsFirewall(tables=host, sets=sets)}
+    out: dict[str | None, NetnsFirewall] = {HOST: NetnsFirewall(tables=host, sets=sets)}
+    for lb_id, lb in desired.lbs.items():
+        out[desired.lb_netns[lb_id]] = NetnsFirewall(
+            tables={"nat": udp_ruleset(lb, desired.udp_down)}
+        )
+    return out
 
 
 def plan_firewall(desired: Desired, observed: Observed) -> list[Op]:
@@ -126,7 +145,8 @@ def plan_firewall(desired: Desired, observed: Observed) -> list[Op]:
         for table, rules in want.tables.items():
             text = restore_text(table, rules, have.tables.get(table, Ruleset()))
             if text is not None:
-                ops.append(RestoreRuleset(netns, table, text))
+                restore = RestoreRuleset if netns is HOST else RestoreNetnsRuleset
+                ops.append(restore(netns, table, text))
         stale = stale_sets(want.sets, have.sets)
         if stale:
             ops.append(DestroyIpsets(netns, tuple(stale)))
