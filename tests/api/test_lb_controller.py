@@ -110,8 +110,8 @@ def test_the_network_host_gets_the_whole_load_balancer(
     tasks.sync_host("c-1")
     compute = _doc(sent, "c-1")
     assert compute.load_balancers == []
-    assert {(r.ip, r.vtep_ip) for r in compute.subnets[0].remote_ports} == {
-        (lb["vip_address"], "198.18.0.1")
+    assert (lb["vip_address"], "198.18.0.1") in {
+        (r.ip, r.vtep_ip) for r in compute.subnets[0].remote_ports
     }
 
     got = client.get(f"/v1/load-balancers/{lb['id']}", headers=tenant.headers).json()
@@ -179,4 +179,5 @@ def test_cascade_delete_takes_the_load_balancer_off_its_host(
     assert r.status_code == 204
     tasks.sync_host("net-1")
     doc = _doc(sent, "net-1")
-    assert doc.load_balancers == [] and doc.subnets == []
+    assert doc.load_balancers == []
+    assert lb["vip_port_id"] not in {p.id for p in doc.ports}
