@@ -56,28 +56,35 @@ def _where(netns: str | None) -> str:
 
 
 @dataclass(frozen=True)
-class FillIpsets(Op):
-    """Rebuild the named sets under temporary names and swap them in (one ipset restore)."""
+class _NetnsOp(Op):
+    """An op on one namespace's firewall state; WHAT names the part it touches."""
 
-    PHASE: ClassVar[Phase] = Phase.FILL_IPSETS
+    WHAT: ClassVar[str] = ""
     netns: str | None
-    names: tuple[str, ...]
-    text: str
 
     @property
     def target(self) -> str:
-        return f"{_where(self.netns)}/ipset"
+        return f"{_where(self.netns)}/{self.WHAT}"
 
     def scope(self) -> Scope:
         return Scope(firewall=frozenset({self.netns}))
 
 
 @dataclass(frozen=True)
-class RestoreRuleset(Op):
+class FillIpsets(_NetnsOp):
+    """Rebuild the named sets under temporary names and swap them in (one ipset restore)."""
+
+    PHASE: ClassVar[Phase] = Phase.FILL_IPSETS
+    WHAT: ClassVar[str] = "ipset"
+    names: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True)
+class RestoreRuleset(_NetnsOp):
     """One `iptables-restore --noflush` of our chains and hooks in one table."""
 
     PHASE: ClassVar[Phase] = Phase.RESTORE_RULESET
-    netns: str | None
     table: str
     text: str
 
@@ -85,53 +92,32 @@ class RestoreRuleset(Op):
     def target(self) -> str:
         return f"{_where(self.netns)}/{self.table}"
 
-    def scope(self) -> Scope:
-        return Scope(firewall=frozenset({self.netns}))
-
 
 @dataclass(frozen=True)
-class DestroyIpsets(Op):
+class DestroyIpsets(_NetnsOp):
     """Remove our sets that nothing desired uses any more (after the rules did)."""
 
     PHASE: ClassVar[Phase] = Phase.DESTROY_IPSETS
-    netns: str | None
+    WHAT: ClassVar[str] = "ipset"
     names: tuple[str, ...]
-
-    @property
-    def target(self) -> str:
-        return f"{_where(self.netns)}/ipset"
-
-    def scope(self) -> Scope:
-        return Scope(firewall=frozenset({self.netns}))
 
 
 @dataclass(frozen=True)
-class SetSysctls(Op):
+class SetSysctls(_NetnsOp):
     """Kernel settings the firewall depends on (br_netfilter's call into iptables)."""
 
     PHASE: ClassVar[Phase] = Phase.SET_SYSCTLS
-    netns: str | None
+    WHAT: ClassVar[str] = "sysctl"
     values: tuple[tuple[str, str], ...]
-
-    @property
-    def target(self) -> str:
-        return f"{_where(self.netns)}/sysctl"
-
-    def scope(self) -> Scope:
-        return Scope(firewall=frozenset({self.netns}))
 
 
 @dataclass(frozen=True)
-class CutConntrack(Op):
+class CutConntrack(_NetnsOp):
     """Forget the flows a removed allow rule or remote-group member let through."""
 
     PHASE: ClassVar[Phase] = Phase.CUT_CONNTRACK
-    netns: str | None
+    WHAT: ClassVar[str] = "conntrack"
     cuts: tuple[Cut, ...]
-
-    @property
-    def target(self) -> str:
-        return f"{_where(self.netns)}/conntrack"
 
     def scope(self) -> Scope:
         return Scope()  # nothing observe reads changes
