@@ -1,0 +1,320 @@
+"""The sections of a host's document (DESIGN §2): one pure function per section, of named
+`Inputs`, and the resources (kind -> ids) each section carries."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from models import (
+    ExternalNetwork,
+    FloatingIp,
+    NetworkAcl,
+    NetworkAclEntry,
+    Port,
+    Router,
+    RouterInterface,
+    SecurityGroup,
+    SecurityGroupRule,
+    Subnet,
+    Vpc,
+)
+from workers.protocol import (
+    DhcpDnsState,
+    DhcpLease,
+    DnsRecord,
+    ExternalGatewayState,
+    FloatingIpState,
+    NetworkAclEntryState,
+    NetworkAclState,
+    PortState,
+    RemotePort,
+    ResolverState,
+    Route,
+    RouterInterfaceState,
+    RouterState,
+    SecurityGroupRuleState,
+    SecurityGroupState,
+    SubnetState,
+)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a host's document is built from; unit tests fill it by hand."""
+
+    host: str
+    vtep_ip: str
+    revision: int = 0
+    ports: Sequence[Port] = ()  # workload ports on this host
+    subnets: Sequence[Subnet] = ()  # every subnet the host carries
+    routed: frozenset[str] = frozenset()  # subnets a router serves
+    remote: Sequence[tuple[Port, str]] = ()  # their ports on other hosts, with the VTEP
+    routers: Sequence[Router] = ()  # routers scheduled on this host
+    interfaces: Sequence[tuple[RouterInterface, Port, Subnet]] = ()  # their legs
+    external_networks: Mapping[str, ExternalNetwork] = field(default_factory=dict)
+    floating_ips: Sequence[tuple[FloatingIp, Port]] = ()  # associated through them
+    services: Sequence[tuple[Subnet, Port, Vpc]] = ()  # DHCP/DNS services on this host
+    leases: Sequence[Port] = ()  # user ports of their subnets
+    names: Sequence[tuple[str, Port]] = ()  # named ports of their VPCs, with the VPC id
+    # subnets of local workload ports -> (their service's address, their VPC's domain)
+    resolvers: Mapping[str, tuple[str | None, str]] = field(default_factory=dict)
+    port_groups: Mapping[str, Sequence[str]] = field(default_factory=dict)  # local port -> groups
+    groups: Sequence[SecurityGroup] = ()  # groups of local ports, and the remote groups they name
+    rules: Sequence[SecurityGroupRule] = ()  # the rules of the local ports' groups
+    members: Mapping[str, Sequence[str]] = field(default_factory=dict)  # remote group -> IPs
+    acls: Sequence[NetworkAcl] = ()  # the ACLs of the subnets the host carries
+    acl_entries: Sequence[NetworkAclEntry] = ()  # their entries
+
+
+def _prefixlen(cidr: str) -> int:
+    return ipaddress.ip_network(cidr).prefixlen
+
+
+def subnets_section(i: Inputs) -> list[SubnetState]:
+    remote_by_subnet: dict[str, list[tuple[Port, str]]] = {}
+    for port, vtep in i.remote:
+        remote_by_subnet.setdefault(port.subnet_id, []).append((port, vtep))
+    out = []
+    for s in sorted(i.subnets, key=lambda s: s.id):
+        others = remote_by_subnet.get(s.id, [])
+        out.append(
+            SubnetState(
+                id=s.id,
+                revision=s.revision,
+                vni=s.vni,
+                cidr=s.cidr,
+                gateway_ip=s.gateway_ip,
+                routed=s.id in i.routed,
+                host_routes=[Route(**r) for r in s.host_routes],
+                remote_vteps=sorted({v for _, v in others if v}),
+                remote_ports=sorted(
+                    (
+                        RemotePort(mac=p.mac_address.lower(), ip=p.ip_address, vtep_ip=v)
+                        for p, v in others
+                    ),
+                    key=lambda r: (r.mac, r.vtep_ip),
+                ),
+            )
+        )
+    return out
+
+
+def ports_section(i: Inputs) -> list[PortState]:
+    prefix = {s.id: _prefixlen(s.cidr) for s in i.subnets}
+    return [
+        PortState(
+            id=p.id,
+            revision=p.revision,
+            subnet_id=p.subnet_id,
+            tenant_id=p.tenant_id,
+            netns=p.netns or "",
+            interface_name=p.interface_name,
+            mac=p.mac_address.lower(),
+            ip=p.ip_address,
+            prefixlen=prefix[p.subnet_id],
+            security_group_ids=list(i.port_groups.get(p.id, ())),
+        )
+        for p in sorted(i.ports, key=lambda p: p.id)
+        if p.subnet_id in prefix
+    ]
+
+
+def security_groups_section(i: Inputs) -> list[SecurityGroupState]:
+    """The groups of this host's ports with their rules, and every group those rules
+    name as remote group with its members (the rules of a group no local port uses are
+    not this host's business, so their changes never make it sync)."""
+    used = {g for groups in i.port_groups.values() for g in groups}
+    rules: dict[str, list[SecurityGroupRuleState]] = {}
+    for r in sorted(i.rules, key=lambda r: r.id):
+        if r.security_group_id in used:
+            rules.setdefault(r.security_group_id, []).append(
+                SecurityGroupRuleState(
+                    id=r.id,
+                    direction=r.direction,
+                    protocol=r.protocol,
+                    port_min=r.port_min,
+                    port_max=r.port_max,
+                    remote_cidr=r.remote_cidr,
+                    remote_group_id=r.remote_group_id,
+                )
+            )
+    named = {r.remote_group_id for rs in rules.values() for r in rs if r.remote_group_id}
+    return [
+        SecurityGroupState(
+            id=g.id,
+            revision=g.revision,
+            rules=rules.get(g.id, []),
+            members=sorted(i.members.get(g.id, ())) if g.id in named else [],
+        )
+        for g in sorted(i.groups, key=lambda g: g.id)
+        if g.id in used or g.id in named
+    ]
+
+
+def network_acls_section(i: Inputs) -> list[NetworkAclState]:
+    subnets: dict[str, list[str]] = {}
+    for s in i.subnets:
+        if s.network_acl_id:
+            subnets.setdefault(s.network_acl_id, []).append(s.id)
+    entries: dict[str, list[NetworkAclEntryState]] = {}
+    for e in sorted(i.acl_entries, key=lambda e: (e.direction, e.rule_number)):
+        entries.setdefault(e.network_acl_id, []).append(
+            NetworkAclEntryState(
+                rule_number=e.rule_number,
+                direction=e.direction,
+                action=e.action,
+                protocol=e.protocol,
+                port_min=e.port_min,
+                port_max=e.port_max,
+                cidr=e.cidr,
+            )
+        )
+    return [
+        NetworkAclState(
+            id=a.id,
+            revision=a.revision,
+            subnet_ids=sorted(subnets[a.id]),
+            entries=entries.get(a.id, []),
+        )
+        for a in sorted(i.acls, key=lambda a: a.id)
+        if a.id in subnets
+    ]
+
+
+def _gateway(i: Inputs, r: Router) -> ExternalGatewayState | None:
+    network = i.external_networks.get(r.external_network_id or "")
+    if network is None or r.external_ip is None:
+        return None
+    return ExternalGatewayState(
+        external_network_id=network.id,
+        cidr=network.cidr,
+        gateway_ip=network.gateway_ip,
+        external_ip=r.external_ip,
+    )
+
+
+def routers_section(i: Inputs) -> list[RouterState]:
+    out = []
+    for r in sorted(i.routers, key=lambda r: r.id):
+        legs = [
+            RouterInterfaceState(
+                subnet_id=iface.subnet_id,
+                port_id=port.id,
+                port_revision=port.revision,
+                gateway_ip=port.ip_address,
+                prefixlen=_prefixlen(subnet.cidr),
+                mac=port.mac_address.lower(),
+            )
+            for iface, port, subnet in i.interfaces
+            if iface.router_id == r.id
+        ]
+        fips = [
+            FloatingIpState(
+                id=f.id, revision=f.revision, address=f.address, fixed_ip=p.ip_address, port_id=p.id
+            )
+            for f, p in i.floating_ips
+            if f.router_id == r.id
+        ]
+        out.append(
+            RouterState(
+                id=r.id,
+                revision=r.revision,
+                interfaces=sorted(legs, key=lambda x: x.subnet_id),
+                external_gateway=_gateway(i, r),
+                enable_snat=r.enable_snat,
+                routes=[Route(**x) for x in r.routes],
+                floating_ips=sorted(fips, key=lambda x: x.id),
+            )
+        )
+    return out
+
+
+def _fqdn(label: str, domain: str) -> str:
+    return f"{label}.{domain}".lower()
+
+
+def dhcp_dns_section(i: Inputs) -> list[DhcpDnsState]:
+    leases: dict[str, list[DhcpLease]] = {}
+    for p in i.leases:
+        hostname = p.dns_name.lower() if p.dns_name else None
+        leases.setdefault(p.subnet_id, []).append(
+            DhcpLease(mac=p.mac_address.lower(), ip=p.ip_address, hostname=hostname)
+        )
+    named: dict[str, list[Port]] = {}
+    for vpc_id, p in i.names:
+        named.setdefault(vpc_id, []).append(p)
+    out = []
+    for subnet, port, vpc in sorted(i.services, key=lambda x: x[0].id):
+        records = {
+            DnsRecord(name=_fqdn(p.dns_name, vpc.dns_domain), ip=p.ip_address)
+            for p in named.get(vpc.id, [])
+            if p.dns_name
+        }
+        out.append(
+            DhcpDnsState(
+                subnet_id=subnet.id,
+                revision=subnet.revision,
+                port_id=port.id,
+                port_revision=port.revision,
+                mac=port.mac_address.lower(),
+                address=port.ip_address,
+                cidr=subnet.cidr,
+                router=subnet.gateway_ip if subnet.id in i.routed else None,
+                host_routes=[Route(**r) for r in subnet.host_routes],
+                domain=vpc.dns_domain.lower(),
+                upstreams=list(subnet.dns_nameservers),
+                leases=sorted(leases.get(subnet.id, []), key=lambda x: x.mac),
+                hosts=sorted(records, key=lambda r: (r.name, r.ip)),
+            )
+        )
+    return out
+
+
+def resolvers_section(i: Inputs) -> list[ResolverState]:
+    out = []
+    for sid in sorted({p.subnet_id for p in i.ports} & i.resolvers.keys()):
+        nameserver, domain = i.resolvers[sid]
+        dhcp_ports = [p.id for p in i.ports if p.subnet_id == sid and p.ip_config == "dhcp"]
+        out.append(
+            ResolverState(
+                subnet_id=sid,
+                nameserver=nameserver,
+                domain=domain.lower(),
+                dhcp_ports=sorted(dhcp_ports),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Section:
+    """A document section: how it is built, and which resources (kind -> ids) it carries."""
+
+    build: Callable[[Inputs], list[Any]]
+    carries: Callable[[list[Any]], dict[str, set[str]]]
+
+
+def _routers_carry(routers: list[RouterState]) -> dict[str, set[str]]:
+    return {
+        "router": {r.id for r in routers},
+        "port": {i.port_id for r in routers for i in r.interfaces},
+        "floating_ip": {f.id for r in routers for f in r.floating_ips},
+    }
+
+
+COMPILERS: dict[str, Section] = {
+    "subnets": Section(subnets_section, lambda docs: {"subnet": {d.id for d in docs}}),
+    "ports": Section(ports_section, lambda docs: {"port": {d.id for d in docs}}),
+    "routers": Section(routers_section, _routers_carry),
+    "dhcp_dns": Section(dhcp_dns_section, lambda docs: {"port": {d.port_id for d in docs}}),
+    "resolvers": Section(resolvers_section, lambda docs: {}),
+    "security_groups": Section(
+        security_groups_section, lambda docs: {"security_group": {d.id for d in docs}}
+    ),
+    "network_acls": Section(
+        network_acls_section, lambda docs: {"network_acl": {d.id for d in docs}}
+    ),
+}
