@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hosts,
         network_acls,
         ports,
+        provider_networks,
         routers,
         security_groups,
         subnets,
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         security_groups,
         network_acls,
         external_networks,
+        provider_networks,
         floating_ips,
     ):
         app.include_router(
