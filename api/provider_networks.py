@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, status
 from pydantic import Field
@@ -32,6 +32,10 @@ from models.nettypes import (
 )
 
 router = APIRouter(tags=["provider-networks"], route_class=ResourceRoute)
+DELETE: dict[str, Any] = {
+    "status_code": status.HTTP_204_NO_CONTENT,
+    "responses": problems(401, 403, 404, 409, 412),
+}
 
 TenantIds = Annotated[list[str], Field(max_length=1000)]
 
@@ -133,17 +137,12 @@ def update_physical_network(
     return _render_physnet(session, net)
 
 
-@router.delete(
-    "/v1/physical-networks/{physical_network_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(401, 403, 404, 409, 412),
-)
+@router.delete("/v1/physical-networks/{physical_network_id}", **DELETE)
 def delete_physical_network(
     physical_network_id: str, session: SessionDep, _: AdminDep, lookup: LookupDep
 ) -> None:
     net = lookup.target(PhysicalNetwork, physical_network_id)
-    blockers.physical_network(session, net.name)
-    session.delete(net)
+    session.delete(blockers.physical_network(session, net))
 
 
 # -- address scopes ----------------------------------------------------------------------------
@@ -221,14 +220,7 @@ def update_address_scope(
     return AddressScopeOut.model_validate(scope)
 
 
-@router.delete(
-    "/v1/address-scopes/{address_scope_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(401, 403, 404, 409, 412),
-)
-def delete_address_scope(
-    address_scope_id: str, session: SessionDep, _: AdminDep, lookup: LookupDep
-) -> None:
+@router.delete("/v1/address-scopes/{address_scope_id}", **DELETE)
+def delete_address_scope(address_scope_id: str, _: AdminDep, lookup: LookupDep) -> None:
     scope = lookup.target(AddressScope, address_scope_id)
-    blockers.address_scope(session, scope.id)
-    session.delete(scope)
+    lookup.session.delete(blockers.address_scope(lookup.session, scope))
