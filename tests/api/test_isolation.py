@@ -690,6 +690,7 @@ def fill(path: str, ctx: Ctx) -> str:
         "network_acl_id": ctx.a["acl"],
         "entry_id": ctx.a["acl_entry"],
         "floating_ip_id": ctx.a["fip"],
+        **ADMIN_IDS,
     }
 
     def sub(m: re.Match[str]) -> str:
