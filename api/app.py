@@ -116,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     @app.get("/healthz", tags=["health"])
-    def get_health() -> Health:
+    async def get_health() -> Health:
         """The process is up (liveness)."""
         return Health(status="ok")
 
