@@ -44,12 +44,12 @@ class IdempotencyMiddleware:
         self,
         app: ASGIApp,
         sessionmaker: sessionmaker[Session],
-        tokens: TokenCache,
         settings: Settings,
+        tokens: TokenCache | None = None,  # the app's, so revocations reach both at once
     ):
         self.app = app
         self.sessionmaker = sessionmaker
-        self.tokens = tokens
+        self.tokens = tokens or TokenCache(sessionmaker, settings.token_cache_seconds)
         self.ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
         self.stale = timedelta(seconds=settings.idempotency_inflight_seconds)
 
