@@ -148,9 +148,9 @@ def create_port(
     fields = body.model_dump(exclude={"subnet_id"})
     fields.update(tenant_id=who.tenant_id, security_group_ids=groups)
     port = allocate_port(session, subnet, fields)
-    dns_names.claim(session, port.id, vpc.id, port.dns_name)
     notifier.subnets_changed(session, {subnet.id}, port.host)
-    if port.dns_name is not None:
+    if port.dns_name is not None:  # a new port holds no name to release
+        dns_names.claim(session, port.id, vpc.id, port.dns_name)
         notifier.names_changed(session, vpc.id)
     notifier.members_changed(session, set(groups))
     return render(session, port)
