@@ -1,7 +1,7 @@
 """ports.ip_int: the address as an integer, unique per subnet, for IPAM's gap queries
 
 Revision ID: 0014
-Revises: 0007
+Revises: 0011
 Create Date: 2026-11-29
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014"
-down_revision: str | None = "0007"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
