@@ -38,7 +38,11 @@ def make_engine(url: str, *, nullpool: bool = False) -> Engine:
     elif not nullpool:
         # Connections kept open cover a worker's usual concurrency: an overflow connection
         # is closed on return, so a pool smaller than the load reconnects on every request.
+        # Pre-ping finds connections a database restart broke; a connect gives up after 5 s
+        # rather than hang the request (the API answers 503 and Retry-After).
         kwargs.update(pool_size=20, max_overflow=10, pool_pre_ping=True)
+        if url.startswith("postgresql"):
+            kwargs["connect_args"] = {"connect_timeout": 5}
     engine = sa.create_engine(url, **kwargs)
     if url.startswith("sqlite"):
 
