@@ -18,6 +18,7 @@ from models.tenant import find_token
 
 log = logging.getLogger("vpcd.api")
 AfterCommit = Callable[[], None]
+SESSION_SCOPE_KEY = "vpcd.session"  # where the Idempotency-Key middleware's route finds it
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -28,6 +29,7 @@ def get_session(request: Request) -> Iterator[Session]:
     """
     session: Session = request.app.state.sessionmaker()
     session.info["after_commit"] = []
+    request.scope[SESSION_SCOPE_KEY] = session  # an Idempotency-Key's answer commits with it
     try:
         yield session
         session.commit()
@@ -37,6 +39,7 @@ def get_session(request: Request) -> Iterator[Session]:
         raise
     finally:
         hooks: list[AfterCommit] = session.info.pop("after_commit", [])
+        request.scope.pop(SESSION_SCOPE_KEY, None)
         session.close()
     for hook in hooks:
         try:

@@ -17,10 +17,12 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import Principal, PrincipalDep, SessionDep
 from api.errors import NotFound, PreconditionFailed
 from api.rest.schemas import Output
+from api.services.idempotency import CLAIM_SCOPE_KEY, record_in_transaction
 from models.base import Base
 from models.query import get_scoped
 
@@ -76,23 +78,29 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
 class ResourceRoute(APIRoute):
-    """A route answering a resource (an `Output`): ETag from its revision, Location on 201."""
+    """A route answering a resource (an `Output`): ETag from its revision, Location on 201.
+
+    The answer to a request with an Idempotency-Key is stored in the request's own
+    transaction, before its commit: a change is never committed without the answer a
+    retry replays, even when the process dies right after the commit.
+    """
 
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
         model = self.response_model
-        if not (isinstance(model, type) and issubclass(model, Output)):
-            return handler
+        resource = isinstance(model, type) and issubclass(model, Output)
         location = self.status_code == 201 and "POST" in (self.methods or ())
 
         async def answer(request: Request) -> Response:
             response = await handler(request)
-            if 200 <= response.status_code < 300 and response.body:
+            if resource and 200 <= response.status_code < 300 and response.body:
                 body = json.loads(bytes(response.body))
                 response.headers["ETag"] = etag(body["revision"])
                 if location:
                     base = str(request.base_url).rstrip("/")
                     response.headers["Location"] = f"{base}{self.path_format}/{body['id']}"
+            if CLAIM_SCOPE_KEY in request.scope:  # only then: no thread hop for the others
+                await run_in_threadpool(record_in_transaction, request.scope, response)
             return response
 
         return answer

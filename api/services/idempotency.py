@@ -19,10 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import Principal, bearer_token
+from api.deps import SESSION_SCOPE_KEY, Principal, bearer_token
 from api.errors import (
     PROBLEM_MEDIA_TYPE,
     BadRequest,
@@ -40,6 +41,9 @@ from models.tenant import find_token
 REPLAYED_HEADERS = ("location", "etag", "content-type", "allow", "www-authenticate", "retry-after")
 MAX_KEY_LENGTH = 255
 log = logging.getLogger("vpcd.api")
+
+
+CLAIM_SCOPE_KEY = "vpcd.idempotency"  # (principal, key) of the request being executed
 
 
 class Claim(Enum):
@@ -142,6 +146,7 @@ class IdempotencyMiddleware:
                     await store()
             await send(message)
 
+        scope[CLAIM_SCOPE_KEY] = (principal, key)
         try:
             await self.app(scope, receive, capture)
         finally:
@@ -196,12 +201,30 @@ class IdempotencyMiddleware:
     ) -> None:
         with self.sessionmaker.begin() as session:
             rec = session.get(IdempotencyRecord, (principal, key))
-            if rec is None:
+            if rec is None or rec.status_code is not None:  # gone, or stored with the change
                 return
             if status >= 500:  # not a result worth replaying; free the key
                 session.delete(rec)
                 return
             rec.status_code, rec.headers, rec.body = status, headers, body
+
+
+def record_in_transaction(scope: Scope, response: Response) -> None:
+    """Store a route's answer for its Idempotency-Key in the request's transaction.
+
+    The change and its answer then commit together: a retry after the process died finds
+    either both (and replays) or neither (and runs the request), never the change alone.
+    """
+    claim = scope.get(CLAIM_SCOPE_KEY)
+    session: Session | None = scope.get(SESSION_SCOPE_KEY)
+    if claim is None or session is None or response.status_code >= 500:
+        return
+    rec = session.get(IdempotencyRecord, claim)
+    if rec is None:
+        return
+    headers = {name: value for name, value in response.headers.items() if name in REPLAYED_HEADERS}
+    rec.status_code, rec.headers, rec.body = response.status_code, headers, bytes(response.body)
+    session.flush()
 
 
 def _fingerprint(scope: Scope, body: bytes) -> str:

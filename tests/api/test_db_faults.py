@@ -64,7 +64,9 @@ def _subnet(client: TestClient, tenant: Tenant) -> dict[str, Any]:
     r = client.post("/v1/vpcs", json={"cidr": "10.0.0.0/16"}, headers=tenant.headers)
     assert r.status_code == 201, r.text
     r = client.post(
-        "/v1/subnets", json={"vpc_id": r.json()["id"], "cidr": "10.0.1.0/24"}, headers=tenant.headers
+        "/v1/subnets",
+        json={"vpc_id": r.json()["id"], "cidr": "10.0.1.0/24"},
+        headers=tenant.headers,
     )
     assert r.status_code == 201, r.text
     return dict(r.json())
