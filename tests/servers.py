@@ -180,8 +180,11 @@ class Uvicorn:
         """The supervisor's worker processes (its children), oldest first."""
         found = []
         for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
-            children = (task / "children").read_text().split()
-            found += [int(c) for c in children]
+            for child in (task / "children").read_text().split():
+                with contextlib.suppress(OSError):
+                    cmd = Path(f"/proc/{child}/cmdline").read_bytes()
+                    if b"spawn_main" in cmd and b"resource_tracker" not in cmd:
+                        found.append(int(child))
         return sorted(found)
 
     def serving_pids(self, method: str, route: str) -> set[str]:
