@@ -25,6 +25,7 @@ from api.services.idempotency import read_body, replayer
 
 log = logging.getLogger("vpcd.api")
 ATTEMPTS = 4
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PAUSE = 0.02  # seconds before the second attempt; doubled after each further loss
 
 
@@ -34,7 +35,7 @@ class RetryTransient:
         self.attempts = attempts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] not in WRITES:  # reads take no row locks
             await self.app(scope, receive, send)
             return
         body = await read_body(receive)

@@ -67,7 +67,17 @@ class OwnPostgres:
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
 
     def init(self) -> None:
-        self._run("initdb", "-D", str(self.data), "--auth=trust", "-U", "postgres", "-E", "UTF8")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "--auth=trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
 
     def start(self) -> None:
         options = (
