@@ -197,26 +197,26 @@ class Uvicorn:
                         found.append(int(child))
         return sorted(found)
 
-    def serving_pids(self, method: str, route: str) -> set[str]:
-        """PIDs of the worker processes that counted a request to this route.
+    def served(self, method: str, route: str) -> dict[str, float]:
+        """Requests to this route counted so far, per worker process (by PID).
 
         prometheus_client's multiprocess mode keeps one file per process, named by PID,
         which tells us which workers served a burst without adding anything to the API.
         """
         from prometheus_client.multiprocess import MultiProcessCollector
 
-        pids = set()
+        counts: dict[str, float] = {}
         for path in self.metrics_dir.glob("counter_*.db"):
+            pid = path.stem.split("_", 1)[1]
             for metric in MultiProcessCollector.merge([str(path)], accumulate=False):
                 for sample in metric.samples:
                     if (
                         sample.name == "vpcd_http_requests_total"
                         and sample.labels.get("method") == method
                         and sample.labels.get("route") == route
-                        and sample.value > 0
                     ):
-                        pids.add(path.stem.split("_", 1)[1])
-        return pids
+                        counts[pid] = counts.get(pid, 0.0) + sample.value
+        return counts
 
 
 @contextlib.contextmanager
