@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hosts,
         network_acls,
         ports,
+        provider_networks,
         routers,
         security_groups,
         subnets,
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         security_groups,
         network_acls,
         external_networks,
+        provider_networks,
         floating_ips,
     ):
         app.include_router(

@@ -5,12 +5,14 @@ from models.host import Host
 from models.hoststate import HostStateRow, Realisation
 from models.idempotency import IdempotencyRecord
 from models.nacl import NetworkAcl, NetworkAclEntry
+from models.nettypes import AddressScope, PhysicalNetwork, PhysicalNetworkGrant
 from models.network import DnsName, Port, PortSecurityGroup, Subnet, Vpc
 from models.routing import ExternalIp, ExternalNetwork, FloatingIp, Router, RouterInterface
 from models.security import SecurityGroup, SecurityGroupRule
 from models.tenant import ApiToken, Quota, Tenant
 
 __all__ = [
+    "AddressScope",
     "ApiToken",
     "Base",
     "DnsName",
@@ -22,6 +24,8 @@ __all__ = [
     "IdempotencyRecord",
     "NetworkAcl",
     "NetworkAclEntry",
+    "PhysicalNetwork",
+    "PhysicalNetworkGrant",
     "Port",
     "PortSecurityGroup",
     "Quota",

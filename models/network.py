@@ -47,6 +47,14 @@ class Subnet(Base, Tenanted, Realised):
         index=True,
         nullable=True,
     )
+    # Network type (DESIGN §4, immutable): vxlan, flat (a physical network's name, VLAN
+    # optional) or routed (drawn from an address scope; unique across tenants).
+    network_type: Mapped[str] = mapped_column(sa.String(8), nullable=False, default="vxlan")
+    physical_network: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, index=True)
+    segmentation_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    address_scope_id: Mapped[str | None] = mapped_column(
+        sa.String(36), sa.ForeignKey("address_scopes.id", ondelete="RESTRICT"), nullable=True
+    )
 
 
 class PortSecurityGroup(Base):
