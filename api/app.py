@@ -24,6 +24,7 @@ from api.rest.query import reject_unknown_query, reject_unstorable_parameters
 from api.services.idempotency import MAX_KEY_LENGTH, IdempotencyMiddleware
 from api.services.notify import Notifier
 from api.settings import Settings, get_settings
+from api.transient import RetryTransient
 from models.db import engine_for, ping, pool_capacity, read_engine, session_factory
 from models.tenant import add_token, admin_token_exists, keep_only_admin_token
 
@@ -128,7 +129,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             ping(engine)
         except sa.exc.SQLAlchemyError as exc:
-            raise errors.Unavailable(f"database unreachable: {str(exc)[:200]}") from exc
+            raise errors.Unavailable(
+                f"database unreachable: {type(exc.__cause__ or exc).__name__}"
+            ) from exc
         return Health(status="ok")
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
@@ -143,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
 
     problem_only_openapi(app)
+    app.add_middleware(RetryTransient)  # inside idempotency: a replay is the final answer
     app.add_middleware(
         IdempotencyMiddleware,
         sessionmaker=app.state.sessionmaker,
@@ -204,6 +208,7 @@ def _finish_operation(path: str, method: str, op: dict[str, Any]) -> None:
                 responses.setdefault(status, {})
         if method in ("post", "patch", "delete"):  # a concurrent change can always conflict
             responses.setdefault("409", {})
+        responses.setdefault("503", {})  # every /v1 call needs the database (Retry-After)
     if "412" in responses:
         _header(op, "If-Match", "Apply only if the resource's ETag still matches (else 412)")
     for status in list(responses):

@@ -12,7 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import get_route_path
@@ -113,6 +114,30 @@ class PreconditionFailed(ApiError):
 
 class Unavailable(ApiError):
     status, slug, title = 503, "unavailable", "Service unavailable"
+    headers = {"Retry-After": "1"}  # RFC 9110 §10.2.3: when to try again (seconds)
+
+
+# Postgres aborted the whole transaction to break a conflict between concurrent ones
+# (serialization_failure, deadlock_detected): nothing of it was written, so running the
+# request again is safe whatever its method (api/transient.py does, a few times).
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+RETRYABLE_SCOPE_KEY = "vpcd.retryable"
+DatabaseUnavailable = (OperationalError, InterfaceError, PoolTimeout)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether the database rolled the request's transaction back to resolve a conflict."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+def unavailable(exc: BaseException) -> Unavailable:
+    """The 503 for a database error that is not the request's fault: unreachable, restarting,
+    out of connections, or a transaction aborted by a conflict. Never its SQL or parameters."""
+    if is_retryable(exc):
+        return Unavailable("the request met a conflicting concurrent transaction; retry")
+    if isinstance(exc, PoolTimeout):
+        return Unavailable("no database connection was free in time; retry")
+    return Unavailable("the database is unreachable or restarting; retry")
 
 
 class Invalid(ApiError):
@@ -142,16 +167,24 @@ _STATUS_DOC = {
     409: "Conflict: in use, exhausted, quota, or idempotent request still running",
     412: "If-Match does not match the current ETag",
     422: "Invalid input; `errors` names each field",
-    503: "Database unreachable",
+    503: "Database unreachable or restarting, or a transient conflict: retry after `Retry-After`",
 }
 
 
 def problem_response(status: int) -> dict[str, Any]:
     """The OpenAPI response object for a problem document with this status."""
-    return {
+    response: dict[str, Any] = {
         "description": _STATUS_DOC[status],
         "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
+    if status == 503:
+        response["headers"] = {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again",
+                "schema": {"type": "integer", "minimum": 0},
+            }
+        }
+    return response
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -211,6 +244,18 @@ def install(app: FastAPI) -> None:
         """A constraint caught a race the checks could not see (e.g. a parent deleted)."""
         err = Conflict("the request conflicts with a concurrent change; retry")
         return ProblemResponse(err.problem(request.url.path), status_code=err.status)
+
+    async def _database(request: Request, exc: Exception) -> ProblemResponse:
+        """The database failed, not the request: 503 with Retry-After, never 500."""
+        if is_retryable(exc):  # the transaction was rolled back whole: safe to run again
+            request.scope[RETRYABLE_SCOPE_KEY] = True
+        err = unavailable(exc)
+        return ProblemResponse(
+            err.problem(request.url.path), status_code=err.status, headers=err.headers
+        )
+
+    for kind in DatabaseUnavailable:
+        app.add_exception_handler(kind, _database)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> ProblemResponse:

@@ -42,7 +42,11 @@ def make_engine(url: str, *, nullpool: bool = False) -> Engine:
         # its statement, which makes the pool replace every connection older than it, and
         # reads run again on a fresh one (api.rest.transaction). Recycling keeps idle
         # connections from outliving server or proxy timeouts.
+        # A connect gives up after 5 s rather than hang the request (the API answers 503
+        # and Retry-After while the database is away).
         kwargs.update(pool_size=20, max_overflow=10, pool_recycle=1800)
+        if url.startswith("postgresql"):
+            kwargs["connect_args"] = {"connect_timeout": 5}
     engine = sa.create_engine(url, **kwargs)
     if url.startswith("sqlite"):
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, utcnow
-from models.host import Host
+from models.host import HEARTBEAT_TIMEOUT, Host
 from models.network import Port
 
 
@@ -135,6 +135,31 @@ def stamp(session: Session, host: str, digest: str) -> int:
 
 def dirty_hosts(session: Session) -> list[str]:
     return list(session.scalars(sa.select(HostStateRow.host).where(HostStateRow.dirty.is_(True))))
+
+
+def lagging_hosts(session: Session, compiled_before: datetime) -> list[str]:
+    """Hosts that are up but have not realised a revision compiled before `compiled_before`.
+
+    Their document was sent, and then lost (a bus restart drops what it held): no dirty
+    flag is left to say so, so the sweep pushes them again. A host still applying it just
+    skips the copy (it is not newer than the one it has).
+    """
+    now = utcnow()
+    return list(
+        session.scalars(
+            sa.select(HostStateRow.host)
+            .join(Host, Host.name == HostStateRow.host)
+            .where(
+                HostStateRow.dirty.is_(False),
+                HostStateRow.revision > sa.func.coalesce(Host.realised_revision, 0),
+                HostStateRow.updated_at < compiled_before,
+                Host.last_heartbeat > now - HEARTBEAT_TIMEOUT,
+                # an agent that refused the document whole (record_refusal) has it already
+                sa.func.coalesce(Host.status_detail, "").not_like("refused%"),
+            )
+            .order_by(HostStateRow.host)
+        )
+    )
 
 
 # -- reports and statuses ---------------------------------------------------------------------

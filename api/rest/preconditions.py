@@ -17,11 +17,13 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import Principal, PrincipalDep, SessionDep
 from api.errors import NotFound, PreconditionFailed
 from api.rest.schemas import Output
-from api.rest.transaction import in_one_call
+from api.rest.transaction import DEFER_SCOPE_KEY, SESSION_SCOPE_KEY, finish, in_one_call
+from api.services.idempotency import CLAIM_SCOPE_KEY, record_in_transaction
 from models.base import Base
 from models.query import get_scoped
 
@@ -84,6 +86,9 @@ class ResourceRoute(APIRoute):
     """A route answering a resource (an `Output`): ETag from its revision, Location on 201.
 
     A sync route runs with its transaction in one thread-pool call (api.rest.transaction).
+    The answer to a request with an Idempotency-Key is stored in the request's own
+    transaction, before its commit: a change is never committed without the answer a
+    retry replays, even when the process dies right after the commit.
     """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
@@ -92,18 +97,37 @@ class ResourceRoute(APIRoute):
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
         model = self.response_model
-        if not (isinstance(model, type) and issubclass(model, Output)):
-            return handler
+        resource = isinstance(model, type) and issubclass(model, Output)
         location = self.status_code == 201 and "POST" in (self.methods or ())
 
         async def answer(request: Request) -> Response:
-            response = await handler(request)
-            if 200 <= response.status_code < 300 and response.body:
+            if CLAIM_SCOPE_KEY in request.scope:  # the commit waits for the answer
+                request.scope[DEFER_SCOPE_KEY] = True
+            try:
+                response = await handler(request)
+            except BaseException:
+                held = request.scope.pop(SESSION_SCOPE_KEY, None)
+                if held is not None:  # failed after its route returned: nothing commits
+                    await run_in_threadpool(finish, held, False)
+                raise
+            if resource and 200 <= response.status_code < 300 and response.body:
                 body = json.loads(bytes(response.body))
                 response.headers["ETag"] = etag(body["revision"])
                 if location:
                     base = str(request.base_url).rstrip("/")
                     response.headers["Location"] = f"{base}{self.path_format}/{body['id']}"
+            session = request.scope.pop(SESSION_SCOPE_KEY, None)
+            if session is not None:  # only keyed requests: no thread hop for the others
+                await run_in_threadpool(_commit_with_answer, session, request.scope, response)
             return response
 
         return answer
+
+
+def _commit_with_answer(session: Any, scope: Any, response: Response) -> None:
+    try:
+        record_in_transaction(session, scope, response)
+    except BaseException:
+        finish(session, ok=False)
+        raise
+    finish(session, ok=True)

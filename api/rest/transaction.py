@@ -35,6 +35,10 @@ AfterCommit = Callable[[], None]
 READS = frozenset({"GET", "HEAD"})
 
 _SESSION: ContextVar[Session | None] = ContextVar("vpcd_session", default=None)
+# A request with an Idempotency-Key commits only once its answer is stored with the change
+# (api.rest.preconditions.ResourceRoute): the route marks the scope, the session waits there.
+DEFER_SCOPE_KEY = "vpcd.defer_commit"
+SESSION_SCOPE_KEY = "vpcd.session"
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
@@ -45,6 +49,9 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     session: Session = (state.read_sessionmaker if reads else state.sessionmaker)()
     session.info["after_commit"] = []
     session.info["read_only"] = reads
+    if not reads and request.scope.get(DEFER_SCOPE_KEY):
+        session.info["defer_commit"] = True
+        request.scope[SESSION_SCOPE_KEY] = session  # the route commits it with its answer
     _SESSION.set(session)
     failed = False
     try:
@@ -53,7 +60,8 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         failed = True
         raise
     finally:
-        if session.in_transaction():  # a route not run by `in_one_call`: finish it here
+        request.scope.pop(SESSION_SCOPE_KEY, None)
+        if session.in_transaction():  # not finished by `in_one_call` or the route's answer
             await run_in_threadpool(finish, session, not failed)
         session.close()
 
@@ -84,7 +92,8 @@ def transact(endpoint: Callable[..., Any], kwargs: dict[str, Any], session: Sess
     except BaseException:
         finish(session, ok=False)
         raise
-    finish(session, ok=True)
+    if not session.info.get("defer_commit"):
+        finish(session, ok=True)
     return result
 
 

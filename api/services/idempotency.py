@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import timedelta
 from enum import Enum
 from typing import Any
@@ -18,11 +19,19 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import TokenCache, bearer_token
-from api.errors import PROBLEM_MEDIA_TYPE, BadRequest, Conflict, Invalid
+from api.errors import (
+    PROBLEM_MEDIA_TYPE,
+    BadRequest,
+    Conflict,
+    DatabaseUnavailable,
+    Invalid,
+    unavailable,
+)
 from api.settings import Settings
 from models.base import utcnow
 from models.idempotency import IdempotencyRecord
@@ -30,6 +39,10 @@ from models.idempotency import IdempotencyRecord
 # What a replay repeats besides status and body: a 405 keeps its Allow, a 401 its challenge.
 REPLAYED_HEADERS = ("location", "etag", "content-type", "allow", "www-authenticate", "retry-after")
 MAX_KEY_LENGTH = 255
+log = logging.getLogger("vpcd.api")
+
+
+CLAIM_SCOPE_KEY = "vpcd.idempotency"  # (principal, key) of the request being executed
 
 
 class Claim(Enum):
@@ -61,8 +74,8 @@ class IdempotencyMiddleware:
         if key is None or not _routed(scope):  # unknown path or method: 404/405 as usual
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
-        replay_receive = _replayer(body)
+        body = await read_body(receive)
+        replay_receive = replayer(body)
         if not 1 <= len(key) <= MAX_KEY_LENGTH:
             await _problem(
                 send,
@@ -70,21 +83,18 @@ class IdempotencyMiddleware:
                 BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters"),
             )
             return
-        principal = await self._principal(_header(scope, b"authorization") or "")
+        authorization = _header(scope, b"authorization") or ""
+        try:
+            principal = await self._principal(authorization)
+            if principal is not None:
+                fingerprint = _fingerprint(scope, body)
+                claim, record = await run_in_threadpool(self._claim, principal, key, fingerprint)
+        except DatabaseUnavailable as exc:  # outside the app's handlers: answer as they do
+            await _problem(send, scope, unavailable(exc))
+            return
         if principal is None:  # let auth answer 401
             await self.app(scope, replay_receive, send)
             return
-        fingerprint = hashlib.sha256(
-            b"\0".join(
-                [
-                    scope["method"].encode(),
-                    scope["path"].encode("utf-8", "surrogatepass"),
-                    scope.get("query_string", b""),
-                    body,
-                ]
-            )
-        ).hexdigest()
-        claim, record = await run_in_threadpool(self._claim, principal, key, fingerprint)
         if claim is Claim.MISMATCH:
             await _problem(
                 send,
@@ -119,9 +129,12 @@ class IdempotencyMiddleware:
             nonlocal stored
             if not stored:
                 stored = True
-                await run_in_threadpool(
-                    self._finish, principal, key, status, stored_headers, b"".join(chunks)
-                )
+                try:
+                    await run_in_threadpool(
+                        self._finish, principal, key, status, stored_headers, b"".join(chunks)
+                    )
+                except DatabaseUnavailable:  # the claim goes stale; a retry takes it over
+                    log.warning("could not store the response for an Idempotency-Key")
 
         async def capture(message: Message) -> None:
             nonlocal status
@@ -139,6 +152,7 @@ class IdempotencyMiddleware:
                     await store()
             await send(message)
 
+        scope[CLAIM_SCOPE_KEY] = (principal, key)
         try:
             await self.app(scope, receive, capture)
         finally:
@@ -192,12 +206,40 @@ class IdempotencyMiddleware:
     ) -> None:
         with self.sessionmaker.begin() as session:
             rec = session.get(IdempotencyRecord, (principal, key))
-            if rec is None:
+            if rec is None or rec.status_code is not None:  # gone, or stored with the change
                 return
             if status >= 500:  # not a result worth replaying; free the key
                 session.delete(rec)
                 return
             rec.status_code, rec.headers, rec.body = status, headers, body
+
+
+def record_in_transaction(session: Session, scope: Scope, response: Response) -> None:
+    """Store a route's answer for its Idempotency-Key in the request's transaction.
+
+    The change and its answer then commit together: a retry after the process died finds
+    either both (and replays) or neither (and runs the request), never the change alone.
+    """
+    claim = scope.get(CLAIM_SCOPE_KEY)
+    if claim is None or response.status_code >= 500:
+        return
+    rec = session.get(IdempotencyRecord, claim)
+    if rec is None:
+        return
+    headers = {name: value for name, value in response.headers.items() if name in REPLAYED_HEADERS}
+    rec.status_code, rec.headers, rec.body = response.status_code, headers, bytes(response.body)
+    session.flush()
+
+
+def _fingerprint(scope: Scope, body: bytes) -> str:
+    """What makes two requests the same one: method, path, query and body."""
+    parts = [
+        scope["method"].encode(),
+        scope["path"].encode("utf-8", "surrogatepass"),
+        scope.get("query_string", b""),
+        body,
+    ]
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -223,7 +265,7 @@ def _routed(scope: Scope) -> bool:
     return any(route.matches(scope)[0] is Match.FULL for route in router.routes)
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def read_body(receive: Receive) -> bytes:
     parts: list[bytes] = []
     while True:
         message = await receive()
@@ -235,7 +277,7 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(parts)
 
 
-def _replayer(body: bytes) -> Receive:
+def replayer(body: bytes) -> Receive:
     sent = False
 
     async def receive() -> Message:
@@ -257,11 +299,8 @@ async def _send_stored(send: Send, rec: IdempotencyRecord) -> None:
 
 async def _problem(send: Send, scope: Scope, err: Any) -> None:
     body = json.dumps(err.problem(scope["path"])).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": err.status,
-            "headers": [(b"content-type", PROBLEM_MEDIA_TYPE.encode())],
-        }
-    )
+    headers = [(b"content-type", PROBLEM_MEDIA_TYPE.encode())]
+    for name, value in (getattr(err, "headers", None) or {}).items():
+        headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -15,82 +15,32 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from cli import procs
 from tests.conftest import ADMIN, ADMIN_TOKEN, wipe
+from tests.servers import Uvicorn as Server
+from tests.servers import uvicorn_api
 
 if os.environ.get("VPCD_TEST_DATABASE_URL", "sqlite://").startswith("sqlite"):
     # SQLite serialises every writer (BEGIN IMMEDIATE): there is no race to test there.
     pytest.skip("needs Postgres", allow_module_level=True)
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 2
 BIG_BURST = 200  # well over one worker's DB pool and thread pool (30 + 40), twice
-STARTUP_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 60.0
-
-
-class Server:
-    def __init__(self, base: str, metrics_dir: Path, log: Path) -> None:
-        self.base = base
-        self.metrics_dir = metrics_dir
-        self.log = log
-
-    def log_tail(self, chars: int = 6000) -> str:
-        """The end of uvicorn's output: the traceback behind a 5xx, for the failure message."""
-        return self.log.read_text(errors="replace")[-chars:]
-
-    def served(self, method: str, route: str) -> dict[str, float]:
-        """Requests to this route counted so far, per worker process (by PID).
-
-        prometheus_client's multiprocess mode keeps one file per process, named by PID,
-        which tells us which workers served a burst without adding anything to the API.
-        """
-        from prometheus_client.multiprocess import MultiProcessCollector
-
-        counts: dict[str, float] = {}
-        for path in self.metrics_dir.glob("counter_*.db"):
-            pid = path.stem.split("_", 1)[1]
-            for metric in MultiProcessCollector.merge([str(path)], accumulate=False):
-                for sample in metric.samples:
-                    if (
-                        sample.name == "vpcd_http_requests_total"
-                        and sample.labels.get("method") == method
-                        and sample.labels.get("route") == route
-                    ):
-                        counts[pid] = counts.get(pid, 0.0) + sample.value
-        return counts
 
 
 @pytest.fixture(scope="module")
 def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     wipe(db_url)
-    tmp = tmp_path_factory.mktemp("uvicorn")
-    metrics_dir = tmp / "metrics"
-    metrics_dir.mkdir()
-    log = tmp / "uvicorn.log"
-    port = procs.free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "VPCD_ADMIN_TOKEN": ADMIN_TOKEN,
-        "REDIS_URL": "",  # no controller here: poke nobody on the machine's Redis
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-    }
-    argv = procs.uvicorn_argv("api.app:create_app", port, "--workers", str(WORKERS))
-    proc = procs.spawn(argv, env, log, cwd=ROOT)
     try:
-        base = f"http://127.0.0.1:{port}"
-        procs.wait_http_ok(f"{base}/readyz", proc, log, STARTUP_TIMEOUT)
-        yield Server(base, metrics_dir, log)
+        with uvicorn_api(db_url, tmp_path_factory.mktemp("uvicorn"), ADMIN_TOKEN, WORKERS) as api:
+            yield api
     finally:
-        procs.stop_group(proc)
         wipe(db_url)
 
 

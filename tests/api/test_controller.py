@@ -275,3 +275,39 @@ def test_compiles_of_one_host_never_stamp_older_rows_newer(  # type: ignore[no-u
         (HostState.model_validate(a[0]) for n, a, _ in sent if n == APPLY), key=lambda d: d.revision
     )
     assert late["id"] in {p.id for p in newest.ports}
+
+
+def test_the_sweep_sends_again_a_document_the_bus_lost(client, tenant, sent) -> None:  # type: ignore[no-untyped-def]
+    """A document sent and then lost (Redis restarted holding it) leaves no dirty flag:
+    the sweep sends it again once the host has not realised it for REPUSH_AFTER."""
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from models import HostStateRow
+    from models.base import utcnow
+    from models.db import engine_for
+
+    tasks.heartbeat("h1", "198.18.0.11", ["compute"], first=True)
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    h.port(client, tenant, s["id"], host="h1", netns="a")
+    sent.clear()
+    tasks.sweep()  # the dirty host's document goes out ... and is never delivered
+    (lost,) = [a[0] for n, a, _ in sent if n == APPLY]
+    sent.clear()
+    tasks.sweep()  # just sent: not lost yet, maybe on its way
+    assert [n for n, _, _ in sent if n == APPLY] == []
+
+    engine = engine_for(client.app.state.settings.database_url)
+    with engine.begin() as conn:  # as if compiled longer ago than REPUSH_AFTER
+        older = utcnow() - (tasks.REPUSH_AFTER + timedelta(seconds=1))
+        conn.execute(sa.update(HostStateRow).values(updated_at=older))
+    tasks.sweep()
+    again = [HostState.model_validate(a[0]) for n, a, _ in sent if n == APPLY]
+    assert [d.revision for d in again] == [lost["revision"]]
+
+    tasks.report(_ok(again[0]))  # realised: nothing is sent again
+    sent.clear()
+    tasks.sweep()
+    assert [n for n, _, _ in sent if n == APPLY] == []

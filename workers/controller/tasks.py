@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -34,6 +35,8 @@ from workers.controller.compile import compile_host
 from workers.protocol import SECTIONS_L2, Report
 
 log = logging.getLogger("vpcd.controller")
+# A host that has not realised a document this long after it was compiled lost it: send again.
+REPUSH_AFTER = timedelta(seconds=float(os.environ.get("VPCD_REPUSH_AFTER", "5")))
 app = celery_app()
 
 
@@ -153,7 +156,7 @@ def heartbeat(
 
 def sweep() -> None:
     """Move routers off network hosts that are down (missed heartbeats) to the least-loaded
-    up one; push hosts whose change notice was lost; re-derive every unsettled status (a
+    up one; push hosts whose change notice or document was lost; re-derive every unsettled status (a
     subnet nobody needs to realise, a router whose host gained or lost a section)."""
     with transaction() as session:  # resource rows, then host rows: as API requests do
         moved, touched = placement.reschedule(session, utcnow())
@@ -165,8 +168,9 @@ def sweep() -> None:
             carriers.refresh_all(session, touched)
     with transaction() as session:
         dirty = q.dirty_hosts(session)
+        lost = q.lagging_hosts(session, utcnow() - REPUSH_AFTER)
         carriers.refresh_all(session, carriers.unsettled(session))
-    for host in dirty:
+    for host in sorted(set(dirty) | set(lost)):
         metrics.REPUSHES.inc()
         push(host, full=False)
 
