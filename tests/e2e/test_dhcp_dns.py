@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -98,6 +99,15 @@ def service_pid(box: Box, subnet_id: str) -> int | None:
             pid = int(path.read_text())
             if Path(f"/proc/{pid}").exists():
                 return pid
+    return None
+
+
+def runs_as(pid: int) -> int | None:
+    """The effective uid of a process (None once it is gone)."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[2])
     return None
 
 
@@ -267,6 +277,7 @@ def test_a_dnsmasq_killed_by_hand_is_restarted(box: Box, tmp_path: Path) -> None
     client = box.port(t, s, "h2", "kc", ip_config="dhcp", dns_name="kc")
     box.wait_status(t, client)
     pid = wait_for("dnsmasq running", lambda: service_pid(box, s["id"]))
+    assert runs_as(pid) == pwd.getpwnam(dnsmasq.USER).pw_uid  # never root
     os.kill(pid, signal.SIGKILL)  # a process our agent started, by its PID
     wait_for(
         "dnsmasq gone",
@@ -277,6 +288,7 @@ def test_a_dnsmasq_killed_by_hand_is_restarted(box: Box, tmp_path: Path) -> None
     )
     new = wait_for("dnsmasq restarted", lambda: (p := service_pid(box, s["id"])) != pid and p)
     assert new != pid
+    wait_for("the new one dropped root", lambda: runs_as(new) == pwd.getpwnam(dnsmasq.USER).pw_uid)
     ns = box.workload("h2", "kc")
     lease = wait_for("a lease again", lambda: udhcpc(box, ns, tmp_path))
     assert lease["ip"] == client["ip_address"]

@@ -98,6 +98,8 @@ def test_render_static_leases_names_options_and_upstreams() -> None:
     for line in ("no-resolv", "no-hosts", "bind-interfaces", "interface=svc0"):
         assert line in conf
     assert "except-interface=lo" in conf and "local=/prod.vpc.internal/" in conf
+    assert "user=dnsmasq" in conf and "group=nogroup" in conf  # never root
+    assert not [line for line in conf if line.startswith("user=") and line != "user=dnsmasq"]
     assert "dhcp-hostsfile=/d/dhcp_hosts" in conf and "addn-hosts=/d/addn_hosts" in conf
     assert files["dhcp_hosts"].splitlines()[1:] == ["02:aa:00:00:00:01,192.168.1.11,web"]
     assert files["addn_hosts"].splitlines()[1:] == ["192.168.1.11 web.prod.vpc.internal web"]

@@ -285,7 +285,7 @@ class HostKernel:
 
     def write_service_files(self, op: WriteServiceFiles) -> None:
         for name, text in op.files:
-            drivers.files.write(Path(op.directory) / name, text)
+            drivers.files.write(Path(op.directory) / name, text, group=dnsmasq.GROUP)
 
     def delete_service_leg(self, op: DeleteServiceLeg) -> None:
         self._delete_link(op.veth)
