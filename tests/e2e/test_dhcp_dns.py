@@ -236,39 +236,55 @@ def test_names_resolve_in_their_vpc_only_and_follow_a_rename(box: Box) -> None:
 def test_other_names_go_to_the_upstream_resolver(
     box: Box, spawned: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
+    """The VPC resolver forwards other names to `dns_nameservers`: here a resolver in the
+    sandbox's `outside` namespace (203.0.113.1), reached through the router's SNAT."""
     t = box.tenant()
-    _vpc, s = network(box, t, dns_nameservers=["10.0.1.53"])
-    # the upstream resolver's port admits DNS from the VPC (its default group would not)
-    dns = box.post("/v1/security-groups", t, vpc_id=s["vpc_id"], name="dns")
-    box.post(
-        "/v1/security-group-rules",
-        t,
-        security_group_id=dns["id"],
-        direction="ingress",
-        protocol="udp",
-        port_min=53,
-        port_max=53,
-        remote_cidr="10.0.0.0/16",
+    outside = f"{box.name}-outside"
+    ext = box.post(
+        "/v1/external-networks",
+        box.admin,
+        cidr="203.0.113.0/24",
+        gateway_ip="203.0.113.1",
+        allocation_pools=[{"start": "203.0.113.10", "end": "203.0.113.250"}],
     )
-    upstream = box.port(t, s, "h2", "up", ip_address="10.0.1.53", security_group_ids=[dns["id"]])
-    cli = box.port(t, s, "h3", "uc")
-    box.wait_status(t, upstream)
-    box.wait_status(t, cli)
-    argv = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces"]
-    argv += ["--interface=eth0", "--except-interface=lo", "--address=/ext.example.org/192.0.2.80"]
-    argv += [f"--pid-file={tmp_path}/upstream.pid", "--conf-file=/dev/null"]
-    spawned.append(
-        subprocess.Popen(
-            ["ip", "netns", "exec", box.workload("h2", "up"), *argv], start_new_session=True
+    made: list[tuple[str, dict[str, str]]] = [(f"/v1/external-networks/{ext['id']}", box.admin)]
+    try:
+        vpc, s = network(box, t, name="fwd", dns_nameservers=["203.0.113.1"])
+        made.append((f"/v1/vpcs/{vpc['id']}", t))
+        made.append((f"/v1/subnets/{s['id']}", t))
+        r = box.post("/v1/routers", t, vpc_id=vpc["id"], external_network_id=ext["id"])
+        made.append((f"/v1/routers/{r['id']}", t))
+        box.post(f"/v1/routers/{r['id']}/interfaces", t, subnet_id=s["id"])
+        made.append((f"/v1/routers/{r['id']}/interfaces/{s['id']}", t))
+        cli = box.port(t, s, "h3", "uc")
+        made.append((f"/v1/ports/{cli['id']}", t))
+        box.wait_status(t, cli)
+        log = tmp_path / "upstream.log"
+        argv = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts"]
+        argv += ["--bind-interfaces", "--listen-address=203.0.113.1", "--log-queries"]
+        argv += [f"--log-facility={log}", "--address=/ext.example.org/192.0.2.80"]
+        argv += [f"--pid-file={tmp_path}/upstream.pid", "--conf-file=/dev/null"]
+        spawned.append(
+            subprocess.Popen(["ip", "netns", "exec", outside, *argv], start_new_session=True)
         )
-    )
-    ns = box.workload("h3", "uc")
-    got = wait_for("forwarded", lambda: dig(box, ns, s["dhcp_address"], "ext.example.org"))
-    assert got == ["192.0.2.80"]
-    # Without upstreams nothing is forwarded.
-    r = box.http.patch(f"/v1/subnets/{s['id']}", json={"dns_nameservers": []}, headers=t)
-    assert r.status_code == 200, r.text
-    wait_for("no forwarding", lambda: dig(box, ns, s["dhcp_address"], "ext.example.org") == [])
+        ns = box.workload("h3", "uc")
+        got = wait_for(
+            "forwarded", lambda: dig(box, ns, s["dhcp_address"], "ext.example.org"), timeout=60
+        )
+        assert got == ["192.0.2.80"]
+        router = box.http.get(f"/v1/routers/{r['id']}", headers=t).json()
+        # the query left the VPC through the router: outside saw its external address
+        assert f"query[A] ext.example.org from {router['external_ip']}" in log.read_text()
+        # without upstreams nothing is forwarded (the reload also empties the cache)
+        p = box.http.patch(f"/v1/subnets/{s['id']}", json={"dns_nameservers": []}, headers=t)
+        assert p.status_code == 200, p.text
+        wait_for("no forwarding", lambda: dig(box, ns, s["dhcp_address"], "ext.example.org") == [])
+        assert dig(box, ns, s["dhcp_address"], "other.example.org") == []
+        assert "other.example.org" not in log.read_text()
+    finally:
+        for path, who in reversed(made):
+            d = box.http.delete(path, headers=who)
+            assert d.status_code in (204, 404), (path, d.text)
 
 
 def test_a_dnsmasq_killed_by_hand_is_restarted(box: Box, tmp_path: Path) -> None:

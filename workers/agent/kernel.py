@@ -305,6 +305,10 @@ class HostKernel:
             drivers.delete_address(ipr, i, cidr)
         for cidr in op.add_addresses:
             drivers.add_address(ipr, i, cidr)
+        for route in op.del_routes:
+            drivers.delete_route(ipr, i, route.destination, route.gateway)
+        for route in op.routes if op.del_addresses or op.add_addresses else op.add_routes:
+            drivers.add_route(ipr, i, route.destination, route.gateway)
 
     def write_resolv_conf(self, op: WriteResolvConf) -> None:
         drivers.files.write_resolv(op.netns, op.text)
