@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from cli import netns_cleanup
+from cli import sandbox as sbx
 from tests.e2e.conftest import Box
 from workers.agent import dnsmasq, names
 
@@ -312,6 +313,45 @@ def test_a_dnsmasq_killed_by_hand_is_restarted(box: Box, tmp_path: Path) -> None
     assert wait_for("name again", lambda: dig(box, ns, s["dhcp_address"], name)) == [
         client["ip_address"]
     ]
+
+
+def existing_netns() -> set[str]:
+    listed = subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in listed.splitlines() if line.strip()}
+
+
+def test_the_service_moves_off_a_network_host_that_fails(box: Box, tmp_path: Path) -> None:
+    """Like a router: the sweep moves the service to the other network host, with its
+    address and MAC; leases and names work again from there; the healed host drops its
+    stale copy."""
+    t = box.tenant()
+    vpc, s = network(box, t, name="move")
+    client = box.port(t, s, "h3", "mv", ip_config="dhcp", dns_name="mv")  # h3: no network host
+    box.wait_status(t, client)
+    old = dhcp_short(box, s)
+    ns = box.workload("h3", "mv")
+    assert wait_for("a lease", lambda: udhcpc(box, ns, tmp_path))["ip"] == client["ip_address"]
+    sbx.fail(box.name, old)
+    try:
+
+        def moved() -> dict[str, Any] | None:
+            got = box.http.get(f"/v1/subnets/{s['id']}", headers=t).json()
+            return got if got["dhcp_host"] not in (None, box.host(old)) else None
+
+        now = wait_for("the service moved", moved, timeout=120)
+        assert now["dhcp_address"] == s["dhcp_address"]
+        lease = wait_for("a lease from the new host", lambda: udhcpc(box, ns, tmp_path), timeout=60)
+        assert lease["ip"] == client["ip_address"]
+        name = f"mv.{vpc['dns_domain']}"
+        got = wait_for("the name", lambda: dig(box, ns, s["dhcp_address"], name), timeout=30)
+        assert got == [client["ip_address"]]
+    finally:
+        sbx.heal(box.name, old)
+        box.sb = sbx.load(box.name)  # the healed agent's new PID
+    stale = names.service_netns(f"{box.host(old)}-", names.service_token(s["id"]))
+    wait_for("the stale copy gone", lambda: stale not in existing_netns(), timeout=60)
+    for path in (f"/v1/ports/{client['id']}", f"/v1/subnets/{s['id']}", f"/v1/vpcs/{vpc['id']}"):
+        assert box.http.delete(path, headers=t).status_code == 204, path
 
 
 def test_deleting_the_subnet_leaves_nothing_behind(box: Box) -> None:
