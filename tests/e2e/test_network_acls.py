@@ -103,7 +103,7 @@ def test_routed_traffic_between_two_subnets(box: Box) -> None:
     rule number before a later allow, return traffic only with its own entry."""
     t = box.tenant()
     s1, s2 = box.network(t, "10.72.0.0/16", ("10.72.1.0/24", "10.72.2.0/24"))
-    made: list[str] = []
+    made = [f"/v1/vpcs/{s1['vpc_id']}", f"/v1/subnets/{s1['id']}", f"/v1/subnets/{s2['id']}"]
     router = box.post("/v1/routers", t, vpc_id=s1["vpc_id"])
     made.append(f"/v1/routers/{router['id']}")
     try:
@@ -123,7 +123,7 @@ def test_routed_traffic_between_two_subnets(box: Box) -> None:
         wait_until("tcp through the router", lambda: box.ask(a_ns, "tcp", ip_b, 8080) == "b")
 
         acl = box.post("/v1/network-acls", t, vpc_id=s1["vpc_id"], name="routed")
-        made.insert(0, f"/v1/network-acls/{acl['id']}")
+        made.append(f"/v1/network-acls/{acl['id']}")
         # on s2: icmp from s1 denied at 100 before the allow-all at 200; replies go out
         entry(box, t, acl["id"], 100, "ingress", "deny", protocol="icmp", cidr=s1["cidr"])
         entry(box, t, acl["id"], 200, "ingress", "allow", cidr=s1["cidr"])
@@ -164,6 +164,6 @@ def test_routed_traffic_between_two_subnets(box: Box) -> None:
     finally:
         box.stop_servers()
         box.http.patch(f"/v1/subnets/{s2['id']}", json={"network_acl_id": None}, headers=t)
-        for path in made:
+        for path in reversed(made):  # ACL, ports, interfaces, router, subnets, VPC
             r = box.http.delete(path, headers=t)
             assert r.status_code in (204, 404), (path, r.text)
