@@ -27,7 +27,7 @@ from api.rest.schemas import (
 )
 from api.services import blockers, quotas
 from models import SecurityGroup, SecurityGroupRule, Vpc
-from models.security import delete_group, mark_group_changed
+from models.security import delete_group, egress_rules, mark_group_changed
 
 router = APIRouter(tags=["security-groups"], route_class=ResourceRoute)
 
@@ -112,6 +112,8 @@ def create_security_group(
     quotas.check(session, who.tenant_id, "security_groups", SecurityGroup)
     group = SecurityGroup(tenant_id=who.tenant_id, **body.model_dump())
     session.add(group)
+    session.flush()
+    session.add_all(egress_rules(group))  # allow-all egress, IPv4 and IPv6, as on AWS
     session.flush()
     return SecurityGroupOut.model_validate(group)
 

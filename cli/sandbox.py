@@ -139,6 +139,7 @@ def up(
     sb = Sandbox(name=name)
     shutil.rmtree(sb.dir, ignore_errors=True)
     sb.dir.mkdir(parents=True, mode=0o700)
+    sb.dir.chmod(0o711)  # enterable, not listable: dnsmasq (not root) reads its files below
     env = {**os.environ, **(overrides or {})}
     # A fresh bus namespace per `up`: messages a previous run left in a shared Redis
     # (documents of another database's revisions) can never reach these agents.

@@ -6,6 +6,8 @@ so the compiler and the status refresh can never disagree about it.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, lazyload
 
@@ -127,18 +129,29 @@ def dhcp_services(session: Session, host: str) -> list[tuple[Subnet, Port, Vpc]]
     return [(s, p, v) for s, p, v in rows]
 
 
-def user_ports_of(session: Session, subnet_ids: set[str]) -> list[Port]:
+class PortName(NamedTuple):
+    """What a lease or a name needs of a port: columns only, no ORM object (a VPC may
+    hold thousands of them, and each document build reads them all)."""
+
+    subnet_id: str
+    mac_address: str
+    ip_address: str
+    dns_name: str | None
+
+
+_PORT_NAME = (Port.subnet_id, Port.mac_address, Port.ip_address, Port.dns_name)
+
+
+def user_ports_of(session: Session, subnet_ids: set[str]) -> list[PortName]:
     """The ports users made on these subnets (the static leases), bound or not."""
     if not subnet_ids:
         return []
-    return list(
-        session.scalars(
-            sa.select(Port)
-            .options(lazyload(Port.security_groups))
-            .where(Port.subnet_id.in_(subnet_ids), Port.device_owner == "")
-            .order_by(Port.id)
-        )
+    rows = session.execute(
+        sa.select(*_PORT_NAME)
+        .where(Port.subnet_id.in_(subnet_ids), Port.device_owner == "")
+        .order_by(Port.id)
     )
+    return [PortName(*r) for r in rows]
 
 
 def port_groups(session: Session, port_ids: set[str]) -> dict[str, list[str]]:
@@ -168,18 +181,17 @@ def group_rules(session: Session, group_ids: set[str]) -> list[SecurityGroupRule
     )
 
 
-def named_ports(session: Session, vpc_ids: set[str]) -> list[tuple[str, Port]]:
+def named_ports(session: Session, vpc_ids: set[str]) -> list[tuple[str, PortName]]:
     """Every port with a dns_name in these VPCs, with its VPC id."""
     if not vpc_ids:
         return []
     rows = session.execute(
-        sa.select(Subnet.vpc_id, Port)
-        .options(lazyload(Port.security_groups))
+        sa.select(Subnet.vpc_id, *_PORT_NAME)
         .join(Subnet, Subnet.id == Port.subnet_id)
         .where(Subnet.vpc_id.in_(vpc_ids), Port.dns_name.is_not(None))
         .order_by(Port.id)
     )
-    return [(v, p) for v, p in rows]
+    return [(v, PortName(s, m, ip, n)) for v, s, m, ip, n in rows]
 
 
 def resolvers(session: Session, subnet_ids: set[str]) -> dict[str, tuple[str | None, str]]:

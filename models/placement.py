@@ -1,6 +1,8 @@
 """Where routers run: the least-loaded network host that is up, and moving routers off
 hosts that went down (missed heartbeats). Shared by the API (a new router) and the
-controller's sweep (failover), so both pick hosts the same way.
+controller's sweep (failover), so both pick hosts the same way. Subnets' DHCP/DNS
+services move the same way (`reschedule_dhcp`), their service port with them: the same
+address and MAC, so leases, resolv.conf files and clients' caches stay right.
 """
 
 from __future__ import annotations
@@ -12,10 +14,18 @@ from sqlalchemy.orm import Session
 
 from models.carriers import NO_NETWORK_HOST, carrying_hosts
 from models.host import network_hosts
-from models.network import ROUTER_INTERFACE, Port
+from models.network import DHCP, ROUTER_INTERFACE, Port, Subnet, dhcp_load
 from models.routing import FloatingIp, Router, RouterInterface, router_load
 
-__all__ = ["NO_NETWORK_HOST", "changed", "pick_host", "place", "reschedule", "status_of"]
+__all__ = [
+    "NO_NETWORK_HOST",
+    "changed",
+    "pick_host",
+    "place",
+    "reschedule",
+    "reschedule_dhcp",
+    "status_of",
+]
 
 
 def status_of(r: Router) -> dict[str, str | None]:
@@ -99,3 +109,39 @@ def reschedule(session: Session, now: datetime) -> tuple[set[str], dict[str, set
             )
         )
     return hosts, refresh
+
+
+def reschedule_dhcp(session: Session, now: datetime) -> tuple[set[str], set[str]]:
+    """DHCP/DNS services on a network host that is down go to the up network host
+    serving the fewest (nothing moves while none is up). Returns the hosts to sync (the
+    old and new host and every host carrying the subnet: its FDB entry for the service
+    port's MAC now points at another VTEP) and the service ports whose status to refresh."""
+    up = [h.name for h in network_hosts(session, now)]
+    if not up:
+        return set(), set()
+    stranded = list(
+        session.scalars(
+            sa.select(Subnet)
+            .where(Subnet.dhcp_host.is_not(None), Subnet.dhcp_host.not_in(up))
+            .order_by(Subnet.id)
+            .with_for_update()
+        )
+    )
+    hosts: set[str] = set()
+    ports: set[str] = set()
+    load = dhcp_load(session) if stranded else {}
+    for subnet in stranded:
+        target = min(up, key=lambda h: (load.get(h, 0), h))
+        load[target] = load.get(target, 0) + 1
+        hosts |= carrying_hosts(session, "subnet", {subnet.id}) | {subnet.dhcp_host or "", target}
+        subnet.dhcp_host = target
+        port = session.scalar(
+            sa.select(Port).where(Port.subnet_id == subnet.id, Port.device_owner == DHCP)
+        )
+        if port is not None:
+            port.host = target
+            port.touch()
+            ports.add(port.id)
+        session.flush()
+        hosts |= carrying_hosts(session, "subnet", {subnet.id})
+    return {h for h in hosts if h}, ports

@@ -67,12 +67,22 @@ def delete_group(session: Session, group: SecurityGroup) -> None:
     session.delete(group)
 
 
+ALL_EGRESS = ("0.0.0.0/0", "::/0")
+
+
+def egress_rules(group: SecurityGroup) -> list[SecurityGroupRule]:
+    """Every new group may send anything, IPv4 and IPv6 (as on AWS and in Neutron);
+    a tenant who wants less deletes these rules."""
+    common = {"tenant_id": group.tenant_id, "security_group_id": group.id, "protocol": "any"}
+    return [SecurityGroupRule(direction="egress", remote_cidr=c, **common) for c in ALL_EGRESS]
+
+
 def add_default_rules(group: SecurityGroup) -> list[SecurityGroupRule]:
     """AWS's default group: members talk to each other; everything may go out."""
     common = {"tenant_id": group.tenant_id, "security_group_id": group.id, "protocol": "any"}
     return [
         SecurityGroupRule(direction="ingress", remote_group_id=group.id, **common),
-        SecurityGroupRule(direction="egress", remote_cidr="0.0.0.0/0", **common),
+        *egress_rules(group),
     ]
 
 

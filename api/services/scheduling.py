@@ -2,8 +2,9 @@
 
 A router goes only to a host that is up; None when none is: it is then `error` ("no
 network host is up") until the controller's sweep finds one (models/placement.py). A
-DHCP/DNS service is placed once, at subnet creation, with no sweep to move it later, so
-it takes any network host (a host not yet heard from still serves once its agent comes).
+DHCP/DNS service prefers a host that is up, else takes any network host (a host not yet
+heard from still serves once its agent comes); the sweep moves it off a host that goes
+down (models/placement.py `reschedule_dhcp`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def schedule_router(session: Session) -> str | None:
 
 def schedule_dhcp(session: Session) -> str | None:
     """Where a subnet's DHCP/DNS service runs: the network host serving the fewest."""
-    hosts = network_hosts(session)
+    hosts = network_hosts(session, utcnow()) or network_hosts(session)
     if not hosts:
         return None
     load = dhcp_load(session)

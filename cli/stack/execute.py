@@ -26,6 +26,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.client import Api, problem_lines
 from cli.stack.kinds import BY_NAME, ORDER, Collection
+from cli.stack.live import children_of
 from cli.stack.plan import Pending, Plan, Resolver, Step
 
 RETRIES = 3  # a request whose answer was lost is sent again (same key) this many times
@@ -180,15 +181,31 @@ class Executor:
 
     def children(self, step: Step) -> None:
         coll = BY_NAME[step.kind].collection
-        if coll is None or not (step.add or step.remove):
+        if coll is None:
             return
         parent = step.id or self.resolve.ids[(step.kind, step.key)]
+        if step.action == "create":
+            self._settle_made(coll, step, parent)
+        if not (step.add or step.remove):
+            return
         for child in step.remove:
             self._remove(coll, parent, child, step.address)
         if step.action != "delete":
             for item in step.add:
                 self._add(coll, parent, item.values, step.address)
         self.stale.add(parent)
+
+    def _settle_made(self, coll: Collection, step: Step, parent: str) -> None:
+        """A resource the API made with children of its own (a new group's allow-all
+        egress rules, as on AWS): the file is the whole truth, as with Terraform, so those
+        it does not declare go and those it does are not added twice."""
+        have = {
+            self.resolve.item(coll.fields, c): c
+            for c in children_of(step.kind, {"id": parent}, self.api)
+        }
+        wanted = {self.resolve.item(coll.fields, i.values) for i in step.add}
+        step.remove = [c for ident, c in have.items() if ident not in wanted]
+        step.add = [i for i in step.add if self.resolve.item(coll.fields, i.values) not in have]
 
     def _add(self, coll: Collection, parent: str, values: dict[str, Any], address: str) -> None:
         body = self.body({k: v for k, v in values.items() if v is not None}, address)

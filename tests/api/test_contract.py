@@ -302,7 +302,7 @@ def test_default_group_goes_with_its_vpc(client: TestClient, tenant: Tenant) -> 
     group = client.get(f"/v1/security-groups/{sg}", headers=tenant.headers).json()
     assert group["is_default"] and group["vpc_id"] == v["id"]
     rules = items(client, "/v1/security-group-rules", tenant, security_group_id=sg)
-    assert len(rules) == 2
+    assert len(rules) == 3  # members in; all out, IPv4 and IPv6
 
     body = h.problem(client.delete(f"/v1/security-groups/{sg}", headers=tenant.headers), 409)
     assert "VPC" in body["detail"]

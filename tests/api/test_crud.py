@@ -651,8 +651,12 @@ def test_list_filters(client: TestClient, tenant: Tenant) -> None:
 
     rule = h.rule(client, tenant, web["id"], port_min=80, port_max=80)
     ref = h.rule(client, tenant, db["id"], remote_group_id=web["id"], port_min=5432, port_max=5432)
-    assert ids(listing(client, "/v1/security-group-rules", t, security_group_id=web["id"])) == [
-        rule["id"]
+    web_rules = listing(client, "/v1/security-group-rules", t, security_group_id=web["id"])
+    assert [r["id"] for r in web_rules][-1] == rule["id"]
+    # a new group comes with allow-all egress, IPv4 and IPv6, as on AWS and in Neutron
+    assert sorted((r["direction"], r["protocol"], r["remote_cidr"]) for r in web_rules[:-1]) == [
+        ("egress", "any", "0.0.0.0/0"),
+        ("egress", "any", "::/0"),
     ]
     assert ids(listing(client, "/v1/security-group-rules", t, remote_group_id=web["id"])) == [
         ref["id"]
@@ -660,7 +664,11 @@ def test_list_filters(client: TestClient, tenant: Tenant) -> None:
     default_rules = listing(
         client, "/v1/security-group-rules", t, security_group_id=va["default_security_group_id"]
     )
-    assert sorted(r["direction"] for r in default_rules) == ["egress", "ingress"]
+    assert sorted((r["direction"], r["remote_cidr"]) for r in default_rules) == [
+        ("egress", "0.0.0.0/0"),
+        ("egress", "::/0"),
+        ("ingress", None),
+    ]
 
     h.host(client, "host-1")
     p1 = h.port(client, tenant, sa1["id"], name="vm", tags=["t1"], host="host-1")
@@ -719,7 +727,7 @@ def _fill_rules(c: TestClient, t: Tenant) -> tuple[list[str], Json]:
     v = h.vpc(c, t)
     g = h.group(c, t, v["id"])
     made = [h.rule(c, t, g["id"], port_min=p, port_max=p)["id"] for p in range(1, PAGED + 1)]
-    return made, {"security_group_id": g["id"]}
+    return made, {"security_group_id": g["id"], "direction": "ingress"}  # not the defaults
 
 
 FILL = {

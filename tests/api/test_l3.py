@@ -208,3 +208,53 @@ def test_a_router_leaves_a_host_that_went_down_for_the_least_loaded_up_one(
     tasks.sweep()
     assert client.get(f"/v1/routers/{r['id']}", headers=tenant.headers).json()["host"] == "n3"
     assert client.get("/v1/hosts", headers=ADMIN).status_code == 200
+
+
+def test_a_dhcp_service_leaves_a_host_that_went_down_with_its_address_and_mac(
+    client: TestClient, tenant: Tenant, sent: list[tuple[str, list[Any]]]
+) -> None:
+    for name, vtep in (("n1", "198.18.0.21"), ("n2", "198.18.0.22"), ("c3", "198.18.0.23")):
+        roles = ["compute", "network"] if name != "c3" else ["compute"]
+        tasks.heartbeat(name, vtep, roles, first=True, sections=ALL)
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    assert s["dhcp_host"] == "n1"
+    s2 = h.subnet(client, tenant, v["id"], "10.0.2.0/24")
+    assert s2["dhcp_host"] == "n2"  # the least loaded
+    h.port(client, tenant, s["id"], host="c3")  # a workload host carrying the subnet
+    (svc,) = [
+        p
+        for p in client.get(
+            "/v1/ports", params={"subnet_id": s["id"]}, headers=tenant.headers
+        ).json()["items"]
+        if p["device_owner"] == "network:dhcp"
+    ]
+    assert svc["host"] == "n1"
+
+    _age(client, "n1")
+    sent.clear()
+    tasks.sweep()
+    got = client.get(f"/v1/subnets/{s['id']}", headers=tenant.headers).json()
+    assert (got["dhcp_host"], got["dhcp_address"]) == ("n2", s["dhcp_address"])
+    moved = client.get(f"/v1/ports/{svc['id']}", headers=tenant.headers).json()
+    assert (moved["host"], moved["ip_address"], moved["mac_address"]) == (
+        "n2",
+        svc["ip_address"],
+        svc["mac_address"],
+    )
+    assert moved["revision"] > svc["revision"] and moved["status"] == "pending"
+    docs = {args[0]["host"]: args[0] for name, args in sent if name == APPLY}
+    assert {d["subnet_id"] for d in docs["n2"]["dhcp_dns"]} == {s["id"], s2["id"]}
+    assert docs["n1"]["dhcp_dns"] == []  # gone from the dead host's document
+    assert "c3" in docs  # its FDB entry for the service port now points at n2
+    # a second sweep changes nothing; n1 back up: no move back
+    tasks.sweep()
+    tasks.heartbeat("n1", "198.18.0.21", ["compute", "network"], sections=ALL)
+    tasks.sweep()
+    again = client.get(f"/v1/ports/{svc['id']}", headers=tenant.headers).json()
+    assert (again["host"], again["revision"]) == ("n2", moved["revision"])
+    # with every network host down nothing moves (there is nowhere to go)
+    _age(client, "n1")
+    _age(client, "n2")
+    tasks.sweep()
+    assert client.get(f"/v1/subnets/{s['id']}", headers=tenant.headers).json()["dhcp_host"] == "n2"

@@ -7,9 +7,11 @@ processes are killed only by the PIDs the test itself started.
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -23,7 +25,8 @@ if os.geteuid() != 0 or not (shutil.which("ip") and shutil.which("conntrack")):
     pytest.skip("needs root, iproute2 and conntrack", allow_module_level=True)
 
 from tests.e2e.agent_fabric import netns_list, sh, wait_for
-from workers.agent.drivers import DriverError, conntrack, processes
+from workers.agent import dnsmasq
+from workers.agent.drivers import DriverError, conntrack, files, processes
 
 pytestmark = pytest.mark.e2e
 
@@ -116,3 +119,17 @@ def test_conntrack_delete_by_filter(netns: str) -> None:
     assert conntrack.delete(netns, proto="udp", orig_src="10.1.1.1", dport=4789) == 1
     listed = sh("ip", "netns", "exec", netns, "conntrack", "-L").stdout
     assert "src=10.1.1.2" in listed and "src=10.1.1.1 " not in listed
+
+
+def test_a_daemons_files_are_readable_by_its_group_only(tmp_path: Path) -> None:
+    """dnsmasq drops root: its directory and files are root's, readable by its group,
+    and by no other user (a tenant's leases and names)."""
+    directory = tmp_path / "svc"
+    files.write(directory / "addn_hosts", "# vpcd: x\n", group=dnsmasq.GROUP)
+    gid = grp.getgrnam(dnsmasq.GROUP).gr_gid
+    for path, mode in ((directory, 0o750), (directory / "addn_hosts", 0o640)):
+        st = path.stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, gid, mode), path
+    files.write(directory / "addn_hosts", "# vpcd: y\n", group=dnsmasq.GROUP)  # rewritten
+    assert (directory / "addn_hosts").read_text() == "# vpcd: y\n"
+    assert stat.S_IMODE((directory / "addn_hosts").stat().st_mode) == 0o640

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from cli import netns_cleanup
+from cli import sandbox as sbx
 from tests.e2e.conftest import Box
 from workers.agent import dnsmasq, names
 
@@ -98,6 +100,15 @@ def service_pid(box: Box, subnet_id: str) -> int | None:
             pid = int(path.read_text())
             if Path(f"/proc/{pid}").exists():
                 return pid
+    return None
+
+
+def runs_as(pid: int) -> int | None:
+    """The effective uid of a process (None once it is gone)."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[2])
     return None
 
 
@@ -226,39 +237,55 @@ def test_names_resolve_in_their_vpc_only_and_follow_a_rename(box: Box) -> None:
 def test_other_names_go_to_the_upstream_resolver(
     box: Box, spawned: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
+    """The VPC resolver forwards other names to `dns_nameservers`: here a resolver in the
+    sandbox's `outside` namespace (203.0.113.1), reached through the router's SNAT."""
     t = box.tenant()
-    _vpc, s = network(box, t, dns_nameservers=["10.0.1.53"])
-    # the upstream resolver's port admits DNS from the VPC (its default group would not)
-    dns = box.post("/v1/security-groups", t, vpc_id=s["vpc_id"], name="dns")
-    box.post(
-        "/v1/security-group-rules",
-        t,
-        security_group_id=dns["id"],
-        direction="ingress",
-        protocol="udp",
-        port_min=53,
-        port_max=53,
-        remote_cidr="10.0.0.0/16",
+    outside = f"{box.name}-outside"
+    ext = box.post(
+        "/v1/external-networks",
+        box.admin,
+        cidr="203.0.113.0/24",
+        gateway_ip="203.0.113.1",
+        allocation_pools=[{"start": "203.0.113.10", "end": "203.0.113.250"}],
     )
-    upstream = box.port(t, s, "h2", "up", ip_address="10.0.1.53", security_group_ids=[dns["id"]])
-    cli = box.port(t, s, "h3", "uc")
-    box.wait_status(t, upstream)
-    box.wait_status(t, cli)
-    argv = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces"]
-    argv += ["--interface=eth0", "--except-interface=lo", "--address=/ext.example.org/192.0.2.80"]
-    argv += [f"--pid-file={tmp_path}/upstream.pid", "--conf-file=/dev/null"]
-    spawned.append(
-        subprocess.Popen(
-            ["ip", "netns", "exec", box.workload("h2", "up"), *argv], start_new_session=True
+    made: list[tuple[str, dict[str, str]]] = [(f"/v1/external-networks/{ext['id']}", box.admin)]
+    try:
+        vpc, s = network(box, t, name="fwd", dns_nameservers=["203.0.113.1"])
+        made.append((f"/v1/vpcs/{vpc['id']}", t))
+        made.append((f"/v1/subnets/{s['id']}", t))
+        r = box.post("/v1/routers", t, vpc_id=vpc["id"], external_network_id=ext["id"])
+        made.append((f"/v1/routers/{r['id']}", t))
+        box.post(f"/v1/routers/{r['id']}/interfaces", t, subnet_id=s["id"])
+        made.append((f"/v1/routers/{r['id']}/interfaces/{s['id']}", t))
+        cli = box.port(t, s, "h3", "uc")
+        made.append((f"/v1/ports/{cli['id']}", t))
+        box.wait_status(t, cli)
+        log = tmp_path / "upstream.log"
+        argv = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts"]
+        argv += ["--bind-interfaces", "--listen-address=203.0.113.1", "--log-queries"]
+        argv += [f"--log-facility={log}", "--address=/ext.example.org/192.0.2.80"]
+        argv += [f"--pid-file={tmp_path}/upstream.pid", "--conf-file=/dev/null"]
+        spawned.append(
+            subprocess.Popen(["ip", "netns", "exec", outside, *argv], start_new_session=True)
         )
-    )
-    ns = box.workload("h3", "uc")
-    got = wait_for("forwarded", lambda: dig(box, ns, s["dhcp_address"], "ext.example.org"))
-    assert got == ["192.0.2.80"]
-    # Without upstreams nothing is forwarded.
-    r = box.http.patch(f"/v1/subnets/{s['id']}", json={"dns_nameservers": []}, headers=t)
-    assert r.status_code == 200, r.text
-    wait_for("no forwarding", lambda: dig(box, ns, s["dhcp_address"], "ext.example.org") == [])
+        ns = box.workload("h3", "uc")
+        got = wait_for(
+            "forwarded", lambda: dig(box, ns, s["dhcp_address"], "ext.example.org"), timeout=60
+        )
+        assert got == ["192.0.2.80"]
+        router = box.http.get(f"/v1/routers/{r['id']}", headers=t).json()
+        # the query left the VPC through the router: outside saw its external address
+        assert f"query[A] ext.example.org from {router['external_ip']}" in log.read_text()
+        # without upstreams nothing is forwarded (the reload also empties the cache)
+        p = box.http.patch(f"/v1/subnets/{s['id']}", json={"dns_nameservers": []}, headers=t)
+        assert p.status_code == 200, p.text
+        wait_for("no forwarding", lambda: dig(box, ns, s["dhcp_address"], "ext.example.org") == [])
+        assert dig(box, ns, s["dhcp_address"], "other.example.org") == []
+        assert "other.example.org" not in log.read_text()
+    finally:
+        for path, who in reversed(made):
+            d = box.http.delete(path, headers=who)
+            assert d.status_code in (204, 404), (path, d.text)
 
 
 def test_a_dnsmasq_killed_by_hand_is_restarted(box: Box, tmp_path: Path) -> None:
@@ -267,6 +294,7 @@ def test_a_dnsmasq_killed_by_hand_is_restarted(box: Box, tmp_path: Path) -> None
     client = box.port(t, s, "h2", "kc", ip_config="dhcp", dns_name="kc")
     box.wait_status(t, client)
     pid = wait_for("dnsmasq running", lambda: service_pid(box, s["id"]))
+    assert runs_as(pid) == pwd.getpwnam(dnsmasq.USER).pw_uid  # never root
     os.kill(pid, signal.SIGKILL)  # a process our agent started, by its PID
     wait_for(
         "dnsmasq gone",
@@ -277,6 +305,7 @@ def test_a_dnsmasq_killed_by_hand_is_restarted(box: Box, tmp_path: Path) -> None
     )
     new = wait_for("dnsmasq restarted", lambda: (p := service_pid(box, s["id"])) != pid and p)
     assert new != pid
+    wait_for("the new one dropped root", lambda: runs_as(new) == pwd.getpwnam(dnsmasq.USER).pw_uid)
     ns = box.workload("h2", "kc")
     lease = wait_for("a lease again", lambda: udhcpc(box, ns, tmp_path))
     assert lease["ip"] == client["ip_address"]
@@ -284,6 +313,45 @@ def test_a_dnsmasq_killed_by_hand_is_restarted(box: Box, tmp_path: Path) -> None
     assert wait_for("name again", lambda: dig(box, ns, s["dhcp_address"], name)) == [
         client["ip_address"]
     ]
+
+
+def existing_netns() -> set[str]:
+    listed = subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in listed.splitlines() if line.strip()}
+
+
+def test_the_service_moves_off_a_network_host_that_fails(box: Box, tmp_path: Path) -> None:
+    """Like a router: the sweep moves the service to the other network host, with its
+    address and MAC; leases and names work again from there; the healed host drops its
+    stale copy."""
+    t = box.tenant()
+    vpc, s = network(box, t, name="move")
+    client = box.port(t, s, "h3", "mv", ip_config="dhcp", dns_name="mv")  # h3: no network host
+    box.wait_status(t, client)
+    old = dhcp_short(box, s)
+    ns = box.workload("h3", "mv")
+    assert wait_for("a lease", lambda: udhcpc(box, ns, tmp_path))["ip"] == client["ip_address"]
+    sbx.fail(box.name, old)
+    try:
+
+        def moved() -> dict[str, Any] | None:
+            got = box.http.get(f"/v1/subnets/{s['id']}", headers=t).json()
+            return got if got["dhcp_host"] not in (None, box.host(old)) else None
+
+        now = wait_for("the service moved", moved, timeout=120)
+        assert now["dhcp_address"] == s["dhcp_address"]
+        lease = wait_for("a lease from the new host", lambda: udhcpc(box, ns, tmp_path), timeout=60)
+        assert lease["ip"] == client["ip_address"]
+        name = f"mv.{vpc['dns_domain']}"
+        got = wait_for("the name", lambda: dig(box, ns, s["dhcp_address"], name), timeout=30)
+        assert got == [client["ip_address"]]
+    finally:
+        sbx.heal(box.name, old)
+        box.sb = sbx.load(box.name)  # the healed agent's new PID
+    stale = names.service_netns(f"{box.host(old)}-", names.service_token(s["id"]))
+    wait_for("the stale copy gone", lambda: stale not in existing_netns(), timeout=60)
+    for path in (f"/v1/ports/{client['id']}", f"/v1/subnets/{s['id']}", f"/v1/vpcs/{vpc['id']}"):
+        assert box.http.delete(path, headers=t).status_code == 204, path
 
 
 def test_deleting_the_subnet_leaves_nothing_behind(box: Box) -> None:

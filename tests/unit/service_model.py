@@ -71,7 +71,13 @@ class ServiceModel:
         svc = self._svc(op.token)
         assert svc.inner is not None
         addresses = (svc.inner.addresses - set(op.del_addresses)) | set(op.add_addresses)
-        inner = replace(svc.inner, mac=op.mac, mtu=op.mtu, up=True, addresses=addresses)
+        if op.del_addresses or op.add_addresses:  # an address change: the driver re-adds all
+            routes = frozenset(op.routes)
+        else:
+            routes = (svc.inner.routes - set(op.del_routes)) | set(op.add_routes)
+        inner = replace(
+            svc.inner, mac=op.mac, mtu=op.mtu, up=True, addresses=addresses, routes=routes
+        )
         leg = HostVethObs(op.veth, op.bridge, op.mtu, True)
         self.services[op.token] = replace(svc, leg=leg, inner=inner)
 

@@ -13,6 +13,7 @@ from workers.agent.observed import Observed, RouteObs, WorkloadObs
 from workers.agent.ops import Op
 from workers.agent.plan import plan
 from workers.agent.planners.dhcp_dns import (
+    ConfigureServiceLeg,
     CreateServiceLeg,
     CreateServiceNetns,
     DeleteServiceNetns,
@@ -98,6 +99,8 @@ def test_render_static_leases_names_options_and_upstreams() -> None:
     for line in ("no-resolv", "no-hosts", "bind-interfaces", "interface=svc0"):
         assert line in conf
     assert "except-interface=lo" in conf and "local=/prod.vpc.internal/" in conf
+    assert "user=dnsmasq" in conf and "group=nogroup" in conf  # never root
+    assert not [line for line in conf if line.startswith("user=") and line != "user=dnsmasq"]
     assert "dhcp-hostsfile=/d/dhcp_hosts" in conf and "addn-hosts=/d/addn_hosts" in conf
     assert files["dhcp_hosts"].splitlines()[1:] == ["02:aa:00:00:00:01,192.168.1.11,web"]
     assert files["addn_hosts"].splitlines()[1:] == ["192.168.1.11 web.prod.vpc.internal web"]
@@ -248,3 +251,23 @@ def test_every_service_op_has_a_row() -> None:
     for op_type in dispatch.HANDLERS:
         assert callable(getattr(kernel, dispatch.HANDLERS[op_type]))
     assert ReloadDnsmasq in dispatch.HANDLERS and RemoveServiceFiles in dispatch.HANDLERS
+
+
+def test_a_routed_subnets_service_gets_its_routes_to_reach_upstreams() -> None:
+    """dnsmasq forwards to upstreams beyond the subnet through the router (and host
+    routes), as a workload would; routes come and go with `routed`, addresses stay."""
+    before, _ = converge(state([service()]))
+    assert before.services[TOKEN].inner is not None
+    assert before.services[TOKEN].inner.routes == frozenset()
+    routed = [
+        subnet(routed=True, host_routes=[Route(destination="10.9.0.0/16", nexthop="192.168.1.5")])
+    ]
+    after, ops = converge(state([service(router="192.168.1.1")], subnets=routed), before)
+    (leg,) = [op for op in ops if isinstance(op, ConfigureServiceLeg)]
+    want = (RouteObs("0.0.0.0/0", "192.168.1.1"), RouteObs("10.9.0.0/16", "192.168.1.5"))
+    assert (leg.add_routes, leg.del_addresses, leg.add_addresses) == (want, (), ())
+    assert after.services[TOKEN].inner is not None
+    assert after.services[TOKEN].inner.routes == frozenset(want)
+    _, ops = converge(state([service()]), after)
+    (leg,) = [op for op in ops if isinstance(op, ConfigureServiceLeg)]
+    assert leg.del_routes == want and leg.add_routes == ()

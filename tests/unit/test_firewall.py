@@ -20,6 +20,7 @@ from workers.agent.observed import Observed
 from workers.agent.ops import Op, Phase
 from workers.agent.planners.firewall import (
     INPUT_CHAIN,
+    RAW_CHAIN,
     VTEP_SET,
     DestroyIpsets,
     FillIpsets,
@@ -43,6 +44,11 @@ ACCEPT = "-p udp -m udp --dport 4789 -m set --match-set vpcd-vteps src -j ACCEPT
 DROP = "-p udp -m udp --dport 4789 -j DROP"
 HOOK = ("INPUT", "-j vpcd-INPUT")
 GUARD = Ruleset({INPUT_CHAIN: (ACCEPT, DROP)}, (HOOK,))
+# VXLAN is exempt from conntrack on the underlay, both ways (stateless: judged per packet)
+NOTRACK = Ruleset(
+    {RAW_CHAIN: ("-p udp -m udp --dport 4789 -j CT --notrack",)},
+    (("PREROUTING", "-j vpcd-RAW"), ("OUTPUT", "-j vpcd-RAW")),
+)
 
 
 def subnet(sid: str, vteps: list[str], remote: tuple[str, ...] = ()) -> SubnetState:
@@ -105,10 +111,10 @@ def test_render(case: str) -> None:
     fw = render(want)
     assert set(fw) == {None}  # the host namespace only, for now
     if vteps is None:
-        empty = {"filter": Ruleset(), "eb:filter": Ruleset()}  # no port: no ARP chains
+        empty = {"filter": Ruleset(), "raw": Ruleset(), "eb:filter": Ruleset()}  # no port
         assert fw[None] == NetnsFirewall(tables=empty, sets={})
         return
-    assert fw[None].tables == {"filter": GUARD, "eb:filter": Ruleset()}
+    assert fw[None].tables == {"filter": GUARD, "raw": NOTRACK, "eb:filter": Ruleset()}
     assert fw[None].sets == {VTEP_SET: IpsetState(VTEP_SET, "hash:ip", frozenset(vteps))}
 
 
@@ -272,7 +278,8 @@ def built(want: Desired) -> Observed:
 
 def test_planner_builds_set_before_rules_and_converges() -> None:
     steps = plan_firewall(ONE, Observed())
-    assert [type(op) for op in steps] == [FillIpsets, RestoreRuleset]
+    assert [type(op) for op in steps] == [FillIpsets, RestoreRuleset, RestoreRuleset]
+    assert [op.table for op in steps if isinstance(op, RestoreRuleset)] == ["filter", "raw"]
     assert plan_firewall(ONE, built(ONE)) == []
 
 
@@ -293,7 +300,11 @@ def test_foreign_content_is_not_a_difference() -> None:
         plan_firewall(
             ONE,
             Observed(
-                firewall={None: NetnsFirewall({"filter": foreign}, observed.firewall[None].sets)}
+                firewall={
+                    None: NetnsFirewall(
+                        {"filter": foreign, "raw": NOTRACK}, observed.firewall[None].sets
+                    )
+                }
             ),
         )
         == []
@@ -303,7 +314,7 @@ def test_foreign_content_is_not_a_difference() -> None:
 def test_teardown_removes_rules_then_the_set() -> None:
     nothing = desired([])
     steps = plan_firewall(nothing, built(ONE))
-    assert [type(op) for op in steps] == [RestoreRuleset, DestroyIpsets]
+    assert [type(op) for op in steps] == [RestoreRuleset, RestoreRuleset, DestroyIpsets]
     assert apply_ops(built(ONE), steps).firewall == {}
 
 

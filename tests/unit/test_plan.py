@@ -513,7 +513,7 @@ def test_foreign_objects_are_never_targets() -> None:
     teardown = plan(host([], []), observed)
     targets = {op.target for op in teardown}
     assert "vxlan0" not in targets and "someone-elses" not in targets
-    assert targets == {"ns1", VE1, VX1, BR1, "host/filter", "host/ipset"}
+    assert targets == {"ns1", VE1, VX1, BR1, "host/filter", "host/raw", "host/ipset"}
 
 
 def test_unrealisable_ports_are_left_alone_and_reported() -> None:

@@ -22,6 +22,10 @@ CONF = "dnsmasq.conf"
 RELOADABLE = ("dhcp_hosts", "dhcp_opts", "addn_hosts", "servers")
 FILES = (CONF, *RELOADABLE)
 LEASE_TIME = "1h"
+# dnsmasq drops root for these (Debian's dnsmasq-base makes the user; nogroup is its
+# primary group): the service's directory and files are root-owned, group-readable by it.
+USER = "dnsmasq"
+GROUP = "nogroup"
 HEADER = "# vpcd: rendered by the agent; edits are overwritten\n"
 
 
@@ -46,9 +50,10 @@ def render(svc: DhcpDnsState, directory: str) -> dict[str, str]:
     net = ipaddress.IPv4Network(svc.cidr)
     conf = [
         f"# subnet {svc.subnet_id}",
-        # dnsmasq re-reads its files on SIGHUP after dropping root; the agent's state dir
-        # may sit under a directory only root can enter (the sandbox's run dir is 0700).
-        "user=root",
+        # never root: it binds and opens its pid and lease files first, then drops to
+        # this user, who re-reads the other files on SIGHUP (readable by GROUP)
+        f"user={USER}",
+        f"group={GROUP}",
         "no-hosts",  # names come from addn_hosts only, never the host's /etc/hosts
         "no-resolv",  # upstreams come from `servers` only, never the host's resolv.conf
         "domain-needed",

@@ -285,7 +285,7 @@ class HostKernel:
 
     def write_service_files(self, op: WriteServiceFiles) -> None:
         for name, text in op.files:
-            drivers.files.write(Path(op.directory) / name, text)
+            drivers.files.write(Path(op.directory) / name, text, group=dnsmasq.GROUP)
 
     def delete_service_leg(self, op: DeleteServiceLeg) -> None:
         self._delete_link(op.veth)
@@ -305,6 +305,10 @@ class HostKernel:
             drivers.delete_address(ipr, i, cidr)
         for cidr in op.add_addresses:
             drivers.add_address(ipr, i, cidr)
+        for route in op.del_routes:
+            drivers.delete_route(ipr, i, route.destination, route.gateway)
+        for route in op.routes if op.del_addresses or op.add_addresses else op.add_routes:
+            drivers.add_route(ipr, i, route.destination, route.gateway)
 
     def write_resolv_conf(self, op: WriteResolvConf) -> None:
         drivers.files.write_resolv(op.netns, op.text)

@@ -16,7 +16,7 @@ from typing import Any
 from workers.agent import dnsmasq, drivers, names
 from workers.agent.desired import Desired
 from workers.agent.drivers import Netlink
-from workers.agent.observed import HostVethObs, ServiceObs, WorkloadObs
+from workers.agent.observed import HostVethObs, RouteObs, ServiceObs, WorkloadObs
 
 
 def observe_services(
@@ -81,6 +81,7 @@ def _inner(nl: Netlink, netns: str, leg_index: int) -> WorkloadObs | None:
         return None
     index = int(msg["index"])
     (dump,) = nl.gather([drivers.adump_addresses(ipr)])
+    (routes,) = nl.gather([drivers.adump_routes(ipr)])
     return WorkloadObs(
         netns=netns,
         name=names.SERVICE_IFNAME,
@@ -88,4 +89,5 @@ def _inner(nl: Netlink, netns: str, leg_index: int) -> WorkloadObs | None:
         mtu=int(msg.get("IFLA_MTU")),
         up=bool(msg["flags"] & drivers.IFF_UP),
         addresses=frozenset(cidr for i, cidr in dump if i == index),
+        routes=frozenset(RouteObs(dst, gw) for oif, dst, gw in routes if oif == index),
     )

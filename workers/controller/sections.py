@@ -21,6 +21,7 @@ from models import (
     Subnet,
     Vpc,
 )
+from models.desired import PortName
 from workers.controller import typed
 from workers.protocol import (
     DhcpDnsState,
@@ -58,8 +59,8 @@ class Inputs:
     external_networks: Mapping[str, ExternalNetwork] = field(default_factory=dict)
     floating_ips: Sequence[tuple[FloatingIp, Port]] = ()  # associated through them
     services: Sequence[tuple[Subnet, Port, Vpc]] = ()  # DHCP/DNS services on this host
-    leases: Sequence[Port] = ()  # user ports of their subnets
-    names: Sequence[tuple[str, Port]] = ()  # named ports of their VPCs, with the VPC id
+    leases: Sequence[PortName] = ()  # user ports of their subnets
+    names: Sequence[tuple[str, PortName]] = ()  # named ports of their VPCs, with the VPC id
     # subnets of local workload ports -> (their service's address, their VPC's domain)
     resolvers: Mapping[str, tuple[str | None, str]] = field(default_factory=dict)
     port_groups: Mapping[str, Sequence[str]] = field(default_factory=dict)  # local port -> groups
@@ -235,7 +236,7 @@ def dhcp_dns_section(i: Inputs) -> list[DhcpDnsState]:
         leases.setdefault(p.subnet_id, []).append(
             DhcpLease(mac=p.mac_address.lower(), ip=p.ip_address, hostname=hostname)
         )
-    named: dict[str, list[Port]] = {}
+    named: dict[str, list[PortName]] = {}
     for vpc_id, p in i.names:
         named.setdefault(vpc_id, []).append(p)
     out = []

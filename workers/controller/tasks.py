@@ -155,13 +155,22 @@ def heartbeat(
 
 
 def sweep() -> None:
-    """Move routers off network hosts that are down (missed heartbeats) to the least-loaded
-    up one; push hosts whose change notice or document was lost; re-derive every unsettled status (a
-    subnet nobody needs to realise, a router whose host gained or lost a section)."""
+    """Move routers and DHCP/DNS services off network hosts that are down (missed
+    heartbeats) to the least-loaded up one; push hosts whose change notice or document was
+    lost; re-derive every unsettled status (a subnet nobody needs to realise, a router whose
+    host gained or lost a section)."""
     with transaction() as session:  # resource rows, then host rows: as API requests do
         moved, touched = placement.reschedule(session, utcnow())
         if moved:
             log.warning("rescheduled routers %s; syncing %s", sorted(touched["router"]), moved)
+        dhcp_moved, service_ports = placement.reschedule_dhcp(session, utcnow())
+        if dhcp_moved:
+            log.warning(
+                "rescheduled DHCP/DNS ports %s; syncing %s", sorted(service_ports), dhcp_moved
+            )
+            touched["port"] = touched["port"] | service_ports
+            moved = moved | dhcp_moved
+        if moved:
             q.mark_dirty(session, moved)
     if moved:  # statuses in a transaction of their own, never under the host rows
         with transaction() as session:

@@ -2,13 +2,16 @@
 `/etc/netns/<netns>/resolv.conf` for workload namespaces it made (iproute2's convention:
 `ip netns exec` bind-mounts that file over /etc/resolv.conf).
 
-Writes are atomic (temp file, rename) and world-readable: dnsmasq drops root and re-reads
-its files on SIGHUP. Removing what is already gone is success.
+Writes are atomic (temp file, rename). resolv.conf is world-readable; a daemon's files
+are given to its group (dnsmasq drops root and re-reads them on SIGHUP): the directory
+0750 and the files 0640, root-owned, so no other user reads a tenant's leases or names.
+Removing what is already gone is success.
 """
 
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import shutil
 import tempfile
@@ -21,14 +24,21 @@ RESOLV = "resolv.conf"
 MARKER = "# vpcd:"  # the first line of every file the agent writes
 
 
-def write(path: str | os.PathLike[str], text: str) -> None:
+def write(path: str | os.PathLike[str], text: str, group: str | None = None) -> None:
+    """The file, world-readable; with `group`, readable by that group only (and its
+    directory enterable by it only)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    gid = -1 if group is None else grp.getgrnam(group).gr_gid
+    if group is not None:
+        os.chown(target.parent, 0, gid)
+        os.chmod(target.parent, 0o750)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.chmod(tmp, 0o644)
+        os.chown(tmp, -1, gid)
+        os.chmod(tmp, 0o644 if group is None else 0o640)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

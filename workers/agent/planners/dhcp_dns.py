@@ -19,7 +19,7 @@ from typing import ClassVar
 
 from workers.agent import dnsmasq, names
 from workers.agent.desired import Desired
-from workers.agent.observed import Observed, Scope, ServiceObs
+from workers.agent.observed import Observed, RouteObs, Scope, ServiceObs
 from workers.agent.ops import Op, Phase
 from workers.protocol import DhcpDnsState
 
@@ -86,7 +86,7 @@ class CreateServiceLeg(_ServiceOp):
 @dataclass(frozen=True)
 class ConfigureServiceLeg(_ServiceOp):
     """Converge both ends: host end on its bridge with MTU and up; inner end's MAC, MTU,
-    up and exactly the service address (loopback up too, for local queries)."""
+    up and exactly the service address (loopback up too, for local queries) and routes."""
 
     PHASE: ClassVar[Phase] = Phase.CONFIGURE_PORT
     veth: str = ""
@@ -95,6 +95,11 @@ class ConfigureServiceLeg(_ServiceOp):
     mtu: int = 0
     del_addresses: tuple[str, ...] = ()
     add_addresses: tuple[str, ...] = ()
+    # the subnet's routes, as a workload's (dnsmasq reaches upstreams through the router);
+    # `routes` is the full set, re-added when an address goes (the kernel drops them)
+    del_routes: tuple[RouteObs, ...] = ()
+    add_routes: tuple[RouteObs, ...] = ()
+    routes: tuple[RouteObs, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,8 @@ def _plan_service(
         ops.append(CreateServiceLeg(token, netns, pid, veth, bridge, svc.mac, subnet.mtu))
     want = {f"{svc.address}/{ipaddress_prefix(svc.cidr)}"}
     have = inner.addresses if inner is not None else frozenset()
+    routes = desired.routes.get(svc.subnet_id, frozenset())
+    have_routes = inner.routes if inner is not None else frozenset()
     if (
         new_leg
         or inner is None
@@ -192,6 +199,7 @@ def _plan_service(
         or (leg.master, leg.mtu, leg.up) != (bridge, subnet.mtu, True)
         or (inner.mac, inner.mtu, inner.up) != (svc.mac, subnet.mtu, True)
         or have != want
+        or have_routes != routes
     ):
         ops.append(
             ConfigureServiceLeg(
@@ -204,6 +212,9 @@ def _plan_service(
                 mtu=subnet.mtu,
                 del_addresses=tuple(sorted(have - want)),
                 add_addresses=tuple(sorted(want - have)),
+                del_routes=tuple(sorted(have_routes - routes)),
+                add_routes=tuple(sorted(routes - have_routes)),
+                routes=tuple(sorted(routes)),
             )
         )
     files = dnsmasq.render(svc, directory)

@@ -9,6 +9,10 @@ Content so far, the underlay guard: in the host namespace's filter table, VXLAN 
 4789) is accepted on INPUT only from known VTEPs, the ipset `vpcd-vteps` holding every
 other host the document names (flood lists and remote ports); other UDP 4789 is
 dropped. A host that carries no subnet has no VXLAN device and keeps no rules at all.
+The underlay's VXLAN is also exempt from conntrack (`-j CT --notrack` in the raw table,
+on PREROUTING and OUTPUT): it is stateless UDP that the guard above judges per packet,
+and once security groups load conntrack into the host namespace, tracking every
+encapsulated packet as well as the inner flow it carries costs throughput for nothing.
 
 Network ACLs (planners/nacls.py) and security groups (planners/secgroups.py) add their
 chains, hooks (ACLs first) and sets to the same filter table, and the sysctls they need;
@@ -47,8 +51,9 @@ from workers.agent.ruleset import (
 HOST: None = None  # the host namespace, whatever its name on this machine
 VTEP_SET = "vpcd-vteps"
 INPUT_CHAIN = "vpcd-INPUT"
-# Every table a netns uses: iptables' filter, and ebtables' (ARP anti-spoofing).
-TABLES: dict[str | None, tuple[str, ...]] = {HOST: ("filter", ARP_TABLE)}
+RAW_CHAIN = "vpcd-RAW"
+# Every table a netns uses: iptables' filter and raw, and ebtables' (ARP anti-spoofing).
+TABLES: dict[str | None, tuple[str, ...]] = {HOST: ("filter", "raw", ARP_TABLE)}
 
 
 def _where(netns: str | None) -> str:
@@ -128,8 +133,13 @@ def render(desired: Desired) -> dict[str | None, NetnsFirewall]:
     chains: dict[str, tuple[str, ...]] = {}
     hooks: tuple[tuple[str, str], ...] = ()
     sets: dict[str, IpsetState] = {}
+    raw = Ruleset()
     if desired.needed:  # only a host with VXLAN devices has an underlay to guard
         vxlan = f"-p udp -m udp --dport {VXLAN_PORT}"
+        raw = Ruleset(
+            chains={RAW_CHAIN: (f"{vxlan} -j CT --notrack",)},
+            hooks=(("PREROUTING", f"-j {RAW_CHAIN}"), ("OUTPUT", f"-j {RAW_CHAIN}")),
+        )
         chains[INPUT_CHAIN] = (
             f"{vxlan} -m set --match-set {VTEP_SET} src -j ACCEPT",
             f"{vxlan} -j DROP",
@@ -144,6 +154,7 @@ def render(desired: Desired) -> dict[str | None, NetnsFirewall]:
     sets.update(sg_sets)
     host = {table: Ruleset() for table in TABLES[HOST]}
     host["filter"] = Ruleset(chains=chains, hooks=hooks + acl_hooks + sg_hooks)
+    host["raw"] = raw
     host[ARP_TABLE] = Ruleset(chains=arp_chains, hooks=arp_hooks)
     sysctls = SYSCTLS if sg_chains or acl_chains else {}
     return {HOST: NetnsFirewall(tables=host, sets=sets, sysctls=sysctls)}
