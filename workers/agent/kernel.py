@@ -9,11 +9,12 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from workers.agent import dnsmasq, drivers, names
-from workers.agent.drivers import Netlink
+from workers.agent.drivers import Netlink, rawnl
 from workers.agent.drivers.cmd import ToolCalls
 from workers.agent.observed import ZERO_MAC
 from workers.agent.planners.dhcp_dns import (
@@ -129,17 +130,18 @@ class HostKernel:
     def _host_end(self, veth: str, bridge: str, mtu: int) -> None:
         drivers.set_link(self._host(), self._idx(veth), master=self._idx(bridge), mtu=mtu, up=True)
 
-    def _converge(self, op: ConfigurePort | ConfigureRouterLink) -> tuple[object, int]:
-        """MAC, MTU, up and addresses of an interface inside a namespace."""
-        ipr = self.nl.handle(op.netns)
-        i = drivers.link_index(ipr, op.ifname)
+    def _converge(self, op: ConfigurePort | ConfigureRouterLink) -> tuple[socket.socket, int]:
+        """MAC, MTU, up and addresses of an interface inside a namespace (raw netlink:
+        a workload namespace never needs a pyroute2 IPRoute)."""
+        sock = self.nl.raw(op.netns)
+        i = rawnl.link_index(sock, op.ifname)
         if op.mac is not None or op.mtu is not None or op.up:
-            drivers.set_link(ipr, i, address=op.mac, mtu=op.mtu, up=True if op.up else None)
+            rawnl.set_link(sock, i, address=op.mac, mtu=op.mtu, up=True if op.up else None)
         for cidr in op.del_addresses:
-            drivers.delete_address(ipr, i, cidr)
+            rawnl.delete_address(sock, i, cidr)
         for cidr in op.add_addresses:
-            drivers.add_address(ipr, i, cidr)
-        return ipr, i
+            rawnl.add_address(sock, i, cidr)
+        return sock, i
 
     def create_port(self, op: CreatePort) -> None:
         self._veth_into(op.netns, op.veth, op.bridge, op.mtu, op.ifname, op.mac)
@@ -148,12 +150,12 @@ class HostKernel:
         self._host_end(op.veth, op.bridge, op.mtu)
 
     def configure_port(self, op: ConfigurePort) -> None:
-        ipr, i = self._converge(op)
+        sock, i = self._converge(op)
         for route in op.del_routes:
-            drivers.delete_route(ipr, i, route.destination, route.gateway)
+            rawnl.delete_route(sock, i, route.destination, route.gateway)
         # Removing an address drops the routes through it: then re-add all of them.
         for route in op.routes if op.del_addresses else op.add_routes:
-            drivers.add_route(ipr, i, route.destination, route.gateway)
+            rawnl.add_route(sock, i, route.destination, route.gateway)
 
     # ---------------------------------------------------------------------- l2
 

@@ -37,6 +37,7 @@ from workers.agent.drivers import (
     ipset,
     iptables,
     processes,
+    rawnl,
     sysctl,
 )
 from workers.agent.drivers.base import (
@@ -131,6 +132,7 @@ __all__ = [
     "netns_path",
     "open_netns_fd",
     "processes",
+    "rawnl",
     "set_link",
     "sysctl",
 ]
