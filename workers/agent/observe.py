@@ -293,7 +293,11 @@ def _workloads(
             sock = nl.raw(ns)
         except drivers.NetnsMissing:
             continue  # removed since we listed it: the plan will create it again
-        present = {link.name: link for link in rawnl.dump_links(sock)}
+        if len(by_netns[ns]) > 1:
+            present = {link.name: link for link in rawnl.dump_links(sock)}
+        else:  # the usual case: one port, one get
+            only = by_netns[ns][0].interface_name
+            present = {only: link} if (link := rawnl.get_link(sock, only)) else {}
         matched = []
         for port in by_netns[ns]:
             link = present.get(port.interface_name)

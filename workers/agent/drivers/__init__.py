@@ -38,6 +38,7 @@ from workers.agent.drivers import (
     iptables,
     processes,
     rawnl,
+    rawwrite,
     sysctl,
 )
 from workers.agent.drivers.base import (
@@ -133,6 +134,7 @@ __all__ = [
     "open_netns_fd",
     "processes",
     "rawnl",
+    "rawwrite",
     "set_link",
     "sysctl",
 ]

@@ -17,7 +17,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from workers.agent.drivers import rawnl
+from workers.agent.drivers import rawnl, rawwrite
 from workers.agent.drivers.base import (
     _CLONE_NEWNET,
     _MNT_DETACH,
@@ -311,7 +311,7 @@ class Netlink:
         """Create the namespace (EEXIST is fine), bring its lo up, cache its sockets."""
         self.forget(name)
         entry = self._keep(name, _create(name))
-        rawnl.set_link(entry.raw, 1, up=True)  # lo is always ifindex 1
+        rawwrite.set_link(entry.raw, 1, up=True)  # lo is always ifindex 1
 
     def delete_netns(self, name: str) -> None:
         """Close our socket first: an open socket would keep the namespace alive."""

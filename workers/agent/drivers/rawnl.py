@@ -18,7 +18,6 @@ else and reads to its end (NLMSG_DONE or the ack), so the socket is idle on retu
 from __future__ import annotations
 
 import errno
-import ipaddress
 import itertools
 import os
 import socket
@@ -29,20 +28,18 @@ from dataclasses import dataclass
 from pyroute2.netlink.exceptions import NetlinkError
 
 from workers.agent.drivers.base import (
-    IFF_UP,
     NOT_FOUND,
     NTF_SELF,
     ROUTE_PROTO,
     RT_TABLE_MAIN,
     DriverError,
-    _tolerate,
 )
 
 _NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _RTM_GETLINK, _RTM_NEWLINK = 18, 16
 _RTM_GETADDR, _RTM_NEWADDR = 22, 20
 _RTM_GETROUTE, _RTM_NEWROUTE = 26, 24
-_RTM_DELADDR, _RTM_DELROUTE = 21, 25
+_RTM_DELLINK, _RTM_DELADDR, _RTM_DELROUTE = 17, 21, 25
 _RTM_GETNEIGH, _RTM_NEWNEIGH = 30, 28
 _NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_DUMP = 0x1, 0x4, 0x300
 _CREATE_EXCL = 0x400 | 0x200  # NLM_F_CREATE | NLM_F_EXCL
@@ -51,9 +48,9 @@ _NLMSGERR_ATTR_MSG = 1
 _SOL_NETLINK, _NETLINK_CAP_ACK, _NETLINK_EXT_ACK = 270, 10, 11
 _IFA_LOCAL = 2
 _NDA_DST, _NDA_LLADDR = 1, 2
-_RT_SCOPE_UNIVERSE, _RTN_UNICAST = 0, 1
 _IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MTU, _IFLA_LINK, _IFLA_MASTER = 1, 3, 4, 5, 10
 _IFLA_LINKINFO, _IFLA_INFO_KIND, _IFLA_EXT_MASK = 18, 1, 29
+_RTEXT_FILTER_SKIP_STATS = 1 << 3  # observation compares no counters: the kernel skips them
 _IFA_ADDRESS = 1
 _RTA_DST, _RTA_OIF, _RTA_GATEWAY, _RTA_TABLE = 1, 4, 5, 15
 _HDR = struct.Struct("=IHHII")
@@ -141,7 +138,7 @@ def get_link(sock: socket.socket, name: str | None = None, index: int = 0) -> Li
 
 def _links(sock: socket.socket, index: int, name: str | None) -> list[Link]:
     body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, index, 0, 0)
-    body += struct.pack("=HHI", 8, _IFLA_EXT_MASK, 0)
+    body += struct.pack("=HHI", 8, _IFLA_EXT_MASK, _RTEXT_FILTER_SKIP_STATS)
     if name is not None:
         raw = name.encode() + b"\0"
         body += struct.pack("=HH", 4 + len(raw), _IFLA_IFNAME) + raw + b"\0" * (-len(raw) % 4)
@@ -229,9 +226,6 @@ def dump_fdb(sock: socket.socket, index: int) -> list[tuple[str, str]]:
     return out
 
 
-# ---------------------------------------------------------------------- writes
-
-
 def _request(sock: socket.socket, msgtype: int, flags: int, body: bytes) -> None:
     """Send one write and wait for its ack; a kernel error is raised as pyroute2's
     NetlinkError (code and extended-ack message), so `_tolerate` and `describe` treat
@@ -258,80 +252,6 @@ def _request(sock: socket.socket, msgtype: int, flags: int, body: bytes) -> None
                             message = buf[a:b].split(b"\0", 1)[0].decode(errors="replace")
                 raise NetlinkError(-code, message or os.strerror(-code))
             offset += (length + 3) & ~3
-
-
-def _attr(kind: int, payload: bytes) -> bytes:
-    return struct.pack("=HH", 4 + len(payload), kind) + payload + b"\0" * (-len(payload) % 4)
-
-
-def set_link(
-    sock: socket.socket,
-    index: int,
-    *,
-    mtu: int | None = None,
-    address: str | None = None,
-    up: bool | None = None,
-) -> None:
-    flags = change = 0
-    if up is not None:
-        change = IFF_UP
-        flags = IFF_UP if up else 0
-    body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, index, flags, change)
-    if mtu is not None:
-        body += _attr(_IFLA_MTU, struct.pack("=I", mtu))
-    if address is not None:
-        body += _attr(_IFLA_ADDRESS, bytes.fromhex(address.replace(":", "")))
-    _request(sock, _RTM_NEWLINK, 0, body)
-
-
-def _address(index: int, cidr: str) -> bytes:
-    iface = ipaddress.ip_interface(cidr)
-    packed = iface.ip.packed
-    body = struct.pack("=BBBBI", socket.AF_INET, iface.network.prefixlen, 0, 0, index)
-    return body + _attr(_IFA_LOCAL, packed) + _attr(_IFA_ADDRESS, packed)
-
-
-def add_address(sock: socket.socket, index: int, cidr: str) -> None:
-    _tolerate(
-        {errno.EEXIST}, lambda: _request(sock, _RTM_NEWADDR, _CREATE_EXCL, _address(index, cidr))
-    )
-
-
-def delete_address(sock: socket.socket, index: int, cidr: str) -> None:
-    _tolerate(NOT_FOUND, lambda: _request(sock, _RTM_DELADDR, 0, _address(index, cidr)))
-
-
-def _route(index: int, destination: str, gateway: str) -> bytes:
-    net = ipaddress.ip_network(destination, strict=False)
-    body = struct.pack(
-        "=BBBBBBBBI",
-        socket.AF_INET,
-        net.prefixlen,
-        0,
-        0,
-        RT_TABLE_MAIN,
-        ROUTE_PROTO,
-        _RT_SCOPE_UNIVERSE,
-        _RTN_UNICAST,
-        0,
-    )
-    if net.prefixlen:
-        body += _attr(_RTA_DST, net.network_address.packed)
-    body += _attr(_RTA_GATEWAY, ipaddress.ip_address(gateway).packed)
-    return body + _attr(_RTA_OIF, struct.pack("=I", index))
-
-
-def add_route(sock: socket.socket, index: int, destination: str, gateway: str) -> None:
-    _tolerate(
-        {errno.EEXIST},
-        lambda: _request(sock, _RTM_NEWROUTE, _CREATE_EXCL, _route(index, destination, gateway)),
-    )
-
-
-def delete_route(sock: socket.socket, index: int, destination: str, gateway: str) -> None:
-    _tolerate(
-        NOT_FOUND, lambda: _request(sock, _RTM_DELROUTE, 0, _route(index, destination, gateway))
-    )
 
 
 def link_index(sock: socket.socket, name: str) -> int:
