@@ -74,6 +74,15 @@ class AgentService:
             stats = self.agent.stats
         if stats.skipped:  # a stale poke: nothing was applied, nothing to report
             return
+        # One line per sync: what bench/converge.py reads (kernel writes = ops attempted).
+        log.info(
+            "sync revision=%s full=%s ops=%s writes=%s ms=%.1f",
+            state.revision,
+            stats.full,
+            stats.ops,
+            sum(stats.applied.values()) + stats.errors,
+            stats.timings.get("total", 0.0) * 1000,
+        )
         if report.ok:
             self.applied_revision = state.revision
         report = report.model_copy(
