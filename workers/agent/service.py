@@ -16,7 +16,9 @@ from typing import Any
 
 from celery import Celery
 
+from workers import docdelta
 from workers.agent.agent import Agent
+from workers.agent.documents import Documents
 from workers.bus import (
     APPLY,
     CONTROL_QUEUE,
@@ -59,11 +61,24 @@ class AgentService:
     sections: tuple[str, ...] = SUPPORTED_SECTIONS
     lock: threading.Lock = field(default_factory=threading.Lock)
     applied_revision: int | None = None  # the newest revision applied in full
+    documents: Documents = field(default_factory=Documents)
+    deltas: bool = True  # advertise incremental documents (False: act as an older agent)
 
     def apply(self, doc: dict[str, Any], full: bool) -> None:
         if doc.get("host") != self.host:  # never apply (nor answer) another host's document
             log.error("dropping a document for host %s", doc.get("host"))
             return
+        incremental = docdelta.is_delta(doc)
+        if incremental:
+            base = self.documents.last
+            if not self.deltas or base is None or base.get("revision") != doc[docdelta.BASE]:
+                log.info(
+                    "delta on revision %s, not ours: asking for the whole document",
+                    doc[docdelta.BASE],
+                )
+                self.request_sync(full=True)  # the fallback: the whole document
+                return
+            doc = docdelta.patch(base, doc)
         unknown = unsupported_sections(doc, self.sections)
         if unknown:
             self.refuse(doc, unknown)
@@ -74,6 +89,8 @@ class AgentService:
             stats = self.agent.stats
         if stats.skipped:  # a stale poke: nothing was applied, nothing to report
             return
+        self.documents.last = doc
+        report = self.documents.changed_only(report, partial=incremental)
         # One line per sync: what bench/converge.py reads (kernel writes = ops attempted).
         log.info(
             "sync revision=%s full=%s ops=%s writes=%s ms=%.1f",
@@ -119,7 +136,7 @@ class AgentService:
             args=[self.host, self.vtep_ip, self.roles],
             kwargs={
                 "first": first,
-                "protocol_version": PROTOCOL_VERSION,
+                "protocol_version": docdelta.PROTOCOL if self.deltas else PROTOCOL_VERSION,
                 "sections": list(self.sections),
             },
             queue=CONTROL_QUEUE,
