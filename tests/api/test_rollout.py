@@ -73,6 +73,7 @@ class Bus:
         self.reports: list[Report] = []
         self.applies: list[dict[str, Any]] = []  # whole documents (deltas patched)
         self.messages: list[dict[str, Any]] = []  # what was sent: whole or delta
+        self.raw_reports: list[dict[str, Any]] = []
         self.whole: dict[str, dict[str, Any]] = {}
 
     def send_task(
@@ -120,6 +121,7 @@ class Bus:
                 if service is not None:
                     service.apply(args[0], **kwargs)
             elif name == REPORT:
+                self.raw_reports.append(args[0])
                 self.reports.append(Report.model_validate(args[0]))
                 tasks.report(*args, **kwargs)
             elif name == HEARTBEAT:
@@ -423,3 +425,16 @@ def test_an_agent_without_deltas_gets_whole_documents_only(client, tenant, bus) 
         bus.settle()
     assert not any(docdelta.is_delta(m) for m in bus.messages)
     assert not any(r.partial for r in bus.reports)
+
+
+def test_full_reports_are_what_an_older_controller_reads(client, tenant, bus) -> None:  # type: ignore[no-untyped-def]
+    """An agent answering a whole document (as an older controller sends) sends a report
+    with no field an older Report lacks: that one forbids unknown fields."""
+    bus.agent("h1", "198.18.0.11", SUPPORTED_SECTIONS)
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    h.port(client, tenant, s["id"], host="h1", netns="a")
+    bus.settle()
+    older = set(Report.model_fields) - {"partial", "removed"}
+    whole = [r for r, m in zip(bus.raw_reports, bus.reports, strict=True) if not m.partial]
+    assert whole and all(set(r) <= older for r in whole)

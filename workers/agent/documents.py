@@ -15,6 +15,7 @@ from typing import Any
 from workers.protocol import Report
 
 Seen = tuple[str, int, bool, str | None]  # kind, revision, ok, detail
+PARTIAL_FIELDS = ("partial", "removed")  # Report fields only a partial report carries
 
 
 @dataclass
@@ -36,3 +37,13 @@ class Documents:
                 "removed": sorted(set(before) - set(now)),
             }
         )
+
+    @staticmethod
+    def wire(report: Report) -> dict[str, Any]:
+        """The report as sent: a full one without the partial-report fields, so that an
+        older controller (whose Report forbids unknown fields) accepts it."""
+        body = report.model_dump(mode="json")
+        if not report.partial:
+            for name in PARTIAL_FIELDS:
+                body.pop(name)
+        return body

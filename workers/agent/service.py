@@ -112,7 +112,7 @@ class AgentService:
                 "applied_revision": self.applied_revision,
             }
         )
-        self.app.send_task(REPORT, args=[report.model_dump(mode="json")], queue=CONTROL_QUEUE)
+        self.app.send_task(REPORT, args=[self.documents.wire(report)], queue=CONTROL_QUEUE)
 
     def refuse(self, doc: dict[str, Any], unknown: list[str]) -> None:
         revision = doc.get("revision")
