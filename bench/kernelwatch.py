@@ -15,6 +15,7 @@ import ctypes
 import os
 import re
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -22,6 +23,7 @@ from typing import Any
 
 _CLONE_NEWNET = 0x40000000
 _GROUPS = 0x1 | 0x4 | 0x10 | 0x40  # RTMGRP_LINK | NEIGH | IPV4_IFADDR | IPV4_ROUTE
+_RTM_NEWNEIGH, _RTM_DELNEIGH, _NUD_PERMANENT = 28, 29, 0x80
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -62,8 +64,14 @@ class Watch:
         self.rulesets = {ns: rules(ns) for ns in namespaces[:1]}  # the host namespace
 
     def count(self) -> dict[str, Any]:
-        """Kernel notifications since the watch began, and whether rulesets changed."""
-        events, overflows = 0, 0
+        """Kernel notifications since the watch began, and whether rulesets changed.
+
+        `writes` counts what a write by the agent would cause: link, address and route
+        changes, and static (permanent) neighbour/FDB entries. What the kernel does on
+        its own (a bridge learning a MAC, ARP or neighbour states ageing) is counted
+        apart as `learned`."""
+        events, overflows, learned = 0, 0, 0
+        by_type: dict[int, int] = {}
         for sock in self.sockets.values():
             while True:
                 try:
@@ -75,13 +83,22 @@ class Watch:
                     break
                 offset = 0
                 while offset + 16 <= len(data):
-                    length = int.from_bytes(data[offset : offset + 4], "little")
+                    length, kind = struct.unpack_from("=IH", data, offset)
+                    if kind in (_RTM_NEWNEIGH, _RTM_DELNEIGH):
+                        (state,) = struct.unpack_from("=H", data, offset + 16 + 8)
+                        if not state & _NUD_PERMANENT:
+                            learned += 1
+                            offset += max(16, (length + 3) & ~3)
+                            continue
                     events += 1
+                    by_type[kind] = by_type.get(kind, 0) + 1
                     offset += max(16, (length + 3) & ~3)
         changed = [ns for ns, text in self.rulesets.items() if rules(ns) != text]
         return {
             "namespaces_watched": len(self.sockets),
-            "netlink_events": events,
+            "writes": events,
+            "writes_by_rtm_type": by_type,
+            "learned": learned,
             "overflows": overflows,
             "rulesets_changed": changed,
         }

@@ -52,7 +52,7 @@ def test_a_hundred_ports_build_resync_change_and_teardown(fabric: Fabric) -> Non
     assert agent.stats.ops == 0 and sum(agent.stats.applied.values()) == 0
     assert agent.stats.iptables_restores == agent.stats.ipset_restores == 0
     assert seen["namespaces_watched"] == PORTS + 1
-    assert (seen["netlink_events"], seen["overflows"], seen["rulesets_changed"]) == (0, 0, [])
+    assert (seen["writes"], seen["overflows"], seen["rulesets_changed"]) == (0, 0, [])
 
     extra = port(sid, "extra", 60000)
     changed = doc.model_copy(update={"revision": 2, "ports": [*ports, extra]})
