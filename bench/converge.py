@@ -361,7 +361,8 @@ def scale(b: Bench, count: int) -> dict[str, Any]:
     start = time.monotonic()
     sbx.respawn(b.sb.name, "agent-h1")
     gone = until_synced(b, "h1", logged, full=True)
-    while workload_netns(b, "h1") and time.monotonic() - start < 120:
+    theirs = {f"{b.host('h1')}-{p['netns']}" for p in ports}  # not the DHCP service's
+    while theirs & set(workload_netns(b, "h1")) and time.monotonic() - start < 120:
         time.sleep(0.05)
     out["teardown"] = {
         "ports": len(ports),
