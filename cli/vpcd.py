@@ -129,6 +129,13 @@ def worker(
             "rollout pins an upgraded agent to what the old one did). Default: all."
         ),
     ] = None,
+    deltas: Annotated[
+        bool,
+        typer.Option(
+            help="Take incremental documents (protocol 2); --no-deltas pins an upgraded "
+            "agent to whole documents, as before them."
+        ),
+    ] = True,
 ) -> None:
     """Run the agent for one host: it applies only its own host's documents."""
     from workers.agent.agent import Agent
@@ -156,6 +163,7 @@ def worker(
         heartbeat_interval=heartbeat_interval,
         resync_interval=resync_interval,
         sections=advertised,
+        deltas=deltas,
     ).run()
 
 
