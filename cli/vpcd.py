@@ -137,6 +137,13 @@ def worker(
             "macvlan parent). Repeatable."
         ),
     ] = None,
+    deltas: Annotated[
+        bool,
+        typer.Option(
+            help="Take incremental documents (protocol 2); --no-deltas pins an upgraded "
+            "agent to whole documents, as before them."
+        ),
+    ] = True,
 ) -> None:
     """Run the agent for one host: it applies only its own host's documents."""
     from workers.agent.agent import Agent
@@ -169,6 +176,7 @@ def worker(
         sections=advertised,
         capabilities=detect(),
         physical_interfaces=physical,
+        deltas=deltas,
     ).run()
 
 

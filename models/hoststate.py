@@ -223,13 +223,18 @@ def record_results(
     full: bool = False,
     duration_ms: float | None = None,
     detail: str | None = None,
+    partial: bool = False,
+    removed: Sequence[str] = (),
 ) -> dict[str, set[str]]:
     """Store (kind, id, revision, ok, detail) per resource; return, per kind, the ids whose
     result changed or went away (only their statuses need recomputing).
 
-    A host reports every resource it carries on every sync, so only the differences are
-    written (one read, bulk writes). Rows of resources the host no longer reports are
-    removed. `detail` is the report's host-level one (None when it went well).
+    A full report names every resource the host carries, so only the differences are
+    written (one read, bulk writes) and rows of resources it no longer reports are
+    removed. A `partial` report (an answer to an incremental document) names only the
+    results that changed and, in `removed`, the resources the host no longer carries:
+    only those rows are read and written. `detail` is the report's host-level one
+    (None when it went well).
     """
     now = utcnow()
     current = session.scalar(
@@ -249,10 +254,11 @@ def record_results(
             status_detail=detail,
         )
     )
-    existing = {
-        r.resource_id: r
-        for r in session.scalars(sa.select(Realisation).where(Realisation.host == host))
-    }
+    rows = sa.select(Realisation).where(Realisation.host == host)
+    if partial:
+        named = sorted({rid for _, rid, _, _, _ in results} | set(removed))
+        rows = rows.where(Realisation.resource_id.in_(named))
+    existing = {r.resource_id: r for r in session.scalars(rows)}
     changed: dict[str, set[str]] = {}
     fresh: list[dict[str, object]] = []
     for kind, rid, rev, ok, why in results:
@@ -275,7 +281,7 @@ def record_results(
         changed.setdefault(kind, set()).add(rid)
     if fresh:
         session.execute(sa.insert(Realisation), fresh)
-    gone = sorted(existing)
+    gone = sorted(existing) if not partial else sorted(set(existing) & set(removed))
     for rid in gone:
         changed.setdefault(existing[rid].kind, set()).add(rid)
     for i in range(0, len(gone), 500):

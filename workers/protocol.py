@@ -303,3 +303,8 @@ class Report(_Doc):
         default=True, description="False when the agent refused the document whole."
     )
     results: list[ResourceResult] = []
+    # Only in answer to an incremental document (docdelta), so only to controllers that
+    # send them: `results` holds just the results that changed since the last report,
+    # `removed` the resources no longer carried.
+    partial: bool = False
+    removed: list[str] = []

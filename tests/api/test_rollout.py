@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.api import helpers as h
+from workers import docdelta
 from workers.agent.agent import SyncStats
 from workers.agent.service import SUPPORTED_SECTIONS, AgentService
 from workers.bus import APPLY, HEARTBEAT, REPORT, SYNC_HOST
@@ -70,7 +71,10 @@ class Bus:
         self.queue: deque[tuple[str, list[Any], dict[str, Any]]] = deque()
         self.agents: dict[str, AgentService] = {}
         self.reports: list[Report] = []
-        self.applies: list[dict[str, Any]] = []
+        self.applies: list[dict[str, Any]] = []  # whole documents (deltas patched)
+        self.messages: list[dict[str, Any]] = []  # what was sent: whole or delta
+        self.raw_reports: list[dict[str, Any]] = []
+        self.whole: dict[str, dict[str, Any]] = {}
 
     def send_task(
         self,
@@ -84,7 +88,10 @@ class Bus:
             return
         self.queue.append((name, args or [], kwargs or {}))
 
-    def agent(self, host: str, vtep_ip: str, sections: tuple[str, ...]) -> AgentService:
+    def agent(
+        self, host: str, vtep_ip: str, sections: tuple[str, ...], deltas: bool = True
+    ) -> AgentService:
+        """An agent; `deltas=False` is one from before incremental documents."""
         service = AgentService(
             host=host,
             vtep_ip=vtep_ip,
@@ -92,6 +99,7 @@ class Bus:
             agent=FakeAgent(host),  # type: ignore[arg-type]
             app=self,  # type: ignore[arg-type]
             sections=sections,
+            deltas=deltas,
         )
         self.agents[host] = service
         service.heartbeat(first=True)
@@ -102,11 +110,18 @@ class Bus:
         while self.queue:
             name, args, kwargs = self.queue.popleft()
             if name == APPLY:
-                self.applies.append(args[0])
+                doc, host = args[0], args[0]["host"]
+                self.messages.append(doc)
+                if docdelta.is_delta(doc) and host in self.whole:
+                    self.whole[host] = docdelta.patch(self.whole[host], doc)
+                elif not docdelta.is_delta(doc):
+                    self.whole[host] = doc
+                self.applies.append(self.whole.get(host, doc))
                 service = self.agents.get(args[0]["host"])
                 if service is not None:
                     service.apply(args[0], **kwargs)
             elif name == REPORT:
+                self.raw_reports.append(args[0])
                 self.reports.append(Report.model_validate(args[0]))
                 tasks.report(*args, **kwargs)
             elif name == HEARTBEAT:
@@ -167,8 +182,8 @@ def test_an_l2_agent_against_a_controller_that_knows_routers(client, tenant, bus
     # every section but typed_networks: no agent realises flat and routed subnets yet (issue 12)
     assert set(SECTIONS) - set(SUPPORTED_SECTIONS) == {"typed_networks"}
     assert set(SUPPORTED_SECTIONS) < set(SECTIONS) and set(SECTIONS) > set(SECTIONS_L2)
-    bus.agent("h1", "198.18.0.11", SECTIONS_L2)  # the network host
-    bus.agent("h2", "198.18.0.12", SECTIONS_L2)
+    bus.agent("h1", "198.18.0.11", SECTIONS_L2, deltas=False)  # the network host
+    bus.agent("h2", "198.18.0.12", SECTIONS_L2, deltas=False)
     host = _host(client, "h1")
     assert (host["protocol_version"], host["sections"]) == (1, ["subnets", "ports"])
     net = _routed_network(client, tenant)
@@ -210,8 +225,8 @@ def test_an_older_agent_without_advertisement_is_protocol_1_l2(client, bus) -> N
 
 
 def test_a_host_gaining_and_losing_routers(client, tenant, bus) -> None:  # type: ignore[no-untyped-def]
-    bus.agent("h1", "198.18.0.11", SECTIONS_L2)
-    bus.agent("h2", "198.18.0.12", SECTIONS_L2)
+    bus.agent("h1", "198.18.0.11", SECTIONS_L2, deltas=False)
+    bus.agent("h2", "198.18.0.12", SECTIONS_L2, deltas=False)
     net = _routed_network(client, tenant)
     bus.settle()
     router = f"/v1/routers/{net['router']['id']}"
@@ -245,7 +260,7 @@ def test_a_host_gaining_and_losing_routers(client, tenant, bus) -> None:  # type
     }
     assert {r["mac"] for r in remote} == {net["p1"]["mac_address"], leg["mac_address"]} | service
 
-    bus.agent("h1", "198.18.0.11", SECTIONS_L2)  # rolled back
+    bus.agent("h1", "198.18.0.11", SECTIONS_L2, deltas=False)  # rolled back
     bus.settle()
     assert "routers" not in bus.last_doc("h1")
     got = _get(client, tenant, router)
@@ -346,3 +361,82 @@ def test_network_acls_are_sent_to_the_subnet_hosts_and_realised(client, tenant, 
     assert [(e["rule_number"], e["action"], e["port_min"]) for e in doc["entries"]] == [
         (10, "deny", 22)
     ]
+
+
+def test_incremental_documents_and_partial_reports(client, tenant, bus) -> None:  # type: ignore[no-untyped-def]
+    """An agent that takes deltas gets its whole document once, then only what changed,
+    and answers with only the results that changed; statuses stay right throughout."""
+    bus.agent("h1", "198.18.0.11", SUPPORTED_SECTIONS)
+    bus.agent("h2", "198.18.0.12", SUPPORTED_SECTIONS)
+    assert _host(client, "h1")["protocol_version"] == docdelta.PROTOCOL
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    ports = [h.port(client, tenant, s["id"], host="h1", netns=f"n{i}") for i in range(4)]
+    bus.settle()
+    assert all(_get(client, tenant, f"/v1/ports/{p['id']}")["status"] == "active" for p in ports)
+    # one more port on h1: a delta naming it alone, a report naming it alone
+    sent, reported = len(bus.messages), len(bus.reports)
+    extra = h.port(client, tenant, s["id"], host="h1", netns="x")
+    bus.settle()
+    to_h1 = [m for m in bus.messages[sent:] if m["host"] == "h1"]
+    assert to_h1 and all(docdelta.is_delta(m) for m in to_h1)
+    assert [p["id"] for p in to_h1[0]["changes"]["ports"]["set"]] == [extra["id"]]
+    partial = [r for r in bus.reports[reported:] if r.host == "h1"]
+    assert partial and all(r.partial for r in partial)
+    assert extra["id"] in {r.id for r in partial[0].results}
+    assert not {p["id"] for p in ports} & {r.id for r in partial[0].results}
+    for p in [*ports, extra]:  # the rows of unreported ports were kept
+        assert _get(client, tenant, f"/v1/ports/{p['id']}")["status"] == "active"
+    # the patched document is the whole one the controller compiled
+    assert {p["id"] for p in bus.last_doc("h1")["ports"]} == {p["id"] for p in [*ports, extra]}
+    # a removed port: a delta removing it, a report naming it as removed
+    reported = len(bus.reports)
+    assert client.delete(f"/v1/ports/{ports[0]['id']}", headers=tenant.headers).status_code == 204
+    bus.settle()
+    removed = [r for r in bus.reports[reported:] if r.host == "h1" and r.removed]
+    assert removed and removed[0].removed == [ports[0]["id"]] and removed[0].partial
+    assert ports[0]["id"] not in {p["id"] for p in bus.last_doc("h1")["ports"]}
+
+
+def test_a_delta_on_another_base_falls_back_to_the_whole_document(client, tenant, bus) -> None:  # type: ignore[no-untyped-def]
+    service = bus.agent("h1", "198.18.0.11", SUPPORTED_SECTIONS)
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    h.port(client, tenant, s["id"], host="h1", netns="a")
+    bus.settle()
+    service.documents.last = None  # as if the last document had been lost on the way
+    applied = len(service.agent.documents)
+    sent = len(bus.messages)
+    p = h.port(client, tenant, s["id"], host="h1", netns="b")
+    bus.settle()
+    to_h1 = [m for m in bus.messages[sent:] if m["host"] == "h1"]
+    assert docdelta.is_delta(to_h1[0]) and not docdelta.is_delta(to_h1[-1])  # the fallback
+    assert len(service.agent.documents) == applied + 1  # the delta itself was not applied
+    assert p["id"] in {x.id for x in service.agent.documents[-1].ports}
+    assert not bus.reports[-1].partial  # a whole document gets a full report
+    assert _get(client, tenant, f"/v1/ports/{p['id']}")["status"] == "active"
+
+
+def test_an_agent_without_deltas_gets_whole_documents_only(client, tenant, bus) -> None:  # type: ignore[no-untyped-def]
+    bus.agent("h1", "198.18.0.11", SUPPORTED_SECTIONS, deltas=False)
+    assert _host(client, "h1")["protocol_version"] == 1
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    for i in range(3):
+        h.port(client, tenant, s["id"], host="h1", netns=f"n{i}")
+        bus.settle()
+    assert not any(docdelta.is_delta(m) for m in bus.messages)
+    assert not any(r.partial for r in bus.reports)
+
+
+def test_full_reports_are_what_an_older_controller_reads(client, tenant, bus) -> None:  # type: ignore[no-untyped-def]
+    """An agent answering a whole document (as an older controller sends) sends a report
+    with no field an older Report lacks: that one forbids unknown fields."""
+    bus.agent("h1", "198.18.0.11", SUPPORTED_SECTIONS)
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    h.port(client, tenant, s["id"], host="h1", netns="a")
+    bus.settle()
+    older = set(Report.model_fields) - {"partial", "removed"}
+    whole = [r for r, m in zip(bus.raw_reports, bus.reports, strict=True) if not m.partial]
+    assert whole and all(set(r) <= older for r in whole)

@@ -58,7 +58,7 @@ def _restart_agent(box: Box, short: str, argv: list[str]) -> None:
 def l2_only(box: Box, short: str) -> Iterator[None]:
     """The host's agent restarted advertising only the L2 sections; restored after."""
     argv = list(sbx.load(box.name).argv[f"agent-{short}"])
-    _restart_agent(box, short, [*argv, "--sections", ",".join(SECTIONS_L2)])
+    _restart_agent(box, short, [*argv, "--sections", ",".join(SECTIONS_L2), "--no-deltas"])
     try:
         _wait_sections(box, box.host(short), SECTIONS_L2)
         yield

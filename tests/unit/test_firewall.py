@@ -214,20 +214,17 @@ DIFF: dict[str, tuple[Ruleset, Ruleset, str | None]] = {
     "hook missing": (
         GUARD,
         Ruleset({INPUT_CHAIN: (ACCEPT, DROP)}),
-        f"*filter\n:vpcd-INPUT - [0:0]\n-A vpcd-INPUT {ACCEPT}\n-A vpcd-INPUT {DROP}\n"
-        "-I INPUT 1 -j vpcd-INPUT\nCOMMIT\n",
+        "*filter\n-I INPUT 1 -j vpcd-INPUT\nCOMMIT\n",  # the chain is right: left alone
     ),
     "hook duplicated: one copy goes": (
         GUARD,
         Ruleset({INPUT_CHAIN: (ACCEPT, DROP)}, (HOOK, HOOK, HOOK)),
-        f"*filter\n:vpcd-INPUT - [0:0]\n-D INPUT -j vpcd-INPUT\n-D INPUT -j vpcd-INPUT\n"
-        f"-A vpcd-INPUT {ACCEPT}\n-A vpcd-INPUT {DROP}\nCOMMIT\n",
+        "*filter\n-D INPUT -j vpcd-INPUT\n-D INPUT -j vpcd-INPUT\nCOMMIT\n",
     ),
     "a hook of ours changed by hand (a match added)": (
         GUARD,
         Ruleset({INPUT_CHAIN: (ACCEPT, DROP)}, (("INPUT", "-i eth0 -j vpcd-INPUT"),)),
-        f"*filter\n:vpcd-INPUT - [0:0]\n-D INPUT -i eth0 -j vpcd-INPUT\n"
-        f"-A vpcd-INPUT {ACCEPT}\n-A vpcd-INPUT {DROP}\n-I INPUT 1 -j vpcd-INPUT\nCOMMIT\n",
+        "*filter\n-D INPUT -i eth0 -j vpcd-INPUT\n-I INPUT 1 -j vpcd-INPUT\nCOMMIT\n",
     ),
     "stale chain and its hook go": (
         GUARD,

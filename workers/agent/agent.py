@@ -293,7 +293,11 @@ class Agent:
         kernel.begin()
         self._ledger.add(op.name for op in ops if isinstance(op, CreateNetns))  # intent first
         deleted: list[str] = []
+        vanishing = self._vanishing(ops)
         for op in ops:
+            if vanishing and not isinstance(op, DeleteNetns):
+                kernel.await_gone(vanishing)  # after the namespaces, before their veths
+                vanishing = set()
             resource = op.resource
             if resource is not None and resource in failures:
                 continue
@@ -321,6 +325,15 @@ class Agent:
                     deleted.append(op.name)
         self._ledger.discard(deleted)
         return failures
+
+    def _vanishing(self, ops: list[Op]) -> set[str]:
+        """Host veths whose workload end was in a namespace these ops delete: the
+        kernel removes them with it (as far as the last applied state knows)."""
+        gone = {op.name for op in ops if isinstance(op, DeleteNetns)}
+        if not gone or self._applied is None:
+            return set()
+        was_in = {names.host_veth_name(p): ns for p, ns in self._applied.port_netns.items()}
+        return {op.veth for op in ops if isinstance(op, DeletePort) and was_in.get(op.veth) in gone}
 
 
 def render(desired: Desired) -> dict[str | None, NetnsFirewall]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from workers.agent import drivers, names
 from workers.agent.desired import Desired
-from workers.agent.drivers import Netlink
+from workers.agent.drivers import Netlink, rawnl
 from workers.agent.drivers.cmd import ToolCalls
 from workers.agent.observe_services import observe_services
 from workers.agent.observed import (
@@ -65,6 +65,10 @@ def _up(msg: Any) -> bool:
     return bool(msg["flags"] & drivers.IFF_UP)
 
 
+def _up_raw(link: rawnl.Link) -> bool:
+    return bool(link.flags & drivers.IFF_UP)
+
+
 def observe(
     nl: Netlink,
     host_netns: str | None,
@@ -87,11 +91,12 @@ def observe(
         want_tables = {ns: t for ns, t in want_tables.items() if ns in scope.firewall}
 
     ext_name = desired.external_interface
+    raw = nl.raw(host_netns)
     if scope is None:
-        every = drivers.dump_links(host)
-        by_index = {int(m["index"]): str(m.get("IFLA_IFNAME")) for m in every}
-        links = [m for m in every if names.is_owned_link(str(m.get("IFLA_IFNAME")))]
-        ext_msg = next((m for m in every if m.get("IFLA_IFNAME") == ext_name), None)
+        every = rawnl.dump_links(raw)
+        by_index = {link.index: link.name for link in every}
+        links = [link for link in every if names.is_owned_link(link.name)]
+        ext_msg = next((link for link in every if link.name == ext_name), None)
         netns = drivers.list_netns()
         look_at = list(ports.values())
         router_ns = {desired.router_netns[r.id] for r in desired.routers}
@@ -100,28 +105,28 @@ def observe(
         ext_msg = None
         if ext_name is not None and ext_name in wanted:
             wanted.discard(ext_name)
-            ext_msg = drivers.get_link(host, ext_name)
+            ext_msg = rawnl.get_link(raw, ext_name)
         if len(wanted) > DUMP_ABOVE:
-            every = drivers.dump_links(host)
-            by_index = {int(m["index"]): str(m.get("IFLA_IFNAME")) for m in every}
-            links = [m for m in every if str(m.get("IFLA_IFNAME")) in wanted]
+            every = rawnl.dump_links(raw)
+            by_index = {link.index: link.name for link in every}
+            links = [link for link in every if link.name in wanted]
         else:
-            links = [m for m in (drivers.get_link(host, n) for n in sorted(wanted)) if m]
-            by_index = {int(m["index"]): str(m.get("IFLA_IFNAME")) for m in links}
+            links = [m for m in (rawnl.get_link(raw, n) for n in sorted(wanted)) if m]
+            by_index = {link.index: link.name for link in links}
         look_at = [ports[pid] for pid in sorted(scope.ports) if pid in ports]
         candidates = set(scope.netns) | set(scope.routers)
         candidates |= {desired.port_netns[p.id] for p in look_at}
         netns = frozenset(n for n in candidates if drivers.netns_exists(n))
         router_ns = set(scope.routers)
 
-    def master_name(msg: Any) -> str | None:
-        index = msg.get("IFLA_MASTER")
-        if not index:
-            return None
+    def host_name(index: int) -> str | None:
         if index not in by_index:
-            found = drivers.get_link(host, index=int(index))
-            by_index[int(index)] = str(found.get("IFLA_IFNAME")) if found is not None else ""
-        return by_index[int(index)] or None
+            found = rawnl.get_link(raw, index=index)
+            by_index[index] = found.name if found is not None else ""
+        return by_index[index] or None
+
+    def master_name(link: rawnl.Link) -> str | None:
+        return host_name(link.master) if link.master else None
 
     bridges: dict[str, BridgeObs] = {}
     vxlans: dict[str, VxlanObs] = {}
@@ -130,20 +135,23 @@ def observe(
     fdb: set[FdbEntry] = set()
     ext_bridges: dict[str, BridgeObs] = {}
     legs: dict[str, HostVethObs] = {}
-    for msg in links:
-        name = str(msg.get("IFLA_IFNAME"))
+    for link in links:
+        name = link.name
         kind = names.link_kind(name)
-        if kind is None or _kind(msg) != kind:
+        if kind is None or link.kind != kind:
             continue  # not ours, or a same-named object of another kind: not ours either
-        mtu, up = int(msg.get("IFLA_MTU")), _up(msg)
+        mtu, up = link.mtu, bool(link.flags & drivers.IFF_UP)
         role = names.link_role(name)
         if role == "external":
             ext_bridges[name] = BridgeObs(name, mtu, up)
         elif role in ("leg", "gateway"):
-            legs[name] = HostVethObs(name, master_name(msg), mtu, up)
+            legs[name] = HostVethObs(name, master_name(link), mtu, up)
         elif kind == "bridge":
             bridges[name] = BridgeObs(name, mtu, up)
         elif kind == "vxlan":
+            msg = drivers.get_link(host, index=link.index)  # a few per host: its details
+            if msg is None:
+                continue
             data = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
             local = data.get("IFLA_VXLAN_LOCAL")
             vxlans[name] = VxlanObs(
@@ -153,15 +161,13 @@ def observe(
                 learning=bool(data.get("IFLA_VXLAN_LEARNING")),
                 dstport=int(data.get("IFLA_VXLAN_PORT")),
                 mtu=mtu,
-                master=master_name(msg),
+                master=master_name(link),
                 up=up,
             )
-            fdb |= {
-                FdbEntry(name, mac, dst) for mac, dst in drivers.dump_fdb(host, int(msg["index"]))
-            }
+            fdb |= {FdbEntry(name, mac, dst) for mac, dst in rawnl.dump_fdb(raw, link.index)}
         else:
-            veths[name] = HostVethObs(name, master_name(msg), mtu, up)
-            veth_index[name] = int(msg["index"])
+            veths[name] = HostVethObs(name, master_name(link), mtu, up)
+            veth_index[name] = link.index
 
     workloads = _workloads(nl, desired, look_at, veth_index, netns)
     firewall = observe_firewall(
@@ -172,13 +178,7 @@ def observe(
     )
     external = None
     if ext_msg is not None:
-        external = ExternalIfObs(str(ext_name), master_name(ext_msg), _up(ext_msg))
-
-    def host_name(index: int) -> str | None:
-        if index not in by_index:
-            found = drivers.get_link(host, index=index)
-            by_index[index] = str(found.get("IFLA_IFNAME")) if found is not None else ""
-        return by_index[index] or None
+        external = ExternalIfObs(str(ext_name), master_name(ext_msg), _up_raw(ext_msg))
 
     routers = {ns: _router(nl, ns, host_name) for ns in sorted(router_ns) if ns in netns}
     services, resolv = observe_services(nl, host_netns, desired, owned_netns)
@@ -286,49 +286,43 @@ def _workloads(
         if ns in netns and names.host_veth_name(port.id) in veth_index:
             by_netns[ns].append(port)
 
-    handles: dict[str, Any] = {}
+    nl.open_many(sorted(by_netns))  # one trip to the netns thread for all new sockets
+    out: dict[str, WorkloadObs] = {}
     for ns in sorted(by_netns):
         try:
-            handles[ns] = nl.handle(ns)
+            sock = nl.raw(ns)
         except drivers.NetnsMissing:
             continue  # removed since we listed it: the plan will create it again
-
-    async def read(ns: str) -> list[tuple[str, WorkloadObs]]:
-        ipr = handles[ns]
-        matched: list[tuple[PortState, Any]] = []
+        if len(by_netns[ns]) > 1:
+            present = {link.name: link for link in rawnl.dump_links(sock)}
+        else:  # the usual case: one port, one get
+            only = by_netns[ns][0].interface_name
+            present = {only: link} if (link := rawnl.get_link(sock, only)) else {}
+        matched = []
         for port in by_netns[ns]:
-            msg = await drivers.aget_link(ipr, port.interface_name)
+            link = present.get(port.interface_name)
             if (
-                msg is not None
-                and _kind(msg) == "veth"
-                and msg.get("IFLA_LINK") == veth_index[names.host_veth_name(port.id)]
+                link is not None
+                and link.kind == "veth"
+                and link.link == veth_index[names.host_veth_name(port.id)]
             ):
-                matched.append((port, msg))
+                matched.append((port, link))
         if not matched:
-            return []
+            continue
         addresses: dict[int, set[str]] = defaultdict(set)
-        for index, cidr in await drivers.adump_addresses(ipr):
+        for index, cidr in rawnl.dump_addresses(sock):
             addresses[index].add(cidr)
         routes: dict[int, set[RouteObs]] = defaultdict(set)
-        for oif, dst, gateway in await drivers.adump_routes(ipr):
+        for oif, dst, gateway in rawnl.dump_routes(sock):
             routes[oif].add(RouteObs(dst, gateway))
-        out = []
-        for port, msg in matched:
-            index = int(msg["index"])
-            out.append(
-                (
-                    port.id,
-                    WorkloadObs(
-                        netns=ns,
-                        name=port.interface_name,
-                        mac=str(msg.get("IFLA_ADDRESS")).lower(),
-                        mtu=int(msg.get("IFLA_MTU")),
-                        up=_up(msg),
-                        addresses=frozenset(addresses[index]),
-                        routes=frozenset(routes[index]),
-                    ),
-                )
+        for port, link in matched:
+            out[port.id] = WorkloadObs(
+                netns=ns,
+                name=port.interface_name,
+                mac=(link.address or "").lower(),
+                mtu=link.mtu,
+                up=_up_raw(link),
+                addresses=frozenset(addresses[link.index]),
+                routes=frozenset(routes[link.index]),
             )
-        return out
-
-    return {pid: obs for part in nl.gather(read(ns) for ns in handles) for pid, obs in part}
+    return out

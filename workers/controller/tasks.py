@@ -21,6 +21,7 @@ from models import carriers, placement
 from models import hoststate as q
 from models.base import utcnow
 from models.db import DbSettings, engine_for, session_factory
+from workers import docdelta
 from workers.bus import (
     APPLY,
     CONTROL_QUEUE,
@@ -32,6 +33,7 @@ from workers.bus import (
 )
 from workers.controller import metrics
 from workers.controller.compile import compile_host
+from workers.controller.sent import SENT
 from workers.protocol import SECTIONS_L2, Report
 
 log = logging.getLogger("vpcd.controller")
@@ -62,6 +64,7 @@ def push(host: str, *, full: bool) -> int | None:
         carriers.refresh_all(session, compiled.unsent)
         row = q.host_by_name(session, host)
         roles = list(row.roles) if row is not None else []
+        deltas = row is not None and row.protocol_version >= docdelta.PROTOCOL
     with transaction() as session:  # nothing new for the host to realise: settled now
         settled = q.settle(session, host, None)
     if settled is not None:
@@ -69,7 +72,7 @@ def push(host: str, *, full: bool) -> int | None:
     try:
         app.send_task(
             APPLY,
-            args=[compiled.wire()],
+            args=[SENT.message(host, compiled.wire(), deltas=deltas and not full)],
             kwargs={"full": full},
             queue=host_queue(host),
         )
@@ -103,6 +106,8 @@ def report(doc: dict[str, Any]) -> None:
                 full=rep.full,
                 duration_ms=rep.duration_ms,
                 detail=None if rep.ok else (rep.detail or "failed"),
+                partial=rep.partial,
+                removed=rep.removed,
             )
             carriers.refresh_all(session, changed)
     if rep.applied and rep.ok:  # its own transaction: never the state row under resource rows

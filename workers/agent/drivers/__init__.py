@@ -37,6 +37,8 @@ from workers.agent.drivers import (
     ipset,
     iptables,
     processes,
+    rawnl,
+    rawwrite,
     sysctl,
 )
 from workers.agent.drivers.base import (
@@ -131,6 +133,8 @@ __all__ = [
     "netns_path",
     "open_netns_fd",
     "processes",
+    "rawnl",
+    "rawwrite",
     "set_link",
     "sysctl",
 ]
