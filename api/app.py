@@ -85,8 +85,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api import (
         external_networks,
         floating_ips,
+        health_monitors,
         hosts,
+        listeners,
+        load_balancers,
         network_acls,
+        pools,
         ports,
         routers,
         security_groups,
@@ -106,6 +110,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         network_acls,
         external_networks,
         floating_ips,
+        load_balancers,
+        listeners,
+        pools,
+        health_monitors,
     ):
         app.include_router(
             module.router,

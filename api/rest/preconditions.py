@@ -92,7 +92,8 @@ class ResourceRoute(APIRoute):
                 response.headers["ETag"] = etag(body["revision"])
                 if location:
                     base = str(request.base_url).rstrip("/")
-                    response.headers["Location"] = f"{base}{self.path_format}/{body['id']}"
+                    path = self.path_format.format(**request.path_params)  # nested collections
+                    response.headers["Location"] = f"{base}{path}/{body['id']}"
             return response
 
         return answer

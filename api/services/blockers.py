@@ -12,6 +12,12 @@ from sqlalchemy.orm import Session
 
 from api.errors import Conflict, InUse
 from models import Router, SecurityGroup, Subnet
+from models.loadbalancer import (
+    load_balancers_of_vpc,
+    load_balancers_on_host,
+    load_balancers_on_subnet,
+    members_on_subnet,
+)
 from models.nacl import acls_of_vpc, subnets_with_acl
 from models.network import (
     dhcp_subnets_on_host,
@@ -46,7 +52,11 @@ def vpc(session: Session, vpc_id: str) -> None:
     blocking += [("router", r) for r in routers_of_vpc(session, vpc_id)]
     blocking += [("security_group", g) for g in groups_of_vpc(session, vpc_id, user_only=True)]
     blocking += [("network_acl", a) for a in acls_of_vpc(session, vpc_id)]
-    _refuse("the VPC still has subnets, routers, security groups or network ACLs", blocking)
+    blocking += [("load_balancer", lb) for lb in load_balancers_of_vpc(session, vpc_id)]
+    _refuse(
+        "the VPC still has subnets, routers, security groups, network ACLs or load balancers",
+        blocking,
+    )
 
 
 def network_acl(session: Session, acl_id: str) -> None:
@@ -59,7 +69,12 @@ def subnet(session: Session, subnet_id: str) -> None:
     iface = interface_of_subnet(session, subnet_id)
     if iface is not None:
         blocking.append(("router", iface.router_id))
-    _refuse("the subnet still has ports or a router interface", blocking)
+    blocking += [("load_balancer", lb) for lb in load_balancers_on_subnet(session, subnet_id)]
+    blocking += [("member", m) for m in members_on_subnet(session, subnet_id)]
+    _refuse(
+        "the subnet still has ports, a router interface, load balancers or pool members",
+        blocking,
+    )
 
 
 def security_group(session: Session, group: SecurityGroup) -> None:
@@ -115,4 +130,8 @@ def host(session: Session, name: str) -> None:
     blocking = [("port", p) for p in user_ports_on_host(session, name)]
     blocking += [("router", r) for r in routers_on_host(session, name)]
     blocking += [("subnet", s) for s in dhcp_subnets_on_host(session, name)]
-    _refuse("ports, routers or subnets' DHCP/DNS services are bound to this host", blocking)
+    blocking += [("load_balancer", lb) for lb in load_balancers_on_host(session, name)]
+    _refuse(
+        "ports, routers, load balancers or subnets' DHCP/DNS services are bound to this host",
+        blocking,
+    )

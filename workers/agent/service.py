@@ -44,6 +44,7 @@ SUPPORTED_SECTIONS: tuple[str, ...] = (
     "security_groups",
     "network_acls",
     "routers",
+    "load_balancers",
 )
 
 
@@ -105,6 +106,7 @@ class AgentService:
         self.app.send_task(REPORT, args=[report.model_dump(mode="json")], queue=CONTROL_QUEUE)
 
     def heartbeat(self, first: bool = False) -> None:
+        self._remeasure()
         self.app.send_task(
             HEARTBEAT,
             args=[self.host, self.vtep_ip, self.roles],
@@ -115,6 +117,18 @@ class AgentService:
             },
             queue=CONTROL_QUEUE,
         )
+
+    def _remeasure(self) -> None:
+        """Operating statuses move between syncs (a member fails): report them when they
+        changed, as a report of the revision already applied."""
+        try:
+            with self.lock:
+                report = self.agent.remeasure()
+        except Exception:  # measuring must never stop the heartbeat
+            log.exception("measuring load balancers failed")
+            return
+        if report is not None:
+            self.app.send_task(REPORT, args=[report.model_dump(mode="json")], queue=CONTROL_QUEUE)
 
     def request_sync(self, full: bool) -> None:
         poke_controller(self.app, [self.host], full=full)

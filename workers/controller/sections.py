@@ -21,6 +21,7 @@ from models import (
     Subnet,
     Vpc,
 )
+from workers.controller.lb_section import LbInputs, load_balancers_carry, load_balancers_section
 from workers.protocol import (
     DhcpDnsState,
     DhcpLease,
@@ -67,6 +68,7 @@ class Inputs:
     members: Mapping[str, Sequence[str]] = field(default_factory=dict)  # remote group -> IPs
     acls: Sequence[NetworkAcl] = ()  # the ACLs of the subnets the host carries
     acl_entries: Sequence[NetworkAclEntry] = ()  # their entries
+    lb: LbInputs = field(default_factory=LbInputs)  # load balancers scheduled on this host, whole
 
 
 def _prefixlen(cidr: str) -> int:
@@ -317,4 +319,5 @@ COMPILERS: dict[str, Section] = {
     "network_acls": Section(
         network_acls_section, lambda docs: {"network_acl": {d.id for d in docs}}
     ),
+    "load_balancers": Section(lambda i: load_balancers_section(i.lb), load_balancers_carry),
 }

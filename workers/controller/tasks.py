@@ -20,6 +20,7 @@ from models import carriers, placement
 from models import hoststate as q
 from models.base import utcnow
 from models.db import DbSettings, engine_for, session_factory
+from models.loadbalancer import record_operating
 from workers.bus import (
     APPLY,
     CONTROL_QUEUE,
@@ -102,6 +103,7 @@ def report(doc: dict[str, Any]) -> None:
                 detail=None if rep.ok else (rep.detail or "failed"),
             )
             carriers.refresh_all(session, changed)
+        record_operating(session, operating_statuses(rep))
     if rep.applied and rep.ok:  # its own transaction: never the state row under resource rows
         with transaction() as session:
             settled = q.settle(session, rep.host, rep.revision)
@@ -113,6 +115,15 @@ def report(doc: dict[str, Any]) -> None:
         app.send_task(
             SYNC_HOST, args=[rep.host], kwargs={"full": True}, queue=CONTROL_QUEUE, countdown=2
         )
+
+
+def operating_statuses(rep: Report) -> dict[str, dict[str, str]]:
+    """kind -> id -> what the agent measured, from the results that carry it."""
+    out: dict[str, dict[str, str]] = {}
+    for r in rep.results:
+        if r.operating_status is not None:
+            out.setdefault(r.kind, {})[r.id] = r.operating_status
+    return out
 
 
 @app.task(name=HEARTBEAT)

@@ -34,6 +34,7 @@ from workers.agent.drivers import (
     ebtables,
     files,
     garp,
+    haproxy,
     ipset,
     iptables,
     processes,
@@ -83,6 +84,7 @@ from workers.agent.drivers.netns import (
     netns_exists,
     netns_path,
     open_netns_fd,
+    udp_probe,
 )
 
 __all__ = [
@@ -123,6 +125,7 @@ __all__ = [
     "files",
     "garp",
     "get_link",
+    "haproxy",
     "ipset",
     "iptables",
     "link_index",
@@ -133,4 +136,5 @@ __all__ = [
     "processes",
     "set_link",
     "sysctl",
+    "udp_probe",
 ]
