@@ -252,7 +252,13 @@ KINDS: dict[str, Kind] = {
         Kind("floating_ip", FloatingIp, _floating_ips),
         Kind("security_group", SecurityGroup, _security_groups, unplaced="active"),
         Kind("network_acl", NetworkAcl, _network_acls, unplaced="active"),
-        Kind("load_balancer", LoadBalancer, _load_balancers),
+        Kind(
+            "load_balancer",
+            LoadBalancer,
+            _load_balancers,
+            unplaced="error",
+            unplaced_detail=NO_NETWORK_HOST,
+        ),
         Kind(
             "listener",
             Listener,

@@ -12,7 +12,9 @@ from fastapi.testclient import TestClient
 
 from tests.api import helpers as h
 from tests.api.test_controller import _doc, sent  # noqa: F401  (the fixture)
+from tests.api.test_l3 import _age
 from tests.conftest import Tenant
+from workers.bus import APPLY
 from workers.controller import tasks
 from workers.controller.lb_section import load_balancers_carry
 from workers.protocol import SECTIONS, SECTIONS_L2, HostState, Report, ResourceResult
@@ -181,3 +183,58 @@ def test_cascade_delete_takes_the_load_balancer_off_its_host(
     doc = _doc(sent, "net-1")
     assert doc.load_balancers == []
     assert lb["vip_port_id"] not in {p.id for p in doc.ports}
+
+
+def test_a_load_balancer_leaves_a_network_host_that_went_down(
+    client: TestClient,
+    tenant: Tenant,
+    sent: Sent,  # noqa: F811
+    tree: dict[str, Any],
+) -> None:
+    lb = tree["lb"]
+    assert lb["host"] == "net-1"
+    tasks.heartbeat("net-2", "198.18.0.3", ["network"], first=True, sections=list(SECTIONS))
+    _age(client, "net-1")
+    sent.clear()
+    tasks.sweep()
+    got = client.get(f"/v1/load-balancers/{lb['id']}", headers=tenant.headers).json()
+    assert (got["host"], got["provisioning_status"]) == ("net-2", "pending")
+    assert got["revision"] > lb["revision"]
+    vip = client.get(f"/v1/ports/{lb['vip_port_id']}", headers=tenant.headers).json()
+    assert vip["host"] == "net-2"
+    docs = {args[0]["host"]: args[0] for name, args, _ in sent if name == APPLY}
+    assert [x["id"] for x in docs["net-2"]["load_balancers"]] == [lb["id"]]
+    assert docs["net-1"]["load_balancers"] == []
+    # the compute host learns the VIP's MAC behind the new host's VTEP
+    remote = {(r["ip"], r["vtep_ip"]) for r in docs["c-1"]["subnets"][0]["remote_ports"]}
+    assert (lb["vip_address"], "198.18.0.3") in remote
+    # realised there: active again, with its whole tree
+    tasks.sync_host("net-2")
+    tasks.report(_report(_doc(sent, "net-2")))
+    got = client.get(f"/v1/load-balancers/{lb['id']}", headers=tenant.headers).json()
+    assert got["provisioning_status"] == "active"
+    member = lb["pools"][0]["members"][0]["id"]
+    m = client.get(f"/v1/pools/{lb['pools'][0]['id']}/members/{member}", headers=tenant.headers)
+    assert m.json()["provisioning_status"] == "active"
+    # a second sweep, with net-1 still down, moves nothing
+    tasks.sweep()
+    again = client.get(f"/v1/load-balancers/{lb['id']}", headers=tenant.headers).json()
+    assert (again["host"], again["revision"]) == ("net-2", got["revision"])
+
+
+def test_no_network_host_up_is_an_error_until_one_comes(
+    client: TestClient,
+    tenant: Tenant,
+    sent: Sent,  # noqa: F811
+    tree: dict[str, Any],
+) -> None:
+    lb = tree["lb"]
+    _age(client, "net-1")
+    tasks.sweep()
+    got = client.get(f"/v1/load-balancers/{lb['id']}", headers=tenant.headers).json()
+    assert (got["host"], got["provisioning_status"]) == (None, "error")
+    assert got["status_detail"] == "no network host is up"
+    tasks.heartbeat("net-1", "198.18.0.1", ["network"], sections=list(SECTIONS))
+    tasks.sweep()
+    got = client.get(f"/v1/load-balancers/{lb['id']}", headers=tenant.headers).json()
+    assert (got["host"], got["provisioning_status"]) == ("net-1", "pending")

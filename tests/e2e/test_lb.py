@@ -1,9 +1,17 @@
 """Load balancers on a real sandbox (issue 9): three members on three hosts, each an
-identity server, behind one load balancer on the network host (h1); a client on h2.
+identity server, behind one load balancer on a network host; a client on h2.
+
+Security groups as in Octavia: the VIP port is the service's (no user group filters it;
+only the listeners' ports answer in the load balancer's namespace), while the members
+keep their own groups, which must admit the load balancer's traffic: it comes from the
+VIP address (haproxy connects from it, UDP is SNATed to it). The members here are in
+their VPC's default group, which admits only its own members, so the module adds one
+rule to it: ingress from the VIP.
 
 Order matters (one load balancer for the module, built once): balance checks first, then
-failure and recovery, draining, a haproxy killed by hand, and the cascade delete, after
-which no namespace, process or file of the load balancer may remain.
+failure and recovery, draining, a haproxy killed by hand, `outside` through a floating IP,
+and the cascade delete, after which no namespace, process or file of the load balancer
+may remain.
 """
 
 from __future__ import annotations
@@ -20,7 +28,10 @@ from typing import Any
 
 import pytest
 
+from cli import sandbox as sbx
 from tests.e2e.conftest import Box
+
+pytestmark = pytest.mark.e2e
 
 IDENTITY = str(Path(__file__).with_name("identity.py"))
 DELAY, FALL, RISE = 1, 2, 2
@@ -50,6 +61,23 @@ class Lb:
         self.body = box.post("/v1/load-balancers", self.who, **self.tree())
         self.id = self.body["id"]
         self.vip = self.body["vip_address"]
+        self.admit_vip()
+
+    def admit_vip(self) -> None:
+        """The members' group (their VPC's default one) admits the load balancer's
+        traffic: from its VIP, to the members' ports."""
+        vpc = self.get(f"/v1/vpcs/{self.subnet['vpc_id']}")
+        for protocol, low, high in (("tcp", 8080, 8081), ("udp", 8053, 8053)):
+            self.box.post(
+                "/v1/security-group-rules",
+                self.who,
+                security_group_id=vpc["default_security_group_id"],
+                direction="ingress",
+                protocol=protocol,
+                port_min=low,
+                port_max=high,
+                remote_cidr=f"{self.vip}/32",
+            )
 
     def ns(self, member: str) -> str:
         return self.box.workload(MEMBERS[member], f"lb{member}")
@@ -118,14 +146,16 @@ class Lb:
     def at(self, key: str) -> list[str]:
         return [self.vip, str(PORTS[key])]
 
-    def count(self, proto: str, key: str, n: int) -> dict[str, int]:
+    def count(
+        self, proto: str, key: str, n: int, ns: str = "", address: str = ""
+    ) -> dict[str, int]:
         r = self.box.run(
-            self.client_ns,
+            ns or self.client_ns,
             sys.executable,
             IDENTITY,
             "count",
             proto,
-            self.vip,
+            address or self.vip,
             str(PORTS[key]),
             str(n),
             timeout=120,
@@ -161,8 +191,14 @@ class Lb:
         raise AssertionError(f"{path} not as wanted after {timeout}s: {body}")
 
     @property
+    def host(self) -> str:
+        """The network host the load balancer runs on (its sandbox name)."""
+        return str(self.get(f"/v1/load-balancers/{self.id}")["host"])
+
+    @property
     def state_dir(self) -> Path:
-        return self.box.sb.dir / "agents" / "h1"
+        short = next(h["short"] for h in self.box.sb.hosts if h["name"] == self.host)
+        return self.box.sb.dir / "agents" / short
 
     def haproxy_pid(self) -> int | None:
         try:
@@ -284,9 +320,96 @@ def test_a_haproxy_killed_by_hand_is_restarted(lb: Lb) -> None:
     assert "!fail" not in counts, counts
 
 
+def test_the_load_balancer_moves_when_its_network_host_fails(lb: Lb) -> None:
+    box = lb.box
+    old = lb.host
+    short = next(h["short"] for h in box.sb.hosts if h["name"] == old)
+    old_ns = f"{old}-lb-{lb.id}"
+    # a client on h3, which is no network host (it stays up); the member on the failed
+    # host is out of reach until it heals
+    client_ns = box.workload("h3", "lbclient3")
+    box.wait_status(lb.who, box.port(lb.who, lb.subnet, "h3", "lbclient3"))
+    survivors = {m for m, h in MEMBERS.items() if box.host(h) != old}
+    sbx.fail(box.name, short)
+    start = time.monotonic()
+    try:
+        counts: dict[str, int] = {}
+        while time.monotonic() - start < 180:
+            counts = lb.count("tcp", "rr", 12, ns=client_ns)
+            if counts and set(counts) <= survivors:
+                break
+            time.sleep(1)
+        print(f"load balancer failover: {old} failed, served again after "
+              f"{time.monotonic() - start:.1f}s")  # fmt: skip
+        assert counts and set(counts) <= survivors, counts
+        assert lb.host != old
+    finally:
+        sbx.heal(box.name, short)
+        box.sb = sbx.load(box.name)  # the healed agent's new PID
+    deadline = time.monotonic() + 90
+    while old_ns in sbx.existing_namespaces():  # the healed host drops its stale copy
+        assert time.monotonic() < deadline, f"the stale copy {old_ns} is still there"
+        time.sleep(0.5)
+    lb.wait(
+        f"/v1/load-balancers/{lb.id}",
+        lambda b: b["provisioning_status"] == "active" and b["operating_status"] == "ONLINE",
+        90,
+    )
+    assert set(lb.count("tcp", "rr", 9, ns=client_ns)) == set(MEMBERS)
+
+
+def test_outside_reaches_the_vip_through_a_floating_ip(lb: Lb) -> None:
+    box, who = lb.box, lb.who
+    made: list[tuple[str, dict[str, str]]] = []  # deleted in reverse, whatever happens
+
+    def make(path: str, as_whom: dict[str, str], **body: Any) -> dict[str, Any]:
+        obj = box.post(path, as_whom, **body)
+        made.append((f"{path}/{obj['id']}", as_whom))
+        return obj
+
+    try:
+        ext = make(
+            "/v1/external-networks",
+            box.admin,
+            cidr="203.0.113.0/24",
+            gateway_ip="203.0.113.1",
+            allocation_pools=[{"start": "203.0.113.10", "end": "203.0.113.250"}],
+        )
+        vpc_id = lb.subnet["vpc_id"]
+        router = make("/v1/routers", who, vpc_id=vpc_id, external_network_id=ext["id"])
+        box.post(f"/v1/routers/{router['id']}/interfaces", who, subnet_id=lb.subnet["id"])
+        made.append((f"/v1/routers/{router['id']}/interfaces/{lb.subnet['id']}", who))
+        # the VIP port is made by the service, and takes a floating IP like any port
+        fip = make(
+            "/v1/floating-ips",
+            who,
+            external_network_id=ext["id"],
+            port_id=lb.body["vip_port_id"],
+        )
+        lb.wait(f"/v1/floating-ips/{fip['id']}", lambda b: b["status"] == "active", 90)
+        outside = f"{box.name}-outside"
+        deadline = time.monotonic() + 60
+        counts: dict[str, int] = {}
+        while time.monotonic() < deadline:  # the router's NAT and the VIP's route settle
+            counts = lb.count("tcp", "rr", 30, ns=outside, address=fip["address"])
+            if "!fail" not in counts:
+                break
+            time.sleep(0.5)
+        assert set(counts) == set(MEMBERS), counts
+        assert max(counts.values()) - min(counts.values()) <= 1, counts
+        # HTTP: the members see the outside client's own address in X-Forwarded-For
+        r = box.run(outside, sys.executable, IDENTITY, "ask", "http", fip["address"], "83")
+        name, xff = r.stdout.split()
+        assert name in MEMBERS and xff == "203.0.113.1", r.stdout
+    finally:
+        for path, as_whom in reversed(made):
+            r = box.http.delete(path, headers=as_whom)
+            assert r.status_code in (204, 404), (path, r.text)
+
+
 def test_cascade_delete_leaves_nothing_behind(lb: Lb) -> None:
     pid = lb.haproxy_pid()
-    netns = f"{lb.box.host('h1')}-lb-{lb.id}"
+    netns = f"{lb.host}-lb-{lb.id}"
     r = lb.box.http.delete(f"/v1/load-balancers/{lb.id}?cascade=true", headers=lb.who)
     assert r.status_code == 204, r.text
     deadline = time.monotonic() + 60

@@ -396,3 +396,48 @@ def test_a_user_port_cannot_take_a_load_balancer_s_namespace() -> None:
     desired = Desired.build(state(the_lb, ports=(squatter,)))
     assert "load balancer" in desired.problems["user"]
     assert "vip" not in desired.problems and the_lb.id in desired.lbs
+
+
+# -- the agent's UDP probes and their pace ----------------------------------------------------
+
+
+def test_udp_probes_follow_each_monitor_delay_and_rise_fall(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from workers.agent import drivers
+    from workers.agent.lbhealth import IDLE, LbHealth
+
+    answers = {"10.0.1.12": False}  # m2's server is gone: an ICMP port unreachable
+    probed: list[list[str]] = []
+
+    def fake_probe(netns: str, targets: list[tuple[str, int]], timeout: float) -> list[bool]:
+        probed.append([a for a, _ in targets])
+        return [answers.get(a, True) for a, _ in targets]
+
+    monkeypatch.setattr(drivers, "udp_probe", fake_probe)
+    mon = monitor("UDP-CONNECT", delay=2, max_retries=2, max_retries_down=3)
+    the_lb = lb([listener("u", "UDP", 53, "q")], [pool("q", "UDP", monitor=mon)])
+    desired = Desired.build(state(the_lb))
+    now = [100.0]
+    health = LbHealth("/state", clock=lambda: now[0])
+    assert LbHealth.pace(desired) == 2 and LbHealth.pace(None) == IDLE
+
+    def tick(seconds: float) -> None:
+        now[0] += seconds
+        health.probe(desired)
+
+    health.probe(desired)
+    tick(1)  # not the pool's turn yet: no probe, no count
+    assert len(probed) == 1
+    tick(1)
+    assert len(probed) == 2 and health.down() == frozenset()
+    tick(2)  # the third failure in a row: out
+    assert health.down() == {"m2"} and health.up()["m1"] is True
+    answers.clear()
+    tick(2)
+    assert health.down() == {"m2"}  # one success is not max_retries
+    tick(2)
+    assert health.down() == frozenset()
+    gone = Desired.build(state())
+    health.probe(gone)
+    assert health.up() == {}

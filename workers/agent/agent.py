@@ -305,9 +305,13 @@ class Agent:
             report, lb_results(desired, failures, leftover, ports_ok, stats, self._health.up())
         )
 
+    def measure_pace(self) -> float:
+        """Seconds between two `remeasure` calls: the shortest monitor delay."""
+        return LbHealth.pace(self._applied)
+
     def remeasure(self) -> Report | None:
         """The last report with freshly measured operating statuses, when they changed
-        (the heartbeat sends it: a member's health moves between syncs)."""
+        (the service's measuring timer sends it: a member's health moves between syncs)."""
 
         def run() -> Report | None:
             applied, last = self._applied, self._last_report

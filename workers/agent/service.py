@@ -106,7 +106,6 @@ class AgentService:
         self.app.send_task(REPORT, args=[report.model_dump(mode="json")], queue=CONTROL_QUEUE)
 
     def heartbeat(self, first: bool = False) -> None:
-        self._remeasure()
         self.app.send_task(
             HEARTBEAT,
             args=[self.host, self.vtep_ip, self.roles],
@@ -150,7 +149,13 @@ class AgentService:
                 except Exception:
                     log.exception("resync request failed")
 
+        def measure() -> None:  # at the monitors' pace, not the heartbeat's
+            while True:
+                time.sleep(self.agent.measure_pace())
+                self._remeasure()
+
         threading.Thread(target=beat, name="vpcd-heartbeat", daemon=True).start()
+        threading.Thread(target=measure, name="vpcd-lb-measure", daemon=True).start()
         threading.Thread(target=resync, name="vpcd-resync", daemon=True).start()
 
     def run(self) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from models import carriers, placement
+from models import carriers, lb_placement, placement
 from models import hoststate as q
 from models.base import utcnow
 from models.db import DbSettings, engine_for, session_factory
@@ -152,13 +152,25 @@ def heartbeat(
 
 
 def sweep() -> None:
-    """Move routers off network hosts that are down (missed heartbeats) to the least-loaded
-    up one; push hosts whose change notice was lost; re-derive every unsettled status (a
-    subnet nobody needs to realise, a router whose host gained or lost a section)."""
+    """Move routers and load balancers off network hosts that are down (missed
+    heartbeats) to the least-loaded up one; push hosts whose change notice was lost;
+    re-derive every unsettled status (a subnet nobody needs to realise, a router whose
+    host gained or lost a section)."""
     with transaction() as session:  # resource rows, then host rows: as API requests do
         moved, touched = placement.reschedule(session, utcnow())
         if moved:
             log.warning("rescheduled routers %s; syncing %s", sorted(touched["router"]), moved)
+        lbs_moved, lbs_touched = lb_placement.reschedule_load_balancers(session, utcnow())
+        if lbs_moved:
+            log.warning(
+                "rescheduled load balancers %s; syncing %s",
+                sorted(lbs_touched["load_balancer"]),
+                lbs_moved,
+            )
+            moved |= lbs_moved
+            for kind, ids in lbs_touched.items():
+                touched.setdefault(kind, set()).update(ids)
+        if moved:
             q.mark_dirty(session, moved)
     if moved:  # statuses in a transaction of their own, never under the host rows
         with transaction() as session:
