@@ -46,6 +46,7 @@ class Bench:
         tok = self.http.post(f"/v1/tenants/{t['id']}/tokens", headers=admin).json()["token"]
         self.who = {"Authorization": f"Bearer {tok}"}
         vpc = self.post("/v1/vpcs", cidr="10.0.0.0/16")
+        self.group = vpc["default_security_group_id"]  # the members' (and the client's)
         self.subnet = self.post("/v1/subnets", vpc_id=vpc["id"], cidr="10.0.1.0/24")
         self.procs: list[subprocess.Popen[str]] = []
 
@@ -160,6 +161,14 @@ def bench(b: Bench, seconds: int, requests: int) -> dict[str, Any]:
         ],
     )
     vip = lb["vip_address"]
+    # the members' group admits the load balancer's traffic, which comes from the VIP
+    b.post(
+        "/v1/security-group-rules",
+        security_group_id=b.group,
+        direction="ingress",
+        protocol="any",
+        remote_cidr=f"{vip}/32",
+    )
     b.until(f"/v1/load-balancers/{lb['id']}", lambda x: x["provisioning_status"] == "active")
     time.sleep(3)  # the health checks settle
     out: dict[str, Any] = {}
