@@ -54,7 +54,7 @@ class LbHealth:
 
     def probe(self, desired: Desired) -> None:
         """One UDP-CONNECT round over the monitored UDP pools' members."""
-        seen = set()
+        seen: set[str] = set()
         now = self.clock()
         for lb_id, lb in desired.lbs.items():
             for pool in lb.pools:
