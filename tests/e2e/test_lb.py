@@ -201,9 +201,10 @@ class Lb:
         short = next(h["short"] for h in self.box.sb.hosts if h["name"] == self.host)
         return self.box.sb.dir / "agents" / short
 
-    def haproxy_pid(self) -> int | None:
+    def haproxy_pid(self, state_dir: Path | None = None) -> int | None:
+        state_dir = state_dir or self.state_dir
         try:
-            pid = int((self.state_dir / "pids" / f"haproxy-{self.id}.pid").read_text())
+            pid = int((state_dir / "pids" / f"haproxy-{self.id}.pid").read_text())
         except (OSError, ValueError):
             return None
         cmd = Path(f"/proc/{pid}/cmdline")
@@ -447,7 +448,8 @@ def test_outside_reaches_the_vip_through_a_floating_ip(lb: Lb) -> None:
 
 
 def test_cascade_delete_leaves_nothing_behind(lb: Lb) -> None:
-    pid = lb.haproxy_pid()
+    state_dir = lb.state_dir  # the API forgets the host with the load balancer
+    pid = lb.haproxy_pid(state_dir)
     netns = f"{lb.host}-lb-{lb.id}"
     r = lb.box.http.delete(f"/v1/load-balancers/{lb.id}?cascade=true", headers=lb.who)
     assert r.status_code == 204, r.text
@@ -455,8 +457,8 @@ def test_cascade_delete_leaves_nothing_behind(lb: Lb) -> None:
     while time.monotonic() < deadline:
         names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         alive = pid is not None and Path(f"/proc/{pid}").exists()
-        files = list((lb.state_dir / "lb").glob("*")) if (lb.state_dir / "lb").exists() else []
-        if netns not in names and not alive and not files and lb.haproxy_pid() is None:
+        files = list((state_dir / "lb").glob("*")) if (state_dir / "lb").exists() else []
+        if netns not in names and not alive and not files and lb.haproxy_pid(state_dir) is None:
             return
         time.sleep(0.3)
     raise AssertionError(f"left behind: netns {netns in names}, haproxy {alive}, files {files}")
