@@ -151,7 +151,12 @@ class AgentService:
 
         def measure() -> None:  # at the monitors' pace, not the heartbeat's
             while True:
-                time.sleep(self.agent.measure_pace())
+                try:
+                    pace = self.agent.measure_pace()
+                except Exception:
+                    log.exception("reading the measuring pace failed")
+                    pace = self.heartbeat_interval
+                time.sleep(pace)
                 self._remeasure()
 
         threading.Thread(target=beat, name="vpcd-heartbeat", daemon=True).start()
