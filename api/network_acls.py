@@ -13,20 +13,22 @@ from fastapi import APIRouter, status
 from pydantic import Field, model_validator
 
 from api.deps import NotifierDep, PrincipalDep, SessionDep, TenantDep
-from api.errors import Conflict, Invalid, problems
+from api.errors import Conflict, problems
 from api.netcheck import AnyCidr
 from api.rest.pages import Page, PagesDep
 from api.rest.preconditions import LookupDep, ResourceRoute
 from api.rest.schemas import (
     Description,
     Input,
-    Name,
     NotNull,
     Patch,
-    RealisedOutput,
-    Tags,
+    PortNumber,
     TenantOutput,
+    VpcChildCreate,
+    VpcChildOutput,
+    VpcChildUpdate,
     apply_changes,
+    check_port_range,
 )
 from api.services import blockers, quotas
 from models import NetworkAcl, NetworkAclEntry, Vpc
@@ -34,29 +36,18 @@ from models.nacl import entry_taken, mark_acl_changed, subnets_with_acl
 
 router = APIRouter(tags=["network-acls"], route_class=ResourceRoute)
 
-PortNumber = Annotated[int, Field(ge=1, le=65535)]
 RuleNumber = Annotated[int, Field(ge=1, le=32766, description="Evaluated lowest first.")]
 
 
-class NetworkAclCreate(Input):
-    vpc_id: str
-    name: Name = ""
-    description: Description = ""
-    tags: Tags = []
+class NetworkAclCreate(VpcChildCreate):
+    pass
 
 
-class NetworkAclUpdate(Patch):
-    immutable = frozenset({"vpc_id"})
-    name: Name | None = NotNull()
-    description: Description | None = NotNull()
-    tags: Tags | None = NotNull()
+class NetworkAclUpdate(VpcChildUpdate):
+    pass
 
 
-class NetworkAclOut(RealisedOutput):
-    vpc_id: str
-    name: str
-    description: str
-    tags: list[str]
+class NetworkAclOut(VpcChildOutput):
     subnet_ids: list[str] = []
 
 
@@ -77,13 +68,7 @@ class NetworkAclEntryCreate(Input):
 
     @model_validator(mode="after")
     def _ports(self) -> NetworkAclEntryCreate:
-        given = self.port_min is not None or self.port_max is not None
-        if given and self.protocol not in ("tcp", "udp"):
-            field = "port_min" if self.port_min is not None else "port_max"
-            raise Invalid(f"body.{field}", f"ports apply only to tcp and udp, not {self.protocol}")
-        low, high = self.port_min, self.port_max
-        if low is not None and high is not None and low > high:
-            raise Invalid("body.port_min", f"port_min {low} > port_max {high}")
+        check_port_range(self.protocol, self.port_min, self.port_max)
         return self
 
 

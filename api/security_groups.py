@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from fastapi import APIRouter, status
-from pydantic import Field, model_validator
+from pydantic import model_validator
 
 from api.deps import NotifierDep, PrincipalDep, SessionDep, TenantDep
 from api.errors import Invalid, problems
@@ -15,13 +15,15 @@ from api.rest.preconditions import LookupDep, ResourceRoute
 from api.rest.schemas import (
     Description,
     Input,
-    Name,
     NotNull,
     Patch,
-    RealisedOutput,
-    Tags,
+    PortNumber,
     TenantOutput,
+    VpcChildCreate,
+    VpcChildOutput,
+    VpcChildUpdate,
     apply_changes,
+    check_port_range,
 )
 from api.services import blockers, quotas
 from models import SecurityGroup, SecurityGroupRule, Vpc
@@ -29,28 +31,16 @@ from models.security import delete_group, mark_group_changed
 
 router = APIRouter(tags=["security-groups"], route_class=ResourceRoute)
 
-PortNumber = Annotated[int, Field(ge=1, le=65535)]
+
+class SecurityGroupCreate(VpcChildCreate):
+    pass
 
 
-class SecurityGroupCreate(Input):
-    vpc_id: str
-    name: Name = ""
-    description: Description = ""
-    tags: Tags = []
+class SecurityGroupUpdate(VpcChildUpdate):
+    pass
 
 
-class SecurityGroupUpdate(Patch):
-    immutable = frozenset({"vpc_id"})
-    name: Name | None = NotNull()
-    description: Description | None = NotNull()
-    tags: Tags | None = NotNull()
-
-
-class SecurityGroupOut(RealisedOutput):
-    vpc_id: str
-    name: str
-    description: str
-    tags: list[str]
+class SecurityGroupOut(VpcChildOutput):
     is_default: bool
 
 
@@ -70,16 +60,7 @@ class SecurityGroupRuleCreate(Input):
 
     @model_validator(mode="after")
     def _combinations(self) -> SecurityGroupRuleCreate:
-        ports_given = self.port_min is not None or self.port_max is not None
-        if ports_given and self.protocol not in ("tcp", "udp"):
-            field = "port_min" if self.port_min is not None else "port_max"
-            raise Invalid(f"body.{field}", f"ports apply only to tcp and udp, not {self.protocol}")
-        if (
-            self.port_min is not None
-            and self.port_max is not None
-            and self.port_min > self.port_max
-        ):
-            raise Invalid("body.port_min", f"port_min {self.port_min} > port_max {self.port_max}")
+        check_port_range(self.protocol, self.port_min, self.port_max)
         if self.remote_cidr is not None and self.remote_group_id is not None:
             raise Invalid("body.remote_group_id", "give remote_cidr or remote_group_id, not both")
         return self

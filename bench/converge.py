@@ -15,41 +15,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.sandbox_run import machine, pct, sandbox, save, tenant
 from cli import sandbox as sbx
-from models.db import scratch_database
 
 NAME = "bcv"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class Bench:
     def __init__(self, sb: sbx.Sandbox) -> None:
         self.sb = sb
         self.http = httpx.Client(base_url=sb.endpoint, timeout=30)
-        admin = {"Authorization": f"Bearer {sb.admin_token}"}
-        t = self.http.post("/v1/tenants", json={"name": "bench"}, headers=admin).json()
-        self.http.patch(f"/v1/tenants/{t['id']}/quotas", json={"ports": 5000}, headers=admin)
-        tok = self.http.post(f"/v1/tenants/{t['id']}/tokens", headers=admin).json()["token"]
-        self.who = {"Authorization": f"Bearer {tok}"}
-        self.admin = admin
+        self.admin = {"Authorization": f"Bearer {sb.admin_token}"}
+        self.who = tenant(self.http, self.admin, port_quota=5000)
         vpc = self.post("/v1/vpcs", cidr="10.0.0.0/16")
         self.subnet = self.post("/v1/subnets", vpc_id=vpc["id"], cidr="10.0.0.0/20")
 
@@ -232,31 +221,15 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=1000)
     parser.add_argument("--out", default="bench/results/converge.json")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("needs root")
-    base = os.environ.get("VPCD_BENCH_DATABASE_URL", "postgresql+psycopg://root@127.0.0.1/postgres")
-    redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    result: dict[str, Any] = {
-        "date": datetime.now(UTC).isoformat(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "database": "postgresql",
-        "bus": "redis",
-    }
-    with scratch_database(base, "vpcd_bench") as url:
-        try:
-            sb = sbx.up(NAME, 3, resync=300.0, overrides={"DATABASE_URL": url, "REDIS_URL": redis})
-            b = Bench(sb)
-            result["first_ping"] = first_ping_latencies(b, args.ports)
-            print(json.dumps(result["first_ping"], indent=2), flush=True)
-            if args.scale:
-                result["scale"] = scale(b, args.scale)
-                print(json.dumps(result["scale"], indent=2), flush=True)
-        finally:
-            sbx.down(NAME)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {args.out}")
+    result = machine()
+    with sandbox(NAME, resync=300.0) as sb:
+        b = Bench(sb)
+        result["first_ping"] = first_ping_latencies(b, args.ports)
+        print(json.dumps(result["first_ping"], indent=2), flush=True)
+        if args.scale:
+            result["scale"] = scale(b, args.scale)
+            print(json.dumps(result["scale"], indent=2), flush=True)
+    save(result, args.out)
 
 
 if __name__ == "__main__":

@@ -19,21 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.sandbox_run import machine, pct, sandbox, save, tenant
 from cli import sandbox as sbx
-from models.db import scratch_database
 from models.host import HEARTBEAT_TIMEOUT
 from tests.e2e.nsclient import ask_in
 from workers.agent import names
@@ -42,11 +39,6 @@ NAME = "bl3"
 PORT = 7070
 ECHO = str(Path(__file__).resolve().parents[1] / "tests" / "e2e" / "echo.py")
 OUTSIDE_IP = "203.0.113.1"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def summary(values: list[float]) -> dict[str, Any]:
@@ -59,9 +51,7 @@ class Bench:
         self.outside = f"{sb.name}-outside"
         self.http = httpx.Client(base_url=sb.endpoint, timeout=30)
         self.admin = {"Authorization": f"Bearer {sb.admin_token}"}
-        t = self.http.post("/v1/tenants", json={"name": "bench"}, headers=self.admin).json()
-        tok = self.http.post(f"/v1/tenants/{t['id']}/tokens", headers=self.admin).json()
-        self.who = {"Authorization": f"Bearer {tok['token']}"}
+        self.who = tenant(self.http, self.admin)
         self.procs: list[subprocess.Popen[str]] = []
         self.ext = self.post(
             "/v1/external-networks",
@@ -244,28 +234,10 @@ def main() -> None:
     parser.add_argument("--iperf-seconds", type=int, default=4)
     parser.add_argument("--out", default="bench/results/l3.json")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("needs root")
-    base = os.environ.get("VPCD_BENCH_DATABASE_URL", "postgresql+psycopg://root@127.0.0.1/postgres")
-    redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    result: dict[str, Any] = {
-        "date": datetime.now(UTC).isoformat(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "database": "postgresql",
-        "bus": "redis",
-    }
-    with scratch_database(base, "vpcd_bench_l3") as url:
-        b = None
+    result = machine()
+    with sandbox(NAME, resync=30.0, network_hosts=2, database="vpcd_bench_l3") as sb:
+        b = Bench(sb)
         try:
-            sb = sbx.up(
-                NAME,
-                3,
-                network_hosts=2,
-                resync=30.0,
-                overrides={"DATABASE_URL": url, "REDIS_URL": redis},
-            )
-            b = Bench(sb)
             for key, count, run in (
                 ("fip_association", args.associations, lambda: associations(b, args.associations)),
                 (
@@ -280,12 +252,8 @@ def main() -> None:
                 result[key] = run()
                 print(key, json.dumps(result[key], indent=2), flush=True)
         finally:
-            if b is not None:
-                b.close()
-            sbx.down(NAME)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {args.out}")
+            b.close()
+    save(result, args.out)
 
 
 if __name__ == "__main__":

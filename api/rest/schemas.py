@@ -167,3 +167,42 @@ def apply_changes(obj: Any, changes: dict[str, Any]) -> bool:
     if changed:
         obj.touch()
     return changed
+
+
+# -- shapes more than one resource has ---------------------------------------------------
+
+PortNumber = Annotated[int, Field(ge=1, le=65535)]
+
+
+def check_port_range(protocol: str, port_min: int | None, port_max: int | None) -> None:
+    """A rule's ports: only with tcp or udp, and never the low one above the high one."""
+    if (port_min is not None or port_max is not None) and protocol not in ("tcp", "udp"):
+        field = "port_min" if port_min is not None else "port_max"
+        raise Invalid(f"body.{field}", f"ports apply only to tcp and udp, not {protocol}")
+    if port_min is not None and port_max is not None and port_min > port_max:
+        raise Invalid("body.port_min", f"port_min {port_min} > port_max {port_max}")
+
+
+class VpcChildCreate(Input):
+    """The body of a named, tagged resource that lives in one VPC (a group, an ACL)."""
+
+    vpc_id: str
+    name: Name = ""
+    description: Description = ""
+    tags: Tags = []
+
+
+class VpcChildUpdate(Patch):
+    """Its PATCH body: everything but the VPC can change."""
+
+    immutable = frozenset({"vpc_id"})
+    name: Name | None = NotNull()
+    description: Description | None = NotNull()
+    tags: Tags | None = NotNull()
+
+
+class VpcChildOutput(RealisedOutput):
+    vpc_id: str
+    name: str
+    description: str
+    tags: list[str]

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner, Result
 
 from cli import client as vpcctl_client
-from cli import output, resources, vpcctl
+from cli import options, output, resources, vpcctl
 from tests.api import helpers as h
 from tests.conftest import ADMIN_TOKEN, Tenant
 
@@ -674,14 +674,14 @@ def test_resource_table_matches_the_api(app: FastAPI) -> None:
     ],
 )
 def test_set_values_parse_as_json_when_they_can(value: str, parsed: Any) -> None:
-    assert vpcctl.parse_pairs([f"k={value}"], "--set") == {"k": parsed}
+    assert options.parse_pairs([f"k={value}"], "--set") == {"k": parsed}
 
 
 def test_if_match_accepts_revision_or_etag() -> None:
-    assert vpcctl.etag("3") == {"If-Match": '"3"'}
-    assert vpcctl.etag('"3"') == {"If-Match": '"3"'}
-    assert vpcctl.etag("*") == {"If-Match": "*"}
-    assert vpcctl.etag(None) == {}
+    assert options.etag("3") == {"If-Match": '"3"'}
+    assert options.etag('"3"') == {"If-Match": '"3"'}
+    assert options.etag("*") == {"If-Match": "*"}
+    assert options.etag(None) == {}
 
 
 def test_help_is_generated_per_resource(cli: Cli) -> None:

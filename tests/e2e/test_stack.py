@@ -1,8 +1,10 @@
 """`vpcctl plan / apply / destroy` in the real sandbox: a two-tier stack up, changed, gone.
 
-The real `vpcctl` program talks to the sandbox's API over HTTP. Traffic stays between
-workload namespaces the sandbox made; the external network (203.0.113.0/24, TEST-NET-3)
-exists only in the API.
+The real `vpcctl` program talks to the sandbox's API over HTTP. Once applied, traffic goes
+through what the stack made: web to db across the router, a tier out to `outside` by SNAT,
+and `outside` in to a web workload through its floating IP. Every packet stays between
+namespaces the sandbox made; the external network (203.0.113.0/24, TEST-NET-3) is the
+sandbox's own `outside` segment.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from typing import Any
 import pytest
 
 from cli import sandbox as sbx
-from tests.e2e.conftest import Box
+from tests.e2e.conftest import ECHO, Box
 
 pytestmark = pytest.mark.e2e
 
 VPCCTL = str(Path(sys.executable).with_name("vpcctl"))
+OUTSIDE = "203.0.113.1"  # the sandbox's `outside` namespace, on the external segment
+WAIT = 90.0  # generous: the machine is shared
 
 STACK = """\
 stack: {name}
@@ -35,7 +39,7 @@ security_groups:
     rules:
       - {{direction: ingress, protocol: tcp, port_min: 80, port_max: 80, remote_cidr: 0.0.0.0/0}}
       - {{direction: ingress, protocol: any, remote_group: web}}
-      - {{direction: ingress, protocol: icmp, remote_group: db}}
+      - {{direction: ingress, protocol: icmp, remote_cidr: 0.0.0.0/0}}
       - {{direction: egress, protocol: any, remote_cidr: 0.0.0.0/0}}
   db:
     vpc: main
@@ -96,7 +100,7 @@ class Stack:
         assert r.status_code == 200, r.text
         return {item.get("name") or item["id"]: item for item in r.json()["items"]}
 
-    def wait_active(self, kind: str, names: set[str], timeout: float = 90) -> None:
+    def wait_active(self, kind: str, names: set[str], timeout: float = WAIT) -> None:
         deadline = time.monotonic() + timeout
         seen: dict[str, str] = {}
         while time.monotonic() < deadline:
@@ -106,6 +110,26 @@ class Stack:
                 return
             time.sleep(0.3)
         raise AssertionError(f"{kind} {names} not active within {timeout}s: {seen}")
+
+    def identity(self, ns: str, port: int, name: str) -> None:
+        """A TCP server in `ns` answering "NAME CALLER-IP" (stopped with the box's servers)."""
+        argv = [sys.executable, ECHO, "identity", str(port), name]
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *argv], stdout=subprocess.PIPE, text=True
+        )
+        self.box.servers.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+
+    def wait_ask(self, ns: str, address: str, port: int) -> tuple[str, str]:
+        """(server name, the address it saw us come from), retried until a deadline."""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            got = self.box.ask(ns, "tcp", address, port)
+            if got:
+                name, _, caller = got.partition(" ")
+                return name, caller
+            time.sleep(0.3)
+        raise AssertionError(f"{ns} got no answer from {address}:{port} in {WAIT}s")
 
 
 @pytest.fixture
@@ -126,6 +150,7 @@ def stack(box: Box, tmp_path: Path) -> Iterator[Stack]:
         subprocess.run(
             [VPCCTL, "destroy", "-f", str(s.path)], env=s.env, capture_output=True, timeout=300
         )
+        box.stop_servers()
         box.http.delete(f"/v1/external-networks/{net['id']}", headers=box.admin)
 
 
@@ -139,8 +164,26 @@ def test_a_two_tier_stack_up_changed_and_destroyed(box: Box, stack: Stack) -> No
     box.wait_ping(box.workload("h1", "web1"), "10.30.1.12")
     router = stack.tagged("routers")["edge"]
     assert len(router["subnet_ids"]) == 2
-    fip = next(iter(stack.tagged("floating-ips").values()))
+    fip_key, fip = next(iter(stack.tagged("floating-ips").items()))
     assert fip["port_id"] == stack.tagged("ports")["web1"]["id"]
+    stack.wait_active("routers", {"edge"})
+    stack.wait_active("floating-ips", {fip_key})
+    router = stack.tagged("routers")["edge"]
+    web1, db1 = box.workload("h1", "web1"), box.workload("h3", "db1")
+    # tier to tier through the router: web (10.30.1.0/24) pings db (10.30.2.0/24)
+    box.wait_ping(web1, "10.30.2.11", timeout=WAIT)
+    box.wait_ping(db1, "10.30.1.11", timeout=WAIT)  # the web group admits ICMP
+    # db (no floating IP) reaches outside by SNAT: outside sees the router's address
+    stack.identity(f"{box.name}-outside", 7070, "outside")
+    box.wait_ping(db1, OUTSIDE, timeout=WAIT)
+    assert stack.wait_ask(db1, OUTSIDE, 7070) == ("outside", router["external_ip"])
+    # outside reaches web1 through its floating IP (ICMP, and web's port 80), and web1
+    # leaves as its floating IP
+    stack.identity(web1, 80, "web1")
+    box.wait_ping(f"{box.name}-outside", fip["address"], timeout=WAIT)
+    assert stack.wait_ask(f"{box.name}-outside", fip["address"], 80) == ("web1", OUTSIDE)
+    assert stack.wait_ask(web1, OUTSIDE, 7070) == ("outside", fip["address"])
+    box.stop_servers()
     assert stack.run("plan").stdout.splitlines()[-1].startswith("nothing to change")
 
     # a change: a new port on h3's web tier, a new description; the rest untouched
