@@ -7,18 +7,30 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from models import Host
+from models.base import utcnow
+from models.db import engine_for
 from tests.api import helpers as h
 from tests.conftest import ADMIN, Tenant
 
 J = dict[str, Any]
 
 
+def network_host(client: TestClient, name: str, vtep_ip: str) -> None:
+    """A registered network host that is up (heard from just now): load balancers, like
+    routers, go only to hosts that are up."""
+    h.host(client, name, vtep_ip=vtep_ip, roles=["network"])
+    with engine_for(client.app.state.settings.database_url).begin() as conn:  # type: ignore[attr-defined]
+        conn.execute(sa.update(Host).where(Host.name == name).values(last_heartbeat=utcnow()))
+
+
 @pytest.fixture
 def net(client: TestClient, tenant: Tenant) -> J:
     """A network host, a VPC with two subnets: what a load balancer needs."""
-    h.host(client, "net-1", vtep_ip="192.0.2.1", roles=["network"])
+    network_host(client, "net-1", "192.0.2.1")
     vpc = h.vpc(client, tenant)
     return {
         "vpc": vpc,
@@ -436,7 +448,7 @@ def test_no_network_host_leaves_the_load_balancer_unscheduled(
 def test_load_balancers_spread_over_network_hosts(
     client: TestClient, tenant: Tenant, net: J
 ) -> None:
-    h.host(client, "net-2", vtep_ip="192.0.2.2", roles=["network"])
+    network_host(client, "net-2", "192.0.2.2")
     hosts = [h.load_balancer(client, tenant, net["subnet"]["id"])["host"] for _ in range(4)]
     assert sorted(hosts) == ["net-1", "net-1", "net-2", "net-2"]
     r = client.delete("/v1/hosts/" + _host_id(client, "net-1"), headers=ADMIN)
