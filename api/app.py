@@ -18,12 +18,13 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from api import errors, metrics
+from api.auth import TokenCache
 from api.deps import DbAdmission
 from api.rest.query import reject_unknown_query, reject_unstorable_parameters
 from api.services.idempotency import MAX_KEY_LENGTH, IdempotencyMiddleware
 from api.services.notify import Notifier
 from api.settings import Settings, get_settings
-from models.db import engine_for, ping, pool_capacity, session_factory
+from models.db import engine_for, ping, pool_capacity, read_engine, session_factory
 from models.tenant import add_token, admin_token_exists, keep_only_admin_token
 
 log = logging.getLogger("vpcd.api")
@@ -79,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = session_factory(engine)
+    app.state.read_sessionmaker = session_factory(read_engine(engine))
+    app.state.tokens = TokenCache(app.state.read_sessionmaker, settings.token_cache_seconds)
     app.state.notifier = Notifier(settings)
     errors.install(app)
 
@@ -92,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         network_acls,
         pools,
         ports,
+        provider_networks,
         routers,
         security_groups,
         subnets,
@@ -109,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         security_groups,
         network_acls,
         external_networks,
+        provider_networks,
         floating_ips,
         load_balancers,
         listeners,
@@ -121,7 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     @app.get("/healthz", tags=["health"])
-    def get_health() -> Health:
+    async def get_health() -> Health:
         """The process is up (liveness)."""
         return Health(status="ok")
 
@@ -147,7 +152,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     problem_only_openapi(app)
     app.add_middleware(
-        IdempotencyMiddleware, sessionmaker=app.state.sessionmaker, settings=settings
+        IdempotencyMiddleware,
+        sessionmaker=app.state.sessionmaker,
+        tokens=app.state.tokens,
+        settings=settings,
     )
     app.add_middleware(DbAdmission, limit=pool_capacity(engine))
     app.add_middleware(metrics.MetricsMiddleware)

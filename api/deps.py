@@ -1,48 +1,23 @@
-"""Request dependencies: the DB session (owner of commit/rollback) and the caller's identity."""
+"""Request dependencies: the DB session (api.rest.transaction) and the caller's identity.
+
+Those doing no I/O are `async`: FastAPI runs a sync dependency in a thread-pool call."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.auth import Principal, TokenCache, bearer_token
 from api.errors import Forbidden, Unauthorized
+from api.rest.transaction import get_session
 from api.services.notify import Notifier
-from models.tenant import find_token
 
-log = logging.getLogger("vpcd.api")
-AfterCommit = Callable[[], None]
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request: commit when the route returns, roll back on error.
-
-    Work queued in `session.info["after_commit"]` (host pokes) runs only once the commit
-    succeeded, and is dropped on rollback.
-    """
-    session: Session = request.app.state.sessionmaker()
-    session.info["after_commit"] = []
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        session.info["after_commit"] = []
-        raise
-    finally:
-        hooks: list[AfterCommit] = session.info.pop("after_commit", [])
-        session.close()
-    for hook in hooks:
-        try:
-            hook()
-        except Exception:  # the commit stands; the controller's sweep finds dirty hosts
-            log.exception("after-commit hook failed")
+__all__ = ["Principal", "SessionDep", "bearer_token", "get_session"]
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -51,11 +26,10 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 class DbAdmission:
     """Admit at most as many requests at once as the DB pool has connections.
 
-    A request's session keeps its connection between the thread-pool hops of its sync
-    dependencies and route. Without this bound, a burst larger than the pool leaves every
-    pool thread blocked on checkout while the sessions holding connections wait for a
-    thread: nothing moves until the pool timeout, and the burst gets 500s. Waiting here
-    costs no thread. Liveness and metrics use no connection and are never held back.
+    A request holds a connection only inside its thread-pool calls, but a burst larger
+    than the pool would still park every pool thread on checkout, in front of requests
+    that need no connection from the pool. Waiting here costs no thread. Liveness and
+    metrics use no connection and are never held back.
     """
 
     EXEMPT = frozenset({"/healthz", "/metrics"})
@@ -77,41 +51,22 @@ class DbAdmission:
             await self.app(scope, receive, send)
 
 
-@dataclass(frozen=True)
-class Principal:
-    tenant_id: str | None  # None: the admin
-
-    @property
-    def is_admin(self) -> bool:
-        return self.tenant_id is None
-
-    @property
-    def key(self) -> str:
-        return self.tenant_id or "admin"
-
-
-def bearer_token(authorization: str) -> str | None:
-    """The token of an `Authorization: Bearer ...` header, or None."""
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
-def get_principal(request: Request, session: SessionDep) -> Principal:
+async def get_principal(request: Request) -> Principal:
+    """The caller: a token verified in the last few seconds costs no I/O (api.auth)."""
     token = bearer_token(request.headers.get("authorization", ""))
     if token is None:
         raise Unauthorized("missing bearer token")
-    row = find_token(session, token)
-    if row is None:
+    tokens: TokenCache = request.app.state.tokens
+    principal = tokens.cached(token) or await run_in_threadpool(tokens.verify, token)
+    if principal is None:
         raise Unauthorized("unknown bearer token")
-    return Principal(row.tenant_id)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal, scope="function")]
 
 
-def get_notifier(request: Request) -> Notifier:
+async def get_notifier(request: Request) -> Notifier:
     notifier: Notifier = request.app.state.notifier
     return notifier
 
@@ -119,7 +74,15 @@ def get_notifier(request: Request) -> Notifier:
 NotifierDep = Annotated[Notifier, Depends(get_notifier)]
 
 
-def require_admin(principal: PrincipalDep) -> Principal:
+async def get_tokens(request: Request) -> TokenCache:
+    tokens: TokenCache = request.app.state.tokens
+    return tokens
+
+
+TokensDep = Annotated[TokenCache, Depends(get_tokens)]
+
+
+async def require_admin(principal: PrincipalDep) -> Principal:
     if not principal.is_admin:
         raise Forbidden("this operation is for the admin only")
     return principal
@@ -128,7 +91,7 @@ def require_admin(principal: PrincipalDep) -> Principal:
 AdminDep = Annotated[Principal, Depends(require_admin, scope="function")]
 
 
-def require_tenant(principal: PrincipalDep) -> Principal:
+async def require_tenant(principal: PrincipalDep) -> Principal:
     """Creating tenant resources needs a tenant token; the admin reads and deletes across."""
     if principal.is_admin:
         raise Forbidden("create tenant resources with that tenant's token")

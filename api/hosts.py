@@ -65,6 +65,13 @@ class HostOut(Output):
     status_detail: str | None = Field(
         description="Why its agent's last report failed or refused a document."
     )
+    capabilities: list[str] = Field(
+        description="Kernel features its agent detected: vxlan, macvlan, 8021q, "
+        "br_netfilter, ipset."
+    )
+    physical_networks: list[str] = Field(
+        description="Physical networks its agent maps to an interface (flat subnets)."
+    )
 
 
 class HostList(Page[HostOut]):
@@ -75,7 +82,13 @@ def render(host: Host) -> HostOut:
     beat = host.last_heartbeat
     alive = is_up(host, utcnow())
     names = ("id", "created_at", "updated_at", "revision", "name", "vtep_ip", "roles")
-    advertised = ("protocol_version", "sections", "status_detail")
+    advertised = (
+        "protocol_version",
+        "sections",
+        "status_detail",
+        "capabilities",
+        "physical_networks",
+    )
     sync = None
     if host.last_sync_at is not None:
         sync = HostSync(

@@ -15,6 +15,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from models.nettypes import PHYSNET_PATTERN
+
 # \Z, not $: `$` also matches before a trailing newline, which would let "ns\n" through.
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
 NETNS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}\Z")
@@ -139,6 +141,9 @@ NetnsName = Annotated[
 ]
 IfName = Annotated[
     str, AfterValidator(_pattern(IFNAME_RE, "interface name")), _regex_schema(IFNAME_RE, 15)
+]
+PhysnetName = Annotated[
+    str, Field(pattern=PHYSNET_PATTERN, max_length=32, description="A physical network's name")
 ]
 HostName = Annotated[
     str, AfterValidator(_pattern(HOSTNAME_RE, "host name")), _regex_schema(HOSTNAME_RE, 32)

@@ -23,7 +23,7 @@ from api.rest.schemas import (
     Tags,
     apply_changes,
 )
-from api.services import dns_names, quotas
+from api.services import dns_names, network_types, quotas
 from api.services.port_allocation import allocate_port, check_fixed_ip, check_fixed_mac, set_groups
 from api.services.port_binding import check_binding, check_host
 from models import Port, SecurityGroup, Subnet, Vpc
@@ -136,20 +136,22 @@ def create_port(
     vpc = session.get(Vpc, subnet.vpc_id)
     assert vpc is not None
     groups = resolve_groups(lookup, vpc, body.security_group_ids, "body.security_group_ids")
+    groups = network_types.port_groups(subnet, groups, body.security_group_ids)
     if body.ip_address is not None:
         check_fixed_ip(session, subnet, body.ip_address, "body.ip_address")
     if body.mac_address is not None:
         check_fixed_mac(session, subnet, body.mac_address)
     check_host(session, body.host, "body.host")
+    network_types.check_port_host(session, subnet, body.host)
     check_ip_config(subnet, body.ip_config)
     check_binding(session, who.tenant_id, body.host, body.netns, body.interface_name)
     quotas.check(session, who.tenant_id, "ports", Port)
     fields = body.model_dump(exclude={"subnet_id"})
     fields.update(tenant_id=who.tenant_id, security_group_ids=groups)
     port = allocate_port(session, subnet, fields)
-    dns_names.claim(session, port.id, vpc.id, port.dns_name)
     notifier.subnets_changed(session, {subnet.id}, port.host)
-    if port.dns_name is not None:
+    if port.dns_name is not None:  # a new port holds no name to release
+        dns_names.claim(session, port.id, vpc.id, port.dns_name)
         notifier.names_changed(session, vpc.id)
     notifier.members_changed(session, set(groups))
     return render(session, port)
@@ -227,6 +229,8 @@ def update_port(
     assert subnet is not None
     if "ip_config" in changes:
         check_ip_config(subnet, changes["ip_config"])
+    if changes.get("host", port.host) != port.host:
+        network_types.check_port_host(session, subnet, changes["host"])
     renamed = "dns_name" in changes and changes["dns_name"] != port.dns_name
     if renamed:
         dns_names.claim(session, port.id, subnet.vpc_id, changes["dns_name"])
@@ -235,7 +239,8 @@ def update_port(
     if groups is not None and groups != port.security_group_ids:
         vpc = session.get(Vpc, subnet.vpc_id)
         assert vpc is not None
-        set_groups(port, resolve_groups(lookup, vpc, groups, "body.security_group_ids"))
+        resolved = resolve_groups(lookup, vpc, groups, "body.security_group_ids")
+        set_groups(port, network_types.port_groups(subnet, resolved, groups))
         port.touch()
         changed = True
     if changed:

@@ -15,6 +15,9 @@ class Settings(BaseSettings):
     vpcd_admin_token: str | None = None
     idempotency_ttl_seconds: int = 24 * 3600
     idempotency_inflight_seconds: int = 60
+    # How long a verified bearer token is trusted without asking the database again: a
+    # token revoked by another process (or worker) is refused within this time.
+    token_cache_seconds: float = 5.0
 
 
 @lru_cache(maxsize=1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, status
 from pydantic import Field
@@ -11,7 +11,16 @@ from sqlalchemy.orm import Session
 
 from api.deps import NotifierDep, PrincipalDep, SessionDep, TenantDep
 from api.errors import Exhausted, Invalid, problems
-from api.netcheck import HostRoute, IPv4, Pool, PoolError, SubnetCidr, default_pools, validate_pools
+from api.netcheck import (
+    HostRoute,
+    IPv4,
+    PhysnetName,
+    Pool,
+    PoolError,
+    SubnetCidr,
+    default_pools,
+    validate_pools,
+)
 from api.rest.pages import Page, PagesDep
 from api.rest.preconditions import LookupDep, ResourceRoute
 from api.rest.schemas import (
@@ -24,7 +33,7 @@ from api.rest.schemas import (
     Tags,
     apply_changes,
 )
-from api.services import blockers, dhcp, ipam, quotas
+from api.services import blockers, dhcp, ipam, network_types, quotas
 from api.services.scheduling import schedule_dhcp
 from models import NetworkAcl, Subnet, Vpc
 from models.nacl import mark_acl_changed
@@ -35,6 +44,8 @@ router = APIRouter(prefix="/v1/subnets", tags=["subnets"], route_class=ResourceR
 Nameservers = Annotated[list[IPv4], Field(max_length=5)]
 HostRoutes = Annotated[list[HostRoute], Field(max_length=32)]
 Pools = Annotated[list[Pool], Field(min_length=1, max_length=16)]
+NetworkType = Literal["vxlan", "flat", "routed"]
+Vlan = Annotated[int, Field(ge=1, le=4094)]
 
 
 class SubnetCreate(Input):
@@ -54,14 +65,28 @@ class SubnetCreate(Input):
     host_routes: HostRoutes = Field(
         default=[], description="Also handed out by DHCP as classless static routes."
     )
-    enable_dhcp: bool = Field(
-        default=True, description="Run the subnet's DHCP and DNS service (dnsmasq)."
+    enable_dhcp: bool | None = Field(
+        default=None,
+        description="Run the subnet's DHCP and DNS service (dnsmasq); vxlan only (default).",
+    )
+    network_type: NetworkType = Field(
+        default="vxlan",
+        description="vxlan (overlay), flat (macvlan on a physical network) or routed "
+        "(no encapsulation, from an address scope). Immutable.",
+    )
+    physical_network: PhysnetName | None = Field(
+        default=None, description="flat: the physical network (see /v1/physical-networks)."
+    )
+    segmentation_id: Vlan | None = Field(
+        default=None, description="flat: a VLAN id; every host carrying it must have 8021q."
     )
     tags: Tags = []
 
 
 class SubnetUpdate(Patch):
-    immutable = frozenset({"vpc_id", "cidr", "gateway_ip"})
+    immutable = frozenset(
+        {"vpc_id", "cidr", "gateway_ip", "network_type", "physical_network", "segmentation_id"}
+    )
     name: Name | None = NotNull()
     description: Description | None = NotNull()
     allocation_pools: Pools | None = NotNull()
@@ -91,6 +116,10 @@ class SubnetOut(RealisedOutput):
         description="The service's address: DHCP server and the workloads' DNS resolver."
     )
     network_acl_id: str | None = None
+    network_type: str
+    physical_network: str | None
+    segmentation_id: int | None
+    address_scope_id: str | None = Field(description="routed: the scope it draws from.")
 
 
 class SubnetList(Page[SubnetOut]):
@@ -153,10 +182,12 @@ def create_subnet(
         if gateway not in net or gateway in (net.network_address, net.broadcast_address):
             raise Invalid("body.gateway_ip", f"{gateway} is not a usable address of {net}")
     pools = _pools(net, gateway, body.allocation_pools)
+    typed = network_types.subnet_fields(session, who.tenant_id, body, net)
     quotas.check(session, who.tenant_id, "subnets", Subnet)
     fields = body.model_dump(exclude={"gateway_ip", "allocation_pools"})
     fields.update(gateway_ip=str(gateway), allocation_pools=pools, tenant_id=who.tenant_id)
-    if body.enable_dhcp:
+    fields.update(typed, enable_dhcp=body.network_type == "vxlan" and body.enable_dhcp is not False)
+    if fields["enable_dhcp"]:
         fields["dhcp_host"] = schedule_dhcp(session)
     try:
         subnet = ipam.insert_unique(
@@ -198,6 +229,7 @@ def update_subnet(
 ) -> SubnetOut:
     subnet = lookup.target(Subnet, subnet_id)
     changes = body.changes(subnet)
+    network_types.check_dhcp(subnet, changes.get("enable_dhcp"))
     acl_id = changes.get("network_acl_id")
     if acl_id is not None and lookup.get(NetworkAcl, acl_id).vpc_id != subnet.vpc_id:
         raise Invalid("body.network_acl_id", "the network ACL belongs to another VPC")

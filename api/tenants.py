@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AdminDep, SessionDep
+from api.deps import AdminDep, SessionDep, TokensDep
 from api.errors import Conflict, problems
 from api.rest.pages import Page, PagesDep
 from api.rest.preconditions import LookupDep, ResourceRoute
@@ -131,10 +131,13 @@ def update_tenant(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problems(401, 403, 404, 409, 412),
 )
-def delete_tenant(tenant_id: str, session: SessionDep, _: AdminDep, lookup: LookupDep) -> None:
+def delete_tenant(
+    tenant_id: str, session: SessionDep, _: AdminDep, lookup: LookupDep, tokens: TokensDep
+) -> None:
     tenant = lookup.target(Tenant, tenant_id)
     blockers.tenant(session, tenant.id)
     delete_with_tokens(session, tenant)
+    session.info["after_commit"].append(tokens.revoked)  # refused at once in this process
 
 
 @router.post(

@@ -351,6 +351,45 @@ def machine_info(db_url: str) -> dict[str, Any]:
     }
 
 
+GOALS = {  # issue 14
+    "get_p50_over_baseline_at_most": 3.0,
+    "get_throughput_over_baseline_at_least": 1 / 3,
+    "create_port_per_s_at_least": 200.0,
+    "create_port_p99_ms_below": 300.0,
+}
+
+
+def goals(phases: dict[str, Phase], ratios: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Each goal of issue 14 beside the figure this run measured."""
+    get, create = ratios["vpcd_get_vpc"], phases["vpcd_create_port"]
+    rows = [
+        ("GET p50 / baseline p50", get["p50"], "<=", GOALS["get_p50_over_baseline_at_most"]),
+        (
+            "GET req/s / baseline req/s",
+            get["throughput"],
+            ">=",
+            GOALS["get_throughput_over_baseline_at_least"],
+        ),
+        ("POST /v1/ports req/s", create.throughput_rps, ">=", GOALS["create_port_per_s_at_least"]),
+        ("POST /v1/ports p99 ms", create.p99_ms, "<", GOALS["create_port_p99_ms_below"]),
+    ]
+    met = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b}
+    return [
+        {
+            "goal": name,
+            "measured": value,
+            "op": op,
+            "target": round(target, 3),
+            "met": bool(met[op](value, target)),
+        }
+        for name, value, op, target in rows
+    ]
+
+
+def cpu_ms_per_request(p: Phase) -> float:
+    return round(p.server_cpu_seconds * 1000 / max(p.requests, 1), 3)
+
+
 def print_table(phases: dict[str, Phase], ratios: dict[str, dict[str, float]]) -> None:
     head = f"{'phase':<22}{'requests':>9}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
     head += f"{'srv cpu s':>11}{'cli cpu s':>11}  statuses"
@@ -363,9 +402,21 @@ def print_table(phases: dict[str, Phase], ratios: dict[str, dict[str, float]]) -
             f"  {p.statuses}"
         )
     print()
-    print(f"{'vpcd / baseline':<22}{'throughput':>12}{'p50':>9}{'p99':>9}")
+    print(f"{'vpcd / baseline':<22}{'throughput':>12}{'p50':>9}{'p99':>9}{'cpu/req':>9}")
     for name, r in ratios.items():
-        print(f"{name:<22}{r['throughput']:>12.3f}{r['p50']:>9.2f}{r['p99']:>9.2f}")
+        print(
+            f"{name:<22}{r['throughput']:>12.3f}{r['p50']:>9.2f}{r['p99']:>9.2f}"
+            f"{r['cpu_per_request']:>9.2f}"
+        )
+    print()
+    print(
+        "server CPU per request (ms): "
+        + ", ".join(f"{p.name} {cpu_ms_per_request(p):.3f}" for p in phases.values())
+    )
+    print()
+    for g in goals(phases, ratios):
+        verdict = "met" if g["met"] else "NOT met"
+        print(f"goal {g['goal']:<28} {g['measured']:>9} {g['op']} {g['target']:<7} {verdict}")
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -436,6 +487,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "throughput": round(phases[key].throughput_rps / b.throughput_rps, 4),
                     "p50": round(phases[key].p50_ms / b.p50_ms, 2),
                     "p99": round(phases[key].p99_ms / b.p99_ms, 2),
+                    "cpu_per_request": round(
+                        cpu_ms_per_request(phases[key]) / cpu_ms_per_request(b), 2
+                    ),
                 }
                 for key in ("vpcd_get_vpc", "vpcd_create_port")
             }
@@ -463,6 +517,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "phases": {k: asdict(v) for k, v in phases.items()},
         "ratios_vs_baseline": ratios,
+        "server_cpu_ms_per_request": {k: cpu_ms_per_request(v) for k, v in phases.items()},
+        "goals": goals(phases, ratios),
     }
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from cli import netns_cleanup, prereqs, procs
-from cli.sandbox_fabric import build_fabric, existing_namespaces, ip
+from cli.sandbox_fabric import PHYS_IFACE, PHYSNET, build_fabric, existing_namespaces, ip
 
 RUN_DIR = Path(os.environ.get("VPCD_SANDBOX_DIR", "/run/vpcd-sandbox"))
 
@@ -186,6 +186,8 @@ def up(
                     "--state-dir",
                     str(sb.dir / "agents" / h["short"]),
                     *(["--external-interface", "ext0"] if "network" in h["roles"] else []),
+                    "--physical-interface",
+                    f"{PHYSNET}={PHYS_IFACE}",
                 ],
                 env,
             )

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 UNDERLAY = "198.18.0"  # RFC 2544 benchmarking range: never routed, used only inside netns
 EXTERNAL = "203.0.113"  # RFC 5737 TEST-NET-3: the sandbox's "internet"
+# The provider segment flat subnets sit on: a fabric bridge with one `phys0` per host (the
+# agents' --physical-interface provider=phys0), standing for a physical switch.
+PHYSNET, PHYS_IFACE = "provider", "phys0"
 
 
 def ip(
@@ -49,7 +52,7 @@ def plug(fabric: str, bridge: str, port: str, netns: str, inner: str) -> None:
 def build_fabric(sb: Sandbox, count: int, network_hosts: int) -> None:
     fabric, outside = f"{sb.name}-fabric", f"{sb.name}-outside"
     add_netns(sb, fabric)
-    for bridge in ("underlay", "external"):
+    for bridge in ("underlay", "external", PHYSNET):
         ip("link", "add", bridge, "type", "bridge", netns=fabric)
         ip("link", "set", bridge, "up", netns=fabric)
     add_netns(sb, outside)
@@ -59,10 +62,11 @@ def build_fabric(sb: Sandbox, count: int, network_hosts: int) -> None:
         name = f"{sb.name}-h{i}"
         roles = ["compute", "network"] if i <= network_hosts else ["compute"]
         vtep = f"{UNDERLAY}.{10 + i}"
-        links = [f"h{i}u", *([f"h{i}x"] if "network" in roles else [])]
+        links = [f"h{i}u", f"h{i}p", *([f"h{i}x"] if "network" in roles else [])]
         add_netns(sb, name)
         plug(fabric, "underlay", f"h{i}u", name, "vtep0")
         ip("addr", "add", f"{vtep}/24", "dev", "vtep0", netns=name)
+        plug(fabric, PHYSNET, f"h{i}p", name, PHYS_IFACE)  # no address: macvlan parent only
         if "network" in roles:
             plug(fabric, "external", f"h{i}x", name, "ext0")
         sb.hosts.append(

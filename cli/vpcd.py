@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Annotated, TypeVar
@@ -129,6 +130,13 @@ def worker(
             "rollout pins an upgraded agent to what the old one did). Default: all."
         ),
     ] = None,
+    physical_interface: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=IFACE: the host interface of physical network NAME (flat subnets' "
+            "macvlan parent). Repeatable."
+        ),
+    ] = None,
 ) -> None:
     """Run the agent for one host: it applies only its own host's documents."""
     from workers.agent.agent import Agent
@@ -140,6 +148,9 @@ def worker(
         unknown = sorted(set(advertised) - set(SUPPORTED_SECTIONS))
         if unknown:
             raise typer.BadParameter(f"unsupported sections: {', '.join(unknown)}")
+
+    physical = parse_physical_interfaces(physical_interface or [])
+    from workers.agent.drivers.capabilities import detect
 
     agent = Agent(
         host=host,
@@ -156,7 +167,26 @@ def worker(
         heartbeat_interval=heartbeat_interval,
         resync_interval=resync_interval,
         sections=advertised,
+        capabilities=detect(),
+        physical_interfaces=physical,
     ).run()
+
+
+PHYSNET = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # as models.nettypes.PHYSNET_PATTERN
+IFACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
+
+
+def parse_physical_interfaces(values: list[str]) -> dict[str, str]:
+    """NAME=IFACE pairs: each name once, valid physical network and interface names."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, iface = value.partition("=")
+        if not sep or not PHYSNET.fullmatch(name) or not IFACE.fullmatch(iface):
+            raise typer.BadParameter(f"{value!r}: expected NAME=IFACE (e.g. physnet1=eth1)")
+        if name in out:
+            raise typer.BadParameter(f"physical network {name!r} given twice")
+        out[name] = iface
+    return out
 
 
 sandbox = typer.Typer(help="Many hosts on one machine, in private namespaces (root).")

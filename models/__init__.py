@@ -6,12 +6,14 @@ from models.hoststate import HostStateRow, Realisation
 from models.idempotency import IdempotencyRecord
 from models.loadbalancer import HealthMonitor, Listener, LoadBalancer, Member, Pool
 from models.nacl import NetworkAcl, NetworkAclEntry
+from models.nettypes import AddressScope, PhysicalNetwork, PhysicalNetworkGrant
 from models.network import DnsName, Port, PortSecurityGroup, Subnet, Vpc
 from models.routing import ExternalIp, ExternalNetwork, FloatingIp, Router, RouterInterface
 from models.security import SecurityGroup, SecurityGroupRule
 from models.tenant import ApiToken, Quota, Tenant
 
 __all__ = [
+    "AddressScope",
     "ApiToken",
     "Base",
     "DnsName",
@@ -27,6 +29,8 @@ __all__ = [
     "Member",
     "NetworkAcl",
     "NetworkAclEntry",
+    "PhysicalNetwork",
+    "PhysicalNetworkGrant",
     "Pool",
     "Port",
     "PortSecurityGroup",

@@ -96,7 +96,11 @@ def vip_select(*columns: Any) -> sa.Select[Any]:
 class Placement(NamedTuple):
     key: str  # what was asked by: a port id or a subnet id
     host: str
-    section: Literal["ports", "routers", "dhcp_dns", "load_balancers"]
+    section: Literal["ports", "routers", "dhcp_dns", "typed_networks", "load_balancers"]
+
+
+TYPED = "typed_networks"  # the section realising flat and routed subnets and their ports
+_WORKLOAD_SECTION = sa.case((Subnet.network_type == "vxlan", "ports"), else_=TYPED)
 
 
 def placements(
@@ -106,7 +110,9 @@ def placements(
     query (the API asks it on every port change)."""
     rows = session.execute(
         sa.union(
-            workload_select(key, Port.host, sa.literal("ports")).where(*where),
+            workload_select(key, Port.host, _WORKLOAD_SECTION)
+            .join(Subnet, Subnet.id == Port.subnet_id)
+            .where(*where),
             leg_select(key, Router.host, sa.literal("routers")).where(*where),
             service_select(key, Port.host, sa.literal("dhcp_dns")).where(*where),
             vip_select(key, LoadBalancer.host, sa.literal("load_balancers")).where(*where),
@@ -125,7 +131,9 @@ def _subnets(session: Session, ids: set[str]) -> dict[str, Needs]:
     support = host_support(session, {p.host for p in placed if p.section != "ports"})
     out: dict[str, Needs] = {}
     for p in placed:
-        if p.section == "ports" or (p.host in support and p.section in support[p.host].sections):
+        if p.section == TYPED:  # its ports' section carries it too
+            out.setdefault(p.key, {})[p.host] = TYPED
+        elif p.section == "ports" or (p.host in support and p.section in support[p.host].sections):
             out.setdefault(p.key, {})[p.host] = "subnets"
     return out
 

@@ -38,7 +38,11 @@ def make_engine(url: str, *, nullpool: bool = False) -> Engine:
     elif not nullpool:
         # Connections kept open cover a worker's usual concurrency: an overflow connection
         # is closed on return, so a pool smaller than the load reconnects on every request.
-        kwargs.update(pool_size=20, max_overflow=10, pool_pre_ping=True)
+        # No pre-ping (a round trip per checkout): a connection the server dropped fails
+        # its statement, which makes the pool replace every connection older than it, and
+        # reads run again on a fresh one (api.rest.transaction). Recycling keeps idle
+        # connections from outliving server or proxy timeouts.
+        kwargs.update(pool_size=20, max_overflow=10, pool_recycle=1800)
     engine = sa.create_engine(url, **kwargs)
     if url.startswith("sqlite"):
 
@@ -57,6 +61,14 @@ def make_engine(url: str, *, nullpool: bool = False) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def read_engine(engine: Engine) -> Engine:
+    """The engine for reads: on Postgres its connections (the same pool) run each statement
+    on its own, without BEGIN/COMMIT round trips; SQLite reads as before."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 @lru_cache(maxsize=8)

@@ -34,6 +34,10 @@ class Host(Base, Resource):
     sections: Mapped[list[str]] = mapped_column(
         sa.JSON, nullable=False, default=lambda: list(LEGACY_SECTIONS)
     )
+    # Kernel capabilities its agent detected (vxlan, macvlan, 8021q, br_netfilter, ipset)
+    # and the physical networks it maps to an interface (--physical-interface NAME=IFACE).
+    capabilities: Mapped[list[str]] = mapped_column(sa.JSON, nullable=False, default=list)
+    physical_networks: Mapped[list[str]] = mapped_column(sa.JSON, nullable=False, default=list)
     # Why its agent's last report failed or was refused; None after a good one.
     status_detail: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
 

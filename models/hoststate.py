@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -146,12 +147,19 @@ def record_heartbeat(
     roles: list[str],
     protocol_version: int,
     sections: list[str],
+    capabilities: list[str] | None = None,
+    physical_networks: list[str] | None = None,
 ) -> bool:
     """Register or refresh a host; True when it is new or its VTEP, roles, protocol
-    version or sections changed (its document and its peers' need a recompile)."""
+    version, sections, kernel capabilities or physical networks changed (its document
+    and its peers' need a recompile)."""
     host = host_by_name(session, name)
     now = utcnow()
-    advertised = {"protocol_version": protocol_version, "sections": sections}
+    advertised: dict[str, Any] = {"protocol_version": protocol_version, "sections": sections}
+    if capabilities is not None:
+        advertised["capabilities"] = sorted(capabilities)
+    if physical_networks is not None:
+        advertised["physical_networks"] = sorted(physical_networks)
     if host is None:
         session.add(Host(name=name, vtep_ip=vtep_ip, roles=roles, last_heartbeat=now, **advertised))
         session.flush()
@@ -159,11 +167,12 @@ def record_heartbeat(
     changed = (
         host.vtep_ip != vtep_ip
         or sorted(host.roles) != sorted(roles)
-        or (host.protocol_version, host.sections) != (protocol_version, sections)
+        or any(getattr(host, k) != v for k, v in advertised.items())
     )
     if changed:
         host.vtep_ip, host.roles = vtep_ip, roles
-        host.protocol_version, host.sections = protocol_version, sections
+        for key, value in advertised.items():
+            setattr(host, key, value)
         host.touch()
     session.execute(sa.update(Host).where(Host.id == host.id).values(last_heartbeat=now))
     return changed

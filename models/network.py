@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, aliased, mapped_column, relationship, validates
 
 from models.base import Base, Realised, TagList, Tenanted
 
@@ -47,6 +47,14 @@ class Subnet(Base, Tenanted, Realised):
         index=True,
         nullable=True,
     )
+    # Network type (DESIGN §4, immutable): vxlan, flat (a physical network's name, VLAN
+    # optional) or routed (drawn from an address scope; unique across tenants).
+    network_type: Mapped[str] = mapped_column(sa.String(8), nullable=False, default="vxlan")
+    physical_network: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, index=True)
+    segmentation_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    address_scope_id: Mapped[str | None] = mapped_column(
+        sa.String(36), sa.ForeignKey("address_scopes.id", ondelete="RESTRICT"), nullable=True
+    )
 
 
 class PortSecurityGroup(Base):
@@ -70,6 +78,8 @@ class Port(Base, Tenanted, Realised):
     __table_args__ = (
         sa.UniqueConstraint("subnet_id", "ip_address"),
         sa.UniqueConstraint("subnet_id", "mac_address"),
+        # The address as an integer, for IPAM's gap queries (an index range scan, O(log n)).
+        sa.UniqueConstraint("subnet_id", "ip_int"),
     )
     subnet_id: Mapped[str] = mapped_column(
         sa.String(36), sa.ForeignKey("subnets.id", ondelete="RESTRICT"), index=True, nullable=False
@@ -80,6 +90,7 @@ class Port(Base, Tenanted, Realised):
     netns: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     interface_name: Mapped[str] = mapped_column(sa.String(15), nullable=False, default="eth0")
     ip_address: Mapped[str] = mapped_column(sa.String(45), nullable=False)
+    ip_int: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
     mac_address: Mapped[str] = mapped_column(sa.String(17), nullable=False)
     device_owner: Mapped[str] = mapped_column(sa.String(32), nullable=False, default="")
     device_id: Mapped[str | None] = mapped_column(sa.String(36), nullable=True, index=True)
@@ -93,6 +104,16 @@ class Port(Base, Tenanted, Realised):
     @property
     def security_group_ids(self) -> list[str]:
         return [m.security_group_id for m in self.security_groups]
+
+    @validates("ip_address")
+    def _keep_ip_int(self, _key: str, value: str) -> str:
+        """ip_int follows ip_address, whoever sets it."""
+        self.ip_int = address_int(value)
+        return value
+
+
+def address_int(address: str) -> int:
+    return int.from_bytes(socket.inet_aton(address), "big")
 
 
 class DnsName(Base):
@@ -128,14 +149,36 @@ def lock_vpc_subnets(session: Session, vpc_id: str) -> None:
     session.execute(sa.select(Vpc.id).where(Vpc.id == vpc_id).with_for_update(key_share=True))
 
 
-def used_addresses(session: Session, subnet_id: str) -> set[int]:
-    """Every address taken on the subnet, as ints.
+def first_free(
+    session: Session, subnet_id: str, start: int, end: int, *, downward: bool = False
+) -> int | None:
+    """The first address in [start, end] no port of the subnet holds, scanning up from
+    `start` (or down from `end`); None if the span is full.
 
-    Runs on each allocation, over every port of the subnet: inet_aton parses the stored
-    (already canonical) dotted quads about ten times faster than ipaddress does.
+    One statement: `start` itself if free, else the address next to the first used one
+    whose neighbour is free. With the (subnet_id, ip_int) index this is a range scan that
+    stops at the first gap: O(log n) plus the length of the run of used addresses met.
     """
-    rows = session.scalars(sa.select(Port.ip_address).where(Port.subnet_id == subnet_id))
-    return {int.from_bytes(socket.inet_aton(r), "big") for r in rows}
+    first, last = (end, start) if downward else (start, end)
+    step = -1 if downward else 1
+    taken = sa.exists().where(Port.subnet_id == subnet_id, Port.ip_int == first)
+    own = sa.select(sa.literal(first, sa.BigInteger).label("a")).where(~taken)
+    p, q = aliased(Port), aliased(Port)
+    neighbour_free = ~sa.exists().where(q.subnet_id == subnet_id, q.ip_int == p.ip_int + step)
+    if step > 0:
+        bounds = (p.ip_int >= first, p.ip_int < last)
+    else:
+        bounds = (p.ip_int <= first, p.ip_int > last)
+    after = (
+        sa.select((p.ip_int + step).label("a"))
+        .where(p.subnet_id == subnet_id, *bounds, neighbour_free)
+        .order_by(p.ip_int.asc() if step > 0 else p.ip_int.desc())
+        .limit(1)
+    )
+    either = sa.union_all(own, after.subquery().select()).subquery()
+    pick = sa.func.max if downward else sa.func.min
+    found = session.scalar(sa.select(pick(either.c.a)))
+    return None if found is None else int(found)
 
 
 def address_taken(session: Session, subnet_id: str, address: str) -> str | None:

@@ -277,6 +277,31 @@ class LoadBalancerState(_Doc):
     pools: list[PoolState] = []
 
 
+UNDERLAY_MTU = 1500  # flat and routed ports: no encapsulation overhead
+ROUTED_GATEWAY = "169.254.1.1"  # a routed workload's default gateway, on the host side
+
+
+class TypedNetworkState(_Doc):
+    """A `flat` or `routed` subnet (DESIGN §4) with its ports on this host: no bridge, no
+    VXLAN. flat: each port a macvlan (bridge mode) child of the interface the agent maps
+    `physical_network` to, on VLAN `segmentation_id` if set, gateway on the physical
+    network. routed: each port a veth whose host side has proxy ARP and a /32 route to it,
+    the workload's default route via ROUTED_GATEWAY; `remote_ports` are the subnet's ports
+    on other hosts, each a /32 route via that host's underlay address (`vtep_ip`)."""
+
+    id: str
+    revision: int
+    network_type: Literal["flat", "routed"]
+    cidr: str
+    gateway_ip: str
+    mtu: int = UNDERLAY_MTU
+    physical_network: str | None = None
+    segmentation_id: int | None = None
+    host_routes: list[Route] = []
+    ports: list[PortState] = []
+    remote_ports: list[RemotePort] = []
+
+
 class HostState(_Doc):
     """Everything one host must carry, stamped with a monotonic revision."""
 
@@ -292,6 +317,7 @@ class HostState(_Doc):
     security_groups: list[SecurityGroupState] = []
     network_acls: list[NetworkAclState] = []
     load_balancers: list[LoadBalancerState] = []
+    typed_networks: list[TypedNetworkState] = []
 
     def wire(self, sections: Iterable[str]) -> dict[str, Any]:
         """The document as sent to a host supporting `sections`: other sections absent,

@@ -104,4 +104,8 @@ def _item_schema(page_type: type[Page[Any]]) -> type[BaseModel]:
     return item
 
 
-PagesDep = Annotated[Pages, Depends()]
+async def pages(session: SessionDep, limit: Limit = 100, page_token: PageToken = None) -> Pages:
+    return Pages(session, limit, page_token)  # async: no thread-pool call to build it
+
+
+PagesDep = Annotated[Pages, Depends(pages)]

@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from api.deps import Principal, PrincipalDep, SessionDep
 from api.errors import NotFound, PreconditionFailed
 from api.rest.schemas import Output
+from api.rest.transaction import in_one_call
 from models.base import Base
 from models.query import get_scoped
 
@@ -70,13 +71,23 @@ class Lookup:
         return obj
 
 
-LookupDep = Annotated[Lookup, Depends()]
+async def lookup(request: Request, session: SessionDep, who: PrincipalDep) -> Lookup:
+    return Lookup(request, session, who)  # async: no thread-pool call to build it
+
+
+LookupDep = Annotated[Lookup, Depends(lookup)]
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
 class ResourceRoute(APIRoute):
-    """A route answering a resource (an `Output`): ETag from its revision, Location on 201."""
+    """A route answering a resource (an `Output`): ETag from its revision, Location on 201.
+
+    A sync route runs with its transaction in one thread-pool call (api.rest.transaction).
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, in_one_call(endpoint), **kwargs)
 
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()

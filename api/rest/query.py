@@ -20,7 +20,7 @@ def _query_names(dependant: Any) -> set[str]:
     return names
 
 
-def reject_unstorable_parameters(request: Request) -> None:
+async def reject_unstorable_parameters(request: Request) -> None:
     """A NUL (or lone surrogate) in a path id or a query value is a 422 naming it.
 
     Postgres refuses such text in any comparison, so it never reaches a query.
@@ -38,7 +38,7 @@ def reject_unstorable_parameters(request: Request) -> None:
         raise Invalid(errors[0]["field"], UNSTORABLE).with_errors(errors)
 
 
-def reject_unknown_query(request: Request) -> None:
+async def reject_unknown_query(request: Request) -> None:
     """`/v1/ports?vpc_id=...` would otherwise return every port."""
     if not request.query_params:
         return

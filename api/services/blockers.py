@@ -11,7 +11,7 @@ import ipaddress
 from sqlalchemy.orm import Session
 
 from api.errors import Conflict, InUse
-from models import Router, SecurityGroup, Subnet
+from models import AddressScope, PhysicalNetwork, Router, SecurityGroup, Subnet
 from models.loadbalancer import (
     load_balancers_of_vpc,
     load_balancers_on_host,
@@ -19,6 +19,7 @@ from models.loadbalancer import (
     members_on_subnet,
 )
 from models.nacl import acls_of_vpc, subnets_with_acl
+from models.nettypes import subnets_in_scope, subnets_on_physical_network
 from models.network import (
     dhcp_subnets_on_host,
     ports_in_group,
@@ -135,3 +136,17 @@ def host(session: Session, name: str) -> None:
         "ports, routers, load balancers or subnets' DHCP/DNS services are bound to this host",
         blocking,
     )
+
+
+def physical_network(session: Session, net: PhysicalNetwork) -> PhysicalNetwork:
+    """The physical network, when no flat subnet is on it (to delete it)."""
+    blocking = [("subnet", s) for s in subnets_on_physical_network(session, net.name)]
+    _refuse("flat subnets are on the physical network", blocking)
+    return net
+
+
+def address_scope(session: Session, scope: AddressScope) -> AddressScope:
+    """The scope, when no routed subnet draws from it (to delete it)."""
+    blocking = [("subnet", s) for s in subnets_in_scope(session, scope.id)]
+    _refuse("routed subnets draw from the address scope", blocking)
+    return scope

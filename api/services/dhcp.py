@@ -19,7 +19,7 @@ from api.errors import Exhausted, InUse
 from api.services import ipam
 from api.services.scheduling import schedule_dhcp
 from models import Port, Subnet
-from models.network import DHCP, DHCP_CONFIG, used_addresses
+from models.network import DHCP, DHCP_CONFIG, first_free
 
 
 def service_port(session: Session, subnet_id: str) -> Port | None:
@@ -29,16 +29,18 @@ def service_port(session: Session, subnet_id: str) -> Port | None:
 
 
 def _highest_free(session: Session, subnet: Subnet) -> Iterator[int]:
-    """Free pool addresses from the top, re-reading usage after each collision."""
+    """Free pool addresses from the top (one gap query each), skipping lost races."""
     tried: set[int] = set()
-    while True:
-        used = used_addresses(session, subnet.id) | tried
-        spans = sorted(ipam.pool_spans(subnet.allocation_pools), reverse=True)
-        pick = next((a for s, e in spans for a in range(e, s - 1, -1) if a not in used), None)
-        if pick is None:
-            return
-        tried.add(pick)
-        yield pick
+    for start, end in sorted(ipam.pool_spans(subnet.allocation_pools), reverse=True):
+        top = end
+        while top >= start:
+            pick = first_free(session, subnet.id, start, top, downward=True)
+            if pick is None:
+                break
+            top = pick - 1
+            if pick not in tried:
+                tried.add(pick)
+                yield pick
 
 
 def enable(session: Session, subnet: Subnet) -> Port | None:

@@ -7,6 +7,7 @@ Both draw from the network's pools through one `external_ips` table, whose uniqu
 from __future__ import annotations
 
 import ipaddress
+import random
 
 from sqlalchemy.orm import Session
 
@@ -15,10 +16,13 @@ from api.services import ipam
 from models import ExternalIp, ExternalNetwork, Router
 from models.routing import release_external, subnets_of_router, used_external
 
+_RNG = random.SystemRandom()
+
 
 def allocate(session: Session, network: ExternalNetwork, owner_id: str) -> str:
     spans = ipam.pool_spans(network.allocation_pools)
-    candidates = ipam.address_candidates(spans, lambda: used_external(session, network.id), set())
+    used = ipam.scan_used(lambda: used_external(session, network.id))
+    candidates = ipam.address_candidates(spans, used, set(), _RNG)
     try:
         row = ipam.insert_unique(
             session,

@@ -21,12 +21,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import Principal, bearer_token
+from api.auth import TokenCache, bearer_token
 from api.errors import PROBLEM_MEDIA_TYPE, BadRequest, Conflict, Invalid
 from api.settings import Settings
 from models.base import utcnow
 from models.idempotency import IdempotencyRecord
-from models.tenant import find_token
 
 # What a replay repeats besides status and body: a 405 keeps its Allow, a 401 its challenge.
 REPLAYED_HEADERS = ("location", "etag", "content-type", "allow", "www-authenticate", "retry-after")
@@ -41,9 +40,16 @@ class Claim(Enum):
 
 
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, sessionmaker: sessionmaker[Session], settings: Settings):
+    def __init__(
+        self,
+        app: ASGIApp,
+        sessionmaker: sessionmaker[Session],
+        settings: Settings,
+        tokens: TokenCache | None = None,  # the app's, so revocations reach both at once
+    ):
         self.app = app
         self.sessionmaker = sessionmaker
+        self.tokens = tokens or TokenCache(sessionmaker, settings.token_cache_seconds)
         self.ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
         self.stale = timedelta(seconds=settings.idempotency_inflight_seconds)
 
@@ -64,8 +70,7 @@ class IdempotencyMiddleware:
                 BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters"),
             )
             return
-        authorization = _header(scope, b"authorization") or ""
-        principal = await run_in_threadpool(self._principal, authorization)
+        principal = await self._principal(_header(scope, b"authorization") or "")
         if principal is None:  # let auth answer 401
             await self.app(scope, replay_receive, send)
             return
@@ -139,13 +144,12 @@ class IdempotencyMiddleware:
         finally:
             await store()
 
-    def _principal(self, authorization: str) -> str | None:
+    async def _principal(self, authorization: str) -> str | None:
         token = bearer_token(authorization)
         if token is None:
             return None
-        with self.sessionmaker() as session:
-            row = find_token(session, token)
-            return None if row is None else Principal(row.tenant_id).key
+        who = self.tokens.cached(token) or await run_in_threadpool(self.tokens.verify, token)
+        return None if who is None else who.key
 
     def _claim(
         self, principal: str, key: str, fingerprint: str

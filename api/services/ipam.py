@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
@@ -21,22 +21,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 VNI_MIN, VNI_MAX = 1, (1 << 24) - 1
-CANDIDATE_WINDOW = 32
 MAX_ATTEMPTS = 500
-
-
-def free_addresses(pools: Iterable[tuple[int, int]], used: set[int], limit: int) -> list[int]:
-    """Up to `limit` free addresses from the pools, lowest first."""
-    found: list[int] = []
-    for start, end in pools:
-        addr = start
-        while addr <= end and len(found) < limit:
-            if addr not in used:
-                found.append(addr)
-            addr += 1
-        if len(found) >= limit:
-            break
-    return found
 
 
 def pool_spans(pools: list[dict[str, str]]) -> list[tuple[int, int]]:
@@ -80,22 +65,63 @@ def is_unique_violation(exc: IntegrityError) -> bool:
     return "UNIQUE constraint failed" in str(exc.orig)
 
 
-def address_candidates(
-    pools: list[tuple[int, int]], used_now: Callable[[], set[int]], tried: set[int]
-) -> Iterator[int]:
-    """Random picks from the lowest free addresses, re-reading usage after each miss.
+FirstFree = Callable[[int, int], int | None]
 
-    Picking at random within a window keeps concurrent allocators from all racing for
-    the same lowest address, while still filling subnets from the bottom.
+
+def address_candidates(
+    pools: list[tuple[int, int]], first_free: FirstFree, tried: set[int], rng: random.Random
+) -> Iterator[int]:
+    """Free addresses, each the first free one at or after a random point of the pools.
+
+    `first_free(start, end)` answers from the database with one index range scan, so an
+    allocation costs O(log n) whatever the subnet holds. Starting at a random point keeps
+    concurrent allocators apart (starting at the lowest, they would all race for the same
+    few); the scan wraps around the pools, so a free address is found while one is left.
+    A candidate that lost a race (in `tried`) is never offered again.
     """
+    size = sum(end - start + 1 for start, end in pools)
     while True:
-        used = used_now() | tried
-        free = free_addresses(pools, used, CANDIDATE_WINDOW)
-        if not free:
+        point = _point(pools, rng.randrange(size)) if size else None
+        if point is None:
             return
-        pick = random.choice(free)
+        pick = None
+        for start, end in _wrapped(pools, point):
+            pick = first_free(start, end)
+            while pick is not None and pick in tried and pick < end:
+                pick = first_free(pick + 1, end)
+            if pick is not None and pick not in tried:
+                break
+            pick = None
+        if pick is None:
+            return
         tried.add(pick)
         yield pick
+
+
+def scan_used(used_now: Callable[[], set[int]]) -> FirstFree:
+    """`first_free` over a set of used addresses read per call: for small address spaces
+    (external networks) whose rows carry no integer column to scan."""
+
+    def first_free(start: int, end: int) -> int | None:
+        used = used_now()
+        return next((a for a in range(start, end + 1) if a not in used), None)
+
+    return first_free
+
+
+def _point(pools: list[tuple[int, int]], offset: int) -> int | None:
+    for start, end in pools:
+        if offset <= end - start:
+            return start + offset
+        offset -= end - start + 1
+    return None
+
+
+def _wrapped(pools: list[tuple[int, int]], point: int) -> list[tuple[int, int]]:
+    """The pools as spans from `point` to the end, then from the first pool up to before it."""
+    after = [(max(s, point), e) for s, e in pools if e >= point]
+    before = [(s, min(e, point - 1)) for s, e in pools if s < point]
+    return after + before
 
 
 def vni_candidates() -> Iterator[int]:

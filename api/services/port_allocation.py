@@ -7,6 +7,7 @@ retries a collision with the next candidate, so no two ports ever share either.
 from __future__ import annotations
 
 import ipaddress
+import random
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -14,7 +15,9 @@ from sqlalchemy.orm import Session
 from api.errors import Conflict, Exhausted, Invalid
 from api.services import ipam
 from models import Port, PortSecurityGroup, Subnet
-from models.network import address_taken, mac_taken, used_addresses
+from models.network import address_taken, first_free, mac_taken
+
+_RNG = random.SystemRandom()
 
 
 def set_groups(port: Port, ids: list[str]) -> None:
@@ -75,7 +78,10 @@ def allocate_port(session: Session, subnet: Subnet, fields: dict[str, Any]) -> P
     else:
         spans = ipam.pool_spans(subnet.allocation_pools)
         candidates = ipam.address_candidates(
-            spans, lambda: used_addresses(session, subnet.id), set()
+            spans,
+            lambda start, end: first_free(session, subnet.id, start, end),
+            set(),
+            _RNG,
         )
     try:
         return ipam.insert_unique(session, candidates, make)

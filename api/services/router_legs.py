@@ -12,7 +12,7 @@ import ipaddress
 from sqlalchemy.orm import Session
 
 from api.errors import Conflict, Invalid
-from api.services import external_ips, ipam
+from api.services import external_ips, ipam, network_types
 from models import ExternalNetwork, Port, Router, RouterInterface, Subnet, placement
 from models.base import bump
 from models.network import ROUTER_INTERFACE, address_taken
@@ -22,6 +22,7 @@ from models.routing import interface_of_subnet, subnets_of_router
 def add_leg(session: Session, r: Router, subnet: Subnet) -> Port:
     if subnet.vpc_id != r.vpc_id:
         raise Invalid("body.subnet_id", "the subnet belongs to another VPC than the router")
+    network_types.check_router_leg(subnet)
     existing = interface_of_subnet(session, subnet.id)
     if existing is not None:
         raise Conflict(

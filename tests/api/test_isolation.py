@@ -57,7 +57,17 @@ EXPECTED_ADMIN_ONLY = {
     ("POST", "/v1/external-networks"),
     ("PATCH", "/v1/external-networks/{external_network_id}"),
     ("DELETE", "/v1/external-networks/{external_network_id}"),
+    ("POST", "/v1/physical-networks"),
+    ("GET", "/v1/physical-networks"),
+    ("GET", "/v1/physical-networks/{physical_network_id}"),
+    ("PATCH", "/v1/physical-networks/{physical_network_id}"),
+    ("DELETE", "/v1/physical-networks/{physical_network_id}"),
+    ("POST", "/v1/address-scopes"),
+    ("PATCH", "/v1/address-scopes/{address_scope_id}"),
+    ("DELETE", "/v1/address-scopes/{address_scope_id}"),
 }
+# Admin-made objects the admin-only probes address (any id: the 403 comes first).
+ADMIN_IDS = {"physical_network_id": str(uuid.uuid4()), "address_scope_id": str(uuid.uuid4())}
 
 
 # -- the two worlds ----------------------------------------------------------------------
@@ -714,10 +724,22 @@ def _get_ext(ctx: Ctx) -> None:
     assert mine.json() == ctx.c.get(f"/v1/external-networks/{ctx.ext}", headers=ADMIN).json()
 
 
+# Address scopes: readable by every tenant (to pick a routed CIDR); only the admin writes them.
+@probe("GET", "/v1/address-scopes")
+@probe("GET", "/v1/address-scopes/{address_scope_id}")
+def _read_scope(ctx: Ctx) -> None:
+    scope = h.create(ctx.c, "/v1/address-scopes", ADMIN, cidr="100.64.0.0/16", name="routed")
+    listed = ctx.as_b("GET", "/v1/address-scopes").json()["items"]
+    assert [x["id"] for x in listed] == [scope["id"]]
+    assert ctx.as_b("GET", f"/v1/address-scopes/{scope['id']}").json() == scope
+    assert ctx.c.delete(f"/v1/address-scopes/{scope['id']}", headers=ADMIN).status_code == 204
+
+
 def admin_only(method: str, path: str, body: Any = None) -> None:
     @probe(method, path)
     def _refused(ctx: Ctx) -> None:
         ids = {"tenant_id": ctx.A.id, "host_id": ctx.host, "external_network_id": ctx.ext}
+        ids.update(ADMIN_IDS)
         for target in (ids, {**ids, "tenant_id": ctx.B.id}, {k: str(uuid.uuid4()) for k in ids}):
             refused(ctx, method, path.format(**target), body, 403)
 
@@ -777,6 +799,7 @@ def test_admin_only_routes_refuse_tenants(app: Any, ctx: Ctx) -> None:
     }
     assert derived == EXPECTED_ADMIN_ONLY
     ids = {"tenant_id": ctx.A.id, "host_id": ctx.host, "external_network_id": ctx.ext}
+    ids.update(ADMIN_IDS)
     for method, path in sorted(derived):
         for who in (ctx.A, ctx.B):
             r = ctx.c.request(
@@ -823,6 +846,7 @@ def fill(path: str, ctx: Ctx) -> str:
         "pool_id": ctx.a["pool"],
         "member_id": ctx.a["member"],
         "health_monitor_id": ctx.a["monitor"],
+        **ADMIN_IDS,
     }
 
     def sub(m: re.Match[str]) -> str:

@@ -60,6 +60,10 @@ class AgentService:
     sections: tuple[str, ...] = SUPPORTED_SECTIONS
     lock: threading.Lock = field(default_factory=threading.Lock)
     applied_revision: int | None = None  # the newest revision applied in full
+    # Kernel capabilities (drivers.capabilities.detect) and NAME -> interface mappings of
+    # the physical networks this host carries (flat subnets), both in every heartbeat.
+    capabilities: list[str] = field(default_factory=list)
+    physical_interfaces: dict[str, str] = field(default_factory=dict)
 
     def apply(self, doc: dict[str, Any], full: bool) -> None:
         if doc.get("host") != self.host:  # never apply (nor answer) another host's document
@@ -113,6 +117,8 @@ class AgentService:
                 "first": first,
                 "protocol_version": PROTOCOL_VERSION,
                 "sections": list(self.sections),
+                "capabilities": self.capabilities,
+                "physical_networks": sorted(self.physical_interfaces),
             },
             queue=CONTROL_QUEUE,
         )

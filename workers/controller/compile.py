@@ -59,7 +59,11 @@ def digest(state: HostState, sections: Collection[str] = SECTIONS) -> str:
 def read_inputs(session: Session, host: Host, sections: Collection[str]) -> Inputs:
     """The rows of `host`'s document. Router legs add their subnets only where the host
     supports routers: elsewhere the router is in error, and the subnet needs no bridge."""
-    ports = q.local_ports(session, host.name)
+    every_port = q.local_ports(session, host.name)
+    local_subnets = q.subnets_by_id(session, {p.subnet_id for p in every_port})
+    typed_ids = {sn.id for sn in local_subnets if sn.network_type != "vxlan"}
+    ports = [p for p in every_port if p.subnet_id not in typed_ids]  # flat/routed: own section
+    typed_ports = [p for p in every_port if p.subnet_id in typed_ids]
     routers = q.routers_on_host(session, host.name)
     router_ids = {r.id for r in routers}
     interfaces = q.router_interfaces(session, router_ids)
@@ -74,7 +78,7 @@ def read_inputs(session: Session, host: Host, sections: Collection[str]) -> Inpu
     lbs = q.load_balancers_on_host(session, host.name)
     if "load_balancers" in sections:  # the VIP legs plug into their subnets' bridges
         subnet_ids |= {p.subnet_id for p in lbs.vips.values()}
-    port_groups = q.port_groups(session, {p.id for p in ports})
+    port_groups = q.port_groups(session, {p.id for p in every_port})
     rules = q.group_rules(session, {g for gs in port_groups.values() for g in gs})
     remote = {r.remote_group_id for r in rules if r.remote_group_id}
     used = {g for gs in port_groups.values() for g in gs}
@@ -86,7 +90,7 @@ def read_inputs(session: Session, host: Host, sections: Collection[str]) -> Inpu
         ports=ports,
         subnets=subnets,
         routed=frozenset(q.routed_subnets(session, subnet_ids | service_subnets)),
-        remote=q.remote_ports(session, subnet_ids, host.name),
+        remote=q.remote_ports(session, subnet_ids | typed_ids, host.name),
         routers=routers,
         interfaces=interfaces,
         external_networks=q.external_networks(
@@ -104,6 +108,8 @@ def read_inputs(session: Session, host: Host, sections: Collection[str]) -> Inpu
         acls=q.network_acls(session, acl_ids),
         acl_entries=q.acl_entries(session, acl_ids),
         lb=LbInputs(**lbs._asdict()),
+        typed_subnets=[sn for sn in local_subnets if sn.id in typed_ids],
+        typed_ports=typed_ports,
     )
 
 

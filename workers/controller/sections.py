@@ -21,6 +21,7 @@ from models import (
     Subnet,
     Vpc,
 )
+from workers.controller import typed
 from workers.controller.lb_section import LbInputs, load_balancers_carry, load_balancers_section
 from workers.protocol import (
     DhcpDnsState,
@@ -69,6 +70,8 @@ class Inputs:
     acls: Sequence[NetworkAcl] = ()  # the ACLs of the subnets the host carries
     acl_entries: Sequence[NetworkAclEntry] = ()  # their entries
     lb: LbInputs = field(default_factory=LbInputs)  # load balancers scheduled on this host, whole
+    typed_subnets: Sequence[Subnet] = ()  # flat and routed subnets of local ports
+    typed_ports: Sequence[Port] = ()  # local workload ports on them (not in `ports`)
 
 
 def _prefixlen(cidr: str) -> int:
@@ -107,18 +110,7 @@ def subnets_section(i: Inputs) -> list[SubnetState]:
 def ports_section(i: Inputs) -> list[PortState]:
     prefix = {s.id: _prefixlen(s.cidr) for s in i.subnets}
     return [
-        PortState(
-            id=p.id,
-            revision=p.revision,
-            subnet_id=p.subnet_id,
-            tenant_id=p.tenant_id,
-            netns=p.netns or "",
-            interface_name=p.interface_name,
-            mac=p.mac_address.lower(),
-            ip=p.ip_address,
-            prefixlen=prefix[p.subnet_id],
-            security_group_ids=list(i.port_groups.get(p.id, ())),
-        )
+        typed.port_state(p, prefix[p.subnet_id], i.port_groups.get(p.id, ()))
         for p in sorted(i.ports, key=lambda p: p.id)
         if p.subnet_id in prefix
     ]
@@ -320,4 +312,5 @@ COMPILERS: dict[str, Section] = {
         network_acls_section, lambda docs: {"network_acl": {d.id for d in docs}}
     ),
     "load_balancers": Section(lambda i: load_balancers_section(i.lb), load_balancers_carry),
+    "typed_networks": Section(typed.typed_networks_section, typed.carried),
 }

@@ -134,13 +134,24 @@ def heartbeat(
     first: bool = False,
     protocol_version: int = 1,
     sections: list[str] | None = None,
+    capabilities: list[str] | None = None,
+    physical_networks: list[str] | None = None,
 ) -> None:
     """An agent that sends no version and sections (an older one) speaks protocol 1
-    with the L2 sections."""
+    with the L2 sections; one that sends no capabilities keeps those last recorded."""
     advertised = list(SECTIONS_L2) if sections is None else sections
     metrics.HEARTBEAT.labels(host).set_to_current_time()
     with transaction() as session:
-        changed = q.record_heartbeat(session, host, vtep_ip, roles, protocol_version, advertised)
+        changed = q.record_heartbeat(
+            session,
+            host,
+            vtep_ip,
+            roles,
+            protocol_version,
+            advertised,
+            capabilities,
+            physical_networks,
+        )
         peers: set[str] = set()
         if changed or first:  # hosts sharing a subnet with it must (re)learn its VTEP
             subnets = q.subnets_on_host(session, host)
