@@ -89,8 +89,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api import (
         external_networks,
         floating_ips,
+        health_monitors,
         hosts,
+        listeners,
+        load_balancers,
         network_acls,
+        pools,
         ports,
         provider_networks,
         routers,
@@ -112,6 +116,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         external_networks,
         provider_networks,
         floating_ips,
+        load_balancers,
+        listeners,
+        pools,
+        health_monitors,
     ):
         app.include_router(
             module.router,

@@ -27,6 +27,7 @@ from api.services import dns_names, network_types, quotas
 from api.services.port_allocation import allocate_port, check_fixed_ip, check_fixed_mac, set_groups
 from api.services.port_binding import check_binding, check_host
 from models import Port, SecurityGroup, Subnet, Vpc
+from models.loadbalancer import LB_VIP
 from models.network import DHCP, DHCP_CONFIG, ROUTER_INTERFACE, in_security_group, vpc_of_subnet
 from models.routing import disassociate_port
 
@@ -192,6 +193,11 @@ def _not_service_owned(port: Port) -> None:
         raise Conflict(
             f"port {port.id} is the DHCP/DNS service port of subnet {port.device_id}; "
             "it goes with the subnet (or with enable_dhcp=false)"
+        )
+    if port.device_owner == LB_VIP:
+        raise Conflict(
+            f"port {port.id} is the VIP of load balancer {port.device_id}; "
+            "it goes with the load balancer"
         )
 
 

@@ -68,6 +68,11 @@ class QuotaSet(BaseModel):
     floating_ips: QuotaLimit | None = None
     network_acls: QuotaLimit | None = None
     network_acl_entries: QuotaLimit | None = None
+    load_balancers: QuotaLimit | None = None
+    listeners: QuotaLimit | None = None
+    pools: QuotaLimit | None = None
+    members: QuotaLimit | None = None
+    health_monitors: QuotaLimit | None = None
 
 
 class Quotas(BaseModel):
@@ -81,6 +86,11 @@ class Quotas(BaseModel):
     floating_ips: int
     network_acls: int
     network_acl_entries: int
+    load_balancers: int
+    listeners: int
+    pools: int
+    members: int
+    health_monitors: int
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problems(401, 403, 409, 422))

@@ -30,6 +30,7 @@ PREREQUISITES: tuple[Prerequisite, ...] = (
     Prerequisite("dnsmasq", "dnsmasq-base", "DHCP and DNS inside every VPC"),
     Prerequisite("busybox", "busybox", "udhcpc, a DHCP client for workloads"),
     Prerequisite("dig", "dnsutils", "querying a VPC's resolver"),
+    Prerequisite("haproxy", "haproxy", "load balancers' TCP and HTTP listeners"),
 )
 
 

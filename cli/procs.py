@@ -86,3 +86,17 @@ def wait_http_ok(
         time.sleep(0.2)
     log = log_path.read_text(errors="replace")
     raise RuntimeError(f"{log_path.stem}: {url} not 200 after {timeout}s:\n{log}")
+
+
+def stop_daemons(run_dir: Path) -> None:
+    """Daemons a sandbox's agents started (haproxy per load balancer) outlive them by
+    design; end each by the PID its agent recorded, once /proc says it is that daemon."""
+    for pid_file in sorted(run_dir.glob("agents/*/pids/*.pid")):
+        try:
+            pid = int(pid_file.read_text().strip())
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if pid > 0 and cmd.startswith(b"haproxy\0"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -265,6 +265,7 @@ def down(name: str) -> bool:
         if alive(pid) and ours(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+    procs.stop_daemons(sb.dir)
     host_names = {h["name"] for h in sb.hosts}
     for ns in sorted(existing_namespaces()):
         mine = ns in sb.namespaces or ns.startswith(f"{name}-")

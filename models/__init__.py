@@ -4,6 +4,7 @@ from models.base import Base
 from models.host import Host
 from models.hoststate import HostStateRow, Realisation
 from models.idempotency import IdempotencyRecord
+from models.loadbalancer import HealthMonitor, Listener, LoadBalancer, Member, Pool
 from models.nacl import NetworkAcl, NetworkAclEntry
 from models.nettypes import AddressScope, PhysicalNetwork, PhysicalNetworkGrant
 from models.network import DnsName, Port, PortSecurityGroup, Subnet, Vpc
@@ -19,13 +20,18 @@ __all__ = [
     "ExternalIp",
     "ExternalNetwork",
     "FloatingIp",
+    "HealthMonitor",
     "Host",
     "HostStateRow",
     "IdempotencyRecord",
+    "Listener",
+    "LoadBalancer",
+    "Member",
     "NetworkAcl",
     "NetworkAclEntry",
     "PhysicalNetwork",
     "PhysicalNetworkGrant",
+    "Pool",
     "Port",
     "PortSecurityGroup",
     "Quota",

@@ -24,6 +24,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from models.base import Base
 from models.host import Host
 from models.hoststate import Realisation
+from models.loadbalancer import HealthMonitor, Listener, LoadBalancer, Member, Pool
 from models.nacl import NetworkAcl
 from models.network import DHCP, Port, PortSecurityGroup, Subnet
 from models.routing import FloatingIp, Router, RouterInterface
@@ -82,10 +83,20 @@ def service_select(*columns: Any) -> sa.Select[Any]:
     return sa.select(*columns).where(Port.device_owner == DHCP, Port.host.is_not(None))
 
 
+def vip_select(*columns: Any) -> sa.Select[Any]:
+    """Load-balancer VIPs: realised by the load_balancers section of their LB's host."""
+    return (
+        sa.select(*columns)
+        .select_from(Port)
+        .join(LoadBalancer, LoadBalancer.vip_port_id == Port.id)
+        .where(LoadBalancer.host.is_not(None))
+    )
+
+
 class Placement(NamedTuple):
     key: str  # what was asked by: a port id or a subnet id
     host: str
-    section: Literal["ports", "routers", "dhcp_dns", "typed_networks"]
+    section: Literal["ports", "routers", "dhcp_dns", "typed_networks", "load_balancers"]
 
 
 TYPED = "typed_networks"  # the section realising flat and routed subnets and their ports
@@ -104,6 +115,7 @@ def placements(
             .where(*where),
             leg_select(key, Router.host, sa.literal("routers")).where(*where),
             service_select(key, Port.host, sa.literal("dhcp_dns")).where(*where),
+            vip_select(key, LoadBalancer.host, sa.literal("load_balancers")).where(*where),
         )
     )
     return [Placement(*row) for row in rows]
@@ -113,8 +125,8 @@ def placements(
 
 
 def _subnets(session: Session, ids: set[str]) -> dict[str, Needs]:
-    """Hosts of a subnet's workload ports, and of its router legs and DHCP/DNS service
-    where that host supports the section realising them."""
+    """Hosts of a subnet's workload ports, and of its router legs, DHCP/DNS service and
+    load-balancer VIPs where that host supports the section realising them."""
     placed = placements(session, Port.subnet_id, Port.subnet_id.in_(ids))
     support = host_support(session, {p.host for p in placed if p.section != "ports"})
     out: dict[str, Needs] = {}
@@ -191,6 +203,33 @@ def member_hosts(session: Session, group_ids: set[str]) -> set[str]:
     return carrying_hosts(session, "security_group", naming)
 
 
+def _load_balancers(session: Session, ids: set[str]) -> dict[str, Needs]:
+    rows = session.execute(
+        sa.select(LoadBalancer.id, LoadBalancer.host).where(
+            LoadBalancer.id.in_(ids), LoadBalancer.host.is_not(None)
+        )
+    )
+    return {i: {host: "load_balancers"} for i, host in rows if host}
+
+
+def _lb_children(model: Any, *via: Any) -> CarrierQuery:
+    """A child of a load balancer (a listener, pool, member or monitor) goes where its
+    load balancer goes; `via` joins it there."""
+
+    def query(session: Session, ids: set[str]) -> dict[str, Needs]:
+        stmt = sa.select(model.id, LoadBalancer.host).select_from(model)
+        for target, on in via:
+            stmt = stmt.join(target, on)
+        stmt = stmt.where(model.id.in_(ids), LoadBalancer.host.is_not(None))
+        return {i: {host: "load_balancers"} for i, host in session.execute(stmt) if host}
+
+    return query
+
+
+_ON_LB = (LoadBalancer, LoadBalancer.id == Pool.load_balancer_id)
+_ON_POOL = (Pool, Pool.id == Member.pool_id)
+
+
 def _subnets_of_ports(session: Session, ids: set[str]) -> set[str]:
     return set(session.scalars(sa.select(Port.subnet_id).where(Port.id.in_(ids))))
 
@@ -221,6 +260,25 @@ KINDS: dict[str, Kind] = {
         Kind("floating_ip", FloatingIp, _floating_ips),
         Kind("security_group", SecurityGroup, _security_groups, unplaced="active"),
         Kind("network_acl", NetworkAcl, _network_acls, unplaced="active"),
+        Kind(
+            "load_balancer",
+            LoadBalancer,
+            _load_balancers,
+            unplaced="error",
+            unplaced_detail=NO_NETWORK_HOST,
+        ),
+        Kind(
+            "listener",
+            Listener,
+            _lb_children(Listener, (LoadBalancer, LoadBalancer.id == Listener.load_balancer_id)),
+        ),
+        Kind("pool", Pool, _lb_children(Pool, _ON_LB)),
+        Kind("member", Member, _lb_children(Member, _ON_POOL, _ON_LB)),
+        Kind(
+            "health_monitor",
+            HealthMonitor,
+            _lb_children(HealthMonitor, (Pool, Pool.id == HealthMonitor.pool_id), _ON_LB),
+        ),
     )
 }
 

@@ -11,8 +11,9 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, lazyload
 
-from models.carriers import leg_select, service_select, workload_select
+from models.carriers import leg_select, service_select, vip_select, workload_select
 from models.host import Host
+from models.loadbalancer import HealthMonitor, Listener, LoadBalancer, Member, Pool
 from models.nacl import NetworkAcl, NetworkAclEntry
 from models.network import Port, PortSecurityGroup, Subnet, Vpc
 from models.routing import ExternalNetwork, FloatingIp, Router, RouterInterface
@@ -48,7 +49,7 @@ def routed_subnets(session: Session, ids: set[str]) -> set[str]:
 
 def remote_ports(session: Session, subnet_ids: set[str], host: str) -> list[tuple[Port, str]]:
     """Ports of these subnets realised on other registered hosts, with that host's VTEP:
-    workload ports, and router legs on hosts that support routers."""
+    workload ports, router legs and load-balancer VIPs on hosts supporting their section."""
     if not subnet_ids:
         return []
     workload = session.execute(
@@ -69,9 +70,16 @@ def remote_ports(session: Session, subnet_ids: set[str], host: str) -> list[tupl
         .join(Host, Host.name == Port.host)
         .where(Port.subnet_id.in_(subnet_ids), Port.host != host)
     )
+    vips = session.execute(
+        vip_select(Port, Host.vtep_ip, Host.sections)
+        .options(lazyload(Port.security_groups))
+        .join(Host, Host.name == LoadBalancer.host)
+        .where(Port.subnet_id.in_(subnet_ids), LoadBalancer.host != host)
+    )
     rows = [(p, vtep) for p, vtep in workload]
     rows += [(p, vtep) for p, vtep, sections in legs if "routers" in sections]
     rows += [(p, vtep) for p, vtep, sections in services if "dhcp_dns" in sections]
+    rows += [(p, vtep) for p, vtep, sections in vips if "load_balancers" in sections]
     return sorted(rows, key=lambda r: r[0].id)
 
 
@@ -246,4 +254,61 @@ def acl_entries(session: Session, acl_ids: set[str]) -> list[NetworkAclEntry]:
         session.scalars(
             sa.select(NetworkAclEntry).where(NetworkAclEntry.network_acl_id.in_(acl_ids))
         )
+    )
+
+
+class LoadBalancerRows(NamedTuple):
+    """The load balancers scheduled on a host, with their VIP ports and whole trees."""
+
+    load_balancers: list[LoadBalancer]
+    vips: dict[str, Port]  # load balancer id -> its VIP port
+    vip_subnets: dict[str, Subnet]  # by id
+    routed: frozenset[str]  # of those, the subnets a router serves
+    listeners: list[Listener]
+    pools: list[Pool]
+    members: list[Member]
+    monitors: list[HealthMonitor]
+
+
+def load_balancers_on_host(session: Session, host: str) -> LoadBalancerRows:
+    lbs = list(
+        session.scalars(
+            sa.select(LoadBalancer).where(LoadBalancer.host == host).order_by(LoadBalancer.id)
+        )
+    )
+    ids = {lb.id for lb in lbs}
+    if not ids:
+        return LoadBalancerRows([], {}, {}, frozenset(), [], [], [], [])
+    ports = session.scalars(
+        sa.select(Port)
+        .options(lazyload(Port.security_groups))
+        .where(Port.id.in_({lb.vip_port_id for lb in lbs if lb.vip_port_id}))
+    )
+    by_port = {p.id: p for p in ports}
+    subnet_ids = {p.subnet_id for p in by_port.values()}
+    pools = list(
+        session.scalars(sa.select(Pool).where(Pool.load_balancer_id.in_(ids)).order_by(Pool.id))
+    )
+    pool_ids = {p.id for p in pools}
+    return LoadBalancerRows(
+        load_balancers=lbs,
+        vips={lb.id: by_port[lb.vip_port_id] for lb in lbs if lb.vip_port_id in by_port},
+        vip_subnets={s.id: s for s in subnets_by_id(session, subnet_ids)},
+        routed=frozenset(routed_subnets(session, subnet_ids)),
+        listeners=list(
+            session.scalars(
+                sa.select(Listener)
+                .where(Listener.load_balancer_id.in_(ids))
+                .order_by(Listener.protocol_port, Listener.id)
+            )
+        ),
+        pools=pools,
+        members=list(
+            session.scalars(
+                sa.select(Member).where(Member.pool_id.in_(pool_ids)).order_by(Member.id)
+            )
+        ),
+        monitors=list(
+            session.scalars(sa.select(HealthMonitor).where(HealthMonitor.pool_id.in_(pool_ids)))
+        ),
     )

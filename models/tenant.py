@@ -20,6 +20,11 @@ DEFAULT_QUOTAS: dict[str, int] = {
     "floating_ips": 50,
     "network_acls": 200,
     "network_acl_entries": 2000,
+    "load_balancers": 10,
+    "listeners": 50,
+    "pools": 50,
+    "members": 500,
+    "health_monitors": 50,
 }
 
 

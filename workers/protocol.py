@@ -211,6 +211,72 @@ class ResolverState(_Doc):
     dhcp_ports: list[str] = []
 
 
+class MemberState(_Doc):
+    id: str
+    revision: int
+    address: str
+    protocol_port: int
+    weight: int = Field(description="0 drains: no new connections, open ones finish.")
+    admin_state_up: bool = True
+
+
+class MonitorState(_Doc):
+    """A pool's health check: haproxy's for TCP/HTTP pools, the agent's probes for UDP."""
+
+    id: str
+    revision: int
+    type: Literal["TCP", "HTTP", "UDP-CONNECT", "PING"]
+    delay: int
+    timeout: int
+    max_retries: int = Field(description="Successes that bring a member back (rise).")
+    max_retries_down: int = Field(description="Failures that take a member out (fall).")
+    http_method: str | None = None
+    url_path: str | None = None
+    expected_codes: str | None = None
+    admin_state_up: bool = True
+
+
+class PoolState(_Doc):
+    id: str
+    revision: int
+    protocol: Literal["TCP", "HTTP", "UDP"]
+    lb_algorithm: Literal["ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP"]
+    admin_state_up: bool = True
+    members: list[MemberState] = []
+    monitor: MonitorState | None = None
+
+
+class ListenerState(_Doc):
+    id: str
+    revision: int
+    protocol: Literal["TCP", "HTTP", "UDP"]
+    protocol_port: int
+    admin_state_up: bool = True
+    default_pool_id: str | None = None
+
+
+class LoadBalancerState(_Doc):
+    """A load balancer on this host (DESIGN §4): its namespace (named from its id) with a
+    VIP leg on the host's bridge of the VIP subnet (which the subnets section carries).
+    The VIP is a port of its own: an agent reports it as kind "port" at
+    `vip_port_revision`."""
+
+    id: str
+    revision: int
+    admin_state_up: bool = True
+    subnet_id: str
+    vip_port_id: str
+    vip_port_revision: int
+    vip_address: str
+    prefixlen: int
+    mac: str
+    gateway_ip: str | None = Field(
+        default=None, description="The default route, when a router serves the subnet."
+    )
+    listeners: list[ListenerState] = []
+    pools: list[PoolState] = []
+
+
 UNDERLAY_MTU = 1500  # flat and routed ports: no encapsulation overhead
 ROUTED_GATEWAY = "169.254.1.1"  # a routed workload's default gateway, on the host side
 
@@ -250,6 +316,7 @@ class HostState(_Doc):
     resolvers: list[ResolverState] = []
     security_groups: list[SecurityGroupState] = []
     network_acls: list[NetworkAclState] = []
+    load_balancers: list[LoadBalancerState] = []
     typed_networks: list[TypedNetworkState] = []
 
     def wire(self, sections: Iterable[str]) -> dict[str, Any]:
@@ -273,12 +340,32 @@ def unsupported_sections(doc: Mapping[str, Any], supported: Iterable[str]) -> li
     return sorted(set(doc) - HEADER - set(supported))
 
 
+Operating = Literal["ONLINE", "OFFLINE", "DEGRADED", "ERROR", "NO_MONITOR"]
+
+
 class ResourceResult(_Doc):
-    kind: Literal["subnet", "port", "router", "security_group", "floating_ip", "network_acl"]
+    kind: Literal[
+        "subnet",
+        "port",
+        "router",
+        "security_group",
+        "floating_ip",
+        "network_acl",
+        "load_balancer",
+        "listener",
+        "pool",
+        "member",
+        "health_monitor",
+    ]
     id: str
     revision: int
     ok: bool
     detail: str | None = None
+    operating_status: Operating | None = Field(
+        default=None,
+        description="What the data plane sees (load balancers, listeners, pools, members); "
+        "absent from agents that do not measure it.",
+    )
 
 
 class Report(_Doc):

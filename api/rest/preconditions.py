@@ -115,7 +115,8 @@ class ResourceRoute(APIRoute):
                 response.headers["ETag"] = etag(body["revision"])
                 if location:
                     base = str(request.base_url).rstrip("/")
-                    response.headers["Location"] = f"{base}{self.path_format}/{body['id']}"
+                    path = self.path_format.format(**request.path_params)  # nested collections
+                    response.headers["Location"] = f"{base}{path}/{body['id']}"
             session = request.scope.pop(SESSION_SCOPE_KEY, None)
             if session is not None:  # only keyed requests: no thread hop for the others
                 await run_in_threadpool(_commit_with_answer, session, request.scope, response)

@@ -12,6 +12,12 @@ from sqlalchemy.orm import Session
 
 from api.errors import Conflict, InUse
 from models import AddressScope, PhysicalNetwork, Router, SecurityGroup, Subnet
+from models.loadbalancer import (
+    load_balancers_of_vpc,
+    load_balancers_on_host,
+    load_balancers_on_subnet,
+    members_on_subnet,
+)
 from models.nacl import acls_of_vpc, subnets_with_acl
 from models.nettypes import subnets_in_scope, subnets_on_physical_network
 from models.network import (
@@ -47,7 +53,11 @@ def vpc(session: Session, vpc_id: str) -> None:
     blocking += [("router", r) for r in routers_of_vpc(session, vpc_id)]
     blocking += [("security_group", g) for g in groups_of_vpc(session, vpc_id, user_only=True)]
     blocking += [("network_acl", a) for a in acls_of_vpc(session, vpc_id)]
-    _refuse("the VPC still has subnets, routers, security groups or network ACLs", blocking)
+    blocking += [("load_balancer", lb) for lb in load_balancers_of_vpc(session, vpc_id)]
+    _refuse(
+        "the VPC still has subnets, routers, security groups, network ACLs or load balancers",
+        blocking,
+    )
 
 
 def network_acl(session: Session, acl_id: str) -> None:
@@ -60,7 +70,12 @@ def subnet(session: Session, subnet_id: str) -> None:
     iface = interface_of_subnet(session, subnet_id)
     if iface is not None:
         blocking.append(("router", iface.router_id))
-    _refuse("the subnet still has ports or a router interface", blocking)
+    blocking += [("load_balancer", lb) for lb in load_balancers_on_subnet(session, subnet_id)]
+    blocking += [("member", m) for m in members_on_subnet(session, subnet_id)]
+    _refuse(
+        "the subnet still has ports, a router interface, load balancers or pool members",
+        blocking,
+    )
 
 
 def security_group(session: Session, group: SecurityGroup) -> None:
@@ -116,7 +131,11 @@ def host(session: Session, name: str) -> None:
     blocking = [("port", p) for p in user_ports_on_host(session, name)]
     blocking += [("router", r) for r in routers_on_host(session, name)]
     blocking += [("subnet", s) for s in dhcp_subnets_on_host(session, name)]
-    _refuse("ports, routers or subnets' DHCP/DNS services are bound to this host", blocking)
+    blocking += [("load_balancer", lb) for lb in load_balancers_on_host(session, name)]
+    _refuse(
+        "ports, routers, load balancers or subnets' DHCP/DNS services are bound to this host",
+        blocking,
+    )
 
 
 def physical_network(session: Session, net: PhysicalNetwork) -> PhysicalNetwork:

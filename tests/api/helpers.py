@@ -65,6 +65,33 @@ def attach(c: TestClient, t: Tenant, router_id: str, subnet_id: str) -> dict[str
     return create(c, f"/v1/routers/{router_id}/interfaces", t, subnet_id=subnet_id)
 
 
+def load_balancer(c: TestClient, t: Tenant, subnet_id: str, **kw: Any) -> dict[str, Any]:
+    return create(c, "/v1/load-balancers", t, vip_subnet_id=subnet_id, **kw)
+
+
+def listener(
+    c: TestClient, t: Tenant, lb_id: str, protocol: str = "TCP", port: int = 80, **kw: Any
+) -> dict[str, Any]:
+    body = {"load_balancer_id": lb_id, "protocol": protocol, "protocol_port": port, **kw}
+    return create(c, "/v1/listeners", t, **body)
+
+
+def pool(c: TestClient, t: Tenant, protocol: str = "TCP", **kw: Any) -> dict[str, Any]:
+    kw.setdefault("lb_algorithm", "ROUND_ROBIN")
+    return create(c, "/v1/pools", t, protocol=protocol, **kw)
+
+
+def member(
+    c: TestClient, t: Tenant, pool_id: str, address: str, port: int = 8080, **kw: Any
+) -> dict[str, Any]:
+    return create(c, f"/v1/pools/{pool_id}/members", t, address=address, protocol_port=port, **kw)
+
+
+def monitor(c: TestClient, t: Tenant, pool_id: str, **kw: Any) -> dict[str, Any]:
+    body = {"type": "TCP", "delay": 5, "timeout": 3, "max_retries": 2, **kw}
+    return create(c, "/v1/health-monitors", t, pool_id=pool_id, **body)
+
+
 def problem(r: Any, status: int) -> dict[str, Any]:
     """Assert an RFC 9457 problem with this status and return it."""
     assert r.status_code == status, r.text

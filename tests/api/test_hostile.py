@@ -178,7 +178,9 @@ def test_tags_are_jsonb_on_postgres(db_url: str) -> None:
     try:
         inspector = sa.inspect(engine)
         tagged = [t for t in Base.metadata.sorted_tables if "tags" in t.c]
-        assert len(tagged) >= 7  # every tagged resource, network ACLs included
+        assert len(tagged) >= 12  # every tagged resource, network ACLs included
+        lb_tables = {"load_balancers", "listeners", "pools", "members", "health_monitors"}
+        assert lb_tables <= {t.name for t in tagged}
         for table in tagged:
             kind = {c["name"]: c["type"] for c in inspector.get_columns(table.name)}["tags"]
             assert type(kind).__name__ == "JSONB", (table.name, kind)

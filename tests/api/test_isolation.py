@@ -108,6 +108,30 @@ def build(c: TestClient, t: Tenant, ext_id: str) -> dict[str, str]:
     )  # fmt: skip
     r = c.patch(f"/v1/subnets/{spare['id']}", json={"network_acl_id": acl["id"]}, headers=t.headers)
     assert r.status_code == 200, r.text
+    lb = h.create(
+        c,
+        "/v1/load-balancers",
+        t,
+        vip_subnet_id=subnet["id"],
+        vip_address="10.0.1.100",
+        name=SHARED_NAME,
+        tags=["t"],
+        listeners=[
+            {
+                "protocol": "TCP",
+                "protocol_port": 80,
+                "name": SHARED_NAME,
+                "default_pool": {
+                    "protocol": "TCP",
+                    "lb_algorithm": "ROUND_ROBIN",
+                    "name": SHARED_NAME,
+                    "members": [{"address": "10.0.1.10", "protocol_port": 8080}],
+                    "healthmonitor": {"type": "TCP", "delay": 5, "timeout": 3, "max_retries": 2},
+                },
+            }
+        ],
+    )
+    lb_pool = lb["pools"][0]
     default_rules = c.get(
         "/v1/security-group-rules", params={"security_group_id": default_sg}, headers=t.headers
     ).json()["items"]
@@ -126,6 +150,12 @@ def build(c: TestClient, t: Tenant, ext_id: str) -> dict[str, str]:
         "fip": fip["id"],
         "acl": acl["id"],
         "acl_entry": entry["id"],
+        "lb": lb["id"],
+        "vip_port": lb["vip_port_id"],
+        "listener": lb["listeners"][0]["id"],
+        "pool": lb_pool["id"],
+        "member": lb_pool["members"][0]["id"],
+        "monitor": lb_pool["healthmonitor_id"],
     }
 
 
@@ -144,6 +174,11 @@ BY_ID = {
     "fip": "/v1/floating-ips/{}",
     "acl": "/v1/network-acls/{}",
     "acl_entry": "/v1/network-acl-entries/{}",
+    "lb": "/v1/load-balancers/{}",
+    "vip_port": "/v1/ports/{}",
+    "listener": "/v1/listeners/{}",
+    "pool": "/v1/pools/{}",
+    "monitor": "/v1/health-monitors/{}",
 }
 LISTS = [
     "/v1/vpcs",
@@ -156,6 +191,10 @@ LISTS = [
     "/v1/network-acl-entries",
     "/v1/floating-ips",
     "/v1/external-networks",
+    "/v1/load-balancers",
+    "/v1/listeners",
+    "/v1/pools",
+    "/v1/health-monitors",
 ]
 
 
@@ -187,6 +226,9 @@ def view(ctx: Ctx, t: Tenant, ids: dict[str, str], lists: bool) -> dict[str, Any
         out[key] = (r.headers["etag"], r.json())
     r = ctx.c.get(f"/v1/routers/{ids['router']}/interfaces", headers=t.headers)
     out["interfaces"] = r.json()
+    r = ctx.c.get(f"/v1/pools/{ids['pool']}/members/{ids['member']}", headers=t.headers)
+    out["member"] = (r.headers["etag"], r.json())
+    out["members"] = ctx.c.get(f"/v1/pools/{ids['pool']}/members", headers=t.headers).json()
     if lists:
         for path in LISTS:
             out[path] = ctx.c.get(path, params={"limit": 1000}, headers=t.headers).json()
@@ -412,6 +454,110 @@ crud(
 )
 
 
+crud(
+    "/v1/load-balancers",
+    "load_balancer_id",
+    ["lb"],
+    [{"name": "pwned"}, {"admin_state_up": False}, {"tags": []}],
+    [
+        {"vpc_id": "$vpc"},
+        {"vip_subnet_id": "$subnet"},
+        {"vip_address": "10.0.1.100"},
+        {"name": SHARED_NAME},
+        {"tag": "t"},
+    ],
+    "lb",
+)
+crud(
+    "/v1/listeners",
+    "listener_id",
+    ["listener"],
+    [{"name": "pwned"}, {"default_pool_id": None}, {"admin_state_up": False}],
+    [{"load_balancer_id": "$lb"}, {"default_pool_id": "$pool"}, {"name": SHARED_NAME}],
+    "listener",
+)
+crud(
+    "/v1/pools",
+    "pool_id",
+    ["pool"],
+    [{"name": "pwned"}, {"lb_algorithm": "SOURCE_IP"}],
+    [{"load_balancer_id": "$lb"}, {"name": SHARED_NAME}, {"protocol": "TCP"}],
+    "pool",
+)
+crud(
+    "/v1/health-monitors",
+    "health_monitor_id",
+    ["monitor"],
+    [{"name": "pwned"}, {"delay": 9}],
+    [{"pool_id": "$pool"}, {"type": "TCP"}],
+    "monitor",
+)
+
+
+@probe("POST", "/v1/load-balancers")
+def _create_lb(ctx: Ctx) -> None:
+    hidden(ctx, "POST", "/v1/load-balancers", {"vip_subnet_id": ctx.a["subnet"]})
+    # A's VIP address on A's subnet: 404, not the 409 that would confirm it is taken
+    body = {"vip_subnet_id": ctx.a["subnet"], "vip_address": "10.0.1.100"}
+    hidden(ctx, "POST", "/v1/load-balancers", body)
+
+
+@probe("POST", "/v1/listeners")
+def _create_listener(ctx: Ctx) -> None:
+    body = {"load_balancer_id": ctx.a["lb"], "protocol": "TCP", "protocol_port": 81}
+    hidden(ctx, "POST", "/v1/listeners", body)
+    hidden(ctx, "POST", "/v1/listeners", {**body, "protocol_port": 80})  # A's taken port
+    own = {"load_balancer_id": ctx.b["lb"], "protocol": "TCP", "protocol_port": 82}
+    hidden(ctx, "POST", "/v1/listeners", {**own, "default_pool_id": ctx.a["pool"]})
+
+
+@probe("POST", "/v1/pools")
+def _create_pool(ctx: Ctx) -> None:
+    body = {"protocol": "TCP", "lb_algorithm": "ROUND_ROBIN"}
+    hidden(ctx, "POST", "/v1/pools", {**body, "load_balancer_id": ctx.a["lb"]})
+    hidden(ctx, "POST", "/v1/pools", {**body, "listener_id": ctx.a["listener"]})
+
+
+@probe("POST", "/v1/health-monitors")
+def _create_monitor(ctx: Ctx) -> None:
+    body = {"type": "TCP", "delay": 5, "timeout": 3, "max_retries": 2}
+    hidden(ctx, "POST", "/v1/health-monitors", {**body, "pool_id": ctx.a["pool"]})
+
+
+@probe("POST", "/v1/pools/{pool_id}/members")
+def _create_member(ctx: Ctx) -> None:
+    body = {"address": "10.0.1.20", "protocol_port": 80}
+    hidden(ctx, "POST", f"/v1/pools/{ctx.a['pool']}/members", body)
+    # A's member address on A's pool: 404, not a 409 confirming it
+    dup = {"address": "10.0.1.10", "protocol_port": 8080}
+    hidden(ctx, "POST", f"/v1/pools/{ctx.a['pool']}/members", dup)
+    # B's pool, A's subnet (the issue's "member on another tenant's subnet")
+    own = {**body, "subnet_id": ctx.a["subnet"]}
+    hidden(ctx, "POST", f"/v1/pools/{ctx.b['pool']}/members", own)
+
+
+@probe("GET", "/v1/pools/{pool_id}/members")
+def _list_members(ctx: Ctx) -> None:
+    hidden(ctx, "GET", f"/v1/pools/{ctx.a['pool']}/members")
+    own = ctx.as_b("GET", f"/v1/pools/{ctx.b['pool']}/members").json()["items"]
+    assert [m["id"] for m in own] == [ctx.b["member"]]
+
+
+def _one_member(method: str, body: Any = None) -> Probe:
+    def check(ctx: Ctx) -> None:
+        a, b = ctx.a, ctx.b
+        path = "/v1/pools/{}/members/{}"
+        for pool, member in ((a, a), (b, a), (a, b)):
+            hidden(ctx, method, path.format(pool["pool"], member["member"]), body)
+
+    return check
+
+
+probe("GET", "/v1/pools/{pool_id}/members/{member_id}")(_one_member("GET"))
+probe("PATCH", "/v1/pools/{pool_id}/members/{member_id}")(_one_member("PATCH", {"weight": 0}))
+probe("DELETE", "/v1/pools/{pool_id}/members/{member_id}")(_one_member("DELETE"))
+
+
 def _extra_list_checks(ctx: Ctx) -> None:
     """Filters whose answer must be exactly B's own item (B has the same shapes as A)."""
     for path, params, own in [
@@ -562,6 +708,7 @@ def _b_attaches_own_things_to_a(ctx: Ctx) -> None:
     hidden(ctx, "PATCH", f"/v1/ports/{b['port']}", {"security_group_ids": [b["sg"], a["sg"]]})
     hidden(ctx, "PATCH", f"/v1/floating-ips/{b['fip']}", {"port_id": a["port"]})
     hidden(ctx, "PATCH", f"/v1/subnets/{b['subnet']}", {"network_acl_id": a["acl"]})
+    hidden(ctx, "PATCH", f"/v1/listeners/{b['listener']}", {"default_pool_id": a["pool"]})
 
 
 # External networks: shared and readable by every tenant; only the admin writes them.
@@ -605,7 +752,11 @@ def run(ctx: Ctx, key: tuple[str, str]) -> None:
     PROBES[key](ctx)
     if key == ("GET", "/v1/ports"):
         _extra_list_checks(ctx)
-    if key in (("PATCH", "/v1/ports/{port_id}"), ("PATCH", "/v1/floating-ips/{floating_ip_id}")):
+    if key in (
+        ("PATCH", "/v1/ports/{port_id}"),
+        ("PATCH", "/v1/floating-ips/{floating_ip_id}"),
+        ("PATCH", "/v1/listeners/{listener_id}"),
+    ):
         _b_attaches_own_things_to_a(ctx)
 
 
@@ -690,6 +841,11 @@ def fill(path: str, ctx: Ctx) -> str:
         "network_acl_id": ctx.a["acl"],
         "entry_id": ctx.a["acl_entry"],
         "floating_ip_id": ctx.a["fip"],
+        "load_balancer_id": ctx.a["lb"],
+        "listener_id": ctx.a["listener"],
+        "pool_id": ctx.a["pool"],
+        "member_id": ctx.a["member"],
+        "health_monitor_id": ctx.a["monitor"],
         **ADMIN_IDS,
     }
 

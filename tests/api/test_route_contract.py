@@ -49,6 +49,12 @@ def world(c: TestClient, t: Tenant) -> Ids:
         c, "/v1/network-acl-entries", t, network_acl_id=acl["id"], rule_number=100,
         direction="ingress", action="allow", protocol="any", cidr="0.0.0.0/0",
     )  # fmt: skip
+    lb = h.load_balancer(c, t, subnet["id"])
+    lst = h.listener(c, t, lb["id"])
+    pool = h.pool(c, t, listener_id=lst["id"])
+    member = h.member(c, t, pool["id"], "10.0.1.50")
+    monitor = h.monitor(c, t, pool["id"])
+    spare_pool = h.pool(c, t, load_balancer_id=lb["id"])
     return {
         "network_acl_id": acl["id"],
         "entry_id": entry["id"],
@@ -63,6 +69,12 @@ def world(c: TestClient, t: Tenant) -> Ids:
         "port_id": port["id"],
         "router_id": router["id"],
         "floating_ip_id": fip["id"],
+        "load_balancer_id": lb["id"],
+        "listener_id": lst["id"],
+        "pool_id": pool["id"],
+        "spare_pool_id": spare_pool["id"],
+        "member_id": member["id"],
+        "health_monitor_id": monitor["id"],
     }
 
 
@@ -155,6 +167,33 @@ TENANT_CALLS: dict[tuple[str, str], Body] = {
     ("PATCH", "/v1/network-acl-entries/{entry_id}"): lambda ids: {"action": "deny"},
     ("POST", "/v1/floating-ips"): lambda ids: {"external_network_id": ids["external_network_id"]},
     ("PATCH", "/v1/floating-ips/{floating_ip_id}"): lambda ids: {"description": "idem"},
+    ("POST", "/v1/load-balancers"): lambda ids: {"vip_subnet_id": ids["subnet_id"]},
+    ("PATCH", "/v1/load-balancers/{load_balancer_id}"): lambda ids: {"name": "idem"},
+    ("POST", "/v1/listeners"): lambda ids: {
+        "load_balancer_id": ids["load_balancer_id"],
+        "protocol": "TCP",
+        "protocol_port": 8443,
+    },
+    ("PATCH", "/v1/listeners/{listener_id}"): lambda ids: {"name": "idem"},
+    ("POST", "/v1/pools"): lambda ids: {
+        "load_balancer_id": ids["load_balancer_id"],
+        "protocol": "UDP",
+        "lb_algorithm": "SOURCE_IP",
+    },
+    ("PATCH", "/v1/pools/{pool_id}"): lambda ids: {"lb_algorithm": "LEAST_CONNECTIONS"},
+    ("POST", "/v1/pools/{pool_id}/members"): lambda ids: {
+        "address": "10.0.1.99",
+        "protocol_port": 80,
+    },
+    ("PATCH", "/v1/pools/{pool_id}/members/{member_id}"): lambda ids: {"weight": 7},
+    ("POST", "/v1/health-monitors"): lambda ids: {
+        "pool_id": ids["spare_pool_id"],
+        "type": "HTTP",
+        "delay": 3,
+        "timeout": 2,
+        "max_retries": 2,
+    },
+    ("PATCH", "/v1/health-monitors/{health_monitor_id}"): lambda ids: {"max_retries_down": 5},
 }
 
 

@@ -96,6 +96,11 @@ def world(client: TestClient, tenant: Tenant) -> World:
         client, "/v1/network-acl-entries", tenant, network_acl_id=acl["id"], rule_number=100,
         direction="ingress", action="allow", protocol="any", cidr="0.0.0.0/0",
     )  # fmt: skip
+    lb = h.load_balancer(client, tenant, s["id"])
+    listener = h.listener(client, tenant, lb["id"])
+    pool = h.pool(client, tenant, listener_id=listener["id"])
+    member = h.member(client, tenant, pool["id"], "10.0.1.30")
+    monitor = h.monitor(client, tenant, pool["id"])
     return World(
         {
             "vpc": v["id"],
@@ -114,6 +119,11 @@ def world(client: TestClient, tenant: Tenant) -> World:
             "tenant": tenant.id,
             "acl": acl["id"],
             "acl_entry": entry["id"],
+            "lb": lb["id"],
+            "listener": listener["id"],
+            "pool": pool["id"],
+            "member": member["id"],
+            "monitor": monitor["id"],
         }
     )
 
@@ -931,8 +941,8 @@ CASES += [
     bad(
         "quota-unknown",
         "/v1/tenants/{tenant}/quotas",
-        {"load_balancers": 5},
-        "body.load_balancers",
+        {"teleporters": 5},
+        "body.teleporters",
         method="PATCH",
         admin=True,
     ),
@@ -1010,6 +1020,11 @@ PLACEHOLDER = {
     "entry_id": "acl_entry",
     "external_network_id": "ext",
     "floating_ip_id": "fip",
+    "load_balancer_id": "lb",
+    "listener_id": "listener",
+    "pool_id": "pool",
+    "member_id": "member",
+    "health_monitor_id": "monitor",
 }
 
 

@@ -21,6 +21,7 @@ from workers.agent.observed import (
     ExternalIfObs,
     FdbEntry,
     HostVethObs,
+    LbObs,
     Observed,
     RouterLinkObs,
     RouterObs,
@@ -45,6 +46,7 @@ from workers.agent.planners.l2 import (
     DeleteVxlan,
     DelFdb,
 )
+from workers.agent.planners.lb import EnableForwarding, ReloadHaproxy, StartHaproxy, StopHaproxy
 from workers.agent.planners.nat import Announce, FlushConntrack, RestoreRouterRuleset
 from workers.agent.planners.ports import (
     ConfigureHostVeth,
@@ -214,6 +216,7 @@ class ModelKernel(ServiceModel):
         self.announced: list[str] = []
         self.flushed: list[tuple[str, str]] = []
         self.init_services(observed)
+        self.lbs = dict(observed.lbs)
 
     def _drop_port(self, veth: str) -> None:
         self.veths.pop(veth, None)
@@ -391,6 +394,25 @@ class ModelKernel(ServiceModel):
     def cut_conntrack(self, op: CutConntrack) -> None:
         self._fw(op.netns).cuts.extend(op.cuts)
 
+    def _lb(self, lb_id: str, netns: str) -> LbObs:
+        return self.lbs.get(lb_id) or LbObs(netns)
+
+    def stop_haproxy(self, op: StopHaproxy) -> None:
+        self.lbs[op.lb_id] = replace(self._lb(op.lb_id, op.netns), haproxy=False, config=None)
+
+    def start_haproxy(self, op: StartHaproxy) -> None:
+        assert op.netns in self.netns, "haproxy started before its namespace"
+        have = self._lb(op.lb_id, op.netns)
+        assert not have.haproxy, "a second haproxy for one load balancer"
+        self.lbs[op.lb_id] = replace(have, haproxy=True, config=op.config)
+
+    def reload_haproxy(self, op: ReloadHaproxy) -> None:
+        self.lbs[op.lb_id] = replace(self._lb(op.lb_id, op.netns), haproxy=True, config=op.config)
+
+    def enable_forwarding(self, op: EnableForwarding) -> None:
+        assert op.netns in self.netns
+        self.lbs[op.lb_id] = replace(self._lb(op.lb_id, op.netns), forwarding=True)
+
     def observed(self) -> Observed:
         return Observed(
             bridges=self.bridges,
@@ -411,6 +433,7 @@ class ModelKernel(ServiceModel):
             routers={ns: r for ns, r in self.routers.items() if ns in self.netns},
             services=self.services,
             resolv={ns: t for ns, t in self.resolv.items() if ns in self.netns},
+            lbs=self.lbs,
         )
 
 

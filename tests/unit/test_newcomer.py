@@ -61,6 +61,7 @@ def test_prerequisites_cover_what_the_sandbox_and_agents_run() -> None:
         "dnsmasq-base",
         "busybox",
         "dnsutils",
+        "haproxy",
     }
     assert prereqs.missing(lambda c: "/bin/" + c) == []
 

@@ -41,6 +41,9 @@ from workers.agent.delta import delta_scope
 from workers.agent.desired import Desired
 from workers.agent.drivers import Netlink
 from workers.agent.kernel import HostKernel
+from workers.agent.lbconf import measure
+from workers.agent.lbhealth import LbHealth
+from workers.agent.lbreport import lb_results, with_lb_results
 from workers.agent.observe import observe
 from workers.agent.observed import Observed, Scope
 from workers.agent.ops import Op
@@ -48,6 +51,7 @@ from workers.agent.ownership import NetnsLedger
 from workers.agent.plan import plan
 from workers.agent.planners import firewall as host_firewall
 from workers.agent.planners import nat
+from workers.agent.planners.firewall import firewall_tables
 from workers.agent.planners.ports import CreateNetns, DeleteNetns, DeletePort
 from workers.agent.report import Failures, build_report, failed_report
 from workers.agent.ruleset import NetnsFirewall
@@ -94,6 +98,7 @@ class Agent:
         self.netns_prefix = names.check_netns_prefix(netns_prefix)
         self.state_dir = str(state_dir)
         self._ledger = NetnsLedger(state_dir)
+        self.state_dir = str(state_dir)
         _raise_fd_limit()  # one netlink socket per workload namespace stays open
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"vpcd-agent-{host}")
         self._kernel: HostKernel | None = None
@@ -102,6 +107,7 @@ class Agent:
         self._cache: Observed | None = None
         self._needs_full = True
         self._last_report: Report | None = None
+        self._health = LbHealth(self.state_dir)
         self.stats = SyncStats()
         self._closed = False
 
@@ -164,7 +170,11 @@ class Agent:
 
     def _desire(self, state: HostState) -> Desired:
         return Desired.build(
-            state, self.netns_prefix, self.state_dir, external_interface=self.external_interface
+            state,
+            self.netns_prefix,
+            self.state_dir,
+            self._health.down(),
+            external_interface=self.external_interface,
         )
 
     def _observe(self, desired: Desired, scope: Scope | None) -> Observed:
@@ -174,8 +184,9 @@ class Agent:
             desired,
             owned_netns=self._ledger.names,
             scope=scope,
-            tables={**host_firewall.TABLES, **nat.tables(desired)},
+            tables={**firewall_tables(desired), **nat.tables(desired)},
             calls=self.kernel.calls,
+            state_dir=self.state_dir,
         )
 
     def _sync(self, state: HostState, full: bool) -> Report:
@@ -258,6 +269,7 @@ class Agent:
             return failed_report(desired, drivers.describe(exc))
 
         report = build_report(desired, failures, leftover)
+        report = self._with_lbs(report, desired, failures, leftover)
         if leftover:
             log.warning(
                 "host %s revision %s not converged after apply: %s",
@@ -280,6 +292,51 @@ class Agent:
         stats.conntrack_deletes = calls.conntrack_deletes - calls_before[3]
         self.stats = stats
         return report
+
+    def _with_lbs(
+        self, report: Report, desired: Desired, failures: Failures, leftover: list[Op]
+    ) -> Report:
+        """The load balancers' results, with what haproxy measures right now."""
+        if not desired.state.load_balancers:
+            return report
+        ports_ok = {r.id: (None if r.ok else r.detail or "failed") for r in report.results}
+        stats = self._health.stats(desired)
+        return with_lb_results(
+            report, lb_results(desired, failures, leftover, ports_ok, stats, self._health.up())
+        )
+
+    def measure_pace(self) -> float:
+        """Seconds between two `remeasure` calls: the shortest monitor delay."""
+        return LbHealth.pace(self._applied)
+
+    def remeasure(self) -> Report | None:
+        """The last report with freshly measured operating statuses, when they changed
+        (the service's measuring timer sends it: a member's health moves between syncs)."""
+
+        def run() -> Report | None:
+            applied, last = self._applied, self._last_report
+            if applied is None or last is None or not applied.lbs:
+                return None
+            before = self._health.down()
+            self._health.probe(applied)
+            if self._health.down() != before:  # the DNAT rules change: re-plan the same state
+                return self._sync_once(self._desire(applied.state), full=True)
+            stats = self._health.stats(applied)
+            measured: dict[str, str] = {}
+            for lb_id, lb in applied.lbs.items():
+                measured |= measure(lb, stats.get(lb_id, ""), self._health.up())
+            results = [
+                r.model_copy(update={"operating_status": measured[r.id]})
+                if r.ok and r.operating_status is not None and r.id in measured
+                else r
+                for r in last.results
+            ]
+            if results == list(last.results):
+                return None
+            self._last_report = last.model_copy(update={"results": results})
+            return self._last_report
+
+        return self._run(run)
 
     def _apply(
         self, desired: Desired, ops: list[Op], applied: Counter[str] | None = None

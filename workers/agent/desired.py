@@ -17,6 +17,7 @@ from workers.agent.observed import RouteObs
 from workers.protocol import (
     DhcpDnsState,
     HostState,
+    LoadBalancerState,
     NetworkAclState,
     PortState,
     ResolverState,
@@ -54,6 +55,10 @@ class Desired:
     router_problems: Mapping[str, str] = field(default_factory=dict)  # router id -> why not
     routers: tuple[RouterState, ...] = ()  # realisable routers, in document order
     router_netns: Mapping[str, str] = field(default_factory=dict)  # every document router
+    # load balancers whose VIP leg is realisable, and their namespaces
+    lbs: Mapping[str, LoadBalancerState] = field(default_factory=dict)
+    lb_netns: Mapping[str, str] = field(default_factory=dict)  # load balancer id -> its netns
+    udp_down: frozenset[str] = frozenset()  # UDP members the agent's probes took out
 
     @classmethod
     def build(
@@ -61,8 +66,10 @@ class Desired:
         state: HostState,
         netns_prefix: str = "",
         state_dir: str = DEFAULT_STATE_DIR,
+        udp_down: frozenset[str] = frozenset(),
         external_interface: str | None = None,
     ) -> Desired:
+        state = with_vip_ports(state)
         problems = port_problems(state, netns_prefix)
         ports = tuple(p for p in state.ports if p.id not in problems)
         services = realisable_services(state)
@@ -101,6 +108,17 @@ class Desired:
             router_netns=MappingProxyType(
                 {r.id: names.router_netns(netns_prefix, r.id) for r in state.routers}
             ),
+            lbs=MappingProxyType(
+                {lb.id: lb for lb in state.load_balancers if lb.vip_port_id not in problems}
+            ),
+            lb_netns=MappingProxyType(
+                {
+                    lb.id: names.workload_netns(netns_prefix, names.lb_netns(lb.id))
+                    for lb in state.load_balancers
+                    if lb.vip_port_id not in problems
+                }
+            ),
+            udp_down=udp_down,
         )
 
     @property
@@ -157,6 +175,30 @@ def realisable_services(state: HostState) -> dict[str, DhcpDnsState]:
     return out
 
 
+def vip_port(lb: LoadBalancerState) -> PortState:
+    """A load balancer's VIP leg is a port like any other: a veth from the subnet's bridge
+    into the load balancer's own namespace, with the VIP and (routed) a default route."""
+    return PortState(
+        id=lb.vip_port_id,
+        revision=lb.vip_port_revision,
+        subnet_id=lb.subnet_id,
+        tenant_id=names.lb_netns(lb.id),  # the namespace is the load balancer's alone
+        netns=names.lb_netns(lb.id),
+        interface_name=names.LB_VIP_IFNAME,
+        mac=lb.mac,
+        ip=lb.vip_address,
+        prefixlen=lb.prefixlen,
+    )
+
+
+def with_vip_ports(state: HostState) -> HostState:
+    """The document with each load balancer's VIP among the ports (reported as ports)."""
+    if not state.load_balancers:
+        return state
+    vips = [vip_port(lb) for lb in state.load_balancers]
+    return state.model_copy(update={"ports": [*state.ports, *vips]})
+
+
 def port_problems(state: HostState, netns_prefix: str = "") -> dict[str, str]:
     """Ports that cannot be realised, with why; planners leave their kernel state alone."""
     subnets = {s.id for s in state.subnets}
@@ -168,6 +210,10 @@ def port_problems(state: HostState, netns_prefix: str = "") -> dict[str, str]:
         if other != sid:
             bad_subnets[sid] = f"subnet {sid} has the same device names as subnet {other}"
     problems: dict[str, str] = {}
+    reserved = {
+        names.workload_netns(netns_prefix, names.lb_netns(lb.id)): lb.vip_port_id
+        for lb in state.load_balancers
+    }
     seen: dict[tuple[str, str], str] = {}
     owners: dict[str, tuple[str, str]] = {}  # netns -> (tenant, first port)
     veths: dict[str, str] = {}
@@ -190,6 +236,9 @@ def port_problems(state: HostState, netns_prefix: str = "") -> dict[str, str]:
             continue
         if names.is_router_netns(netns_prefix, netns):  # never a tenant's leg in a router
             problems[port.id] = f"netns {port.netns} has a router namespace's name"
+            continue
+        if netns in reserved and reserved[netns] != port.id:
+            problems[port.id] = f"netns {netns} is load balancer {netns[-36:]}'s"
             continue
         tenant, first = owners.setdefault(netns, (port.tenant_id, port.id))
         if tenant != port.tenant_id:  # never put one tenant's interface in another's netns

@@ -30,6 +30,7 @@ from workers.agent.planners.firewall import (
     CutConntrack,
     DestroyIpsets,
     FillIpsets,
+    RestoreNetnsRuleset,
     RestoreRuleset,
     SetSysctls,
 )
@@ -43,6 +44,7 @@ from workers.agent.planners.l2 import (
     DeleteVxlan,
     DelFdb,
 )
+from workers.agent.planners.lb import EnableForwarding, ReloadHaproxy, StartHaproxy, StopHaproxy
 from workers.agent.planners.nat import Announce, FlushConntrack, RestoreRouterRuleset
 from workers.agent.planners.ports import (
     ConfigureHostVeth,
@@ -80,6 +82,7 @@ HANDLERS: Mapping[type[Op], str] = MappingProxyType(
         ConfigurePort: "configure_port",
         FillIpsets: "fill_ipsets",
         RestoreRuleset: "restore_ruleset",
+        RestoreNetnsRuleset: "restore_ruleset",
         DestroyIpsets: "destroy_ipsets",
         DeleteLeg: "delete_leg",
         DeleteExtBridge: "delete_ext_bridge",
@@ -105,6 +108,10 @@ HANDLERS: Mapping[type[Op], str] = MappingProxyType(
         RemoveResolvConf: "remove_resolv_conf",
         SetSysctls: "set_sysctls",
         CutConntrack: "cut_conntrack",
+        StopHaproxy: "stop_haproxy",
+        StartHaproxy: "start_haproxy",
+        ReloadHaproxy: "reload_haproxy",
+        EnableForwarding: "enable_forwarding",
     }
 )
 

@@ -49,6 +49,7 @@ from workers.agent.planners.l2 import (
     DeleteVxlan,
     DelFdb,
 )
+from workers.agent.planners.lb import EnableForwarding, ReloadHaproxy, StartHaproxy, StopHaproxy
 from workers.agent.planners.nat import Announce, FlushConntrack, RestoreRouterRuleset
 from workers.agent.planners.ports import (
     ConfigureHostVeth,
@@ -344,3 +345,24 @@ class HostKernel:
         for cut in op.cuts:
             self.calls.conntrack_deletes += 1
             drivers.conntrack.delete(self.netns(op.netns), **cut._asdict())
+
+    # ----------------------------------------------------------- load balancers
+
+    def stop_haproxy(self, op: StopHaproxy) -> None:
+        lb = op.lb_id
+        drivers.haproxy.stop(self.state_dir, names.lb_daemon(lb), names.lb_token(lb), op.netns)
+
+    def start_haproxy(self, op: StartHaproxy) -> None:
+        lb = op.lb_id
+        drivers.haproxy.start(
+            self.state_dir, names.lb_daemon(lb), names.lb_token(lb), op.netns, op.config
+        )
+
+    def reload_haproxy(self, op: ReloadHaproxy) -> None:
+        lb = op.lb_id
+        drivers.haproxy.reload(
+            self.state_dir, names.lb_daemon(lb), names.lb_token(lb), op.netns, op.config
+        )
+
+    def enable_forwarding(self, op: EnableForwarding) -> None:
+        drivers.haproxy.enable_forwarding(op.netns)

@@ -178,3 +178,22 @@ def check_ifname(name: str) -> str:
     if IFNAME_RE.match(name) is None:
         raise ValueError(f"invalid interface name {name!r} (pattern {IFNAME_RE.pattern})")
     return name
+
+
+LB_NETNS = "lb-"  # + the load balancer's id: the namespace its VIP and haproxy live in
+LB_VIP_IFNAME = "vip0"
+
+
+def lb_netns(lb_id: str) -> str:
+    """A load balancer's namespace (before the host's netns prefix)."""
+    return f"{LB_NETNS}{lb_id}"
+
+
+def lb_daemon(lb_id: str) -> str:
+    """The name of a load balancer's haproxy under the agent's pid files."""
+    return f"haproxy-{lb_id}"
+
+
+def lb_token(lb_id: str) -> str:
+    """A short file name for the load balancer's sockets (a unix path is ≤ 107 bytes)."""
+    return _token(lb_id)

@@ -32,6 +32,7 @@ from workers.agent.observed import (
     ExternalIfObs,
     FdbEntry,
     HostVethObs,
+    LbObs,
     Observed,
     RouteObs,
     RouterLinkObs,
@@ -78,6 +79,7 @@ def observe(
     scope: Scope | None = None,
     tables: Mapping[str | None, Iterable[str]] | None = None,
     calls: ToolCalls | None = None,
+    state_dir: str | None = None,
 ) -> Observed:
     """Snapshot the agent's objects; with `scope`, only the objects it names.
 
@@ -197,6 +199,7 @@ def observe(
         routers={ns: r for ns, r in routers.items() if r is not None},
         services=services,
         resolv=resolv,
+        lbs=observe_lbs(state_dir, desired) if state_dir is not None else {},
     )
 
 
@@ -235,6 +238,30 @@ def _router(nl: Netlink, ns: str, host_name: Any) -> RouterObs | None:
     )
     forwarding = drivers.sysctl.read(ns, [IP_FORWARD]).get(IP_FORWARD) == "1"
     return RouterObs(ns, links, routes, forwarding)
+
+
+def observe_lbs(state_dir: str, desired: Desired) -> dict[str, LbObs]:
+    """Every desired load balancer and every one with a haproxy pid file: whether our
+    haproxy runs, its configuration file, and forwarding where UDP listeners need it."""
+    out: dict[str, LbObs] = {}
+    for lb_id in sorted(set(desired.lbs) | drivers.haproxy.daemons(state_dir)):
+        netns = desired.lb_netns.get(lb_id) or names.workload_netns(
+            desired.netns_prefix, names.lb_netns(lb_id)
+        )
+        token = names.lb_token(lb_id)
+        exists = drivers.netns_exists(netns)
+        lb = desired.lbs.get(lb_id)
+        udp = lb is not None and any(x.protocol == "UDP" for x in lb.listeners)
+        out[lb_id] = LbObs(
+            netns=netns,
+            socket=str(drivers.haproxy.files(state_dir, token)[1]),
+            haproxy=exists
+            and drivers.haproxy.running(state_dir, names.lb_daemon(lb_id), token, netns)
+            is not None,
+            config=drivers.haproxy.read_config(state_dir, token),
+            forwarding=exists and udp and drivers.haproxy.forwarding(netns),
+        )
+    return out
 
 
 def observe_firewall(

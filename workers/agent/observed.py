@@ -134,6 +134,17 @@ class ServiceObs:
 
 
 @dataclass(frozen=True)
+class LbObs:
+    """A load balancer's daemon and namespace settings, found by the agent's pid files."""
+
+    netns: str
+    socket: str = ""  # its stats socket's path (under the agent's state directory)
+    haproxy: bool = False  # our haproxy runs (pid file, argv and namespace verified)
+    config: str | None = None  # the configuration file it was last given
+    forwarding: bool = False  # net.ipv4.ip_forward in its namespace (UDP DNAT needs it)
+
+
+@dataclass(frozen=True)
 class Scope:
     """What a scoped observation looked at (host links, port workloads, namespaces,
     and the namespaces whose firewall tables and sets were read again).
@@ -179,6 +190,7 @@ class Observed:
     # few and cheap, so every observation (scoped or not) reads all of them again.
     services: Mapping[str, ServiceObs] = field(default_factory=dict)
     resolv: Mapping[str, str] = field(default_factory=dict)
+    lbs: Mapping[str, LbObs] = field(default_factory=dict)  # by load balancer id, always whole
 
     def merged(self, part: Observed, scope: Scope) -> Observed:
         """This snapshot with everything `scope` names replaced by `part`'s view of it."""
@@ -209,4 +221,5 @@ class Observed:
             routers={**keep(self.routers, scope.routers), **part.routers},
             services=part.services,
             resolv=part.resolv,
+            lbs=part.lbs,  # cheap to read, so every observation reads all of it
         )

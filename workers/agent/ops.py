@@ -55,6 +55,8 @@ class Phase(IntEnum):
     WRITE_FILES = auto()  # a daemon's files before it starts or reloads
     START_DAEMON = auto()
     RELOAD_DAEMON = auto()
+    RESTORE_NETNS_RULESET = auto()  # a load balancer's NAT, once its namespace exists
+    CONFIGURE_LB = auto()  # after the VIP address exists: haproxy binds it
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from workers.agent.ops import Op, ordered
 from workers.agent.planners.dhcp_dns import plan_dhcp_dns
 from workers.agent.planners.firewall import plan_firewall
 from workers.agent.planners.l2 import plan_l2
+from workers.agent.planners.lb import plan_lb
 from workers.agent.planners.nat import plan_nat
 from workers.agent.planners.ports import plan_ports
 from workers.agent.planners.router import plan_router
@@ -30,6 +31,7 @@ PLANNERS: tuple[Planner, ...] = (
     plan_router,
     plan_nat,
     plan_dhcp_dns,
+    plan_lb,
 )
 
 

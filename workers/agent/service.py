@@ -46,6 +46,7 @@ SUPPORTED_SECTIONS: tuple[str, ...] = (
     "security_groups",
     "network_acls",
     "routers",
+    "load_balancers",
 )
 
 
@@ -148,6 +149,18 @@ class AgentService:
             queue=CONTROL_QUEUE,
         )
 
+    def _remeasure(self) -> None:
+        """Operating statuses move between syncs (a member fails): report them when they
+        changed, as a report of the revision already applied."""
+        try:
+            with self.lock:
+                report = self.agent.remeasure()
+        except Exception:  # measuring must never stop the heartbeat
+            log.exception("measuring load balancers failed")
+            return
+        if report is not None:
+            self.app.send_task(REPORT, args=[report.model_dump(mode="json")], queue=CONTROL_QUEUE)
+
     def request_sync(self, full: bool) -> None:
         poke_controller(self.app, [self.host], full=full)
 
@@ -168,7 +181,18 @@ class AgentService:
                 except Exception:
                     log.exception("resync request failed")
 
+        def measure() -> None:  # at the monitors' pace, not the heartbeat's
+            while True:
+                try:
+                    pace = self.agent.measure_pace()
+                except Exception:
+                    log.exception("reading the measuring pace failed")
+                    pace = self.heartbeat_interval
+                time.sleep(pace)
+                self._remeasure()
+
         threading.Thread(target=beat, name="vpcd-heartbeat", daemon=True).start()
+        threading.Thread(target=measure, name="vpcd-lb-measure", daemon=True).start()
         threading.Thread(target=resync, name="vpcd-resync", daemon=True).start()
 
     def run(self) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from models import Host
 from models import desired as q
 from models import hoststate as hs
+from workers.controller.lb_section import LbInputs
 from workers.controller.sections import COMPILERS, Inputs
 from workers.protocol import SECTIONS, HostState
 
@@ -74,6 +75,9 @@ def read_inputs(session: Session, host: Host, sections: Collection[str]) -> Inpu
         subnet_ids |= {i.subnet_id for i, _, _ in interfaces}
     if "dhcp_dns" in sections:
         subnet_ids |= service_subnets
+    lbs = q.load_balancers_on_host(session, host.name)
+    if "load_balancers" in sections:  # the VIP legs plug into their subnets' bridges
+        subnet_ids |= {p.subnet_id for p in lbs.vips.values()}
     port_groups = q.port_groups(session, {p.id for p in every_port})
     rules = q.group_rules(session, {g for gs in port_groups.values() for g in gs})
     remote = {r.remote_group_id for r in rules if r.remote_group_id}
@@ -103,6 +107,7 @@ def read_inputs(session: Session, host: Host, sections: Collection[str]) -> Inpu
         members=q.group_members(session, remote),
         acls=q.network_acls(session, acl_ids),
         acl_entries=q.acl_entries(session, acl_ids),
+        lb=LbInputs(**lbs._asdict()),
         typed_subnets=[sn for sn in local_subnets if sn.id in typed_ids],
         typed_ports=typed_ports,
     )

@@ -23,6 +23,7 @@ from models import (
 )
 from models.desired import PortName
 from workers.controller import typed
+from workers.controller.lb_section import LbInputs, load_balancers_carry, load_balancers_section
 from workers.protocol import (
     DhcpDnsState,
     DhcpLease,
@@ -69,6 +70,7 @@ class Inputs:
     members: Mapping[str, Sequence[str]] = field(default_factory=dict)  # remote group -> IPs
     acls: Sequence[NetworkAcl] = ()  # the ACLs of the subnets the host carries
     acl_entries: Sequence[NetworkAclEntry] = ()  # their entries
+    lb: LbInputs = field(default_factory=LbInputs)  # load balancers scheduled on this host, whole
     typed_subnets: Sequence[Subnet] = ()  # flat and routed subnets of local ports
     typed_ports: Sequence[Port] = ()  # local workload ports on them (not in `ports`)
 
@@ -310,5 +312,6 @@ COMPILERS: dict[str, Section] = {
     "network_acls": Section(
         network_acls_section, lambda docs: {"network_acl": {d.id for d in docs}}
     ),
+    "load_balancers": Section(lambda i: load_balancers_section(i.lb), load_balancers_carry),
     "typed_networks": Section(typed.typed_networks_section, typed.carried),
 }

@@ -17,10 +17,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from models import carriers, placement
+from models import carriers, lb_placement, placement
 from models import hoststate as q
 from models.base import utcnow
 from models.db import DbSettings, engine_for, session_factory
+from models.loadbalancer import record_operating
 from workers import docdelta
 from workers.bus import (
     APPLY,
@@ -110,6 +111,7 @@ def report(doc: dict[str, Any]) -> None:
                 removed=rep.removed,
             )
             carriers.refresh_all(session, changed)
+        record_operating(session, operating_statuses(rep))
     if rep.applied and rep.ok:  # its own transaction: never the state row under resource rows
         with transaction() as session:
             settled = q.settle(session, rep.host, rep.revision)
@@ -121,6 +123,15 @@ def report(doc: dict[str, Any]) -> None:
         app.send_task(
             SYNC_HOST, args=[rep.host], kwargs={"full": True}, queue=CONTROL_QUEUE, countdown=2
         )
+
+
+def operating_statuses(rep: Report) -> dict[str, dict[str, str]]:
+    """kind -> id -> what the agent measured, from the results that carry it."""
+    out: dict[str, dict[str, str]] = {}
+    for r in rep.results:
+        if r.operating_status is not None:
+            out.setdefault(r.kind, {})[r.id] = r.operating_status
+    return out
 
 
 @app.task(name=HEARTBEAT)
@@ -160,10 +171,10 @@ def heartbeat(
 
 
 def sweep() -> None:
-    """Move routers and DHCP/DNS services off network hosts that are down (missed
-    heartbeats) to the least-loaded up one; push hosts whose change notice or document was
-    lost; re-derive every unsettled status (a subnet nobody needs to realise, a router whose
-    host gained or lost a section)."""
+    """Move routers, load balancers and DHCP/DNS services off network hosts that are down
+    (missed heartbeats) to the least-loaded up one; push hosts whose change notice or
+    document was lost; re-derive every unsettled status (a subnet nobody needs to realise,
+    a router whose host gained or lost a section)."""
     with transaction() as session:  # resource rows, then host rows: as API requests do
         moved, touched = placement.reschedule(session, utcnow())
         if moved:
@@ -175,6 +186,16 @@ def sweep() -> None:
             )
             touched["port"] = touched["port"] | service_ports
             moved = moved | dhcp_moved
+        lbs_moved, lbs_touched = lb_placement.reschedule_load_balancers(session, utcnow())
+        if lbs_moved:
+            log.warning(
+                "rescheduled load balancers %s; syncing %s",
+                sorted(lbs_touched["load_balancer"]),
+                lbs_moved,
+            )
+            moved |= lbs_moved
+            for kind, ids in lbs_touched.items():
+                touched.setdefault(kind, set()).update(ids)
         if moved:
             q.mark_dirty(session, moved)
     if moved:  # statuses in a transaction of their own, never under the host rows

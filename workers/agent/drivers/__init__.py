@@ -34,6 +34,7 @@ from workers.agent.drivers import (
     ebtables,
     files,
     garp,
+    haproxy,
     ipset,
     iptables,
     processes,
@@ -85,6 +86,7 @@ from workers.agent.drivers.netns import (
     netns_exists,
     netns_path,
     open_netns_fd,
+    udp_probe,
 )
 
 __all__ = [
@@ -125,6 +127,7 @@ __all__ = [
     "files",
     "garp",
     "get_link",
+    "haproxy",
     "ipset",
     "iptables",
     "link_index",
@@ -137,4 +140,5 @@ __all__ = [
     "rawwrite",
     "set_link",
     "sysctl",
+    "udp_probe",
 ]

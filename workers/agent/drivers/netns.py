@@ -10,6 +10,7 @@ import os
 import queue
 import socket
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -378,3 +379,41 @@ def open_netns_fd(name: str) -> int:
         return os.open(netns_path(name), os.O_RDONLY)
     except FileNotFoundError:
         raise NetnsMissing(name) from None
+
+
+def udp_probe(netns: str, targets: list[tuple[str, int]], timeout: float) -> list[bool]:
+    """UDP-CONNECT from inside `netns`: a datagram to each target, which fails only on an
+    ICMP port unreachable (ECONNREFUSED) within `timeout`, as Octavia's check does."""
+
+    def open_sockets() -> list[int]:
+        fd = os.open(netns_path(netns), os.O_RDONLY)
+        try:
+            _check(_libc.setns(fd, _CLONE_NEWNET), f"setns {netns}")
+        finally:
+            os.close(fd)
+        fds = []
+        for address, port in targets:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.connect((address, port))
+            fds.append(s.detach())
+        return fds
+
+    socks = [socket.socket(fileno=fd) for fd in _in_thread(open_sockets)]
+    try:
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.send(b"vpcd-health")
+        up = [True] * len(socks)
+        deadline = time.monotonic() + timeout
+        for i, s in enumerate(socks):
+            s.settimeout(max(0.0, deadline - time.monotonic()) or 0.001)
+            try:
+                s.recv(64)
+            except ConnectionRefusedError:
+                up[i] = False
+            except OSError:
+                pass  # silence (or an answer) is up: only a refusal is a failure
+        return up
+    finally:
+        for s in socks:
+            s.close()

@@ -39,7 +39,7 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def _matches(pid: int, netns: str | None, argv: list[str]) -> bool:
+def _matches(pid: int, netns: str | None, argv: list[str], prefix: bool = False) -> bool:
     _reap(pid)
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -51,18 +51,25 @@ def _matches(pid: int, netns: str | None, argv: list[str]) -> bool:
     except OSError:
         return False
     cmdline = raw.rstrip(b"\0").split(b"\0") if raw else []
-    return [a.decode(errors="replace") for a in cmdline] == argv
+    words = [a.decode(errors="replace") for a in cmdline]
+    # prefix: a daemon that re-execs itself on reload (haproxy -W adds -sf PIDs)
+    return (words[: len(argv)] if prefix else words) == argv
 
 
 def running(
-    state_dir: str | os.PathLike[str], name: str, netns: str | None, argv: list[str]
+    state_dir: str | os.PathLike[str],
+    name: str,
+    netns: str | None,
+    argv: list[str],
+    prefix: bool = False,
 ) -> int | None:
-    """The PID of daemon `name` if its pid file names a live process running `argv`."""
+    """The PID of daemon `name` if its pid file names a live process running `argv`
+    (with `prefix`, `argv` and then any further arguments)."""
     try:
         pid = int(pid_file(state_dir, name).read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if pid > 0 and _matches(pid, netns, argv) else None
+    return pid if pid > 0 and _matches(pid, netns, argv, prefix) else None
 
 
 def start(
@@ -72,13 +79,14 @@ def start(
     argv: list[str],
     *,
     settle: float = 2.0,
+    prefix: bool = False,
 ) -> int:
     """Start `argv` in `netns` (in the foreground mode of the daemon) and record its PID.
 
     Waits until the process runs `argv` (after `ip netns exec` has exec'd it), so the
     pid file never names a process that cannot be verified.
     """
-    pid = running(state_dir, name, netns, argv)
+    pid = running(state_dir, name, netns, argv, prefix)
     if pid is not None:
         return pid
     path = pid_file(state_dir, name)
@@ -95,7 +103,7 @@ def start(
     tmp.write_text(f"{proc.pid}\n")
     os.replace(tmp, path)
     deadline = time.monotonic() + settle
-    while not _matches(proc.pid, netns, argv):
+    while not _matches(proc.pid, netns, argv, prefix):
         if proc.poll() is not None or time.monotonic() > deadline:
             path.unlink(missing_ok=True)
             if proc.poll() is None:
@@ -107,10 +115,15 @@ def start(
 
 
 def send_signal(
-    state_dir: str | os.PathLike[str], name: str, netns: str | None, argv: list[str], sig: int
+    state_dir: str | os.PathLike[str],
+    name: str,
+    netns: str | None,
+    argv: list[str],
+    sig: int,
+    prefix: bool = False,
 ) -> bool:
     """Signal the daemon (e.g. SIGHUP to reload); False when it is not running."""
-    pid = running(state_dir, name, netns, argv)
+    pid = running(state_dir, name, netns, argv, prefix)
     if pid is None:
         return False
     with contextlib.suppress(ProcessLookupError):
@@ -125,20 +138,21 @@ def stop(
     argv: list[str],
     *,
     timeout: float = 5.0,
+    prefix: bool = False,
 ) -> None:
     """SIGTERM, then SIGKILL after `timeout`; remove the pid file. Not running: success."""
-    pid = running(state_dir, name, netns, argv)
+    pid = running(state_dir, name, netns, argv, prefix)
     if pid is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _matches(pid, netns, argv) and time.monotonic() < deadline:
+        while _matches(pid, netns, argv, prefix) and time.monotonic() < deadline:
             time.sleep(0.02)
-        if _matches(pid, netns, argv):
+        if _matches(pid, netns, argv, prefix):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + timeout
-            while _matches(pid, netns, argv):
+            while _matches(pid, netns, argv, prefix):
                 if time.monotonic() > deadline:
                     raise DriverError(errno.EBUSY, f"daemon {name} (pid {pid}) survived SIGKILL")
                 time.sleep(0.02)

@@ -38,6 +38,7 @@ from workers.agent.planners.secgroups import (
     render_arp,
     render_security,
 )
+from workers.agent.planners.udp import LB_TABLES, udp_ruleset
 from workers.agent.ruleset import (
     IpsetState,
     NetnsFirewall,
@@ -99,6 +100,13 @@ class RestoreRuleset(_NetnsOp):
 
 
 @dataclass(frozen=True)
+class RestoreNetnsRuleset(RestoreRuleset):
+    """The same, in a namespace the agent makes (a load balancer's): after it exists."""
+
+    PHASE: ClassVar[Phase] = Phase.RESTORE_NETNS_RULESET
+
+
+@dataclass(frozen=True)
 class DestroyIpsets(_NetnsOp):
     """Remove our sets that nothing desired uses any more (after the rules did)."""
 
@@ -128,8 +136,14 @@ class CutConntrack(_NetnsOp):
         return Scope()  # nothing observe reads changes
 
 
+def firewall_tables(desired: Desired) -> dict[str | None, tuple[str, ...]]:
+    """Every table each namespace uses: the host's filter, each load balancer's nat."""
+    return TABLES | {ns: LB_TABLES for ns in desired.lb_netns.values()}
+
+
 def render(desired: Desired) -> dict[str | None, NetnsFirewall]:
-    """Our tables and sets per namespace; every table of TABLES is present, maybe empty."""
+    """Our tables and sets per namespace; every table of `firewall_tables` is present,
+    maybe empty."""
     chains: dict[str, tuple[str, ...]] = {}
     hooks: tuple[tuple[str, str], ...] = ()
     sets: dict[str, IpsetState] = {}
@@ -157,7 +171,14 @@ def render(desired: Desired) -> dict[str | None, NetnsFirewall]:
     host["raw"] = raw
     host[ARP_TABLE] = Ruleset(chains=arp_chains, hooks=arp_hooks)
     sysctls = SYSCTLS if sg_chains or acl_chains else {}
-    return {HOST: NetnsFirewall(tables=host, sets=sets, sysctls=sysctls)}
+    out: dict[str | None, NetnsFirewall] = {
+        HOST: NetnsFirewall(tables=host, sets=sets, sysctls=sysctls)
+    }
+    for lb_id, lb in desired.lbs.items():
+        out[desired.lb_netns[lb_id]] = NetnsFirewall(
+            tables={"nat": udp_ruleset(lb, desired.udp_down)}
+        )
+    return out
 
 
 def plan_firewall(desired: Desired, observed: Observed) -> list[Op]:
@@ -180,7 +201,8 @@ def plan_firewall(desired: Desired, observed: Observed) -> list[Op]:
         for table, rules in want.tables.items():
             text = restore_text(table, rules, have.tables.get(table, Ruleset()))
             if text is not None:
-                ops.append(RestoreRuleset(netns, table, text))
+                restore = RestoreRuleset if netns is HOST else RestoreNetnsRuleset
+                ops.append(restore(netns, table, text))
         stale = stale_sets(want.sets, have.sets)
         if stale:
             ops.append(DestroyIpsets(netns, tuple(stale)))
