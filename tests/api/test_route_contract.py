@@ -55,7 +55,11 @@ def world(c: TestClient, t: Tenant) -> Ids:
     member = h.member(c, t, pool["id"], "10.0.1.50")
     monitor = h.monitor(c, t, pool["id"])
     spare_pool = h.pool(c, t, load_balancer_id=lb["id"])
+    physnet = h.create(c, "/v1/physical-networks", ADMIN, name="provider")
+    scope = h.create(c, "/v1/address-scopes", ADMIN, cidr="100.64.0.0/16", name="routed")
     return {
+        "physical_network_id": physnet["id"],
+        "address_scope_id": scope["id"],
         "network_acl_id": acl["id"],
         "entry_id": entry["id"],
         "tenant_id": t.id,
@@ -132,6 +136,10 @@ ADMIN_CALLS: dict[tuple[str, str], Body] = {
         "gateway_ip": "198.51.100.1",
     },
     ("PATCH", "/v1/external-networks/{external_network_id}"): lambda ids: {"name": "idem"},
+    ("POST", "/v1/physical-networks"): lambda ids: {"name": "idem"},
+    ("PATCH", "/v1/physical-networks/{physical_network_id}"): lambda ids: {"shared": True},
+    ("POST", "/v1/address-scopes"): lambda ids: {"cidr": "100.65.0.0/16"},
+    ("PATCH", "/v1/address-scopes/{address_scope_id}"): lambda ids: {"name": "idem"},
 }
 TENANT_CALLS: dict[tuple[str, str], Body] = {
     ("POST", "/v1/vpcs"): lambda ids: {"cidr": "10.9.0.0/16"},

@@ -101,8 +101,12 @@ def world(client: TestClient, tenant: Tenant) -> World:
     pool = h.pool(client, tenant, listener_id=listener["id"])
     member = h.member(client, tenant, pool["id"], "10.0.1.30")
     monitor = h.monitor(client, tenant, pool["id"])
+    physnet = h.create(client, "/v1/physical-networks", ADMIN, name="provider")
+    scope = h.create(client, "/v1/address-scopes", ADMIN, cidr="100.64.0.0/16", name="routed")
     return World(
         {
+            "physnet": physnet["id"],
+            "scope": scope["id"],
             "vpc": v["id"],
             "other_vpc": other["id"],
             "subnet": s["id"],
@@ -1025,6 +1029,8 @@ PLACEHOLDER = {
     "pool_id": "pool",
     "member_id": "member",
     "health_monitor_id": "monitor",
+    "physical_network_id": "physnet",
+    "address_scope_id": "scope",
 }
 
 
