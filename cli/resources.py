@@ -4,82 +4,12 @@ A row names the API path, the list's columns and filters, and the typed options 
 `create`; a test checks every row against the app's OpenAPI document.
 """
 
-import inspect
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Annotated, Any
+from cli.lb_resources import LB_RESOURCES
+from cli.resource_spec import DESCRIPTION, NAME, TAGS, Opt, Resource, ref
 
-import typer
+__all__ = ["RESOURCES", "Opt", "Resource"]
 
-
-@dataclass(frozen=True)
-class Opt:
-    """A typed `create` option: the API field it fills and how it is spelled on the command line."""
-
-    field: str
-    help: str
-    flags: tuple[str, ...] = ()
-    type: type = str
-    many: bool = False  # repeatable; the values are sent as a list
-    choices: tuple[str, ...] = ()
-
-    @property
-    def param(self) -> str:
-        return "opt_" + self.field
-
-    @property
-    def flag(self) -> str:
-        return self.flags[0] if self.flags else "--" + self.field.replace("_", "-")
-
-    def parameter(self) -> inspect.Parameter:
-        flags = self.flags or (self.flag,)
-        if self.type is bool:
-            flags = (f"{flags[0]}/--no-{flags[0][2:]}", *flags[1:])
-        # typer takes choices from an Enum (it vendors its own click, so no click.Choice)
-        kind: Any = StrEnum(self.field, {c: c for c in self.choices}) if self.choices else self.type
-        base: Any = list[kind] if self.many else kind
-        extra: dict[str, Any] = {"show_default": False}
-        annotation = Annotated[base | None, typer.Option(*flags, help=self.help, **extra)]
-        return inspect.Parameter(
-            self.param, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
-        )
-
-
-@dataclass(frozen=True)
-class Resource:
-    name: str  # the sub-command, e.g. "security-groups"
-    path: str
-    singular: str
-    help: str
-    columns: tuple[str, ...]
-    filters: tuple[str, ...]
-    create: tuple[Opt, ...]
-    example: str = ""  # a `create --set` example for a field that has no option of its own
-    realised: bool = False  # hosts realise it: it has a status, and create can --wait
-
-    @property
-    def a(self) -> str:
-        """The singular with its article, for help texts."""
-        return ("an " if self.singular[0] in "aeiou" else "a ") + self.singular
-
-    @property
-    def metavar(self) -> str:
-        return self.singular.upper().replace(" ", "_") + "_ID"
-
-    @property
-    def flags(self) -> dict[str, str]:
-        """The `create` flag of each field that has one (for naming fields in errors)."""
-        return {o.field: o.flag for o in self.create}
-
-
-def ref(field: str, what: str) -> Opt:
-    return Opt(field, f"Id of the {what}.")
-
-
-NAME = Opt("name", "Name.")
 POOLS = """--set 'allocation_pools=[{"start":"10.0.0.10","end":"10.0.0.20"}]'"""
-DESCRIPTION = Opt("description", "Free-text description.")
-TAGS = Opt("tags", "A tag; repeat for several.", ("--tag",), many=True)
 
 RESOURCES: tuple[Resource, ...] = (
     Resource(
@@ -335,102 +265,5 @@ RESOURCES: tuple[Resource, ...] = (
         ),
         realised=True,
     ),
-    Resource(
-        "load-balancers",
-        "/v1/load-balancers",
-        "load balancer",
-        "Load balancers: a VIP on a subnet; create whole trees with --set listeners=[...].",
-        columns=(
-            "id",
-            "name",
-            "vip_address",
-            "host",
-            "provisioning_status",
-            "operating_status",
-        ),
-        filters=("vpc_id", "vip_subnet_id", "vip_address", "name", "tag"),
-        create=(
-            ref("vip_subnet_id", "subnet of the VIP"),
-            Opt("vip_address", "Fixed VIP address; allocated if omitted."),
-            NAME,
-            DESCRIPTION,
-            TAGS,
-        ),
-    ),
-    Resource(
-        "listeners",
-        "/v1/listeners",
-        "listener",
-        "Listeners: a protocol and port on a load balancer's VIP.",
-        columns=(
-            "id",
-            "load_balancer_id",
-            "protocol",
-            "protocol_port",
-            "default_pool_id",
-            "provisioning_status",
-            "operating_status",
-        ),
-        filters=(
-            "load_balancer_id",
-            "default_pool_id",
-            "protocol",
-            "protocol_port",
-            "name",
-            "tag",
-        ),
-        create=(
-            ref("load_balancer_id", "load balancer"),
-            Opt("protocol", "Protocol.", choices=("TCP", "HTTP", "UDP")),
-            Opt("protocol_port", "Port on the VIP.", type=int),
-            ref("default_pool_id", "pool it sends to"),
-            NAME,
-            TAGS,
-        ),
-    ),
-    Resource(
-        "pools",
-        "/v1/pools",
-        "pool",
-        "Pools: members and an algorithm (members: /v1/pools/{id}/members).",
-        columns=(
-            "id",
-            "load_balancer_id",
-            "protocol",
-            "lb_algorithm",
-            "provisioning_status",
-            "operating_status",
-        ),
-        filters=("load_balancer_id", "protocol", "lb_algorithm", "name", "tag"),
-        create=(
-            ref("load_balancer_id", "load balancer"),
-            ref("listener_id", "listener whose default pool it becomes"),
-            Opt("protocol", "Protocol.", choices=("TCP", "HTTP", "UDP")),
-            Opt(
-                "lb_algorithm",
-                "Algorithm.",
-                choices=("ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP"),
-            ),
-            NAME,
-            TAGS,
-        ),
-    ),
-    Resource(
-        "health-monitors",
-        "/v1/health-monitors",
-        "health monitor",
-        "Health monitors: how a pool's members are checked.",
-        columns=("id", "pool_id", "type", "delay", "timeout", "provisioning_status"),
-        filters=("pool_id", "type", "name", "tag"),
-        create=(
-            ref("pool_id", "pool"),
-            Opt("type", "Check.", choices=("TCP", "HTTP", "UDP-CONNECT", "PING")),
-            Opt("delay", "Seconds between checks.", type=int),
-            Opt("timeout", "Seconds a check may take (at most the delay).", type=int),
-            Opt("max_retries", "Successes that bring a member back.", type=int),
-            Opt("max_retries_down", "Failures that take a member out.", type=int),
-            NAME,
-            TAGS,
-        ),
-    ),
+    *LB_RESOURCES,
 )

@@ -78,8 +78,8 @@ from workers.agent.drivers.links import (
     link_index,
     set_link,
 )
+from workers.agent.drivers.netlink import Netlink
 from workers.agent.drivers.netns import (
-    Netlink,
     create_netns,
     delete_netns,
     list_netns,

@@ -18,7 +18,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from workers.agent.drivers.base import _CLONE_NEWNET, _libc
-from workers.agent.drivers.netns import _check, _in_thread
+from workers.agent.drivers.nsthread import _check, _in_thread
 
 CAPABILITIES = ("vxlan", "macvlan", "8021q", "br_netfilter", "ipset")
 

@@ -10,7 +10,8 @@ import os
 import socket
 
 from workers.agent.drivers.base import _CLONE_NEWNET, _libc
-from workers.agent.drivers.netns import _check, _in_thread, netns_path
+from workers.agent.drivers.netns import netns_path
+from workers.agent.drivers.nsthread import _check, _in_thread
 
 ETH_P_ARP = 0x0806
 BROADCAST = b"\xff" * 6

@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from workers.agent.drivers.base import _CLONE_NEWNET, DriverError, _libc
-from workers.agent.drivers.netns import _check, _in_thread, netns_path
+from workers.agent.drivers.netns import netns_path
+from workers.agent.drivers.nsthread import _check, _in_thread
 
 T = TypeVar("T")
 
