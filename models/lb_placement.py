@@ -22,7 +22,7 @@ from models.loadbalancer import (
     load_balancer_load,
 )
 from models.network import Port
-from models.placement import pick_host
+from models.placement import rehome
 
 __all__ = ["place_load_balancer", "reschedule_load_balancers"]
 
@@ -82,16 +82,9 @@ def reschedule_load_balancers(
             .with_for_update()
         )
     )
-    hosts: set[str] = set()
     refresh: dict[str, set[str]] = {"load_balancer": set(), "port": set()}
-    load = load_balancer_load(session)
-    for lb in stranded:
-        target = pick_host(session, now, load)
-        if target is None and lb.host is None and lb.status == "error":
-            continue  # already told: nothing is up
-        if target is not None:
-            load[target] = load.get(target, 0) + 1
-        hosts |= place_load_balancer(session, lb, target)
+    hosts, moved = rehome(session, now, stranded, load_balancer_load(session), place_load_balancer)
+    for lb in moved:
         refresh["load_balancer"].add(lb.id)
         if lb.vip_port_id:
             refresh["port"].add(lb.vip_port_id)

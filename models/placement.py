@@ -7,7 +7,9 @@ address and MAC, so leases, resolv.conf files and clients' caches stay right.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -22,6 +24,7 @@ __all__ = [
     "changed",
     "pick_host",
     "place",
+    "rehome",
     "reschedule",
     "reschedule_dhcp",
     "status_of",
@@ -48,6 +51,42 @@ def pick_host(session: Session, now: datetime, load: dict[str, int] | None = Non
         return None
     load = router_load(session) if load is None else load
     return min(hosts, key=lambda h: (load.get(h.name, 0), h.name)).name
+
+
+class Placeable(Protocol):
+    """What `rehome` moves: a router or a load balancer."""
+
+    @property
+    def host(self) -> str | None: ...
+
+    @property
+    def status(self) -> str: ...
+
+
+P = TypeVar("P", bound=Placeable)
+
+
+def rehome(
+    session: Session,
+    now: datetime,
+    stranded: list[P],
+    load: dict[str, int],
+    place_one: Callable[[Session, P, str | None], set[str]],
+) -> tuple[set[str], list[P]]:
+    """Put each of `stranded` on the least-loaded up network host (counting each move in
+    `load`), or on none while none is up; one already in error on no host is left alone.
+    Returns the hosts whose documents change and the ones moved."""
+    hosts: set[str] = set()
+    moved: list[P] = []
+    for item in stranded:
+        target = pick_host(session, now, load)
+        if target is None and item.host is None and item.status == "error":
+            continue  # already told: nothing is up
+        if target is not None:
+            load[target] = load.get(target, 0) + 1
+        hosts |= place_one(session, item, target)
+        moved.append(item)
+    return hosts, moved
 
 
 def place(session: Session, r: Router, host: str | None) -> set[str]:
@@ -87,18 +126,11 @@ def reschedule(session: Session, now: datetime) -> tuple[set[str], dict[str, set
             .with_for_update()
         )
     )
-    hosts: set[str] = set()
     refresh: dict[str, set[str]] = {"router": set(), "floating_ip": set(), "port": set()}
     if not stranded:
-        return hosts, refresh
-    load = router_load(session)
-    for r in stranded:
-        target = pick_host(session, now, load)
-        if target is None and r.host is None and r.status == "error":
-            continue  # already told: nothing is up
-        if target is not None:
-            load[target] = load.get(target, 0) + 1
-        hosts |= place(session, r, target)
+        return set(), refresh
+    hosts, moved = rehome(session, now, stranded, router_load(session), place)
+    for r in moved:
         refresh["router"].add(r.id)
         refresh["floating_ip"] |= set(
             session.scalars(sa.select(FloatingIp.id).where(FloatingIp.router_id == r.id))

@@ -6,12 +6,9 @@ thread setns()ed into the namespace: no shell, no arping binary."""
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 
-from workers.agent.drivers.base import _CLONE_NEWNET, _libc
-from workers.agent.drivers.netns import netns_path
-from workers.agent.drivers.nsthread import _check, _in_thread
+from workers.agent.drivers.netns import in_netns
 
 ETH_P_ARP = 0x0806
 BROADCAST = b"\xff" * 6
@@ -38,15 +35,10 @@ def announce(netns: str, ifname: str, address: str, count: int = 2) -> None:
     """Send `count` gratuitous ARPs for `address` from `ifname` in `netns`."""
 
     def send() -> None:
-        fd = os.open(netns_path(netns), os.O_RDONLY)
-        try:
-            _check(_libc.setns(fd, _CLONE_NEWNET), f"setns {netns}")
-        finally:
-            os.close(fd)
         with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as s:
             s.bind((ifname, ETH_P_ARP))
             mac = s.getsockname()[4]
             for _ in range(count):
                 s.send(frame(mac, address))
 
-    _in_thread(send)
+    in_netns(netns, send)

@@ -77,35 +77,6 @@ def create_vxlan(
     )
 
 
-def create_veth(
-    ipr: Any,
-    name: str,
-    *,
-    master: int,
-    mtu: int,
-    peer_name: str,
-    peer_mac: str | None,
-    peer_netns_fd: int,
-) -> None:
-    """Host end on `master`, up; the peer is created directly in the target netns.
-
-    EEXIST is success only when it is our host end that exists; if it is the peer's
-    name that is taken in the workload namespace, that is a real error.
-    """
-    peer: dict[str, Any] = {"ifname": peer_name, "mtu": mtu, "net_ns_fd": peer_netns_fd}
-    if peer_mac is not None:  # None: the kernel picks one
-        peer["address"] = peer_mac
-    try:
-        ipr.link("add", ifname=name, kind="veth", mtu=mtu, master=master, state="up", peer=peer)
-    except NetlinkError as exc:
-        if _code(exc) != errno.EEXIST:
-            raise
-        if get_link(ipr, name) is None:
-            raise DriverError(
-                errno.EEXIST, f"interface {peer_name} already exists in the workload netns"
-            ) from exc
-
-
 def set_link(
     ipr: Any,
     index: int,

@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from workers.agent.drivers import rawnl
@@ -26,6 +27,7 @@ from workers.agent.drivers.base import (
     NETNS_DIR,
     DriverError,
     NetnsMissing,
+    T,
     _libc,
 )
 from workers.agent.drivers.nsthread import _NETNS_THREAD, _check, _in_thread
@@ -153,16 +155,25 @@ def open_netns_fd(name: str) -> int:
         raise NetnsMissing(name) from None
 
 
-def udp_probe(netns: str, targets: list[tuple[str, int]], timeout: float) -> list[bool]:
-    """UDP-CONNECT from inside `netns`: a datagram to each target, which fails only on an
-    ICMP port unreachable (ECONNREFUSED) within `timeout`, as Octavia's check does."""
+def in_netns(netns: str, fn: Callable[[], T]) -> T:
+    """`fn` on a throwaway thread setns()ed into `netns`: ours never moves."""
 
-    def open_sockets() -> list[int]:
+    def inside() -> T:
         fd = os.open(netns_path(netns), os.O_RDONLY)
         try:
             _check(_libc.setns(fd, _CLONE_NEWNET), f"setns {netns}")
         finally:
             os.close(fd)
+        return fn()
+
+    return _in_thread(inside)
+
+
+def udp_probe(netns: str, targets: list[tuple[str, int]], timeout: float) -> list[bool]:
+    """UDP-CONNECT from inside `netns`: a datagram to each target, which fails only on an
+    ICMP port unreachable (ECONNREFUSED) within `timeout`, as Octavia's check does."""
+
+    def open_sockets() -> list[int]:
         fds = []
         for address, port in targets:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -170,7 +181,7 @@ def udp_probe(netns: str, targets: list[tuple[str, int]], timeout: float) -> lis
             fds.append(s.detach())
         return fds
 
-    socks = [socket.socket(fileno=fd) for fd in _in_thread(open_sockets)]
+    socks = [socket.socket(fileno=fd) for fd in in_netns(netns, open_sockets)]
     try:
         for s in socks:
             with contextlib.suppress(OSError):

@@ -6,14 +6,12 @@ shell, no fork, no `ip netns exec`: one short thread per call, never leaking int
 from __future__ import annotations
 
 import errno
-import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
-from workers.agent.drivers.base import _CLONE_NEWNET, DriverError, _libc
-from workers.agent.drivers.netns import netns_path
-from workers.agent.drivers.nsthread import _check, _in_thread
+from workers.agent.drivers.base import DriverError
+from workers.agent.drivers.netns import in_netns
 
 T = TypeVar("T")
 
@@ -28,18 +26,7 @@ def _path(key: str) -> str:
 
 def _run(netns: str | None, fn: Callable[[], T]) -> T:
     """`fn` in `netns` (a thread setns()ed there), or here when None."""
-    if netns is None:
-        return fn()
-
-    def inside() -> T:
-        fd = os.open(netns_path(netns), os.O_RDONLY)
-        try:
-            _check(_libc.setns(fd, _CLONE_NEWNET), f"setns {netns}")
-        finally:
-            os.close(fd)
-        return fn()
-
-    return _in_thread(inside)
+    return fn() if netns is None else in_netns(netns, fn)
 
 
 def read(netns: str | None, keys: Sequence[str]) -> dict[str, str]:
