@@ -8,9 +8,8 @@ from api.deps import NotifierDep, PrincipalDep, SessionDep, TenantDep
 from api.errors import problems
 from api.rest.pages import Page, PagesDep
 from api.rest.preconditions import LookupDep, ResourceRoute
-from api.rest.schemas import apply_changes
 from api.services import lb_checks, lb_views, quotas
-from api.services.lb_build import Builder, realise
+from api.services.lb_build import Builder, realise, realise_changes
 from api.services.lb_schemas import MonitorCreate, MonitorOut, MonitorType, MonitorUpdate
 from models import HealthMonitor, Pool
 
@@ -69,10 +68,8 @@ def update_health_monitor(
     pool = lookup.get(Pool, row.pool_id)
     fields = {k: getattr(row, k) for k in MonitorCreate.model_fields if k != "pool_id"}
     merged = lb_checks.monitor_fields(fields | body.changes(row), pool.protocol, "body")
-    if apply_changes(row, {k: merged[k] for k in fields}):
-        row.status = "pending"
-        session.flush()
-        realise(notifier, session, pool.load_balancer_id)
+    changes = {k: merged[k] for k in fields}
+    realise_changes(notifier, session, row, changes, pool.load_balancer_id)
     return lb_views.monitor(row)
 
 

@@ -9,9 +9,8 @@ from api.deps import NotifierDep, PrincipalDep, SessionDep, TenantDep
 from api.errors import InUse, problems
 from api.rest.pages import Page, PagesDep
 from api.rest.preconditions import LookupDep, ResourceRoute
-from api.rest.schemas import apply_changes
 from api.services import lb_views
-from api.services.lb_build import Builder, children, delete_tree, realise
+from api.services.lb_build import Builder, children, delete_tree, realise, realise_changes
 from api.services.lb_schemas import LoadBalancerCreate, LoadBalancerOut, LoadBalancerUpdate
 from models import LoadBalancer
 
@@ -73,10 +72,7 @@ def update_load_balancer(
     notifier: NotifierDep,
 ) -> LoadBalancerOut:
     lb = lookup.target(LoadBalancer, load_balancer_id)
-    if apply_changes(lb, body.changes(lb)):
-        lb.status = "pending"
-        session.flush()
-        realise(notifier, session, lb.id)
+    realise_changes(notifier, session, lb, body.changes(lb), lb.id)
     return lb_views.load_balancer(session, lb)
 
 

@@ -8,9 +8,8 @@ from api.deps import NotifierDep, PrincipalDep, SessionDep, TenantDep
 from api.errors import InUse, Invalid, NotFound, problems
 from api.rest.pages import Page, PagesDep
 from api.rest.preconditions import LookupDep, ResourceRoute
-from api.rest.schemas import apply_changes
 from api.services import lb_build, lb_checks, lb_views, quotas
-from api.services.lb_build import Builder, pool_users, realise
+from api.services.lb_build import Builder, pool_users, realise, realise_changes
 from api.services.lb_schemas import (
     Algorithm,
     MemberCreate,
@@ -97,10 +96,7 @@ def update_pool(
     notifier: NotifierDep,
 ) -> PoolOut:
     row = lookup.target(Pool, pool_id)
-    if apply_changes(row, body.changes(row)):
-        row.status = "pending"
-        session.flush()
-        realise(notifier, session, row.load_balancer_id)
+    realise_changes(notifier, session, row, body.changes(row), row.load_balancer_id)
     return lb_views.pool(session, row)
 
 
@@ -183,11 +179,8 @@ def update_member(
     notifier: NotifierDep,
 ) -> MemberOut:
     row = _member(lookup, pool_id, member_id)
-    if apply_changes(row, body.changes(row)):
-        row.status = "pending"
-        session.flush()
-        pool = lookup.get(Pool, pool_id)
-        realise(notifier, session, pool.load_balancer_id)
+    lb_id = lookup.get(Pool, pool_id).load_balancer_id
+    realise_changes(notifier, session, row, body.changes(row), lb_id)
     return lb_views.member(row)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api.rest.preconditions import Lookup
+from api.rest.schemas import apply_changes
 from api.services import lb_checks as check
 from api.services import quotas
 from api.services.lb_schemas import (
@@ -229,3 +230,14 @@ def realise(notifier: Notifier, session: Session, lb_id: str) -> None:
     lb = session.get(LoadBalancer, lb_id)
     if lb is not None:
         notifier.subnets_changed(session, {lb.vip_subnet_id}, lb.host)
+
+
+def realise_changes(
+    notifier: Notifier, session: Session, row: Any, changes: dict[str, Any], lb_id: str
+) -> None:
+    """A PATCH on a load-balancing row: if it changed anything, the row is pending again
+    and its load balancer (`lb_id`) is realised anew."""
+    if apply_changes(row, changes):
+        row.status = "pending"
+        session.flush()
+        realise(notifier, session, lb_id)
