@@ -72,8 +72,9 @@ def test_a_daemon_is_started_watched_restarted_and_stopped(tmp_path: Path, netns
         assert again != pid and processes.running(tmp_path, "sleeper", netns, argv) == again
         assert processes.send_signal(tmp_path, "sleeper", netns, argv, 0)
 
-        processes.stop(tmp_path, "sleeper", netns, argv)
-        assert _gone(again) and processes.running(tmp_path, "sleeper", netns, argv) is None
+        processes.stop(tmp_path, "sleeper", netns, argv)  # returns once it no longer runs argv
+        assert processes.running(tmp_path, "sleeper", netns, argv) is None
+        assert wait_for(lambda: _gone(again))  # the kernel may still be tearing it down
         assert not processes.pid_file(tmp_path, "sleeper").exists()
         processes.stop(tmp_path, "sleeper", netns, argv)  # ENOENT: already stopped is fine
     finally:

@@ -81,7 +81,8 @@ def test_routed_overlap_refused_and_no_vxlan_for_typed_ports(box: Box) -> None:
         got = box.wait_status(a, p, want="error")
         assert "does not support section 'typed_networks'" in got["status_detail"], got
     time.sleep(2 * RESYNC)  # two resync intervals: nothing is built for them meanwhile
-    assert {short: _vxlan_devices(box, short) for short in ("h1", "h2")} == before
+    for short in ("h1", "h2"):  # none made for them (earlier tests' may still be going)
+        assert set(_vxlan_devices(box, short)) <= set(before[short]), short
     for p in (p1, p2):
         assert box.http.delete(f"/v1/ports/{p['id']}", headers=a).status_code == 204
     assert box.http.delete(f"/v1/subnets/{s['id']}", headers=a).status_code == 204
