@@ -154,13 +154,16 @@ def test_postgres_restart_during_a_burst_of_creates(restartable: tuple[Any, Uvic
 
     with Burst(server.base, create, CLIENTS) as burst, Burst(server.base, readiness, 1):
         burst.wait_for(lambda rs: sum(r.status == 201 for r in rs) >= 20, 60, "20 creates")
+        down = time.monotonic()  # the outage starts with the stop
         pg.stop()
-        down = time.monotonic()
         burst.wait_for(
             lambda rs: sum(r.status == 503 and r.at > down for r in rs) >= CLIENTS,
             30,
             "every client told 503 while the database is down",
         )
+        deadline = time.monotonic() + 15  # a readiness check may be waiting to connect
+        while not any(s == 503 and t > down for t, s in ready) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert any(s == 503 and t > down for t, s in ready), ready[-5:]
         pg.start()
         back = time.monotonic()

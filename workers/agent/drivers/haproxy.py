@@ -19,9 +19,6 @@ from workers.agent.drivers import processes
 from workers.agent.drivers.cmd import check, run
 
 LB_DIR = "lb"
-PING_CHECK = "ping-check"  # lbconf.PING_CHECK: haproxy's external check for PING monitors
-# $3 is the server's address; one echo, one second (Octavia's ping-wrapper.sh)
-PING_SCRIPT = '#!/bin/sh\nexec ping -q -n -c 1 -w 1 "$3" >/dev/null 2>&1\n'
 PID_RE = re.compile(r"^haproxy-([0-9a-f-]{36})\.pid\Z")
 
 
@@ -55,23 +52,9 @@ def read_config(state_dir: str | os.PathLike[str], token: str) -> str | None:
         return None
 
 
-def _ping_script(base: Path) -> None:
-    """The PING monitors' check script, shared by the load balancers of this host."""
-    path = base / PING_CHECK
-    with contextlib.suppress(OSError):
-        if path.read_text() == PING_SCRIPT and os.access(path, os.X_OK):
-            return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(PING_SCRIPT)
-    tmp.chmod(0o755)
-    os.replace(tmp, path)
-
-
 def _write_config(state_dir: str | os.PathLike[str], token: str, text: str) -> None:
     path = files(state_dir, token)[0]
     path.parent.mkdir(parents=True, exist_ok=True)
-    if "external-check command" in text:
-        _ping_script(path.parent)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     check(run(None, ["haproxy", "-c", "-q", "-f", str(tmp)]), "haproxy -c")
@@ -103,9 +86,6 @@ def stop(state_dir: str | os.PathLike[str], name: str, token: str, netns: str | 
     processes.stop(state_dir, name, netns, argv(state_dir, token), prefix=True)
     for path in files(state_dir, token):
         path.unlink(missing_ok=True)
-    base = Path(state_dir) / LB_DIR
-    if not any(base.glob("*.cfg")):  # the last load balancer here: its check script too
-        (base / PING_CHECK).unlink(missing_ok=True)
 
 
 def forwarding(netns: str) -> bool:
