@@ -103,3 +103,27 @@ def test_a_port_change_rewrites_no_other_rule_and_teardown_leaves_nothing(fabric
     assert not [s for s in sets if s.startswith("vpcd-")]
     host_links = sh("ip", "-n", fabric.ns("h1"), "-o", "link").stdout
     assert not [p.id for p in [*ports, extra] if names.host_veth_name(p.id) in host_links]
+
+
+def test_a_failed_restore_makes_the_next_sync_full_and_it_repairs(fabric: Fabric) -> None:
+    """The snapshot stands for the host's firewall only while syncs are clean: a hook
+    added by hand (unseen between full syncs) makes removing its chain fail; that sync
+    says so (its verify reads the table back), and the next sync is full and finishes
+    the removal."""
+    sid = str(uuid.uuid4())
+    ports = [port(sid, f"w{i}", 10 + i, security_group_ids=[GROUP]) for i in range(3)]
+    agent = fabric.agent("h1")
+    assert agent.sync(document(sid, ports, 1)).ok
+    assert agent.sync(document(sid, ports[:2] + ports[2:], 2)).ok  # incremental from here
+    chain = egress_chain(ports[2].id)
+    sh("ip", "netns", "exec", fabric.ns("h1"), "iptables", "-A", "FORWARD", "-j", chain)
+    report = agent.sync(document(sid, ports[:2], 3))
+    assert not report.ok and not agent.stats.full
+    assert agent.stats.iptables_saves == 1  # a failed op: the verify reads the table again
+    assert agent.needs_full
+    assert agent.sync(document(sid, ports[:2], 3)).ok  # same revision: the due full sync
+    assert agent.stats.full and agent.stats.iptables_saves >= 1
+    assert not [rule for rule in counters(fabric) if chain in rule]
+    forward = sh("ip", "netns", "exec", fabric.ns("h1"), "iptables", "-S", "FORWARD").stdout
+    assert chain not in forward
+    assert agent.pending(document(sid, ports[:2], 3)) == []
