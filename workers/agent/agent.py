@@ -388,10 +388,15 @@ class Agent:
 
     def _vanishing(self, ops: list[Op]) -> set[str]:
         """Host veths whose workload end was in a namespace these ops delete: the
-        kernel removes them with it (as far as the last applied state knows)."""
+        kernel removes them with it (as far as the last applied state knows). A fresh
+        agent knows no last state (a restart, then a teardown): every stale veth may be
+        one of them, and those that are not cost one patience of waiting, not a delete
+        each for the thousand that are."""
         gone = {op.name for op in ops if isinstance(op, DeleteNetns)}
-        if not gone or self._applied is None:
+        if not gone:
             return set()
+        if self._applied is None:
+            return {op.veth for op in ops if isinstance(op, DeletePort) and op.port_id is None}
         was_in = {names.host_veth_name(p): ns for p, ns in self._applied.port_netns.items()}
         return {op.veth for op in ops if isinstance(op, DeletePort) and was_in.get(op.veth) in gone}
 

@@ -58,12 +58,15 @@ def _token(port_id: str) -> str:
     return names.host_veth_name(port_id)[3:]
 
 
+_PORT_CHAINS = ("vpcd-i-", "vpcd-o-")
+
+
 def ingress_chain(port_id: str) -> str:
-    return f"vpcd-i-{_token(port_id)}"
+    return f"{_PORT_CHAINS[0]}{_token(port_id)}"
 
 
 def egress_chain(port_id: str) -> str:
-    return f"vpcd-o-{_token(port_id)}"
+    return f"{_PORT_CHAINS[1]}{_token(port_id)}"
 
 
 def group_set(group_id: str) -> str:
@@ -247,9 +250,13 @@ def conntrack_cuts(
     (Neutron does the same). A flow another rule still allows is cut too and must start
     again: conntrack cannot tell which rule admitted it."""
     cuts: set[Cut] = set()
-    for port in desired.filtered:
+    # Only chains kept with other rules: a port's chains that came or went cut nothing
+    # here (and at 1000 ports, naming every port's chains is what a change would cost).
+    changed = {c for c in want.keys() & have.keys() if c.startswith(_PORT_CHAINS)}
+    changed = {c for c in changed if want[c] != have[c]}
+    for port in desired.filtered if changed else ():
         for chain, ingress in ((ingress_chain(port.id), True), (egress_chain(port.id), False)):
-            if chain not in have or chain not in want:
+            if chain not in changed:
                 continue
             for spec in set(have[chain]) - set(want[chain]):
                 cut = _rule_cut(spec, port.ip, ingress)
