@@ -165,6 +165,7 @@ def worker(
         netns_prefix=workload_prefix,
         state_dir=state_dir,
         external_interface=external_interface,
+        physical_interfaces=physical,
     )
     AgentService(
         host=host,

@@ -51,6 +51,11 @@ def build_report(desired: Desired, failures: Failures, leftover: list[Op]) -> Re
             if ("port", port.id) in failures:
                 extra = None
         results.append(result("port", port.id, port.revision, extra))
+    for net in state.typed_networks:  # flat and routed subnets and their ports
+        results.append(result("subnet", net.id, net.revision))
+        for port in net.ports:
+            extra = desired.typed.problems.get(port.id)
+            results.append(result("port", port.id, port.revision, extra))
     results += router_results(
         desired,
         [
@@ -128,6 +133,14 @@ def failed_report(desired: Desired, detail: str) -> Report:
                 kind="port", id=d.port_id, revision=d.port_revision, ok=False, detail=detail
             )
             for d in state.dhcp_dns
+        ]
+        + [
+            ResourceResult(kind=kind, id=rid, revision=rev, ok=False, detail=detail)
+            for net in state.typed_networks
+            for kind, rid, rev in [
+                ("subnet", net.id, net.revision),
+                *(("port", p.id, p.revision) for p in net.ports),
+            ]
         ]
     )
     results += [
