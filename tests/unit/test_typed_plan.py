@@ -40,23 +40,38 @@ PHYS = {"provider": "phys0"}
 
 def _port(pid: str, sid: str, ip: str, netns: str) -> PortState:
     return PortState(
-        id=pid, revision=1, subnet_id=sid, netns=netns, mac=f"02:00:00:00:00:0{pid[-1]}",
-        ip=ip, prefixlen=24,
-    )  # fmt: skip
+        id=pid,
+        revision=1,
+        subnet_id=sid,
+        netns=netns,
+        mac=f"02:00:00:00:00:0{pid[-1]}",
+        ip=ip,
+        prefixlen=24,
+    )
 
 
 def _routed(ports: list[PortState], remote: list[tuple[str, str]]) -> TypedNetworkState:
     return TypedNetworkState(
-        id=R, revision=1, network_type="routed", cidr="100.64.1.0/24", gateway_ip="100.64.1.1",
-        ports=ports, remote_ports=[RemotePort(mac="02:aa:00:00:00:01", ip=ip, vtep_ip=v) for ip, v in remote],
-    )  # fmt: skip
+        id=R,
+        revision=1,
+        network_type="routed",
+        cidr="100.64.1.0/24",
+        gateway_ip="100.64.1.1",
+        ports=ports,
+        remote_ports=[RemotePort(mac="02:aa:00:00:00:01", ip=ip, vtep_ip=v) for ip, v in remote],
+    )
 
 
 def _flat(ports: list[PortState]) -> TypedNetworkState:
     return TypedNetworkState(
-        id=F, revision=1, network_type="flat", cidr="192.168.50.0/24",
-        gateway_ip="192.168.50.1", physical_network="provider", ports=ports,
-    )  # fmt: skip
+        id=F,
+        revision=1,
+        network_type="flat",
+        cidr="192.168.50.0/24",
+        gateway_ip="192.168.50.1",
+        physical_network="provider",
+        ports=ports,
+    )
 
 
 def _host(*nets: TypedNetworkState) -> HostState:
@@ -73,9 +88,9 @@ def converge(state: HostState, observed: Observed = Observed()) -> Observed:
     return built
 
 
-RP1 = _port(P1, R, "100.64.1.11", "a")
+R1 = RP1 = _port(P1, R, "100.64.1.11", "a")
 RP2 = _port(P2, R, "100.64.1.12", "b")
-FP3 = _port(P3, F, "192.168.50.13", "c")
+F3 = FP3 = _port(P3, F, "192.168.50.13", "c")
 STATES = {
     "empty": _host(),
     "routed": _host(_routed([RP1], [("100.64.1.21", "198.18.0.12")])),
@@ -100,7 +115,7 @@ def test_routed_port_from_empty_exact_ops() -> None:
             add_addresses=("100.64.1.11/24",),
             add_routes=(TypedRoute("0.0.0.0/0", ROUTED_GATEWAY, "eth0"),),
             routes=(TypedRoute("0.0.0.0/0", ROUTED_GATEWAY, "eth0"),),
-        ),  # fmt: skip
+        ),
         SetTypedRoutes(
             add=(
                 TypedRoute("100.64.1.11/32", "", veth),  # the local port, out of its veth

@@ -64,9 +64,12 @@ class TypedModel:
 
     def configure_routed_host(self, op: ConfigureRoutedHost) -> None:
         self.t_veths[op.veth] = replace(
-            self.t_veths[op.veth], mtu=op.mtu, up=True, proxy_arp=True,
+            self.t_veths[op.veth],
+            mtu=op.mtu,
+            up=True,
+            proxy_arp=True,
             addresses=self.t_veths[op.veth].addresses | {f"{ROUTED_GATEWAY}/32"},
-        )  # fmt: skip
+        )
 
     def configure_typed_workload(self, op: ConfigureTypedWorkload) -> None:
         w = self.t_workloads[op.port_id]
@@ -77,9 +80,13 @@ class TypedModel:
             routes = set()  # the kernel dropped them with the address
         routes |= set(op.routes if op.del_addresses else op.add_routes)
         self.t_workloads[op.port_id] = replace(
-            w, mac=op.mac or w.mac, mtu=op.mtu or w.mtu, up=w.up or op.up,
-            addresses=frozenset(addresses), routes=frozenset(routes),
-        )  # fmt: skip
+            w,
+            mac=op.mac or w.mac,
+            mtu=op.mtu or w.mtu,
+            up=w.up or op.up,
+            addresses=frozenset(addresses),
+            routes=frozenset(routes),
+        )
 
     def set_typed_routes(self, op: SetTypedRoutes) -> None:
         self.t_forwarding = self.t_forwarding or op.forwarding

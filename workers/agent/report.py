@@ -112,7 +112,8 @@ def router_results(desired: Desired, routers: list[ResourceResult]) -> list[Reso
 
 def _enforced_groups(desired: Desired) -> set[str]:
     """Groups whose rules this host enforces: those of its filtered ports."""
-    used = {g for p in desired.state.ports for g in p.security_group_ids or ()}
+    ports = [*desired.state.ports, *(p for t in desired.state.typed_networks for p in t.ports)]
+    used = {g for p in ports for g in p.security_group_ids or ()}
     return used & set(desired.groups)
 
 

@@ -51,9 +51,15 @@ def create_macvlan(ipr: Any, parent: int, netns: str, name: str, mac: str, mtu: 
     fd = open_netns_fd(netns)
     try:
         ipr.link(
-            "add", ifname=name, kind="macvlan", link=parent, macvlan_mode="bridge",
-            address=mac, mtu=mtu, net_ns_fd=fd,
-        )  # fmt: skip
+            "add",
+            ifname=name,
+            kind="macvlan",
+            link=parent,
+            macvlan_mode="bridge",
+            address=mac,
+            mtu=mtu,
+            net_ns_fd=fd,
+        )
     finally:
         os.close(fd)
 
@@ -107,11 +113,14 @@ def dump_links(ipr: Any) -> list[tuple[int, str, str | None, str, int, bool]]:
         kind = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
         out.append(
             (
-                msg["index"], msg.get_attr("IFLA_IFNAME"), str(kind) if kind else None,
-                (msg.get_attr("IFLA_ADDRESS") or "").lower(), msg.get_attr("IFLA_MTU") or 0,
+                msg["index"],
+                msg.get_attr("IFLA_IFNAME"),
+                str(kind) if kind else None,
+                (msg.get_attr("IFLA_ADDRESS") or "").lower(),
+                msg.get_attr("IFLA_MTU") or 0,
                 bool(msg["flags"] & 1),
             )
-        )  # fmt: skip
+        )
     return out
 
 

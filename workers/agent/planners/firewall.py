@@ -38,6 +38,11 @@ from workers.agent.planners.secgroups import (
     render_arp,
     render_security,
 )
+from workers.agent.planners.typed_fw import (
+    flat_netns,
+    render_flat_security,
+    render_routed_security,
+)
 from workers.agent.planners.udp import LB_TABLES, udp_ruleset
 from workers.agent.ruleset import (
     IpsetState,
@@ -138,7 +143,8 @@ class CutConntrack(_NetnsOp):
 
 def firewall_tables(desired: Desired) -> dict[str | None, tuple[str, ...]]:
     """Every table each namespace uses: the host's filter, each load balancer's nat."""
-    return TABLES | {ns: LB_TABLES for ns in desired.lb_netns.values()}
+    flat = {ns: ("filter",) for ns in flat_netns(desired)}  # flat ports' groups
+    return TABLES | {ns: LB_TABLES for ns in desired.lb_netns.values()} | flat
 
 
 def render(desired: Desired) -> dict[str | None, NetnsFirewall]:
@@ -163,9 +169,13 @@ def render(desired: Desired) -> dict[str | None, NetnsFirewall]:
     acl_chains, acl_hooks = render_acls(desired)  # before security groups, as on AWS
     sg_chains, sg_hooks, sg_sets = render_security(desired)
     arp_chains, arp_hooks = render_arp(desired)
+    rt_chains, rt_hooks, rt_sets = render_routed_security(desired)  # flat/routed ports
     chains.update(acl_chains)
     chains.update(sg_chains)
     sets.update(sg_sets)
+    chains.update(rt_chains)
+    sets.update(rt_sets)
+    sg_hooks += rt_hooks
     host = {table: Ruleset() for table in TABLES[HOST]}
     host["filter"] = Ruleset(chains=chains, hooks=hooks + acl_hooks + sg_hooks)
     host["raw"] = raw
@@ -174,6 +184,7 @@ def render(desired: Desired) -> dict[str | None, NetnsFirewall]:
     out: dict[str | None, NetnsFirewall] = {
         HOST: NetnsFirewall(tables=host, sets=sets, sysctls=sysctls)
     }
+    out.update(render_flat_security(desired))
     for lb_id, lb in desired.lbs.items():
         out[desired.lb_netns[lb_id]] = NetnsFirewall(
             tables={"nat": udp_ruleset(lb, desired.udp_down)}
