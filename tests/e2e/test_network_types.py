@@ -139,6 +139,22 @@ def _serve(box: Box, ports: dict[str, tuple[str, str]]) -> None:
         box.serve(box.workload(short, netns), "udp", 7002, name)
 
 
+def _only_tcp(box: Box, t: dict[str, str], port: dict[str, Any], src: str, name: str) -> str:
+    """Give `port` one group allowing TCP 7001 in: TCP still answers, UDP and ICMP no
+    longer do (the group holds however the port is wired). Returns the group's id."""
+    g = box.post("/v1/security-groups", t, vpc_id=port["vpc_id"], name="only-tcp")
+    box.post(
+        "/v1/security-group-rules", t, security_group_id=g["id"], direction="ingress",
+        protocol="tcp", port_min=7001, port_max=7001, remote_cidr="0.0.0.0/0",
+    )  # fmt: skip
+    r = box.http.patch(f"/v1/ports/{port['id']}", json={"security_group_ids": [g["id"]]}, headers=t)
+    assert r.status_code == 200, r.text
+    ip = port["ip_address"]
+    _wait(lambda: box.ask(src, "udp", ip, 7002) is None, "udp refused by the group")
+    assert box.ask(src, "tcp", ip, 7001) == name and not box.ping(src, ip)
+    return str(g["id"])
+
+
 def _nothing_left(box: Box, workloads: set[str]) -> None:
     _wait(lambda: not workloads & existing_namespaces(), "workload namespaces gone")
     for short in ("h1", "h2", "h3"):
@@ -157,6 +173,7 @@ def test_routed_ports_route_between_hosts_without_encapsulation(box: Box) -> Non
     ports = {name: box.port(t, s, short, netns) for name, (short, netns) in where.items()}
     for p in ports.values():
         box.wait_status(t, p)
+    groups: list[str] = []
     try:
         _serve(box, where)
         src = box.workload("h1", "ra")
@@ -171,6 +188,7 @@ def test_routed_ports_route_between_hosts_without_encapsulation(box: Box) -> Non
         before = {k: _tx(box, "h1", k) for k in ("vxlan", "veth")}
         _identity(box, src, {"rb": ports["rb"], "rc": ports["rc"]})
         assert box.run(src, "ping", "-n", "-q", "-c", "50", "-i", "0.01", rb).returncode == 0
+        groups.append(_only_tcp(box, t, ports["rb"], src, "rb"))
         after = {k: _tx(box, "h1", k) for k in ("vxlan", "veth")}
         # No VXLAN device carried it (h1 may have none at all); the veths did.
         assert after["vxlan"] - before["vxlan"] < 50 <= after["veth"] - before["veth"]
@@ -181,7 +199,7 @@ def test_routed_ports_route_between_hosts_without_encapsulation(box: Box) -> Non
         # Drift: a /32 route deleted by hand is back after a resync.
         _ip(box, "h1", "route", "del", f"{rb}/32")
         _wait(lambda: f"{rb} via 198.18.0.12" in _ip(box, "h1", *ROUTES), "route repaired")
-        box.wait_ping(src, rb)
+        _wait(lambda: box.ask(src, "tcp", rb, 7001) == "rb", "rb reached again")
         # A port deleted: its /32 goes from every other host.
         assert box.http.delete(f"/v1/ports/{ports['rc']['id']}", headers=t).status_code == 204
         for short in ("h1", "h2"):
@@ -191,6 +209,8 @@ def test_routed_ports_route_between_hosts_without_encapsulation(box: Box) -> Non
         box.stop_servers()
         for p in ports.values():
             box.http.delete(f"/v1/ports/{p['id']}", headers=t)
+        for gid in groups:
+            box.http.delete(f"/v1/security-groups/{gid}", headers=t)
     assert box.http.delete(f"/v1/subnets/{s['id']}", headers=t).status_code == 204
     assert box.http.delete(f"/v1/vpcs/{vpc['id']}", headers=t).status_code == 204
     r = box.http.delete(f"/v1/address-scopes/{scope['id']}", headers=box.admin)
@@ -215,6 +235,7 @@ def test_flat_ports_meet_each_other_and_the_physical_server(box: Box) -> None:
     for p in ports.values():
         box.wait_status(t, p)
     physical = f"{box.name}-physical"
+    groups: list[str] = []
     try:
         _serve(box, where)
         src = box.workload("h1", "fa")
@@ -222,6 +243,13 @@ def test_flat_ports_meet_each_other_and_the_physical_server(box: Box) -> None:
         assert "macvlan mode bridge" in link and ports["fa"]["mac_address"].lower() in link
         assert "default via 192.168.50.1" in box.run(src, "ip", "route").stdout
         _identity(box, src, {"fb": ports["fb"], "fc": ports["fc"]})
+        # Groups on a flat port are refused (nothing on the host could enforce them).
+        r = box.http.patch(
+            f"/v1/ports/{ports['fb']['id']}",
+            json={"security_group_ids": [vpc["default_security_group_id"]]},
+            headers=t,
+        )
+        assert r.status_code == 409 and "macvlan" in r.json()["detail"], r.text
         # The bare-metal stand-in and the workloads reach each other on the segment.
         box.wait_ping(src, "192.168.50.1")
         for name, p in ports.items():
@@ -235,6 +263,8 @@ def test_flat_ports_meet_each_other_and_the_physical_server(box: Box) -> None:
         box.stop_servers()
         for p in ports.values():
             box.http.delete(f"/v1/ports/{p['id']}", headers=t)
+        for gid in groups:
+            box.http.delete(f"/v1/security-groups/{gid}", headers=t)
     assert box.http.delete(f"/v1/subnets/{s['id']}", headers=t).status_code == 204
     assert box.http.delete(f"/v1/vpcs/{vpc['id']}", headers=t).status_code == 204
     _nothing_left(box, {box.workload(*w) for w in where.values()})

@@ -38,11 +38,7 @@ from workers.agent.planners.secgroups import (
     render_arp,
     render_security,
 )
-from workers.agent.planners.typed_fw import (
-    flat_netns,
-    render_flat_security,
-    render_routed_security,
-)
+from workers.agent.planners.typed_fw import render_routed_security
 from workers.agent.planners.udp import LB_TABLES, udp_ruleset
 from workers.agent.ruleset import (
     IpsetState,
@@ -143,8 +139,7 @@ class CutConntrack(_NetnsOp):
 
 def firewall_tables(desired: Desired) -> dict[str | None, tuple[str, ...]]:
     """Every table each namespace uses: the host's filter, each load balancer's nat."""
-    flat = {ns: ("filter",) for ns in flat_netns(desired)}  # flat ports' groups
-    return TABLES | {ns: LB_TABLES for ns in desired.lb_netns.values()} | flat
+    return TABLES | {ns: LB_TABLES for ns in desired.lb_netns.values()}
 
 
 def render(desired: Desired) -> dict[str | None, NetnsFirewall]:
@@ -184,7 +179,6 @@ def render(desired: Desired) -> dict[str | None, NetnsFirewall]:
     out: dict[str | None, NetnsFirewall] = {
         HOST: NetnsFirewall(tables=host, sets=sets, sysctls=sysctls)
     }
-    out.update(render_flat_security(desired))
     for lb_id, lb in desired.lbs.items():
         out[desired.lb_netns[lb_id]] = NetnsFirewall(
             tables={"nat": udp_ruleset(lb, desired.udp_down)}
