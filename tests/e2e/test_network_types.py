@@ -200,9 +200,19 @@ def test_routed_ports_route_between_hosts_without_encapsulation(box: Box) -> Non
         _ip(box, "h1", "route", "del", f"{rb}/32")
         _wait(lambda: f"{rb} via 198.18.0.12" in _ip(box, "h1", *ROUTES), "route repaired")
         _wait(lambda: box.ask(src, "tcp", rb, 7001) == "rb", "rb reached again")
+        # A port moved to another host: every host's route follows it.
+        r = box.http.patch(
+            f"/v1/ports/{ports['rc']['id']}", json={"host": box.host("h2")}, headers=t
+        )
+        assert r.status_code == 200, r.text
+        box.wait_status(t, r.json())
+        _wait(lambda: f"{rc} via 198.18.0.12" in _ip(box, "h1", *ROUTES), "h1 follows rc")
+        _wait(lambda: f"{rc} via 198.18.0.12" in _ip(box, "h3", *ROUTES), "h3 follows rc")
+        assert f"{rc} dev vpw" in _ip(box, "h2", *ROUTES)
+        box.wait_ping(src, rc)  # now in h2's namespace
         # A port deleted: its /32 goes from every other host.
         assert box.http.delete(f"/v1/ports/{ports['rc']['id']}", headers=t).status_code == 204
-        for short in ("h1", "h2"):
+        for short in ("h1", "h2", "h3"):
             _wait(lambda s=short: rc not in _ip(box, s, *ROUTES), f"{rc} gone from {short}")
         assert not box.ping(src, rc)
     finally:
@@ -215,7 +225,7 @@ def test_routed_ports_route_between_hosts_without_encapsulation(box: Box) -> Non
     assert box.http.delete(f"/v1/vpcs/{vpc['id']}", headers=t).status_code == 204
     r = box.http.delete(f"/v1/address-scopes/{scope['id']}", headers=box.admin)
     assert r.status_code == 204, r.text
-    _nothing_left(box, {box.workload(*w) for w in where.values()})
+    _nothing_left(box, {box.workload(*w) for w in where.values()} | {box.workload("h2", "rc")})
 
 
 def test_flat_ports_meet_each_other_and_the_physical_server(box: Box) -> None:
