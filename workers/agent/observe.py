@@ -201,7 +201,7 @@ def observe(
         services=services,
         resolv=resolv,
         lbs=observe_lbs(state_dir, desired) if state_dir is not None else {},
-        typed=observe_typed(nl, host_netns, desired.typed),
+        typed=observe_typed(nl, host_netns, desired.typed, scope),
     )
 
 

@@ -1,16 +1,23 @@
-"""Read flat and routed ports from the kernel into a TypedObs, always whole: the host's
-routed veth ends (`vpw…`), their proxy ARP switch and addresses, the host's typed routes
-and ip_forward, and each desired typed port's workload end with its addresses and our
-routes. A workload interface is reported only when it has the kind its type makes
-(veth for routed, macvlan for flat)."""
+"""Read flat and routed ports from the kernel into a TypedObs, whole: the host's routed
+veth ends (`vpw…`), their proxy ARP switch and addresses, the host's typed routes and
+ip_forward, and each desired typed port's workload end with its addresses and our
+routes. A workload interface is reported with its kind; the planner treats one of the
+wrong kind (not veth for routed, not macvlan for flat) as not ours.
+
+A scoped (incremental) observation of a host whose document has no typed port, and
+whose ops touched none, skips all of it (`TypedObs.read` False): the cached picture
+stands, and a host without flat/routed subnets pays nothing per sync. A full
+observation always reads it, so drift is found by the periodic resync.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
 from workers.agent import drivers
-from workers.agent.drivers import Netlink
+from workers.agent.drivers import Netlink, rawnl
 from workers.agent.drivers import typed as tdrv
+from workers.agent.observed import Scope
 from workers.agent.typed_state import (
     IP_FORWARD,
     PROXY_ARP,
@@ -20,33 +27,39 @@ from workers.agent.typed_state import (
     TypedPort,
     TypedRoute,
     is_routed_veth,
+    touches_typed,
 )
 
 
-def observe_typed(nl: Netlink, host_netns: str | None, typed: TypedDesired) -> TypedObs:
-    host = nl.handle(host_netns)
-    links = tdrv.dump_links(host)
-    names = {index: name for index, name, *_ in links}
-    ours = [link for link in links if is_routed_veth(link[1]) and link[2] == "veth"]
-    routes = tdrv.dump_routes(host)
+def observe_typed(
+    nl: Netlink, host_netns: str | None, typed: TypedDesired, scope: Scope | None = None
+) -> TypedObs:
+    idle = not typed.ports and not typed.host_routes
+    if scope is not None and idle and not touches_typed(scope.links):
+        return TypedObs(read=False)
+    raw = nl.raw(host_netns)
+    links = rawnl.dump_links(raw)
+    names = {link.index: link.name for link in links}
+    ours = [link for link in links if is_routed_veth(link.name) and link.kind == "veth"]
+    routes = tdrv.dump_routes(nl.handle(host_netns))
     if not ours and not routes and not typed.ports:
-        return TypedObs()  # a host without typed networks pays one link dump
+        return TypedObs()
     addresses: dict[int, set[str]] = defaultdict(set)
-    for index, cidr in tdrv.dump_addresses(host):
+    for index, cidr in rawnl.dump_addresses(raw):
         addresses[index].add(cidr)
-    keys = [PROXY_ARP.format(link[1]) for link in ours] + [IP_FORWARD]
+    keys = [PROXY_ARP.format(link.name) for link in ours] + [IP_FORWARD]
     sysctls = drivers.sysctl.read(host_netns, keys)
     veths = {
-        name: TypedLinkObs(
-            name,
-            kind,
-            mac,
-            mtu,
-            up,
-            frozenset(addresses[index]),
-            proxy_arp=sysctls.get(PROXY_ARP.format(name)) == "1",
+        link.name: TypedLinkObs(
+            link.name,
+            link.kind,
+            (link.address or "").lower(),
+            link.mtu,
+            bool(link.flags & drivers.IFF_UP),
+            frozenset(addresses[link.index]),
+            proxy_arp=sysctls.get(PROXY_ARP.format(link.name)) == "1",
         )
-        for index, name, kind, mac, mtu, up in ours
+        for link in ours
     }
     host_routes = frozenset(
         TypedRoute(dst, gw, "" if gw else names.get(oif, "")) for oif, dst, gw in routes
@@ -63,19 +76,20 @@ def _workload(nl: Netlink, tp: TypedPort) -> TypedLinkObs | None:
     if not drivers.netns_exists(tp.netns):
         return None
     try:
-        ipr = nl.handle(tp.netns)
+        raw = nl.raw(tp.netns)
     except drivers.NetnsMissing:
         return None
-    want = tp.port.interface_name
-    kind = "veth" if tp.routed else "macvlan"
-    link = next((x for x in tdrv.dump_links(ipr) if x[1] == want), None)
+    link = rawnl.get_link(raw, tp.port.interface_name)
     if link is None:
         return None
-    index, name, have_kind, mac, mtu, up = link
-    if have_kind != kind:
-        return TypedLinkObs(name, have_kind, mac, mtu, up, netns=tp.netns)
-    addresses = frozenset(c for i, c in tdrv.dump_addresses(ipr) if i == index)
+    mac, up = (link.address or "").lower(), bool(link.flags & drivers.IFF_UP)
+    kind = "veth" if tp.routed else "macvlan"
+    if link.kind != kind:
+        return TypedLinkObs(link.name, link.kind, mac, link.mtu, up, netns=tp.netns)
+    addresses = frozenset(c for i, c in rawnl.dump_addresses(raw) if i == link.index)
     routes = frozenset(
-        TypedRoute(dst, gw, name) for oif, dst, gw in tdrv.dump_routes(ipr) if oif == index
+        TypedRoute(dst, gw, link.name)
+        for oif, dst, gw in tdrv.dump_routes(nl.handle(tp.netns))
+        if oif == link.index
     )
-    return TypedLinkObs(name, kind, mac, mtu, up, addresses, routes, netns=tp.netns)
+    return TypedLinkObs(link.name, kind, mac, link.mtu, up, addresses, routes, netns=tp.netns)

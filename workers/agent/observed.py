@@ -224,5 +224,5 @@ class Observed:
             services=part.services,
             resolv=part.resolv,
             lbs=part.lbs,  # cheap to read, so every observation reads all of it
-            typed=part.typed,
+            typed=part.typed if part.typed.read else self.typed,
         )

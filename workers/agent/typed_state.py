@@ -10,7 +10,7 @@ and the re-observation after apply both see all of it.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from workers.agent import names
@@ -23,6 +23,14 @@ IP_FORWARD = "net.ipv4.ip_forward"
 
 def routed_veth_name(port_id: str) -> str:
     return f"{names.PREFIX}{ROUTED_VETH}{names.service_token(port_id)}"
+
+
+ROUTES_TARGET = "vpw-routes"  # the host's typed routes, as one op target
+
+
+def touches_typed(links: Iterable[str]) -> bool:
+    """Whether a scope's link names include a typed op's target."""
+    return any(n == ROUTES_TARGET or is_routed_veth(n) for n in links)
 
 
 def is_routed_veth(name: str) -> bool:
@@ -88,6 +96,7 @@ class TypedObs:
     workloads: Mapping[str, TypedLinkObs] = field(default_factory=dict)  # by port id
     host_routes: frozenset[TypedRoute] = frozenset()
     forwarding: bool = False
+    read: bool = True  # False: a scoped observation skipped it (the cached one stands)
 
 
 def typed_desired(

@@ -28,10 +28,15 @@ from typing import ClassVar
 from workers.agent.desired import Desired
 from workers.agent.observed import Observed, Scope
 from workers.agent.ops import Op, Phase
-from workers.agent.typed_state import TypedLinkObs, TypedPort, TypedRoute, routed_veth_name
+from workers.agent.typed_state import (
+    ROUTES_TARGET,
+    TypedLinkObs,
+    TypedPort,
+    TypedRoute,
+    routed_veth_name,
+)
 from workers.protocol import ROUTED_GATEWAY
 
-ROUTES_TARGET = "vpw-routes"  # the host's typed routes, as one target
 DEFAULT = "0.0.0.0/0"
 
 
