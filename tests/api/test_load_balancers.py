@@ -326,8 +326,10 @@ def test_health_monitor_rules(client: TestClient, tenant: Tenant, net: J) -> Non
     assert h.problem(post(tcp["id"], url_path="/x"), 422)["errors"][0]["field"] == "body.url_path"
     assert h.problem(post(tcp["id"], type="UDP-CONNECT"), 422)["errors"][0]["field"] == "body.type"
     assert h.problem(post(udp["id"]), 422)["errors"][0]["field"] == "body.type"
-    # PING has no data plane yet: refused on every pool, naming the field
-    assert h.problem(post(tcp["id"], type="PING"), 422)["errors"][0]["field"] == "body.type"
+    # PING: haproxy's external check on TCP and HTTP pools; no ICMP prober for UDP ones
+    assert h.problem(post(udp["id"], type="PING"), 422)["errors"][0]["field"] == "body.type"
+    ping_pool = h.pool(client, tenant, load_balancer_id=lb["id"])
+    assert post(ping_pool["id"], type="PING").status_code == 201
     assert h.problem(post(tcp["id"], type="HTTP", expected_codes="2000"), 422)
     assert h.problem(post(tcp["id"], type="HTTP", expected_codes="204-200"), 422)
     assert h.problem(post(tcp["id"], max_retries=11), 422)

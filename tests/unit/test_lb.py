@@ -134,6 +134,17 @@ def test_http_listener_forwards_for_and_checks_http() -> None:
     assert "    http-check expect rstatus ^(200|201|202)$\n" in text
 
 
+def test_ping_monitor_runs_the_external_check() -> None:
+    text = render(lb([listener("l", "TCP", 80, "p")], [pool("p", monitor=monitor("PING"))]), SOCK)
+    assert "global\n" in text and "    external-check\n    insecure-fork-wanted\n" in text
+    assert "    option external-check\n" in text
+    assert '    external-check path "/usr/sbin:/usr/bin:/sbin:/bin"\n' in text
+    assert "    external-check command /state/lb/ping-check\n" in text
+    assert "    server m-m1 10.0.1.11:8080 weight 1 check\n" in text
+    tcp = render(lb([listener("l", "TCP", 80, "p")], [pool("p", monitor=monitor())]), SOCK)
+    assert "external-check" not in tcp and "insecure-fork" not in tcp
+
+
 @pytest.mark.parametrize(
     ("codes", "line"),
     [
