@@ -10,8 +10,8 @@ from tests.unit.test_typed_plan import F3, PHYS, R1, _flat, _host, _routed
 from workers.agent.desired import Desired
 from workers.agent.observed import Observed
 from workers.agent.plan import plan
-from workers.agent.planners.firewall import render
-from workers.agent.planners.secgroups import egress_chain, group_set, ingress_chain
+from workers.agent.planners.firewall import CutConntrack, render
+from workers.agent.planners.secgroups import Cut, egress_chain, group_set, ingress_chain
 from workers.agent.planners.typed_fw import ROUTED_FORWARD, ROUTED_HOOK
 from workers.agent.typed_state import routed_veth_name
 from workers.protocol import HostState, SecurityGroupRuleState, SecurityGroupState
@@ -75,3 +75,18 @@ def test_groups_converge_and_go_away_with_nothing_left() -> None:
 def test_no_group_on_a_typed_port_means_no_rules() -> None:
     fw = render(_desired(None))
     assert ROUTED_FORWARD not in fw[None].tables["filter"].chains and "h1-c" not in fw
+
+
+def test_removing_a_rule_cuts_the_flows_it_let_into_a_routed_port() -> None:
+    built = apply_ops(Observed(), plan(_desired([G]), Observed()))
+    narrower = _state([G]).model_copy(
+        update={
+            "security_groups": [
+                GROUPS[0].model_copy(update={"rules": [RULES[1]]}),  # the tcp/7001 rule goes
+                GROUPS[1],
+            ]
+        }
+    )
+    ops = plan(Desired.build(narrower, "h1-", physical_interfaces=PHYS), built)
+    (cut,) = [op for op in ops if isinstance(op, CutConntrack)]
+    assert Cut("tcp", None, R1.ip, 7001) in cut.cuts

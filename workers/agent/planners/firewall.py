@@ -38,7 +38,7 @@ from workers.agent.planners.secgroups import (
     render_arp,
     render_security,
 )
-from workers.agent.planners.typed_fw import render_routed_security
+from workers.agent.planners.typed_fw import render_routed_security, with_routed
 from workers.agent.planners.udp import LB_TABLES, udp_ruleset
 from workers.agent.ruleset import (
     IpsetState,
@@ -213,7 +213,7 @@ def plan_firewall(desired: Desired, observed: Observed) -> list[Op]:
             ops.append(DestroyIpsets(netns, tuple(stale)))
         filters = want.tables.get("filter", Ruleset()).chains
         before = have.tables.get("filter", Ruleset()).chains
-        cuts = conntrack_cuts(desired, filters, before, want.sets, have.sets)
+        cuts = conntrack_cuts(with_routed(desired), filters, before, want.sets, have.sets)
         if cuts:
             ops.append(CutConntrack(netns, cuts))
     return ops
