@@ -14,12 +14,12 @@ from models import LoadBalancer, Pool, Subnet
 from models.loadbalancer import listener_on, member_at, monitor_of
 
 # Which monitors a pool's protocol can run: haproxy checks TCP and HTTP pools (PING, as in
-# Octavia, through haproxy's external check running `ping`); the agent's own UDP-CONNECT
-# probes check UDP pools (PING there would need an ICMP prober in the agent: not built).
+# Octavia, through haproxy's external check running `ping`); the agent's own probes check
+# UDP pools: UDP-CONNECT, or PING with its ICMP prober.
 MONITORS_FOR = {
     "TCP": ("TCP", "HTTP", "PING"),
     "HTTP": ("TCP", "HTTP", "PING"),
-    "UDP": ("UDP-CONNECT",),
+    "UDP": ("UDP-CONNECT", "PING"),
 }
 HTTP_DEFAULTS = {"http_method": "GET", "url_path": "/", "expected_codes": "200"}
 

@@ -306,18 +306,25 @@ def test_draining_keeps_open_connections(lb: Lb) -> None:
         holder.wait(timeout=5)
 
 
-def test_a_ping_monitor_takes_an_unreachable_member_out(lb: Lb) -> None:
+@pytest.mark.parametrize(
+    ("protocol", "port", "member_port"), [("TCP", 85, 8080), ("UDP", 86, 8053)]
+)
+def test_a_ping_monitor_takes_an_unreachable_member_out(
+    lb: Lb, protocol: str, port: int, member_port: int
+) -> None:
+    """PING: haproxy's external check on a TCP pool, the agent's ICMP prober on a UDP one."""
     box, who = lb.box, lb.who
     listener = box.post(
-        "/v1/listeners", who, load_balancer_id=lb.id, protocol="TCP", protocol_port=85
+        "/v1/listeners", who, load_balancer_id=lb.id, protocol=protocol, protocol_port=port
     )
     pool = box.post(
-        "/v1/pools", who, listener_id=listener["id"], protocol="TCP", lb_algorithm="ROUND_ROBIN"
+        "/v1/pools", who, listener_id=listener["id"], protocol=protocol, lb_algorithm="ROUND_ROBIN"
     )
     try:
         path = f"/v1/pools/{pool['id']}/members"
-        real = box.post(path, who, address=lb.ports["m1"]["ip_address"], protocol_port=8080)
-        ghost = box.post(path, who, address=GHOST, protocol_port=8080)  # nothing answers
+        address = lb.ports["m1"]["ip_address"]
+        real = box.post(path, who, address=address, protocol_port=member_port)
+        ghost = box.post(path, who, address=GHOST, protocol_port=member_port)  # no one there
         box.post(
             "/v1/health-monitors",
             who,
@@ -335,7 +342,7 @@ def test_a_ping_monitor_takes_an_unreachable_member_out(lb: Lb) -> None:
         counts: list[dict[str, int]] = []
         deadline = time.monotonic() + 60
         while not counts or (counts[-1] != {"m1": 6} and time.monotonic() < deadline):
-            argv = (sys.executable, IDENTITY, "count", "tcp", lb.vip, "85", "6")
+            argv = (sys.executable, IDENTITY, "count", protocol.lower(), lb.vip, str(port), "6")
             r = box.run(lb.client_ns, *argv, timeout=60)
             counts.append(json.loads(r.stdout))
         assert counts[-1] == {"m1": 6}, counts
