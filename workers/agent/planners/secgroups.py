@@ -179,14 +179,18 @@ def render_security(
             f"-m physdev --physdev-out {veth} --physdev-is-bridged -j {ingress_chain(port.id)}"
         )
     chains[FORWARD_CHAIN] = (*jumps_out, *jumps_in)
-    # Our own specs carry no quoting: str.split finds the sets (shlex cost seconds at 1000 ports).
+    return chains, (HOOK,), used_sets(desired, chains)
+
+
+def used_sets(desired: Desired, chains: Mapping[str, tuple[str, ...]]) -> dict[str, IpsetState]:
+    """The remote groups' sets that `chains` match on. Our own specs carry no quoting,
+    so str.split finds them (shlex.split cost seconds a render at 1000 ports)."""
     used = {w for rules in chains.values() for r in rules if _SET in r for w in r.split()}
-    sets = {
+    return {
         group_set(g.id): IpsetState(group_set(g.id), "hash:ip", frozenset(g.members))
         for g in desired.groups.values()
         if group_set(g.id) in used
     }
-    return chains, (HOOK,), sets
 
 
 def render_arp(
