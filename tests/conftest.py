@@ -20,13 +20,14 @@ ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_itemcollected(item: pytest.Item) -> None:
     """Under xdist (`-n 2 --dist loadgroup`, the default in pyproject): the kernel and page
-    tests run one after another on one worker, since they share the machine's namespaces
-    and timings; the pure and API tests spread over the other."""
-    for item in items:
-        if item.get_closest_marker("e2e") or item.nodeid.startswith("tests/ui/"):
-            item.add_marker(pytest.mark.xdist_group("kernel"))
+    tests run one after another on one worker, since they share the machine's namespaces,
+    its Postgres connections and timings; the pure and API tests spread over the other.
+    (Marked as each item is collected: xdist reads the groups in its own
+    `pytest_collection_modifyitems`, which may run before a conftest's.)"""
+    if item.nodeid.startswith(("tests/e2e/", "tests/ui/")):
+        item.add_marker(pytest.mark.xdist_group("kernel"))
 
 
 @pytest.fixture(scope="session")
