@@ -11,6 +11,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -20,14 +21,24 @@ ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def pytest_itemcollected(item: pytest.Item) -> None:
-    """Under xdist (`-n 2 --dist loadgroup`, the default in pyproject): the kernel and page
-    tests run one after another on one worker, since they share the machine's namespaces,
-    its Postgres connections and timings; the pure and API tests spread over the other.
-    (Marked as each item is collected: xdist reads the groups in its own
-    `pytest_collection_modifyitems`, which may run before a conftest's.)"""
-    if item.nodeid.startswith(("tests/e2e/", "tests/ui/")):
-        item.add_marker(pytest.mark.xdist_group("kernel"))
+# Tests that run one after another on one xdist worker: the kernel and page tests share
+# the machine's namespaces and timings, and the parallel-burst API tests would compete
+# with the e2e sandbox for the shared Postgres's 100 connections.
+SERIAL = ("tests/e2e/", "tests/ui/", "tests/api/test_concurrency.py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`-n 2` (the default in pyproject): the SERIAL tests form one unit of work, in
+    collection order, so module fixtures stay whole; every other test file is a unit of
+    its own. (xdist's `loadgroup` cannot do this on pytest 9: it renames node ids.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SerialApart(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return "serial" if nodeid.startswith(SERIAL) else nodeid.split("::", 1)[0]
+
+    return SerialApart(config, log)
 
 
 @pytest.fixture(scope="session")
