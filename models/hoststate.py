@@ -137,6 +137,19 @@ def dirty_hosts(session: Session) -> list[str]:
     return list(session.scalars(sa.select(HostStateRow.host).where(HostStateRow.dirty.is_(True))))
 
 
+def dirty_among(session: Session, hosts: set[str]) -> set[str]:
+    """Of `hosts`, those marked dirty: a change waits for them (its poke may be lost)."""
+    if not hosts:
+        return set()
+    return set(
+        session.scalars(
+            sa.select(HostStateRow.host).where(
+                HostStateRow.host.in_(sorted(hosts)), HostStateRow.dirty.is_(True)
+            )
+        )
+    )
+
+
 def lagging_hosts(session: Session, compiled_before: datetime) -> list[str]:
     """Hosts that are up but have not realised a revision compiled before `compiled_before`.
 

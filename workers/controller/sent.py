@@ -20,11 +20,16 @@ class SentDocuments:
         self._lock = threading.Lock()
         self._docs: dict[str, dict[str, Any]] = {}
 
-    def message(self, host: str, body: dict[str, Any], *, deltas: bool) -> dict[str, Any]:
+    def message(
+        self, host: str, body: dict[str, Any], *, deltas: bool, again: bool = True
+    ) -> dict[str, Any] | None:
         """What to send `host` for document `body`: a delta on the last document sent
-        when the host takes deltas and there is an older one, else `body` whole."""
+        when the host takes deltas and there is an older one, else `body` whole; None
+        when `body` is the very document sent last and not to be sent `again`."""
         with self._lock:
             base = self._docs.get(host)
+            if not again and base == body:
+                return None
             self._docs[host] = body
         if not deltas or base is None or base["revision"] >= body["revision"]:
             return body
