@@ -86,6 +86,11 @@ class Run:
     def controller_pid(self) -> int:
         return self.fleet.controllers["main"].pid
 
+    def agents_cpu(self) -> float:
+        """CPU seconds of the simulated agents' processes (on one machine here; on
+        their own hosts in production)."""
+        return sum(cpu_seconds(p.pid) for p in self.fleet.agent_procs)
+
     def start_api(self) -> httpx.Client:
         os.environ["VPCD_ADMIN_TOKEN"] = TOKEN
         self.fleet._spawn(
@@ -117,7 +122,7 @@ class Run:
         idle = self.idle_rate(3.0)
         before = self.fleet.applies()
         compile0 = histogram(self.metrics_port, "vpcd_controller_compile_seconds")
-        cpu0 = cpu_seconds(pid)
+        cpu0, agents0 = cpu_seconds(pid), self.agents_cpu()
         t0 = time.time()
         m0 = time.monotonic()
         r = http.post(
@@ -139,7 +144,7 @@ class Run:
         last = max(reported[h] for h in affected) - t0
         sf.wait_converged(self.db_url, 300)
         wall = time.monotonic() - m0
-        cpu = cpu_seconds(pid) - cpu0
+        cpu, agents = cpu_seconds(pid) - cpu0, self.agents_cpu() - agents0
         time.sleep(3.0)  # late duplicates would land now
         sent = sf.diff(self.fleet.applies(), before)
         compile1 = histogram(self.metrics_port, "vpcd_controller_compile_seconds")
@@ -159,6 +164,7 @@ class Run:
             "controller_cpu_s": round(cpu, 3),
             "controller_cpu_s_minus_idle": round(cpu - idle * wall, 3),
             "controller_idle_cpu_per_s": round(idle, 3),
+            "simulated_agents_cpu_s": round(agents, 3),
         }
 
     def burst(self, http: httpx.Client, topo: sf.Topology) -> dict[str, Any]:

@@ -138,6 +138,7 @@ class Fleet:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     controllers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     agent_queues: dict[str, str] = field(default_factory=dict)  # host -> its process's queue
+    agent_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     log_dir: Path | None = None
 
     def __post_init__(self) -> None:
@@ -189,7 +190,7 @@ class Fleet:
                 continue
             queue = f"{self.namespace}.sim.{i}"
             self.agent_queues.update(dict.fromkeys(mine, queue))
-            self._spawn(
+            proc = self._spawn(
                 [
                     "-m", "workers.agent.simulated", "--hosts", ",".join(mine),
                     "--control", queue, "--redis-url", self.redis_url,
@@ -197,6 +198,7 @@ class Fleet:
                 ],
                 f"agents-{i}.log",
             )  # fmt: skip
+            self.agent_procs.append(proc)
 
     # -- what the agents counted -----------------------------------------------------------
 

@@ -108,7 +108,10 @@ def controller(
     """Run the controller: compiles host states, pokes hosts, records their reports."""
     from workers.controller.tasks import run
 
-    run(concurrency, metrics_port, metrics_address, controller_id)
+    if controller_id is None:
+        run(concurrency, metrics_port, metrics_address)
+    else:
+        run(concurrency, metrics_port, metrics_address, controller_id=controller_id)
 
 
 @app.command()

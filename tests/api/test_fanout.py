@@ -138,3 +138,28 @@ def test_two_controllers_share_the_hosts_without_double_sends(client, fleet) -> 
     assert set(sent) == wide  # every carrier got the change, c2's included
     assert all(pids["c1"] in fleet.senders()[h] for h in orphans)
     assert not sf.lagging(fleet.db_url)
+
+
+def test_owners_move_only_from_a_controller_that_leaves() -> None:
+    """Consistent hashing: with a third controller, hosts move only to it; when it
+    leaves, each goes back to the owner it had."""
+    hosts = [sf.host_name(i) for i in range(1000)]
+    two = {h: owner_of(h, ["c1", "c2"]) for h in hosts}
+    three = {h: owner_of(h, ["c1", "c2", "c3"]) for h in hosts}
+    moved = {h for h in hosts if two[h] != three[h]}
+    assert all(three[h] == "c3" for h in moved)
+    assert 200 < len(moved) < 480  # about a third, and every controller has a share
+    assert 350 < sum(1 for h in hosts if two[h] == "c1") < 650
+    assert owner_of("sim0001", []) is None
+
+
+def test_vpcd_controller_passes_its_ring_id_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from cli import vpcd
+    from workers.controller import tasks
+
+    calls: list[tuple[object, ...]] = []
+    monkeypatch.setattr(tasks, "run", lambda *args, **kw: calls.append((*args, kw)))
+    assert CliRunner().invoke(vpcd.app, ["controller", "--id", "c7"]).exit_code == 0
+    assert calls == [(4, None, "127.0.0.1", {"controller_id": "c7"})]
