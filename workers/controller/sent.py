@@ -4,7 +4,9 @@ Held in memory only: after a restart every host first gets a whole document agai
 delta is sent only on a base older than the new document; anything else goes whole
 (e.g. a host whose revisions started again). The newest send is always the next base:
 if two sends of one host crossed on the worker's threads, the agent holds another
-revision than that base, asks for the whole document, and gets it.
+revision than that base, asks for the whole document, and gets it. The very document
+sent last is not sent again unless asked (`again`): a poke racing the sweeper, or a peer
+recompiled for nothing, costs a compile, not a message.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from workers.bus import (
     host_queue,
 )
 from workers.controller import metrics
+from workers.controller.beats import RecentBeats
 from workers.controller.compile import compile_host
 from workers.controller.ring import Ring, queue_of
 from workers.controller.sent import SENT
@@ -45,6 +46,8 @@ app = celery_app()
 # Set when this controller shares the fleet with others (run(controller_id=...)): it then
 # compiles and sends only for the hosts the ring gives it.
 RING: Ring | None = None
+# Set by run(): heartbeats that change nothing are answered from memory (beats.py).
+BEATS: RecentBeats | None = None
 
 
 @contextmanager
@@ -80,9 +83,7 @@ def push(host: str, *, full: bool, resend: bool = False) -> int | None:
         metrics.REALISED.labels(host).observe(settled)
     if not full and realised == compiled.state.revision:
         return compiled.state.revision  # realised already: a message would be a no-op
-    message = SENT.message(
-        host, compiled.wire(), deltas=deltas and not full, again=full or resend
-    )
+    message = SENT.message(host, compiled.wire(), deltas=deltas and not full, again=full or resend)
     if message is None:
         metrics.DUPLICATES.inc()
         return compiled.state.revision
@@ -175,6 +176,11 @@ def heartbeat(
     with the L2 sections; one that sends no capabilities keeps those last recorded."""
     advertised = list(SECTIONS_L2) if sections is None else sections
     metrics.HEARTBEAT.labels(host).set_to_current_time()
+    said = repr((vtep_ip, sorted(roles), protocol_version, advertised, capabilities,
+                 physical_networks))  # fmt: skip
+    beats = BEATS
+    if beats is not None and not first and beats.fresh(host, said):
+        return
     with transaction() as session:
         changed = q.record_heartbeat(
             session,
@@ -192,6 +198,8 @@ def heartbeat(
             peers = carriers.carrying_hosts(session, "subnet", subnets) - {host}
             if not changed:  # a restart: peers hold its VTEP already; push those a change waits for
                 peers = q.dirty_among(session, peers)
+    if beats is not None:
+        beats.note(host, said)
     if changed or first:
         route(host, full=True)
     for peer in sorted(peers):
@@ -269,7 +277,8 @@ def run(
     """Run the controller: a worker on the control queue, the sweeper thread, and (with a
     port) the metrics endpoint. With an id (and Redis) it joins the ring of controllers
     sharing the fleet, and also consumes its own queue of pokes forwarded to it."""
-    global RING
+    global BEATS, RING
+    BEATS = RecentBeats()
     queues = [CONTROL_QUEUE]
     redis_url = os.environ.get("REDIS_URL")
     if controller_id is not None and redis_url:
