@@ -206,11 +206,15 @@ def heartbeat(
         route(peer, full=False)
 
 
-def sweep() -> None:
+def sweep(waited: set[str] | None = None) -> None:
     """Move routers, load balancers and DHCP/DNS services off network hosts that are down
     (missed heartbeats) to the least-loaded up one; push hosts whose change notice or
     document was lost; re-derive every unsettled status (a subnet nobody needs to realise,
-    a router whose host gained or lost a section)."""
+    a router whose host gained or lost a section).
+
+    With `waited` (the sweeper thread's), a host is pushed for its dirty flag only when
+    the previous sweep saw it dirty too: a poke normally follows a change by
+    milliseconds, and pushing it meanwhile compiled every busy host twice."""
     with transaction() as session:  # resource rows, then host rows: as API requests do
         moved, touched = placement.reschedule(session, utcnow())
         if moved:
@@ -242,6 +246,11 @@ def sweep() -> None:
         lost = q.lagging_hosts(session, utcnow() - REPUSH_AFTER)
         carriers.refresh_all(session, carriers.unsettled(session))
     ring = RING
+    if waited is not None:  # patient: a host dirty since the last sweep only, its poke is due
+        fresh = set(dirty) - waited - moved
+        waited.clear()
+        waited.update(fresh)
+        dirty = [h for h in dirty if h not in fresh]
     for host in sorted(set(dirty) | set(lost)):
         if ring is not None and not ring.mine(host):
             continue  # its owner's sweeper pushes it
@@ -250,11 +259,13 @@ def sweep() -> None:
 
 
 def start_sweeper(interval: float) -> threading.Thread:
+    waited: set[str] = set()  # hosts found dirty by the last sweep, left to their pokes
+
     def loop() -> None:
         while True:
             time.sleep(interval)
             try:
-                sweep()
+                sweep(waited)
             except Exception:  # keep sweeping: the next round retries
                 log.exception("sweep failed")
 
