@@ -94,9 +94,15 @@ def revisions(session: Session) -> list[tuple[str, int, int, bool]]:
     return [(name, rev or 0, real or 0, bool(dirty)) for name, rev, real, dirty in rows]
 
 
-def clear_dirty(session: Session, host: str) -> None:
-    """Run and commit *before* compiling: a change committed later sets it again and pokes."""
-    session.execute(sa.update(HostStateRow).where(HostStateRow.host == host).values(dirty=False))
+def clear_dirty(session: Session, host: str) -> bool:
+    """Run and commit *before* compiling: a change committed later sets it again and pokes.
+    True when it was dirty (a change waited for this push)."""
+    result = session.execute(
+        sa.update(HostStateRow)
+        .where(HostStateRow.host == host, HostStateRow.dirty.is_(True))
+        .values(dirty=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 def serialise_compiles(session: Session, host: str) -> None:

@@ -59,11 +59,12 @@ def transaction() -> Iterator[Session]:
 
 def push(host: str, *, full: bool, resend: bool = False) -> int | None:
     """Compile the host's document and send it to the host's own queue, unless the host
-    realised it already or this process sent it this very document (a poke racing the
-    sweeper, a peer of a restarted host): only `full` (a resync) and `resend` (a document
-    that seems lost) send the same document again."""
+    realised it already, or no change waited for it (its dirty flag was clear: a poke
+    that raced the sweeper, a peer of a restarted host) and this process sent it this
+    very document last. `full` (a resync) and `resend` (a document that seems lost)
+    always send."""
     with transaction() as session:
-        q.clear_dirty(session, host)
+        waited = q.clear_dirty(session, host)
     with transaction() as session, metrics.COMPILE.time():
         compiled = compile_host(session, host)
     if compiled is None:
@@ -83,7 +84,8 @@ def push(host: str, *, full: bool, resend: bool = False) -> int | None:
         metrics.REALISED.labels(host).observe(settled)
     if not full and realised == compiled.state.revision:
         return compiled.state.revision  # realised already: a message would be a no-op
-    message = SENT.message(host, compiled.wire(), deltas=deltas and not full, again=full or resend)
+    again = full or resend or waited
+    message = SENT.message(host, compiled.wire(), deltas=deltas and not full, again=again)
     if message is None:
         metrics.DUPLICATES.inc()
         return compiled.state.revision
