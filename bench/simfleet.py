@@ -135,6 +135,7 @@ class Fleet:
     redis_url: str
     namespace: str = field(default_factory=lambda: f"fan{uuid.uuid4().hex[:8]}")
     sweep_interval: float = 2.0
+    repush_after: float | None = None  # VPCD_REPUSH_AFTER for the controllers (default 5 s)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     controllers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     agent_queues: dict[str, str] = field(default_factory=dict)  # host -> its process's queue
@@ -160,6 +161,7 @@ class Fleet:
             "VPCD_BUS_NAMESPACE": self.namespace,
             "VPCD_SWEEP_INTERVAL": str(self.sweep_interval),
             "PYTHONPATH": str(ROOT),
+            **({"VPCD_REPUSH_AFTER": str(self.repush_after)} if self.repush_after else {}),
         }
 
     def _spawn(self, args: list[str], log: str) -> subprocess.Popen[bytes]:

@@ -31,7 +31,10 @@ def fleet(client, db_url: str) -> Iterator[tuple[sf.Fleet, sf.Topology]]:  # typ
         client, ADMIN, db_url, hosts=HOSTS, ports_per_host=PORTS_PER_HOST, tenants=TENANTS,
         span=SPAN,
     )  # fmt: skip
-    fleet = sf.Fleet(db_url, redis_url, sweep_interval=1.0)
+    # The sweeper re-sends a document not realised 5 s after its compile (lost, it
+    # assumes); on a loaded machine a report can take that long, so the tests, which
+    # count messages, give it 120 s.
+    fleet = sf.Fleet(db_url, redis_url, sweep_interval=1.0, repush_after=120.0)
     try:
         yield fleet, topo
     finally:
