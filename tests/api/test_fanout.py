@@ -16,7 +16,7 @@ import pytest
 
 from bench import simfleet as sf
 from tests.conftest import ADMIN
-from workers.controller.ring import owner_of
+from workers.controller.ring import TTL, owner_of
 
 HOSTS, PORTS_PER_HOST, TENANTS, SPAN = 50, 2, 10, 25
 CONVERGE = 180.0  # seconds: generous, the machine is shared and loaded
@@ -119,6 +119,7 @@ def test_two_controllers_share_the_hosts_without_double_sends(client, fleet) -> 
     while fleet.controller_ids() != members:
         assert time.monotonic() < deadline, "controllers never registered"
         time.sleep(0.1)
+    time.sleep(TTL / 3 + 1.0)  # each controller reads the members at its next beat
     fleet.start_agents(topo.hosts, processes=1)
     sf.wait_converged(fleet.db_url, CONVERGE)
     time.sleep(1.5)
