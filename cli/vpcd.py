@@ -96,11 +96,22 @@ def controller(
     metrics_address: Annotated[
         str, typer.Option(help="Address the metrics port binds to.")
     ] = "127.0.0.1",
+    controller_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id",
+            help="Share the fleet with other controllers (Redis): hosts are partitioned "
+            "over the live ids by consistent hashing.",
+        ),
+    ] = None,
 ) -> None:
     """Run the controller: compiles host states, pokes hosts, records their reports."""
     from workers.controller.tasks import run
 
-    run(concurrency, metrics_port, metrics_address)
+    if controller_id is None:
+        run(concurrency, metrics_port, metrics_address)
+    else:
+        run(concurrency, metrics_port, metrics_address, controller_id=controller_id)
 
 
 @app.command()

@@ -94,9 +94,15 @@ def revisions(session: Session) -> list[tuple[str, int, int, bool]]:
     return [(name, rev or 0, real or 0, bool(dirty)) for name, rev, real, dirty in rows]
 
 
-def clear_dirty(session: Session, host: str) -> None:
-    """Run and commit *before* compiling: a change committed later sets it again and pokes."""
-    session.execute(sa.update(HostStateRow).where(HostStateRow.host == host).values(dirty=False))
+def clear_dirty(session: Session, host: str) -> bool:
+    """Run and commit *before* compiling: a change committed later sets it again and pokes.
+    True when it was dirty (a change waited for this push)."""
+    result = session.execute(
+        sa.update(HostStateRow)
+        .where(HostStateRow.host == host, HostStateRow.dirty.is_(True))
+        .values(dirty=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 def serialise_compiles(session: Session, host: str) -> None:
@@ -135,6 +141,19 @@ def stamp(session: Session, host: str, digest: str) -> int:
 
 def dirty_hosts(session: Session) -> list[str]:
     return list(session.scalars(sa.select(HostStateRow.host).where(HostStateRow.dirty.is_(True))))
+
+
+def dirty_among(session: Session, hosts: set[str]) -> set[str]:
+    """Of `hosts`, those marked dirty: a change waits for them (its poke may be lost)."""
+    if not hosts:
+        return set()
+    return set(
+        session.scalars(
+            sa.select(HostStateRow.host).where(
+                HostStateRow.host.in_(sorted(hosts)), HostStateRow.dirty.is_(True)
+            )
+        )
+    )
 
 
 def lagging_hosts(session: Session, compiled_before: datetime) -> list[str]:

@@ -38,6 +38,10 @@ DOCUMENTS = Counter(
     "Host documents sent, by the sections they carry and the host's roles",
     ["sections", "role"],
 )
+DUPLICATES = Counter(
+    "vpcd_controller_duplicates_skipped_total",
+    "Pushes that compiled the document this controller had just sent, so sent nothing",
+)
 REPUSHES = Counter(
     "vpcd_controller_sweep_repushes_total",
     "Hosts the sweeper pushed because their change notice was lost",

@@ -21,7 +21,7 @@ from models import (
     Subnet,
     Vpc,
 )
-from models.desired import PortName
+from models.desired import PortName, RemotePortRow
 from workers.controller import typed
 from workers.controller.lb_section import LbInputs, load_balancers_carry, load_balancers_section
 from workers.protocol import (
@@ -54,7 +54,8 @@ class Inputs:
     ports: Sequence[Port] = ()  # workload ports on this host
     subnets: Sequence[Subnet] = ()  # every subnet the host carries
     routed: frozenset[str] = frozenset()  # subnets a router serves
-    remote: Sequence[tuple[Port, str]] = ()  # their ports on other hosts, with the VTEP
+    # their ports on other hosts, with the VTEP
+    remote: Sequence[tuple[Port | RemotePortRow, str]] = ()
     routers: Sequence[Router] = ()  # routers scheduled on this host
     interfaces: Sequence[tuple[RouterInterface, Port, Subnet]] = ()  # their legs
     external_networks: Mapping[str, ExternalNetwork] = field(default_factory=dict)
@@ -80,7 +81,7 @@ def _prefixlen(cidr: str) -> int:
 
 
 def subnets_section(i: Inputs) -> list[SubnetState]:
-    remote_by_subnet: dict[str, list[tuple[Port, str]]] = {}
+    remote_by_subnet: dict[str, list[tuple[Port | RemotePortRow, str]]] = {}
     for port, vtep in i.remote:
         remote_by_subnet.setdefault(port.subnet_id, []).append((port, vtep))
     out = []
@@ -97,8 +98,10 @@ def subnets_section(i: Inputs) -> list[SubnetState]:
                 host_routes=[Route(**r) for r in s.host_routes],
                 remote_vteps=sorted({v for _, v in others if v}),
                 remote_ports=sorted(
-                    (
-                        RemotePort(mac=p.mac_address.lower(), ip=p.ip_address, vtep_ip=v)
+                    (  # columns of the database's own rows: constructed, not re-validated
+                        RemotePort.model_construct(
+                            mac=p.mac_address.lower(), ip=p.ip_address, vtep_ip=v
+                        )
                         for p, v in others
                     ),
                     key=lambda r: (r.mac, r.vtep_ip),

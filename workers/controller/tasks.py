@@ -33,7 +33,9 @@ from workers.bus import (
     host_queue,
 )
 from workers.controller import metrics
+from workers.controller.beats import RecentBeats
 from workers.controller.compile import compile_host
+from workers.controller.ring import Ring, queue_of
 from workers.controller.sent import SENT
 from workers.protocol import SECTIONS_L2, Report
 
@@ -41,6 +43,11 @@ log = logging.getLogger("vpcd.controller")
 # A host that has not realised a document this long after it was compiled lost it: send again.
 REPUSH_AFTER = timedelta(seconds=float(os.environ.get("VPCD_REPUSH_AFTER", "5")))
 app = celery_app()
+# Set when this controller shares the fleet with others (run(controller_id=...)): it then
+# compiles and sends only for the hosts the ring gives it.
+RING: Ring | None = None
+# Set by run(): heartbeats that change nothing are answered from memory (beats.py).
+BEATS: RecentBeats | None = None
 
 
 @contextmanager
@@ -50,10 +57,14 @@ def transaction() -> Iterator[Session]:
         yield session
 
 
-def push(host: str, *, full: bool) -> int | None:
-    """Compile the host's document and send it to the host's own queue."""
+def push(host: str, *, full: bool, resend: bool = False) -> int | None:
+    """Compile the host's document and send it to the host's own queue, unless the host
+    realised it already, or no change waited for it (its dirty flag was clear: a poke
+    that raced the sweeper, a peer of a restarted host) and this process sent it this
+    very document last. `full` (a resync) and `resend` (a document that seems lost)
+    always send."""
     with transaction() as session:
-        q.clear_dirty(session, host)
+        waited = q.clear_dirty(session, host)
     with transaction() as session, metrics.COMPILE.time():
         compiled = compile_host(session, host)
     if compiled is None:
@@ -66,17 +77,20 @@ def push(host: str, *, full: bool) -> int | None:
         row = q.host_by_name(session, host)
         roles = list(row.roles) if row is not None else []
         deltas = row is not None and row.protocol_version >= docdelta.PROTOCOL
+        realised = row.realised_revision if row is not None else None
     with transaction() as session:  # nothing new for the host to realise: settled now
         settled = q.settle(session, host, None)
     if settled is not None:
         metrics.REALISED.labels(host).observe(settled)
+    if not full and realised == compiled.state.revision:
+        return compiled.state.revision  # realised already: a message would be a no-op
+    again = full or resend or waited
+    message = SENT.message(host, compiled.wire(), deltas=deltas and not full, again=again)
+    if message is None:
+        metrics.DUPLICATES.inc()
+        return compiled.state.revision
     try:
-        app.send_task(
-            APPLY,
-            args=[SENT.message(host, compiled.wire(), deltas=deltas and not full)],
-            kwargs={"full": full},
-            queue=host_queue(host),
-        )
+        app.send_task(APPLY, args=[message], kwargs={"full": full}, queue=host_queue(host))
     except Exception:  # the bus is down: keep the need for a sync for the sweeper
         with transaction() as session:
             q.mark_dirty(session, {host})
@@ -85,9 +99,24 @@ def push(host: str, *, full: bool) -> int | None:
     return compiled.state.revision
 
 
+def route(host: str, *, full: bool, forwarded: bool = False) -> int | None:
+    """Push the host if it is this controller's (always when it shares with no one, or
+    the poke was forwarded here already), else forward the poke to its owner."""
+    ring = RING
+    if ring is None or forwarded or ring.mine(host):
+        return push(host, full=full)
+    app.send_task(
+        SYNC_HOST,
+        args=[host],
+        kwargs={"full": full, "forwarded": True},
+        queue=queue_of(ring.owner(host)),
+    )
+    return None
+
+
 @app.task(name=SYNC_HOST)
-def sync_host(host: str, full: bool = False) -> int | None:
-    return push(host, full=full)
+def sync_host(host: str, full: bool = False, forwarded: bool = False) -> int | None:
+    return route(host, full=full, forwarded=forwarded)
 
 
 @app.task(name=REPORT)
@@ -149,6 +178,11 @@ def heartbeat(
     with the L2 sections; one that sends no capabilities keeps those last recorded."""
     advertised = list(SECTIONS_L2) if sections is None else sections
     metrics.HEARTBEAT.labels(host).set_to_current_time()
+    said = repr((vtep_ip, sorted(roles), protocol_version, advertised, capabilities,
+                 physical_networks))  # fmt: skip
+    beats = BEATS
+    if beats is not None and not first and beats.fresh(host, said):
+        return
     with transaction() as session:
         changed = q.record_heartbeat(
             session,
@@ -164,17 +198,25 @@ def heartbeat(
         if changed or first:  # hosts sharing a subnet with it must (re)learn its VTEP
             subnets = q.subnets_on_host(session, host)
             peers = carriers.carrying_hosts(session, "subnet", subnets) - {host}
+            if not changed:  # a restart: peers hold its VTEP already; push those a change waits for
+                peers = q.dirty_among(session, peers)
+    if beats is not None:
+        beats.note(host, said)
     if changed or first:
-        push(host, full=True)
+        route(host, full=True)
     for peer in sorted(peers):
-        push(peer, full=False)
+        route(peer, full=False)
 
 
-def sweep() -> None:
+def sweep(waited: set[str] | None = None) -> None:
     """Move routers, load balancers and DHCP/DNS services off network hosts that are down
     (missed heartbeats) to the least-loaded up one; push hosts whose change notice or
     document was lost; re-derive every unsettled status (a subnet nobody needs to realise,
-    a router whose host gained or lost a section)."""
+    a router whose host gained or lost a section).
+
+    With `waited` (the sweeper thread's), a host is pushed for its dirty flag only when
+    the previous sweep saw it dirty too: a poke normally follows a change by
+    milliseconds, and pushing it meanwhile compiled every busy host twice."""
     with transaction() as session:  # resource rows, then host rows: as API requests do
         moved, touched = placement.reschedule(session, utcnow())
         if moved:
@@ -205,17 +247,27 @@ def sweep() -> None:
         dirty = q.dirty_hosts(session)
         lost = q.lagging_hosts(session, utcnow() - REPUSH_AFTER)
         carriers.refresh_all(session, carriers.unsettled(session))
+    ring = RING
+    if waited is not None:  # patient: a host dirty since the last sweep only, its poke is due
+        fresh = set(dirty) - waited - moved
+        waited.clear()
+        waited.update(fresh)
+        dirty = [h for h in dirty if h not in fresh]
     for host in sorted(set(dirty) | set(lost)):
+        if ring is not None and not ring.mine(host):
+            continue  # its owner's sweeper pushes it
         metrics.REPUSHES.inc()
-        push(host, full=False)
+        push(host, full=False, resend=host in lost)
 
 
 def start_sweeper(interval: float) -> threading.Thread:
+    waited: set[str] = set()  # hosts found dirty by the last sweep, left to their pokes
+
     def loop() -> None:
         while True:
             time.sleep(interval)
             try:
-                sweep()
+                sweep(waited)
             except Exception:  # keep sweeping: the next round retries
                 log.exception("sweep failed")
 
@@ -230,10 +282,22 @@ def host_revisions() -> list[tuple[str, int, int, bool]]:
 
 
 def run(
-    concurrency: int = 4, metrics_port: int | None = None, metrics_address: str = "127.0.0.1"
+    concurrency: int = 4,
+    metrics_port: int | None = None,
+    metrics_address: str = "127.0.0.1",
+    controller_id: str | None = None,
 ) -> None:
     """Run the controller: a worker on the control queue, the sweeper thread, and (with a
-    port) the metrics endpoint."""
+    port) the metrics endpoint. With an id (and Redis) it joins the ring of controllers
+    sharing the fleet, and also consumes its own queue of pokes forwarded to it."""
+    global BEATS, RING
+    BEATS = RecentBeats()
+    queues = [CONTROL_QUEUE]
+    redis_url = os.environ.get("REDIS_URL")
+    if controller_id is not None and redis_url:
+        RING = Ring(redis_url, controller_id)
+        RING.start()
+        queues.append(queue_of(controller_id))
     if metrics_port is not None:
         metrics.serve(metrics_port, metrics_address, host_revisions)
     start_sweeper(float(os.environ.get("VPCD_SWEEP_INTERVAL", "2")))
@@ -241,9 +305,9 @@ def run(
         [
             "worker",
             "-Q",
-            CONTROL_QUEUE,
+            ",".join(queues),
             "-n",
-            "controller@%h",
+            f"controller-{controller_id}@%h" if controller_id else "controller@%h",
             "--pool",
             "threads",
             "-c",

@@ -50,10 +50,10 @@ def typed_networks_section(i: Inputs) -> list[TypedNetworkState]:
             port_state(p, prefix[p.subnet_id], i.port_groups.get(p.id, ()))
         )
     remote: dict[str, list[RemotePort]] = {}
-    for p, vtep in i.remote:
-        if p.subnet_id in prefix and vtep:
-            remote.setdefault(p.subnet_id, []).append(
-                RemotePort(mac=p.mac_address.lower(), ip=p.ip_address, vtep_ip=vtep)
+    for other, vtep in i.remote:
+        if other.subnet_id in prefix and vtep:
+            remote.setdefault(other.subnet_id, []).append(
+                RemotePort(mac=other.mac_address.lower(), ip=other.ip_address, vtep_ip=vtep)
             )
     return [
         TypedNetworkState(
