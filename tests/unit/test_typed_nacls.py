@@ -138,6 +138,9 @@ def test_controller_sends_a_routed_subnets_acl_not_a_flat_ones() -> None:
         protocol="tcp", port_min=7001, port_max=7001, cidr="0.0.0.0/0", tenant_id="t",
     )  # fmt: skip
     vx = _subnet("v1", "vxlan", "10.0.1.0/24", network_acl_id="acl-r")
-    doc = network_acls_section(replace(inputs, subnets=[vx], acls=acls, acl_entries=[entry]))
+    doc = network_acls_section(
+        replace(inputs, subnets=[vx, routed], acls=acls, acl_entries=[entry])
+    )
+    # Each subnet once (a routed one that also came as a VXLAN-side subnet, say a VIP's).
     assert [(a.id, a.subnet_ids) for a in doc] == [("acl-r", ["r", "v1"])]
     assert [(e.action, e.protocol, e.port_min) for e in doc[0].entries] == [("deny", "tcp", 7001)]

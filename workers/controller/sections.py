@@ -152,7 +152,8 @@ def security_groups_section(i: Inputs) -> list[SecurityGroupState]:
 def acl_subnets(i: Inputs) -> list[Subnet]:
     """Subnets whose ACL this host enforces: its VXLAN ones and its routed ones (a flat
     port's traffic never crosses the host's netfilter, docs/network-types.md)."""
-    return [*i.subnets, *(s for s in i.typed_subnets if s.network_type == "routed")]
+    both = [*i.subnets, *(s for s in i.typed_subnets if s.network_type == "routed")]
+    return list({s.id: s for s in both}.values())  # each once, however it came
 
 
 def network_acls_section(i: Inputs) -> list[NetworkAclState]:
