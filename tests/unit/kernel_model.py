@@ -124,9 +124,13 @@ class ModelFirewall:
                 continue
             verb, chain, *rest = line.split(" ", 2)
             spec = rest[0] if rest else ""
-            if verb == "-I":
-                position, _, spec = spec.partition(" ")
-                assert position == "1"
+            position = 1
+            if verb == "-I" or (verb == "-D" and spec.isdigit()):
+                number, _, spec = spec.partition(" ")
+                position = int(number)
+                assert owned(chain) or position == 1, line  # hooks go first
+                if not 1 <= position <= len(chains.get(chain, [])) + (verb == "-I"):
+                    raise RestoreError(f"index of insertion or deletion too big: {line}")
             target = _target(spec) if spec else None
             if verb in ("-A", "-I"):
                 if target is not None and owned(target) and target not in chains:
@@ -137,7 +141,13 @@ class ModelFirewall:
             if owned(chain):
                 if verb == "-A":
                     chains[chain].append(spec)
+                elif verb == "-I":
+                    chains[chain].insert(position - 1, spec)
+                elif verb == "-D" and not spec:
+                    del chains[chain][position - 1]
                 elif verb == "-D":
+                    if spec not in chains[chain]:
+                        raise RestoreError(f"no such rule: {line}")
                     chains[chain].remove(spec)
                 elif verb == "-X":
                     if chains[chain] or any(_target(s) == chain for _, s in hooks):
@@ -172,7 +182,13 @@ class ModelFirewall:
             elif verb == "flush":
                 self.sets[name][1].clear()
             elif verb == "add":
+                if words[2] in self.sets[name][1] and "-exist" not in words:
+                    raise RestoreError(f"element already added: {line}")
                 self.sets[name][1].add(words[2])
+            elif verb == "del":
+                if words[2] not in self.sets[name][1] and "-exist" not in words:
+                    raise RestoreError(f"element not added: {line}")
+                self.sets[name][1].discard(words[2])
             elif verb == "swap":
                 a, b = self.sets[name], self.sets[words[2]]
                 self.sets[name], self.sets[words[2]] = b, a

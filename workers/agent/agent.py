@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from workers.agent import dispatch, drivers, names
@@ -248,7 +248,7 @@ class Agent:
                 self._ledger.discard(self._ledger.names - drivers.list_netns())
             else:
                 assert applied is not None and self._cache is not None
-                scope = delta_scope(applied, desired, self._applied_firewall, firewall)
+                scope = _trusting(delta_scope(applied, desired, self._applied_firewall, firewall))
                 observed = self._cache.merged(self._observe(desired, scope), scope)
             lap("observe")
             ops = plan(desired, observed)
@@ -258,6 +258,9 @@ class Agent:
             touched = Scope()
             for op in ops:
                 touched = touched | op.scope()
+            if not do_full and not failures and None in touched.firewall:
+                observed = _restored(observed, firewall)  # what a clean restore leaves
+                touched = _trusting(touched)
             if touched:
                 observed = observed.merged(self._observe(desired, touched), touched)
             leftover = plan(desired, observed)
@@ -388,16 +391,43 @@ class Agent:
 
     def _vanishing(self, ops: list[Op]) -> set[str]:
         """Host veths whose workload end was in a namespace these ops delete: the
-        kernel removes them with it (as far as the last applied state knows)."""
+        kernel removes them with it (as far as the last applied state knows). A fresh
+        agent knows no last state (a restart, then a teardown): every stale veth may be
+        one of them, and those that are not cost one patience of waiting, not a delete
+        each for the thousand that are."""
         gone = {op.name for op in ops if isinstance(op, DeleteNetns)}
-        if not gone or self._applied is None:
+        if not gone:
             return set()
+        if self._applied is None:
+            return {op.veth for op in ops if isinstance(op, DeletePort) and op.port_id is None}
         was_in = {names.host_veth_name(p): ns for p, ns in self._applied.port_netns.items()}
         return {op.veth for op in ops if isinstance(op, DeletePort) and was_in.get(op.veth) in gone}
 
 
 def render(desired: Desired) -> dict[str | None, NetnsFirewall]:
     return {**host_firewall.render(desired), **nat.render(desired)}
+
+
+# The host's filter table holds two chains per port: reading it back (iptables-save,
+# ebtables-save, ipset save and parsing) costs more than a one-port change may. An
+# incremental sync follows a clean one, whose verified snapshot is exactly the last
+# applied rendering, and a restore that exits 0 leaves exactly what it was given; so
+# between full syncs the host's firewall is taken from the snapshot, not the kernel.
+# Any failure makes the next sync full, which reads everything again, as does the
+# periodic resync (drift by hand).
+
+
+def _trusting(scope: Scope) -> Scope:
+    """`scope` without the host's firewall (the snapshot stands for it)."""
+    return replace(scope, firewall=scope.firewall - {None})
+
+
+def _restored(observed: Observed, firewall: dict[str | None, NetnsFirewall]) -> Observed:
+    """`observed` with the host's firewall as the applied rendering left it."""
+    want, have = firewall.get(None, NetnsFirewall()), observed.firewall.get(None)
+    sysctls = {**(have.sysctls if have is not None else {}), **want.sysctls}
+    host = NetnsFirewall(tables=want.tables, sets=want.sets, sysctls=sysctls)
+    return replace(observed, firewall={**observed.firewall, None: host})
 
 
 def _raise_fd_limit() -> None:

@@ -53,7 +53,10 @@ def delta_scope(
             a_port != b_port
             or prev.problems.get(pid) != new.problems.get(pid)
             or (pid in prev.dhcp_ports) != (pid in new.dhcp_ports)
-            or any(p is not None and p.subnet_id in port_subnets for p in (a_port, b_port))
+            or (  # checked only when a subnet changed: 1000 ports pay nothing otherwise
+                port_subnets
+                and any(p is not None and p.subnet_id in port_subnets for p in (a_port, b_port))
+            )
         ):
             ports.add(pid)
             links.add(names.host_veth_name(pid))

@@ -184,7 +184,8 @@ def observe(
         external = ExternalIfObs(str(ext_name), master_name(ext_msg), _up_raw(ext_msg))
 
     routers = {ns: _router(nl, ns, host_name) for ns in sorted(router_ns) if ns in netns}
-    services, resolv = observe_services(nl, host_netns, desired, owned_netns)
+    only = None if scope is None else scope.netns
+    services, resolv = observe_services(nl, host_netns, desired, owned_netns, only)
     return Observed(
         bridges=bridges,
         vxlans=vxlans,

@@ -5,7 +5,8 @@ as by being desired, so one that is no longer wanted is still seen and removed. 
 dnsmasq counts as running only when its pid file names a live process running exactly
 its argv in its namespace (processes.running), so a PID reused by anything else is not.
 A host runs few services and each costs a couple of netlink requests and small file
-reads, which is why even an incremental sync reads them all.
+reads, which is why even an incremental sync reads them all; resolv.conf files (one per
+workload namespace) it reads only for the namespaces in its scope.
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ from workers.agent.observed import HostVethObs, RouteObs, ServiceObs, WorkloadOb
 
 
 def observe_services(
-    nl: Netlink, host_netns: str | None, desired: Desired, owned_netns: frozenset[str]
+    nl: Netlink,
+    host_netns: str | None,
+    desired: Desired,
+    owned_netns: frozenset[str],
+    only: frozenset[str] | None = None,
 ) -> tuple[dict[str, ServiceObs], dict[str, str]]:
-    """(services by token, our resolv.conf text by workload namespace)."""
+    """(services by token, our resolv.conf text by workload namespace); with `only`,
+    the resolv.conf of those namespaces alone (a scoped observation: one per port, and
+    a host with 1000 ports would read 1000 files per change)."""
     prefix = desired.netns_prefix
     every_netns = drivers.list_netns()
     tokens = set(desired.services)
@@ -32,7 +39,8 @@ def observe_services(
     services = {t: _service(nl, host_netns, desired, t, every_netns) for t in sorted(tokens)}
     resolv = {}
     with_etc = set(drivers.files.list_dirs(drivers.files.ETC_NETNS))  # one listdir, not 1000 opens
-    for ns in sorted((owned_netns | desired.netns) & with_etc):
+    mine = (owned_netns | desired.netns) & with_etc
+    for ns in sorted(mine if only is None else mine & only):
         text = drivers.files.read_resolv(ns)
         if text is not None:
             resolv[ns] = text

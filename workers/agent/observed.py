@@ -187,8 +187,9 @@ class Observed:
     legs: Mapping[str, HostVethObs] = field(default_factory=dict)  # host ends of router legs
     external: ExternalIfObs | None = None
     routers: Mapping[str, RouterObs] = field(default_factory=dict)  # by router netns
-    # DHCP/DNS services by token, and our /etc/netns/<netns>/resolv.conf files by netns:
-    # few and cheap, so every observation (scoped or not) reads all of them again.
+    # DHCP/DNS services by token: few and cheap, so every observation (scoped or not)
+    # reads all of them again; our /etc/netns/<netns>/resolv.conf files by netns: one
+    # per workload namespace, so a scoped observation reads those of its namespaces.
     services: Mapping[str, ServiceObs] = field(default_factory=dict)
     resolv: Mapping[str, str] = field(default_factory=dict)
     lbs: Mapping[str, LbObs] = field(default_factory=dict)  # by load balancer id, always whole
@@ -222,7 +223,7 @@ class Observed:
             ),
             routers={**keep(self.routers, scope.routers), **part.routers},
             services=part.services,
-            resolv=part.resolv,
+            resolv={**keep(self.resolv, scope.netns), **part.resolv},
             lbs=part.lbs,  # cheap to read, so every observation reads all of it
             typed=part.typed if part.typed.read else self.typed,
         )

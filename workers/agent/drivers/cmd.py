@@ -1,7 +1,8 @@
 """Running a userspace tool, in a named netns or the current one: argv lists only.
 
-No shell ever: names travel as separate arguments. `ip netns exec NS` enters the
-namespace (and execs the tool in place, so the PID is the tool's).
+No shell ever: names travel as separate arguments. A daemon enters its namespace with
+`ip netns exec NS` (and execs in place, so the PID is the daemon's); a tool that runs
+and exits, with `nsenter --net` (the network namespace is all it needs).
 """
 
 from __future__ import annotations
@@ -24,11 +25,21 @@ def in_netns(netns: str | None, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", netns, *argv]
 
 
+def tool_in_netns(netns: str | None, argv: list[str]) -> list[str]:
+    """argv of a short-lived tool run inside `netns`: `nsenter --net` only enters the
+    network namespace (≈5 ms), where `ip netns exec` also remounts /sys and binds
+    /etc/netns files (≈17 ms), which iptables, ipset and conntrack never read and a
+    one-port change pays three or four times."""
+    if netns is None:
+        return argv
+    return ["nsenter", f"--net={netns_path(netns)}", "--", *argv]
+
+
 def run(
     netns: str | None, argv: list[str], stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run argv in `netns`; DriverError carrying the tool's stderr when it fails."""
-    full = in_netns(netns, argv)
+    full = tool_in_netns(netns, argv)
     try:
         done = subprocess.run(
             full, input=stdin, capture_output=True, text=True, timeout=TIMEOUT, check=False

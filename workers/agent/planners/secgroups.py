@@ -42,6 +42,7 @@ HOOK = ("FORWARD", f"-m physdev --physdev-is-bridged -j {FORWARD_CHAIN}")
 # (a cut) is INVALID, not picked up again as a new flow from whichever end speaks first.
 SYSCTLS = {BRIDGE_NF: "1", TCP_LOOSE: "0"}
 GROUP_SET_PREFIX = "vpcd-g-"
+_SET = "--match-set"
 _ESTABLISHED = "-m conntrack --ctstate RELATED,ESTABLISHED"
 _INVALID = "-m conntrack --ctstate INVALID -j DROP"
 # DHCP (the subnet's dnsmasq) works whatever a port's groups say, as in Neutron: a client
@@ -57,12 +58,15 @@ def _token(port_id: str) -> str:
     return names.host_veth_name(port_id)[3:]
 
 
+_PORT_CHAINS = ("vpcd-i-", "vpcd-o-")
+
+
 def ingress_chain(port_id: str) -> str:
-    return f"vpcd-i-{_token(port_id)}"
+    return f"{_PORT_CHAINS[0]}{_token(port_id)}"
 
 
 def egress_chain(port_id: str) -> str:
-    return f"vpcd-o-{_token(port_id)}"
+    return f"{_PORT_CHAINS[1]}{_token(port_id)}"
 
 
 def group_set(group_id: str) -> str:
@@ -106,10 +110,19 @@ def rule_spec(rule: SecurityGroupRuleState, target: str) -> str | None:
     return " ".join(parts)
 
 
-def _rules(desired: Desired, port: PortState, direction: str, target: str) -> list[str]:
-    """The union of the port's groups' rules in one direction, each spec once."""
+_Memo = dict[tuple[tuple[str, ...], str], tuple[str, ...]]
+
+
+def _rules(
+    desired: Desired, port: PortState, direction: str, target: str, memo: _Memo
+) -> tuple[str, ...]:
+    """The union of the port's groups' rules in one direction, each spec once (ports
+    with the same groups share the answer: `memo`, one per render)."""
+    key = (tuple(port.security_group_ids or ()), direction)
+    if key in memo:
+        return memo[key]
     out: dict[str, None] = {}
-    for gid in port.security_group_ids or ():
+    for gid in key[0]:
         group = desired.groups.get(gid)
         for rule in group.rules if group is not None else ():
             if rule.direction != direction:
@@ -119,11 +132,15 @@ def _rules(desired: Desired, port: PortState, direction: str, target: str) -> li
             spec = rule_spec(rule, target)
             if spec is not None:
                 out.setdefault(spec, None)
-    return list(out)
+    memo[key] = tuple(out)
+    return memo[key]
 
 
-def port_chains(desired: Desired, port: PortState) -> dict[str, tuple[str, ...]]:
+def port_chains(
+    desired: Desired, port: PortState, memo: _Memo | None = None
+) -> dict[str, tuple[str, ...]]:
     """A filtered port's two chains."""
+    memo = {} if memo is None else memo
     egress = [
         f"-m mac ! --mac-source {port.mac.lower()} -j DROP",
         _DHCP_DISCOVER,  # a DHCP client has no address yet: from 0.0.0.0, own MAC only
@@ -134,11 +151,11 @@ def port_chains(desired: Desired, port: PortState) -> dict[str, tuple[str, ...]]
         _INVALID,
     ]
     if port.security_group_ids:
-        egress += [*_rules(desired, port, "egress", "RETURN"), "-j DROP"]
+        egress += [*_rules(desired, port, "egress", "RETURN", memo), "-j DROP"]
     else:
         egress.append("-j RETURN")
     ingress = [f"{_ESTABLISHED} -j ACCEPT", _INVALID, _DHCP_OFFER]
-    ingress += [*_rules(desired, port, "ingress", "ACCEPT"), "-j DROP"]
+    ingress += [*_rules(desired, port, "ingress", "ACCEPT", memo), "-j DROP"]
     return {egress_chain(port.id): tuple(egress), ingress_chain(port.id): tuple(ingress)}
 
 
@@ -151,9 +168,10 @@ def render_security(
         return {}, (), {}
     chains: dict[str, tuple[str, ...]] = {}
     jumps_out, jumps_in = [], []
+    memo: _Memo = {}
     for port in ports:
         veth = names.host_veth_name(port.id)
-        chains.update(port_chains(desired, port))
+        chains.update(port_chains(desired, port, memo))
         jumps_out.append(
             f"-m physdev --physdev-in {veth} --physdev-is-bridged -j {egress_chain(port.id)}"
         )
@@ -161,13 +179,18 @@ def render_security(
             f"-m physdev --physdev-out {veth} --physdev-is-bridged -j {ingress_chain(port.id)}"
         )
     chains[FORWARD_CHAIN] = (*jumps_out, *jumps_in)
-    used = {word for rules in chains.values() for r in rules for word in shlex.split(r)}
-    sets = {
+    return chains, (HOOK,), used_sets(desired, chains)
+
+
+def used_sets(desired: Desired, chains: Mapping[str, tuple[str, ...]]) -> dict[str, IpsetState]:
+    """The remote groups' sets that `chains` match on. Our own specs carry no quoting,
+    so str.split finds them (shlex.split cost seconds a render at 1000 ports)."""
+    used = {w for rules in chains.values() for r in rules if _SET in r for w in r.split()}
+    return {
         group_set(g.id): IpsetState(group_set(g.id), "hash:ip", frozenset(g.members))
         for g in desired.groups.values()
         if group_set(g.id) in used
     }
-    return chains, (HOOK,), sets
 
 
 def render_arp(
@@ -231,9 +254,13 @@ def conntrack_cuts(
     (Neutron does the same). A flow another rule still allows is cut too and must start
     again: conntrack cannot tell which rule admitted it."""
     cuts: set[Cut] = set()
-    for port in desired.filtered:
+    # Only chains kept with other rules: a port's chains that came or went cut nothing
+    # here (and at 1000 ports, naming every port's chains is what a change would cost).
+    changed = {c for c in want.keys() & have.keys() if c.startswith(_PORT_CHAINS)}
+    changed = {c for c in changed if want[c] != have[c]}
+    for port in desired.filtered if changed else ():
         for chain, ingress in ((ingress_chain(port.id), True), (egress_chain(port.id), False)):
-            if chain not in have or chain not in want:
+            if chain not in changed:
                 continue
             for spec in set(have[chain]) - set(want[chain]):
                 cut = _rule_cut(spec, port.ip, ingress)

@@ -15,15 +15,14 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import replace
 
 from workers.agent.desired import Desired
 from workers.agent.planners.secgroups import (
     egress_chain,
-    group_set,
     ingress_chain,
     port_chains,
+    used_sets,
 )
 from workers.agent.ruleset import IpsetState
 from workers.agent.typed_state import routed_veth_name
@@ -66,10 +65,4 @@ def render_routed_security(
         out.append(f"-i {veth} -j {egress_chain(port.id)}")
         into.append(f"-o {veth} -j {ingress_chain(port.id)}")
     chains[ROUTED_FORWARD] = (*out, *into)
-    used = {word for rules in chains.values() for r in rules for word in shlex.split(r)}
-    sets = {
-        group_set(g.id): IpsetState(group_set(g.id), "hash:ip", frozenset(g.members))
-        for g in desired.groups.values()
-        if group_set(g.id) in used
-    }
-    return chains, (ROUTED_HOOK,), sets
+    return chains, (ROUTED_HOOK,), used_sets(desired, chains)
