@@ -231,6 +231,7 @@ def update_subnet(
     changes = body.changes(subnet)
     network_types.check_dhcp(subnet, changes.get("enable_dhcp"))
     acl_id = changes.get("network_acl_id")
+    network_types.check_acl(subnet, acl_id)
     if acl_id is not None and lookup.get(NetworkAcl, acl_id).vpc_id != subnet.vpc_id:
         raise Invalid("body.network_acl_id", "the network ACL belongs to another VPC")
     old_acl = subnet.network_acl_id

@@ -4,12 +4,13 @@
 - `flat`: on an admin-made physical network the tenant may use (shared or granted); a VLAN
   (`segmentation_id`) only where every host mapping that network reports 8021q; CIDRs on
   one segment never overlap across tenants. No DHCP service (the segment has its own), no
-  router interfaces (the gateway is on the physical network) and no security groups: a
-  macvlan child's traffic never crosses the host's netfilter, so no group could be enforced.
+  router interfaces (the gateway is on the physical network), no security groups and no
+  network ACL: a macvlan child's traffic never crosses the host's netfilter, so neither
+  could be enforced.
 - `routed`: inside an admin-defined address scope, never overlapping another routed subnet
   (any tenant's): without encapsulation the underlay cannot tell overlapping addresses
-  apart. Security groups apply (on the host-side veth); no DHCP service or router interface
-  (every port routes through its host, gateway 169.254.1.1).
+  apart. Security groups and network ACLs apply (on the host-side veth); no DHCP service
+  or router interface (every port routes through its host, gateway 169.254.1.1).
 """
 
 from __future__ import annotations
@@ -127,6 +128,16 @@ def _no_overlap(
 def check_dhcp(subnet: Subnet, enable_dhcp: bool | None) -> None:
     if enable_dhcp and subnet.network_type != VXLAN:
         raise Invalid("body.enable_dhcp", f"a {subnet.network_type} subnet has no DHCP service")
+
+
+def check_acl(subnet: Subnet, acl_id: str | None) -> None:
+    """A flat subnet takes no ACL: no host could enforce it (the ACL would stay pending)."""
+    if acl_id is not None and subnet.network_type == FLAT:
+        raise Conflict(
+            "a network ACL cannot be enforced on a flat subnet: its ports' macvlan traffic "
+            "goes straight to the physical interface and never crosses the host's netfilter",
+            errors=[{"field": "body.network_acl_id", "message": "must be null"}],
+        )
 
 
 def port_groups(subnet: Subnet, resolved: list[str], given: list[str] | None) -> list[str]:

@@ -340,3 +340,43 @@ def test_routed_ports_travel_in_their_own_section(
     tasks.sync_host("h1", full=True)
     (net,) = _last_doc(pushed, "h1")["typed_networks"]
     assert [r["ip"] for r in net["remote_ports"]] == [p3["ip_address"]]
+
+
+def test_a_routed_subnets_acl_travels_to_its_hosts_a_flat_one_is_refused(
+    client: TestClient, tenant: Tenant, pushed: list[tuple[str, Any]]
+) -> None:
+    from workers.agent.service import SUPPORTED_SECTIONS
+
+    tasks.heartbeat(
+        "h1", "198.18.0.11", ["compute"], protocol_version=1, sections=list(SUPPORTED_SECTIONS),
+        capabilities=CAPS, physical_networks=["provider"],
+    )  # fmt: skip
+    scope(client)
+    v = h.vpc(client, tenant, "100.64.0.0/16")
+    s = h.subnet(client, tenant, v["id"], "100.64.1.0/24", network_type="routed")
+    h.port(client, tenant, s["id"], host="h1", netns="a")
+    acl = h.create(client, "/v1/network-acls", tenant, vpc_id=v["id"], name="edge")
+    h.create(
+        client, "/v1/network-acl-entries", tenant, network_acl_id=acl["id"], rule_number=100,
+        direction="ingress", action="deny", protocol="tcp", port_min=22, port_max=22,
+        cidr="0.0.0.0/0",
+    )  # fmt: skip
+    r = client.patch(
+        f"/v1/subnets/{s['id']}", json={"network_acl_id": acl["id"]}, headers=tenant.headers
+    )
+    assert r.status_code == 200, r.text
+    tasks.sync_host("h1", full=True)
+    (sent,) = _last_doc(pushed, "h1")["network_acls"]
+    assert (sent["id"], sent["subnet_ids"]) == (acl["id"], [s["id"]])
+    assert [(e["action"], e["port_min"]) for e in sent["entries"]] == [("deny", 22)]
+    # A flat subnet: nothing on a host could enforce an ACL, so none is taken.
+    physnet(client, shared=True)
+    fv = h.vpc(client, tenant, "192.168.0.0/16")
+    fs = flat(client, tenant, fv["id"], "192.168.50.0/24", physical_network="provider").json()
+    facl = h.create(client, "/v1/network-acls", tenant, vpc_id=fv["id"], name="flat")
+    r = client.patch(
+        f"/v1/subnets/{fs['id']}", json={"network_acl_id": facl["id"]}, headers=tenant.headers
+    )
+    body = h.problem(r, 409)
+    assert "never crosses the host's netfilter" in body["detail"]
+    assert body["errors"][0]["field"] == "body.network_acl_id"

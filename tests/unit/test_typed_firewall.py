@@ -13,6 +13,7 @@ from workers.agent.plan import plan
 from workers.agent.planners.firewall import CutConntrack, render
 from workers.agent.planners.secgroups import Cut, egress_chain, group_set, ingress_chain
 from workers.agent.planners.typed_fw import ROUTED_FORWARD, ROUTED_HOOK
+from workers.agent.ruleset import Ruleset
 from workers.agent.typed_state import routed_veth_name
 from workers.protocol import HostState, SecurityGroupRuleState, SecurityGroupState
 
@@ -69,7 +70,7 @@ def test_groups_converge_and_go_away_with_nothing_left() -> None:
     unfiltered = apply_ops(built, plan(_desired(None), built))
     assert plan(_desired(None), unfiltered) == []
     host = unfiltered.firewall.get(None)
-    assert host is None or ROUTED_FORWARD not in host.tables["filter"].chains
+    assert host is None or ROUTED_FORWARD not in host.tables.get("filter", Ruleset()).chains
 
 
 def test_no_group_on_a_typed_port_means_no_rules() -> None:

@@ -83,7 +83,8 @@ def read_inputs(session: Session, host: Host, sections: Collection[str]) -> Inpu
     remote = {r.remote_group_id for r in rules if r.remote_group_id}
     used = {g for gs in port_groups.values() for g in gs}
     subnets = q.subnets_by_id(session, subnet_ids)
-    acl_ids = {s.network_acl_id for s in subnets if s.network_acl_id}
+    routed = [sn for sn in local_subnets if sn.network_type == "routed"]
+    acl_ids = {s.network_acl_id for s in (*subnets, *routed) if s.network_acl_id}
     return Inputs(
         host=host.name,
         vtep_ip=host.vtep_ip,

@@ -152,9 +152,16 @@ def security_groups_section(i: Inputs) -> list[SecurityGroupState]:
     ]
 
 
+def acl_subnets(i: Inputs) -> list[Subnet]:
+    """Subnets whose ACL this host enforces: its VXLAN ones and its routed ones (a flat
+    port's traffic never crosses the host's netfilter, docs/network-types.md)."""
+    both = [*i.subnets, *(s for s in i.typed_subnets if s.network_type == "routed")]
+    return list({s.id: s for s in both}.values())  # each once, however it came
+
+
 def network_acls_section(i: Inputs) -> list[NetworkAclState]:
     subnets: dict[str, list[str]] = {}
-    for s in i.subnets:
+    for s in acl_subnets(i):
         if s.network_acl_id:
             subnets.setdefault(s.network_acl_id, []).append(s.id)
     entries: dict[str, list[NetworkAclEntryState]] = {}

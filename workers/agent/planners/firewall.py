@@ -15,7 +15,8 @@ and once security groups load conntrack into the host namespace, tracking every
 encapsulated packet as well as the inner flow it carries costs throughput for nothing.
 
 Network ACLs (planners/nacls.py) and security groups (planners/secgroups.py) add their
-chains, hooks (ACLs first) and sets to the same filter table, and the sysctls they need;
+chains, hooks (ACLs first) and sets to the same filter table, and the sysctls they need
+(routed ports' too, hooked by interface name: planners/typed_fw.py);
 removing an allow rule or a remote-group member also cuts the conntrack entries it let
 through (after the new rules are in).
 """
@@ -28,19 +29,22 @@ from typing import ClassVar
 from workers.agent.desired import Desired
 from workers.agent.observed import Observed, Scope
 from workers.agent.ops import Op, Phase
+from workers.agent.planners import nacls
 from workers.agent.planners.l2 import VXLAN_PORT
 from workers.agent.planners.nacls import render_acls
 from workers.agent.planners.secgroups import (
     ARP_TABLE,
+    FORWARD_CHAIN,
     SYSCTLS,
     Cut,
     conntrack_cuts,
     render_arp,
     render_security,
 )
-from workers.agent.planners.typed_fw import render_routed_security, with_routed
+from workers.agent.planners.typed_fw import ROUTED_FORWARD, render_routed_security, with_routed
 from workers.agent.planners.udp import LB_TABLES, udp_ruleset
 from workers.agent.ruleset import (
+    TCP_LOOSE,
     IpsetState,
     NetnsFirewall,
     Ruleset,
@@ -142,6 +146,17 @@ def firewall_tables(desired: Desired) -> dict[str | None, tuple[str, ...]]:
     return TABLES | {ns: LB_TABLES for ns in desired.lb_netns.values()}
 
 
+def firewall_sysctls(chains: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """What the filter chains need of the kernel: bridged (physdev) chains both settings;
+    routed ports' chains (nothing bridged) only strict TCP tracking, so a segment of a
+    flow a cut made conntrack forget is INVALID there too, not a new flow."""
+    if FORWARD_CHAIN in chains or nacls.FORWARD_CHAIN in chains:
+        return SYSCTLS
+    if ROUTED_FORWARD in chains or nacls.ROUTED_CHAIN in chains:
+        return {TCP_LOOSE: SYSCTLS[TCP_LOOSE]}
+    return {}
+
+
 # The last rendering and the Desired it is of (held, so its id is never reused): a sync
 # renders one Desired three times (scope, plan, verify), each ~30 ms at 1000 ports.
 _last: tuple[Desired, dict[str | None, NetnsFirewall]] | None = None
@@ -187,7 +202,7 @@ def _render(desired: Desired) -> dict[str | None, NetnsFirewall]:
     host["filter"] = Ruleset(chains=chains, hooks=hooks + acl_hooks + sg_hooks)
     host["raw"] = raw
     host[ARP_TABLE] = Ruleset(chains=arp_chains, hooks=arp_hooks)
-    sysctls = SYSCTLS if sg_chains or acl_chains else {}
+    sysctls = firewall_sysctls(chains)
     out: dict[str | None, NetnsFirewall] = {
         HOST: NetnsFirewall(tables=host, sets=sets, sysctls=sysctls)
     }

@@ -13,6 +13,12 @@ Each ACL is two chains, `vpcd-ni-<token>` and `vpcd-ne-<token>`: the entries of 
 direction in rule-number order, allow -> RETURN (security groups decide next), deny ->
 DROP, and a final DROP (no entry matched). There is no conntrack state: return traffic
 needs its own entry.
+
+Routed ports (network types) have no bridge, so physdev cannot see them: their jumps
+(`-i vpw…` egress, `-o vpw…` ingress, to the same per-ACL chains) are in
+`vpcd-acl-rt-FORWARD`, hooked from FORWARD by interface name, and that hook comes
+before the groups' `vpcd-rt-FORWARD` as the physdev one comes before theirs. Flat ports
+get none: their traffic never crosses the host's netfilter (docs/network-types.md).
 """
 
 from __future__ import annotations
@@ -22,10 +28,13 @@ import ipaddress
 
 from workers.agent import names
 from workers.agent.desired import Desired
+from workers.agent.typed_state import routed_veth_name
 from workers.protocol import NetworkAclEntryState
 
 FORWARD_CHAIN = "vpcd-acl-FORWARD"
 HOOK = ("FORWARD", f"-m physdev --physdev-is-bridged -j {FORWARD_CHAIN}")
+ROUTED_CHAIN = "vpcd-acl-rt-FORWARD"
+ROUTED_HOOK = ("FORWARD", f"-j {ROUTED_CHAIN}")
 
 
 def _token(acl_id: str) -> str:
@@ -60,17 +69,29 @@ def entry_spec(entry: NetworkAclEntryState) -> str | None:
     return " ".join(parts)
 
 
+def _routed_ports(desired: Desired, subnets: set[str]) -> list[str]:
+    """The host-side veths of the local routed ports of these subnets, sorted."""
+    return sorted(
+        routed_veth_name(tp.port.id)
+        for tp in desired.typed.ports
+        if tp.routed and tp.port.subnet_id in subnets
+    )
+
+
 def render_acls(
     desired: Desired,
 ) -> tuple[dict[str, tuple[str, ...]], tuple[tuple[str, str], ...]]:
-    """Our ACL chains and hook in the host's filter table."""
+    """Our ACL chains and hooks in the host's filter table."""
     chains: dict[str, tuple[str, ...]] = {}
     out_jumps: list[str] = []
     in_jumps: list[str] = []
+    rt_out: list[str] = []
+    rt_in: list[str] = []
     for acl in sorted(desired.acls, key=lambda a: a.id):
         subnets = set(acl.subnet_ids)
         ports = [p for p in desired.ports if p.subnet_id in subnets]
-        if not ports:
+        routed = _routed_ports(desired, subnets)
+        if not ports and not routed:
             continue
         for chain, direction in (
             (ingress_chain(acl.id), "ingress"),
@@ -89,7 +110,15 @@ def render_acls(
             in_jumps.append(
                 f"-m physdev --physdev-out {veth} --physdev-is-bridged -j {ingress_chain(acl.id)}"
             )
+        rt_out += [f"-i {veth} -j {egress_chain(acl.id)}" for veth in routed]
+        rt_in += [f"-o {veth} -j {ingress_chain(acl.id)}" for veth in routed]
     if not chains:
         return {}, ()
-    chains[FORWARD_CHAIN] = (*out_jumps, *in_jumps)
-    return chains, (HOOK,)
+    hooks: tuple[tuple[str, str], ...] = ()
+    if out_jumps:
+        chains[FORWARD_CHAIN] = (*out_jumps, *in_jumps)
+        hooks += (HOOK,)
+    if rt_out:
+        chains[ROUTED_CHAIN] = (*rt_out, *rt_in)
+        hooks += (ROUTED_HOOK,)
+    return chains, hooks
