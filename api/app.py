@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = session_factory(engine)
     # Quota claims are made binding right before each commit (api.services.quotas).
-    sa.event.listen(app.state.sessionmaker, "before_commit", quotas.settle)
+    quotas.install(app.state.sessionmaker, engine)
     app.state.read_sessionmaker = session_factory(read_engine(engine))
     app.state.tokens = TokenCache(app.state.read_sessionmaker, settings.token_cache_seconds)
     app.state.notifier = Notifier(settings)

@@ -1,9 +1,9 @@
-"""Quota claims: binding at commit, yet no lock held while the create does its work.
+"""Quota claims: enforced at commit, yet no lock held while the create does its work.
 
 The parallel burst in test_concurrency proves quotas hold across two worker processes;
-these pin down the parts of the mechanism a burst cannot show: the claim is settled
-at the outer commit (not at an allocation's savepoint), and while a create runs, the
-tenant's quota lock is free for the others (issue 14: it serialised all creates).
+these pin down what a burst cannot show: the claim is enforced at the outer commit (not
+at an allocation's savepoint), the counters follow deletes, and two creates of one tenant
+interleave instead of the second waiting for the first (issue 14: they ran one at a time).
 """
 
 from __future__ import annotations
@@ -18,11 +18,17 @@ from fastapi.testclient import TestClient
 from api.errors import QuotaExceeded
 from api.services import quotas
 from models import Vpc
+from models.tenant import quota_used
 from tests.conftest import Tenant
 
 
-def _vpc(tenant_id: str) -> Vpc:
-    return Vpc(tenant_id=tenant_id, cidr="10.0.0.0/16")
+def _claim_vpc(session: sa.orm.Session, tenant_id: str) -> None:
+    quotas.check(session, tenant_id, "vpcs", Vpc)
+    session.add(Vpc(tenant_id=tenant_id, cidr="10.0.0.0/16"))
+
+
+def _vpcs(client: TestClient, t: Tenant) -> int:
+    return len(client.get("/v1/vpcs", headers=t.headers).json()["items"])
 
 
 def test_a_claim_past_the_limit_fails_the_commit_and_nothing_is_made(
@@ -31,46 +37,60 @@ def test_a_claim_past_the_limit_fails_the_commit_and_nothing_is_made(
     t = make_tenant(vpcs=1)
     session = app.state.sessionmaker()
     try:
-        for _ in range(2):
-            quotas.check(session, t.id, "vpcs", Vpc)
-            session.add(_vpc(t.id))
-        with session.begin_nested():  # an allocation's savepoint settles nothing
+        _claim_vpc(session, t.id)
+        _claim_vpc(session, t.id)
+        with session.begin_nested():  # an allocation's savepoint enforces nothing
             session.flush()
         with pytest.raises(QuotaExceeded) as caught:
             session.commit()
-        assert caught.value.extra["quota"] == {"resource": "vpcs", "limit": 1, "used": 0}
+        assert caught.value.extra["quota"]["resource"] == "vpcs"
+        assert caught.value.extra["quota"]["limit"] == 1
         session.rollback()
     finally:
         session.close()
-    assert client.get("/v1/vpcs", headers=t.headers).json()["items"] == []
+    assert _vpcs(client, t) == 0
 
 
-def test_a_claim_within_the_limit_commits(
+def test_the_counter_follows_creates_and_deletes(
     app: FastAPI, client: TestClient, make_tenant: Callable[..., Tenant]
 ) -> None:
+    """Room freed by a delete is room again: the triggers count down as well as up."""
     t = make_tenant(vpcs=2)
+    made = [client.post("/v1/vpcs", json={"cidr": "10.0.0.0/16"}, headers=t.headers) for _ in "ab"]
+    assert [r.status_code for r in made] == [201, 201]
+    full = client.post("/v1/vpcs", json={"cidr": "10.0.0.0/16"}, headers=t.headers)
+    assert full.status_code == 409 and "quota" in full.json()["type"], full.text
     with app.state.sessionmaker() as session:
-        for _ in range(2):
-            quotas.check(session, t.id, "vpcs", Vpc)
-            session.add(_vpc(t.id))
-        session.commit()
-    assert len(client.get("/v1/vpcs", headers=t.headers).json()["items"]) == 2
+        assert quota_used(session, t.id, "vpcs") == 2
+    gone = client.delete(f"/v1/vpcs/{made[0].json()['id']}", headers=t.headers)
+    assert gone.status_code == 204, gone.text
+    with app.state.sessionmaker() as session:
+        assert quota_used(session, t.id, "vpcs") == 1
+    again = client.post("/v1/vpcs", json={"cidr": "10.0.0.0/16"}, headers=t.headers)
+    assert again.status_code == 201, again.text
+    assert _vpcs(client, t) == 2
 
 
-def test_the_quota_lock_is_free_while_a_create_runs(
+def test_two_creates_of_one_tenant_interleave_and_the_later_commit_is_refused(
     app: FastAPI, client: TestClient, make_tenant: Callable[..., Tenant]
 ) -> None:
-    """Another transaction can take the tenant's quota lock until the claim's commit."""
-    engine = app.state.engine
-    if engine.dialect.name != "postgresql":
-        pytest.skip("advisory locks are Postgres's; SQLite serialises writers itself")
-    t = make_tenant(vpcs=5)
-    key = sa.func.hashtextextended(f"vpcd-quota:{t.id}:vpcs", 0)
-    with app.state.sessionmaker() as session, engine.connect() as other:
-        quotas.check(session, t.id, "vpcs", Vpc)
-        session.add(_vpc(t.id))
-        session.flush()
-        with other.begin():
-            assert other.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(key))) is True
-        session.commit()
-    assert len(client.get("/v1/vpcs", headers=t.headers).json()["items"]) == 1
+    """A has flushed its row and not committed; B creates and commits meanwhile without
+    waiting for A (a lock taken at the check would make B time out); A's commit then
+    finds the quota full."""
+    if app.state.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: two creates cannot interleave")
+    t = make_tenant(vpcs=1)
+    first, second = app.state.sessionmaker(), app.state.sessionmaker()
+    try:
+        _claim_vpc(first, t.id)
+        first.flush()
+        second.execute(sa.text("SET LOCAL lock_timeout = '10s'"))  # fail, never hang
+        _claim_vpc(second, t.id)
+        second.commit()
+        with pytest.raises(QuotaExceeded):
+            first.commit()
+        first.rollback()
+    finally:
+        first.close()
+        second.close()
+    assert _vpcs(client, t) == 1
