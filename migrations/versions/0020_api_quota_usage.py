@@ -60,9 +60,14 @@ BEGIN
     IF NEW.tenant_id IS NULL THEN
         RETURN NULL;
     END IF;
-    INSERT INTO quota_usage AS q (tenant_id, resource, used) VALUES (NEW.tenant_id, kind, 1)
+    -- (a row whose tenant this transaction deleted too has nothing left to count)
+    INSERT INTO quota_usage AS q (tenant_id, resource, used)
+    SELECT NEW.tenant_id, kind, 1 WHERE EXISTS (SELECT 1 FROM tenants WHERE id = NEW.tenant_id)
     ON CONFLICT (tenant_id, resource) DO UPDATE SET used = q.used + 1
     RETURNING q.used INTO now_used;
+    IF now_used IS NULL THEN
+        RETURN NULL;
+    END IF;
     claim := current_setting('vpcd.quota_' || kind, true);
     IF claim IS NULL OR claim = '' OR split_part(claim, ' ', 1) <> NEW.tenant_id THEN
         RETURN NULL;  -- not claimed: counted, never refused
