@@ -94,3 +94,19 @@ def test_two_creates_of_one_tenant_interleave_and_the_later_commit_is_refused(
         first.close()
         second.close()
     assert _vpcs(client, t) == 1
+
+
+def test_over_quota_with_an_idempotency_key_is_a_409_and_so_is_its_retry(
+    client: TestClient, make_tenant: Callable[..., Tenant]
+) -> None:
+    """The refusal comes from the commit, after the answer was stored with the change:
+    both go, the client gets the 409 and a retry with the key is refused the same way."""
+    t = make_tenant(vpcs=1)
+    body = {"cidr": "10.0.0.0/16"}
+    assert client.post("/v1/vpcs", json=body, headers=t.headers).status_code == 201
+    keyed = {**t.headers, "Idempotency-Key": "quota-full-1"}
+    for _ in range(2):
+        r = client.post("/v1/vpcs", json=body, headers=keyed)
+        assert r.status_code == 409 and r.json()["type"].endswith("/quota-exceeded"), r.text
+        assert r.json()["quota"] == {"resource": "vpcs", "limit": 1, "used": 1}
+    assert _vpcs(client, t) == 1
