@@ -13,12 +13,13 @@ from api.rest.preconditions import Lookup
 from models import LoadBalancer, Pool, Subnet
 from models.loadbalancer import listener_on, member_at, monitor_of
 
-# Which monitors a pool's protocol can run: haproxy checks TCP and HTTP pools; the agent's
-# own UDP-CONNECT probes check UDP pools. PING (Octavia's ICMP check) has no data plane yet.
+# Which monitors a pool's protocol can run: haproxy checks TCP and HTTP pools (PING, as in
+# Octavia, through haproxy's external check running `ping`); the agent's own probes check
+# UDP pools: UDP-CONNECT, or PING with its ICMP prober.
 MONITORS_FOR = {
-    "TCP": ("TCP", "HTTP"),
-    "HTTP": ("TCP", "HTTP"),
-    "UDP": ("UDP-CONNECT",),
+    "TCP": ("TCP", "HTTP", "PING"),
+    "HTTP": ("TCP", "HTTP", "PING"),
+    "UDP": ("UDP-CONNECT", "PING"),
 }
 HTTP_DEFAULTS = {"http_method": "GET", "url_path": "/", "expected_codes": "200"}
 

@@ -326,8 +326,15 @@ def test_health_monitor_rules(client: TestClient, tenant: Tenant, net: J) -> Non
     assert h.problem(post(tcp["id"], url_path="/x"), 422)["errors"][0]["field"] == "body.url_path"
     assert h.problem(post(tcp["id"], type="UDP-CONNECT"), 422)["errors"][0]["field"] == "body.type"
     assert h.problem(post(udp["id"]), 422)["errors"][0]["field"] == "body.type"
-    # PING has no data plane yet: refused on every pool, naming the field
-    assert h.problem(post(tcp["id"], type="PING"), 422)["errors"][0]["field"] == "body.type"
+    # PING: haproxy's external check on TCP and HTTP pools, the agent's ICMP prober on UDP
+    # ones; HTTP's own fields make no sense for it
+    assert h.problem(post(udp["id"], type="HTTP"), 422)["errors"][0]["field"] == "body.type"
+    ping_pool = h.pool(client, tenant, load_balancer_id=lb["id"])
+    assert post(ping_pool["id"], type="PING").status_code == 201
+    udp_ping = h.pool(client, tenant, "UDP", load_balancer_id=lb["id"])
+    bad = post(udp_ping["id"], type="PING", url_path="/x")
+    assert h.problem(bad, 422)["errors"][0]["field"] == "body.url_path"
+    assert post(udp_ping["id"], type="PING").status_code == 201
     assert h.problem(post(tcp["id"], type="HTTP", expected_codes="2000"), 422)
     assert h.problem(post(tcp["id"], type="HTTP", expected_codes="204-200"), 422)
     assert h.problem(post(tcp["id"], max_retries=11), 422)

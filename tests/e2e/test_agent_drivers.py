@@ -26,7 +26,7 @@ if os.geteuid() != 0 or not (shutil.which("ip") and shutil.which("conntrack")):
 
 from tests.e2e.agent_fabric import netns_list, sh, wait_for
 from workers.agent import dnsmasq
-from workers.agent.drivers import DriverError, conntrack, files, processes
+from workers.agent.drivers import DriverError, conntrack, files, haproxy, processes
 
 pytestmark = pytest.mark.e2e
 
@@ -134,3 +134,47 @@ def test_a_daemons_files_are_readable_by_its_group_only(tmp_path: Path) -> None:
     files.write(directory / "addn_hosts", "# vpcd: y\n", group=dnsmasq.GROUP)  # rewritten
     assert (directory / "addn_hosts").read_text() == "# vpcd: y\n"
     assert stat.S_IMODE((directory / "addn_hosts").stat().st_mode) == 0o640
+
+
+def _haproxy_config(stats: Path, port: int) -> str:
+    return "\n".join(
+        [
+            "global",
+            f"    stats socket {stats} mode 600 level admin expose-fd listeners",
+            "defaults",
+            "    timeout connect 5s",
+            "    timeout client 5s",
+            "    timeout server 5s",
+            f"frontend f{port}",
+            "    mode tcp",
+            f"    bind 127.0.0.1:{port}",
+            "    default_backend b",
+            "backend b",
+            "    mode tcp",
+            "    server s 127.0.0.1:9",
+            "",
+        ]
+    )
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is installed by .ci/run")
+def test_starting_a_running_haproxy_reloads_it_and_keeps_its_sockets(
+    tmp_path: Path, netns: str
+) -> None:
+    """An observation that missed a live master (it re-executes itself on every reload)
+    plans a start: that must reload it, not remove the sockets of the one running."""
+    sh("ip", "-n", netns, "link", "set", "lo", "up")
+    token, name = "t0", f"haproxy-{uuid.uuid4()}"
+    _, stats, master = haproxy.files(tmp_path, token)
+    haproxy.start(tmp_path, name, token, netns, _haproxy_config(stats, 8001))
+    pid = haproxy.running(tmp_path, name, token, netns)
+    try:
+        assert pid is not None
+        assert wait_for(lambda: "f8001" in haproxy.show_stat(str(stats)), 10)
+        haproxy.start(tmp_path, name, token, netns, _haproxy_config(stats, 8002))
+        assert haproxy.running(tmp_path, name, token, netns) == pid  # the same master
+        assert stats.exists() and master.exists()
+        assert wait_for(lambda: "f8002" in haproxy.show_stat(str(stats)), 10)  # new config
+    finally:
+        haproxy.stop(tmp_path, name, token, netns)
+    assert _gone(pid) and not stats.exists() and not master.exists()

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.e2e
 IDENTITY = str(Path(__file__).with_name("identity.py"))
 DELAY, FALL, RISE = 1, 2, 2
 MEMBERS = {"m1": "h1", "m2": "h2", "m3": "h3"}
+GHOST = "10.0.1.250"  # an address of the members' subnet that no port has
 PORTS = {"rr": 80, "weighted": 81, "source": 82, "http": 83, "udp": 84}
 
 
@@ -65,18 +66,18 @@ class Lb:
 
     def admit_vip(self) -> None:
         """The members' group (their VPC's default one) admits the load balancer's
-        traffic: from its VIP, to the members' ports."""
+        traffic: from its VIP, to the members' ports (and its PING checks)."""
         vpc = self.get(f"/v1/vpcs/{self.subnet['vpc_id']}")
-        for protocol, low, high in (("tcp", 8080, 8081), ("udp", 8053, 8053)):
+        for protocol, ports in (("tcp", (8080, 8081)), ("udp", (8053, 8053)), ("icmp", None)):
+            span = {"port_min": ports[0], "port_max": ports[1]} if ports else {}
             self.box.post(
                 "/v1/security-group-rules",
                 self.who,
                 security_group_id=vpc["default_security_group_id"],
                 direction="ingress",
                 protocol=protocol,
-                port_min=low,
-                port_max=high,
                 remote_cidr=f"{self.vip}/32",
+                **span,
             )
 
     def ns(self, member: str) -> str:
@@ -303,6 +304,56 @@ def test_draining_keeps_open_connections(lb: Lb) -> None:
     finally:
         holder.kill()
         holder.wait(timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "port", "member_port"), [("TCP", 85, 8080), ("UDP", 86, 8053)]
+)
+def test_a_ping_monitor_takes_an_unreachable_member_out(
+    lb: Lb, protocol: str, port: int, member_port: int
+) -> None:
+    """PING: haproxy's external check on a TCP pool, the agent's ICMP prober on a UDP one."""
+    box, who = lb.box, lb.who
+    listener = box.post(
+        "/v1/listeners", who, load_balancer_id=lb.id, protocol=protocol, protocol_port=port
+    )
+    pool = box.post(
+        "/v1/pools", who, listener_id=listener["id"], protocol=protocol, lb_algorithm="ROUND_ROBIN"
+    )
+    try:
+        path = f"/v1/pools/{pool['id']}/members"
+        address = lb.ports["m1"]["ip_address"]
+        real = box.post(path, who, address=address, protocol_port=member_port)
+        ghost = box.post(path, who, address=GHOST, protocol_port=member_port)  # no one there
+        box.post(
+            "/v1/health-monitors",
+            who,
+            pool_id=pool["id"],
+            type="PING",
+            delay=DELAY,
+            timeout=1,
+            max_retries=RISE,
+            max_retries_down=FALL,
+        )
+        lb.wait(f"{path}/{ghost['id']}", lambda b: b["operating_status"] == "OFFLINE", 60)
+        lb.wait(f"{path}/{real['id']}", lambda b: b["operating_status"] == "ONLINE", 60)
+        # Once the checks settled, every request goes to the real member. A ping of the real
+        # member lost under load may take it out for one check: then ask again.
+        counts: list[dict[str, int]] = []
+        deadline = time.monotonic() + 60
+        while not counts or (counts[-1] != {"m1": 6} and time.monotonic() < deadline):
+            argv = (sys.executable, IDENTITY, "count", protocol.lower(), lb.vip, str(port), "6")
+            r = box.run(lb.client_ns, *argv, timeout=60)
+            counts.append(json.loads(r.stdout))
+        assert counts[-1] == {"m1": 6}, counts
+    finally:
+        box.http.delete(f"/v1/pools/{pool['id']}", headers=who)
+        box.http.delete(f"/v1/listeners/{listener['id']}", headers=who)
+    lb.wait(
+        f"/v1/load-balancers/{lb.id}",
+        lambda b: b["provisioning_status"] == "active" and b["operating_status"] == "ONLINE",
+        60,
+    )
 
 
 def test_a_haproxy_killed_by_hand_is_restarted(lb: Lb) -> None:

@@ -134,6 +134,17 @@ def test_http_listener_forwards_for_and_checks_http() -> None:
     assert "    http-check expect rstatus ^(200|201|202)$\n" in text
 
 
+def test_ping_monitor_runs_the_external_check() -> None:
+    text = render(lb([listener("l", "TCP", 80, "p")], [pool("p", monitor=monitor("PING"))]), SOCK)
+    assert "global\n" in text and "    external-check\n    insecure-fork-wanted\n" in text
+    assert "    option external-check\n" in text
+    assert '    external-check path "/usr/sbin:/usr/bin:/sbin:/bin"\n' in text
+    assert "    external-check command /state/lb/ping-check\n" in text
+    assert "    server m-m1 10.0.1.11:8080 weight 1 check\n" in text
+    tcp = render(lb([listener("l", "TCP", 80, "p")], [pool("p", monitor=monitor())]), SOCK)
+    assert "external-check" not in tcp and "insecure-fork" not in tcp
+
+
 @pytest.mark.parametrize(
     ("codes", "line"),
     [
@@ -441,3 +452,42 @@ def test_udp_probes_follow_each_monitor_delay_and_rise_fall(
     gone = Desired.build(state())
     health.probe(gone)
     assert health.up() == {}
+
+
+def test_a_ping_monitor_on_a_udp_pool_uses_the_icmp_prober(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from workers.agent import drivers
+    from workers.agent.lbhealth import LbHealth
+
+    pinged: list[list[str]] = []
+
+    def fake_icmp(netns: str, targets: list[str], timeout: float) -> list[bool]:
+        pinged.append(targets)
+        return [t != "10.0.1.12" for t in targets]
+
+    def no_udp(netns: str, targets: list[tuple[str, int]], timeout: float) -> list[bool]:
+        raise AssertionError("a PING monitor sends no UDP datagram")
+
+    monkeypatch.setattr(drivers, "icmp_probe", fake_icmp)
+    monkeypatch.setattr(drivers, "udp_probe", no_udp)
+    mon = monitor("PING", delay=1, max_retries=1, max_retries_down=1)
+    the_lb = lb([listener("u", "UDP", 53, "q")], [pool("q", "UDP", monitor=mon)])
+    health = LbHealth("/state", clock=lambda: 0.0)
+    health.probe(Desired.build(state(the_lb)))
+    assert pinged and "10.0.1.12" in pinged[0] and health.down() == {"m2"}
+    assert "external-check" not in render(the_lb, SOCK)  # UDP pools are not haproxy's
+
+
+def test_icmp_echo_packets() -> None:
+    from workers.agent.drivers.icmp import checksum, echo_request, parse_reply
+
+    request = echo_request(0x1234, 7)
+    assert checksum(request) == 0  # a packet with its checksum sums to zero
+    assert request[:1] == b"\x08" and request[4:8] == bytes([0x12, 0x34, 0, 7])
+    ip_header = bytes([0x45]) + bytes(19)
+    reply = ip_header + bytes([0, 0]) + request[2:]
+    assert parse_reply(reply, 0x1234) == 7
+    assert parse_reply(reply, 0x4321) is None  # someone else's ping
+    assert parse_reply(ip_header + request, 0x1234) is None  # a request, not a reply
+    assert parse_reply(ip_header[:10], 0x1234) is None

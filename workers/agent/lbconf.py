@@ -9,12 +9,17 @@ statuses of members, pools, listeners and the load balancer.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 
 from workers.protocol import ListenerState, LoadBalancerState, MonitorState, PoolState
 
 ALGORITHMS = {"ROUND_ROBIN": "roundrobin", "LEAST_CONNECTIONS": "leastconn", "SOURCE_IP": "source"}
 TIMEOUTS = ("timeout connect 5s", "timeout client 60s", "timeout server 60s")
+# PING monitors: haproxy's external check runs this script (the drivers write it beside
+# the stats socket) with the server's address as its third argument, as Octavia's does
+PING_CHECK = "ping-check"
+PING_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def frontend_name(listener_id: str) -> str:
@@ -46,7 +51,20 @@ def expect_codes(codes: str) -> str:
     return f"http-check expect rstatus ^({'|'.join(listed)})$"
 
 
-def _checks(monitor: MonitorState | None) -> tuple[list[str], str]:
+def ping_check(stats_socket: str) -> str:
+    """The PING check script of the load balancer whose stats socket this is."""
+    return posixpath.join(posixpath.dirname(stats_socket), PING_CHECK)
+
+
+def _pings(lb: LoadBalancerState) -> bool:
+    return any(
+        p.monitor is not None and p.monitor.admin_state_up and p.monitor.type == "PING"
+        for p in lb.pools
+        if p.protocol != "UDP"
+    )
+
+
+def _checks(monitor: MonitorState | None, ping: str) -> tuple[list[str], str]:
     """The backend lines of a monitor and the flag its servers take."""
     if monitor is None or not monitor.admin_state_up:
         return [], ""
@@ -61,16 +79,22 @@ def _checks(monitor: MonitorState | None) -> tuple[list[str], str]:
             f"http-check send meth {monitor.http_method or 'GET'} uri {monitor.url_path or '/'}",
             expect_codes(monitor.expected_codes or "200"),
         ]
+    elif monitor.type == "PING":
+        lines += [
+            "option external-check",
+            f'external-check path "{PING_PATH}"',
+            f"external-check command {ping}",
+        ]
     return lines, " check"
 
 
-def _backend(pool: PoolState) -> list[str]:
+def _backend(pool: PoolState, ping: str) -> list[str]:
     mode = "http" if pool.protocol == "HTTP" else "tcp"
     lines = [f"backend {backend_name(pool.id)}", f"    mode {mode}"]
     lines.append(f"    balance {ALGORITHMS[pool.lb_algorithm]}")
     if pool.lb_algorithm == "SOURCE_IP":
         lines.append("    hash-type consistent")
-    checks, flag = _checks(pool.monitor)
+    checks, flag = _checks(pool.monitor, ping)
     lines += [f"    {line}" for line in checks]
     if not pool.admin_state_up:
         lines.append("    disabled")
@@ -108,6 +132,7 @@ def render(lb: LoadBalancerState, stats_socket: str) -> str:
         "global",
         f"    stats socket {stats_socket} mode 600 level admin expose-fd listeners",
         "    maxconn 2000",  # haproxy needs 2 fds a connection under the hard limit
+        *(["    external-check", "    insecure-fork-wanted"] if _pings(lb) else []),
         "",
         "defaults",
         *(f"    {t}" for t in TIMEOUTS),
@@ -116,7 +141,7 @@ def render(lb: LoadBalancerState, stats_socket: str) -> str:
     for listener in haproxy_listeners(lb):
         lines += [*_frontend(lb, listener, set(pools)), ""]
     for pool in sorted(pools.values(), key=lambda p: p.id):
-        lines += [*_backend(pool), ""]
+        lines += [*_backend(pool, ping_check(stats_socket)), ""]
     return "\n".join(lines)
 
 

@@ -1,5 +1,5 @@
 """What the agent measures of its load balancers between and during syncs: haproxy's
-stats per load balancer, and its own UDP-CONNECT probes of UDP members with their
+stats per load balancer, and its own UDP-CONNECT or PING probes of UDP members with their
 rise/fall counting (max_retries successes bring a member back, max_retries_down failures
 in a row take it out of the DNAT rules).
 
@@ -53,7 +53,7 @@ class LbHealth:
         }
 
     def probe(self, desired: Desired) -> None:
-        """One UDP-CONNECT round over the monitored UDP pools' members."""
+        """One UDP-CONNECT (or PING) round over the monitored UDP pools' members."""
         seen: set[str] = set()
         now = self.clock()
         for lb_id, lb in desired.lbs.items():
@@ -67,12 +67,13 @@ class LbHealth:
                     seen.update(m.id for m in members)  # not its turn: keep its counts
                     continue
                 self._probed[pool.id] = now
+                netns = desired.lb_netns[lb_id]
                 try:
-                    ups = drivers.udp_probe(
-                        desired.lb_netns[lb_id],
-                        [(m.address, m.protocol_port) for m in members],
-                        mon.timeout,
-                    )
+                    if mon.type == "PING":
+                        ups = drivers.icmp_probe(netns, [m.address for m in members], mon.timeout)
+                    else:
+                        targets = [(m.address, m.protocol_port) for m in members]
+                        ups = drivers.udp_probe(netns, targets, mon.timeout)
                 except Exception:  # the namespace is not there yet: nothing to learn
                     continue
                 for m, ok in zip(members, ups, strict=True):

@@ -55,6 +55,7 @@ from workers.agent.drivers.base import (
     NetnsMissing,
     describe,
 )
+from workers.agent.drivers.icmp import icmp_probe
 from workers.agent.drivers.links import (
     add_address,
     add_route,
@@ -126,6 +127,7 @@ __all__ = [
     "garp",
     "get_link",
     "haproxy",
+    "icmp_probe",
     "ipset",
     "iptables",
     "link_index",

@@ -19,6 +19,9 @@ from workers.agent.drivers import processes
 from workers.agent.drivers.cmd import check, run
 
 LB_DIR = "lb"
+PING_CHECK = "ping-check"  # lbconf.PING_CHECK: haproxy's external check for PING monitors
+# $3 is the server's address; one echo, one second (Octavia's ping-wrapper.sh)
+PING_SCRIPT = '#!/bin/sh\nexec ping -q -n -c 1 -w 1 "$3" >/dev/null 2>&1\n'
 PID_RE = re.compile(r"^haproxy-([0-9a-f-]{36})\.pid\Z")
 
 
@@ -52,9 +55,23 @@ def read_config(state_dir: str | os.PathLike[str], token: str) -> str | None:
         return None
 
 
+def _ping_script(base: Path) -> None:
+    """The PING monitors' check script, shared by the load balancers of this host."""
+    path = base / PING_CHECK
+    with contextlib.suppress(OSError):
+        if path.read_text() == PING_SCRIPT and os.access(path, os.X_OK):
+            return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(PING_SCRIPT)
+    tmp.chmod(0o755)
+    os.replace(tmp, path)
+
+
 def _write_config(state_dir: str | os.PathLike[str], token: str, text: str) -> None:
     path = files(state_dir, token)[0]
     path.parent.mkdir(parents=True, exist_ok=True)
+    if "external-check command" in text:
+        _ping_script(path.parent)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     check(run(None, ["haproxy", "-c", "-q", "-f", str(tmp)]), "haproxy -c")
@@ -64,28 +81,34 @@ def _write_config(state_dir: str | os.PathLike[str], token: str, text: str) -> N
 def start(
     state_dir: str | os.PathLike[str], name: str, token: str, netns: str, config: str
 ) -> None:
+    """Write the configuration and start the master; one already running (observed as
+    gone while it re-executed itself on a reload) is reloaded instead, and keeps its
+    sockets: removing a live master's would leave its stats unreadable."""
     _write_config(state_dir, token, config)
+    command = argv(state_dir, token)
+    if processes.send_signal(state_dir, name, netns, command, signal.SIGUSR2, prefix=True):
+        return
     _, stats, master = files(state_dir, token)
     for stale in (stats, master):  # left by a killed master: haproxy would refuse to bind
         stale.unlink(missing_ok=True)
-    processes.start(state_dir, name, netns, argv(state_dir, token), prefix=True)
+    processes.start(state_dir, name, netns, command, prefix=True)
 
 
 def reload(
     state_dir: str | os.PathLike[str], name: str, token: str, netns: str, config: str
 ) -> None:
-    """New configuration, then SIGUSR2 to the master (started again if it is gone)."""
-    _write_config(state_dir, token, config)
-    if not processes.send_signal(
-        state_dir, name, netns, argv(state_dir, token), signal.SIGUSR2, prefix=True
-    ):
-        start(state_dir, name, token, netns, config)
+    """New configuration, then SIGUSR2 to the master (started again if it is gone):
+    what `start` does."""
+    start(state_dir, name, token, netns, config)
 
 
 def stop(state_dir: str | os.PathLike[str], name: str, token: str, netns: str | None) -> None:
     processes.stop(state_dir, name, netns, argv(state_dir, token), prefix=True)
     for path in files(state_dir, token):
         path.unlink(missing_ok=True)
+    base = Path(state_dir) / LB_DIR
+    if not any(base.glob("*.cfg")):  # the last load balancer here: its check script too
+        (base / PING_CHECK).unlink(missing_ok=True)
 
 
 def forwarding(netns: str) -> bool:
