@@ -20,6 +20,15 @@ ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under xdist (`-n 2 --dist loadgroup`, the default in pyproject): the kernel and page
+    tests run one after another on one worker, since they share the machine's namespaces
+    and timings; the pure and API tests spread over the other."""
+    for item in items:
+        if item.get_closest_marker("e2e") or item.nodeid.startswith("tests/ui/"):
+            item.add_marker(pytest.mark.xdist_group("kernel"))
+
+
 @pytest.fixture(scope="session")
 def db_url() -> Iterator[str]:
     base = os.environ.get("VPCD_TEST_DATABASE_URL", "sqlite://")
