@@ -9,12 +9,14 @@ RTT p50/p99 between two hosts, in one run, for
 - flat: a macvlan (bridge mode) child of each host's provider interface, full MTU;
 - bridge: two workloads on one host's bridge (no host crossing).
 
-The hosts are network namespaces on a private fabric (underlay bridge, provider bridge),
-built here with iproute2 exactly as DESIGN §4 prescribes for each type (vpcd's agent does
-not realise flat and routed yet, so every path is built the same way, by the bench), and
-removed afterwards, also on failure. Rounds alternate the types so a load change on the
-machine hits all of them alike; figures are medians over rounds. Root only; no packet
-leaves the namespaces made here.
+The hosts are network namespaces on a private fabric (underlay bridge, provider bridge)
+built here with iproute2; every measured path but `bare` is made by vpcd's own agent
+(workers/agent, the code the sandbox runs) from a hand-written host document, and the
+agent removes it again afterwards (then every namespace of this run goes, also on
+failure). The same-host bridge is a vpcd subnet's bridge, so its ports have the tenant
+MTU (1450) like vxlan's; routed and flat ports have the full underlay MTU. Rounds
+alternate the types so a load change on the machine hits all of them alike; figures are
+medians over rounds. Root only; no packet leaves the namespaces made here.
 
     python bench/network_types.py [--rounds 3] [--seconds 3] [--out FILE.json]
 """
@@ -26,15 +28,28 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from workers.agent.agent import Agent
+from workers.protocol import (
+    HostState,
+    PortState,
+    RemotePort,
+    SubnetState,
+    TypedNetworkState,
+)
 
 PREFIX = f"vbnt{os.getpid() % 100000}"
 UNDERLAY = "198.18.0"
@@ -55,6 +70,49 @@ def ip(ns: str, *args: str) -> None:
     sh("ip", "-n", ns, *args)
 
 
+def _port(pid: str, sid: str, ip: str, mac: str, prefixlen: int = 24) -> PortState:
+    return PortState(
+        id=f"bench-{pid}", revision=1, subnet_id=sid, netns=pid, mac=mac, ip=ip,
+        prefixlen=prefixlen,
+    )  # fmt: skip
+
+
+def host_document(host: str, i: int, revision: int) -> HostState:
+    """Host i's document (i = 1 or 2): a VXLAN subnet across both hosts, a routed and a
+    flat subnet with one port per host, and on host 1 a subnet with two local ports (the
+    same-host bridge). No security groups: every type is measured unfiltered alike."""
+    other = 3 - i
+    vtep, peer = f"{UNDERLAY}.{10 + i}", f"{UNDERLAY}.{10 + other}"
+    vx = SubnetState(
+        id="bench-vx", revision=1, vni=42, cidr="10.42.0.0/24", gateway_ip="10.42.0.1",
+        remote_vteps=[peer],
+        remote_ports=[RemotePort(mac=f"02:00:00:00:42:0{other}", ip=f"10.42.0.{10 + other}",
+                                 vtep_ip=peer)],
+    )  # fmt: skip
+    subnets, ports = [vx], [_port("vx", vx.id, f"10.42.0.{10 + i}", f"02:00:00:00:42:0{i}")]
+    if i == 1:
+        sb = SubnetState(id="bench-sb", revision=1, vni=99, cidr="10.99.0.0/24",
+                         gateway_ip="10.99.0.1")  # fmt: skip
+        subnets.append(sb)
+        ports += [_port(f"sb{n}", sb.id, f"10.99.0.1{n}", f"02:00:00:00:99:0{n}") for n in (1, 2)]
+    routed = TypedNetworkState(
+        id="bench-rt", revision=1, network_type="routed", cidr="10.64.0.0/24",
+        gateway_ip="10.64.0.1",
+        ports=[_port("rt", "bench-rt", f"10.64.0.{10 + i}", f"02:00:00:00:64:0{i}")],
+        remote_ports=[RemotePort(mac=f"02:00:00:00:64:0{other}", ip=f"10.64.0.{10 + other}",
+                                 vtep_ip=peer)],
+    )  # fmt: skip
+    flat = TypedNetworkState(
+        id="bench-fl", revision=1, network_type="flat", cidr="192.168.50.0/24",
+        gateway_ip="192.168.50.1", physical_network="provider",
+        ports=[_port("fl", "bench-fl", f"192.168.50.{10 + i}", f"02:00:00:00:50:0{i}")],
+    )  # fmt: skip
+    return HostState(
+        host=host, revision=revision, vtep_ip=vtep, subnets=subnets, ports=ports,
+        typed_networks=[routed, flat],
+    )  # fmt: skip
+
+
 class Fabric:
     """Namespaces: fabric (bridges `underlay` and `provider`), hosts h1/h2, workloads."""
 
@@ -62,6 +120,9 @@ class Fabric:
         self.made: list[str] = []
         self.servers: list[subprocess.Popen[str]] = []
         self.paths: dict[str, tuple[str, str]] = {}  # type -> (client netns, server address)
+        self.agents: dict[str, Agent] = {}
+        self.servers_in: dict[str, str] = {}
+        self.state_dir: Path | None = None
 
     def netns(self, short: str) -> str:
         name = f"{PREFIX}-{short}"
@@ -84,10 +145,7 @@ class Fabric:
             self._plug(fab, "provider", f"p{i}", h, "phys0", 1500)
             sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=h)
         self.paths["bare"] = (hosts[1], f"{UNDERLAY}.12")
-        self._vxlan(hosts)
-        self._routed(hosts)
-        self._flat(hosts)
-        self._bridge(hosts[1])
+        self._agents(hosts)
 
     def _plug(self, a: str, bridge: str, end: str, b: str, inner: str, mtu: int) -> None:
         ip(a, "link", "add", end, "mtu", str(mtu), "type", "veth", "peer", "name", inner,
@@ -97,78 +155,30 @@ class Fabric:
         ip(a, "link", "set", end, "up")
         ip(b, "link", "set", inner, "up")
 
-    def _workload(self, host: str, short: str, mtu: int, bridge: str = "") -> str:
-        w = self.netns(short)
-        self._plug(host, bridge, f"v{short}", w, "eth0", mtu)
-        return w
-
-    def _vxlan(self, hosts: dict[int, str]) -> None:
+    def _agents(self, hosts: dict[int, str]) -> None:
+        """vxlan, routed, flat and the same-host bridge, all made by vpcd's agent from a
+        host document (the one each host would get from the controller)."""
+        self.state_dir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-"))
         for i, h in hosts.items():
-            ip(h, "link", "add", "br42", "mtu", "1450", "type", "bridge")
-            ip(h, "link", "add", "vx42", "mtu", "1450", "type", "vxlan", "id", "42",
-               "local", f"{UNDERLAY}.{10 + i}", "dstport", "4789", "nolearning")  # fmt: skip
-            ip(h, "link", "set", "vx42", "master", "br42", "up")
-            ip(h, "link", "set", "br42", "up")
-            w = self._workload(h, f"vx{i}", 1450, "br42")
-            ip(w, "link", "set", "eth0", "address", f"02:00:00:00:42:0{i}")
-            ip(w, "addr", "add", f"10.42.0.{i}/24", "dev", "eth0")
-            other = 3 - i
-            sh("bridge", "fdb", "append", "00:00:00:00:00:00", "dev", "vx42", "dst",
-               f"{UNDERLAY}.{10 + other}", ns=h)  # fmt: skip
-            sh("bridge", "fdb", "add", f"02:00:00:00:42:0{other}", "dev", "vx42", "dst",
-               f"{UNDERLAY}.{10 + other}", ns=h)  # fmt: skip
-        self.paths["vxlan"] = (f"{PREFIX}-vx1", "10.42.0.2")
-
-    def _routed(self, hosts: dict[int, str]) -> None:
-        for i, h in hosts.items():
-            w = self._workload(h, f"rt{i}", 1500)
-            addr, other = f"10.64.0.{i}", f"10.64.0.{3 - i}"
-            ip(w, "addr", "add", f"{addr}/32", "dev", "eth0")
-            ip(w, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
-            ip(w, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
-            sh("sysctl", "-qw", f"net.ipv4.conf.vrt{i}.proxy_arp=1", ns=h)
-            # The link-local gateway resolves to the host side (a host without a default
-            # route would not proxy-answer for it): a permanent neighbour entry.
-            mac = sh("cat", f"/sys/class/net/vrt{i}/address", ns=h).strip()
-            ip(
-                w,
-                "neigh",
-                "replace",
-                "169.254.1.1",
-                "lladdr",
-                mac,
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
+            agent = Agent(
+                h, h, f"{h}-", self.state_dir / h, physical_interfaces={"provider": "phys0"}
             )
-            ip(h, "route", "add", f"{addr}/32", "dev", f"vrt{i}")
-            ip(h, "route", "add", f"{other}/32", "via", f"{UNDERLAY}.{10 + 3 - i}")
-        self.paths["routed"] = (f"{PREFIX}-rt1", "10.64.0.2")
-
-    def _flat(self, hosts: dict[int, str]) -> None:
-        for i, h in hosts.items():
-            w = self.netns(f"fl{i}")
-            ip(h, "link", "add", f"mv{i}", "link", "phys0", "type", "macvlan", "mode", "bridge")
-            ip(h, "link", "set", f"mv{i}", "netns", w)
-            ip(w, "link", "set", f"mv{i}", "name", "eth0")
-            ip(w, "addr", "add", f"192.168.50.{i}/24", "dev", "eth0")
-            ip(w, "link", "set", "eth0", "up")
-        self.paths["flat"] = (f"{PREFIX}-fl1", "192.168.50.2")
-
-    def _bridge(self, h: str) -> None:
-        ip(h, "link", "add", "br0", "type", "bridge")
-        ip(h, "link", "set", "br0", "up")
-        for i in (1, 2):
-            w = self._workload(h, f"sb{i}", 1500, "br0")
-            ip(w, "addr", "add", f"10.99.0.{i}/24", "dev", "eth0")
-        self.paths["bridge"] = (f"{PREFIX}-sb1", "10.99.0.2")
+            self.agents[h] = agent
+            report = agent.sync(host_document(h, i, 1))
+            if not report.ok:
+                raise RuntimeError(f"{h}: {report.detail}: {report.results}")
+        h1, h2 = hosts[1], hosts[2]
+        self.paths["vxlan"] = (f"{h1}-vx", "10.42.0.12")
+        self.paths["routed"] = (f"{h1}-rt", "10.64.0.12")
+        self.paths["flat"] = (f"{h1}-fl", "192.168.50.12")
+        self.paths["bridge"] = (f"{h1}-sb1", "10.99.0.12")
+        self.servers_in = {
+            "bare": h2, "vxlan": f"{h2}-vx", "routed": f"{h2}-rt", "flat": f"{h2}-fl",
+            "bridge": f"{h1}-sb2",
+        }  # fmt: skip
 
     def server_netns(self, kind: str) -> str:
-        return {
-            "bare": f"{PREFIX}-h2", "vxlan": f"{PREFIX}-vx2", "routed": f"{PREFIX}-rt2",
-            "flat": f"{PREFIX}-fl2", "bridge": f"{PREFIX}-sb2",
-        }[kind]  # fmt: skip
+        return self.servers_in[kind]
 
     def start_servers(self) -> None:
         for kind in TYPES:
@@ -187,8 +197,18 @@ class Fabric:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        for h, agent in self.agents.items():  # the agent removes what it made
+            try:
+                agent.sync(HostState(host=h, revision=2, vtep_ip=""), full=True)
+            finally:
+                agent.close()
         for name in reversed(self.made):
             sh("ip", "netns", "del", name, check=False)
+        left = sh("ip", "netns", "list").split()
+        for name in [n for n in left if n.startswith(f"{PREFIX}-")]:  # ours by prefix
+            sh("ip", "netns", "del", name, check=False)
+        if self.state_dir is not None:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 @contextmanager

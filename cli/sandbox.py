@@ -298,10 +298,11 @@ def purge_bus(env: dict[str, str]) -> None:
 
 
 def exec_argv(name: str, host: str, netns: str | None, cmd: list[str]) -> list[str]:
-    """The argv that runs `cmd` in a workload (host + netns) or in `outside`."""
+    """The argv that runs `cmd` in a workload (host + netns), in `outside` or in
+    `physical` (the bare-metal stand-in on the provider segment)."""
     sb = load(name)
-    if host == "outside":
-        target = f"{name}-outside"
+    if host in ("outside", "physical"):
+        target = f"{name}-{host}"
     else:
         h = sb.host(host)
         target = f"{h['name']}-{netns}" if netns else h["netns"]

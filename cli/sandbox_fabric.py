@@ -4,6 +4,8 @@ Layout, for a sandbox named S with N hosts:
   S-fabric    underlay bridge (198.18.0.0/24) and external bridge (203.0.113.0/24)
   S-h1..S-hN  host namespaces: vtep0 on the underlay; network hosts also ext0 on external
   S-outside   203.0.113.1 on the external segment, standing for the internet
+  S-physical  192.168.50.1 on the provider segment (each host's `phys0` is on it too),
+              standing for a bare-metal machine that flat subnets' workloads meet
 Each namespace is recorded in the sandbox's state before it is made, so `down` finds it
 even after a crash.
 """
@@ -21,6 +23,8 @@ EXTERNAL = "203.0.113"  # RFC 5737 TEST-NET-3: the sandbox's "internet"
 # The provider segment flat subnets sit on: a fabric bridge with one `phys0` per host (the
 # agents' --physical-interface provider=phys0), standing for a physical switch.
 PHYSNET, PHYS_IFACE = "provider", "phys0"
+# The "physical server" on the provider segment: the gateway a flat subnet on it names.
+PROVIDER_CIDR, PHYSICAL_SERVER = "192.168.50.0/24", "192.168.50.1"
 
 
 def ip(
@@ -58,6 +62,10 @@ def build_fabric(sb: Sandbox, count: int, network_hosts: int) -> None:
     add_netns(sb, outside)
     plug(fabric, "external", "out0", outside, "eth0")
     ip("addr", "add", f"{EXTERNAL}.1/24", "dev", "eth0", netns=outside)
+    physical = f"{sb.name}-physical"
+    add_netns(sb, physical)
+    plug(fabric, PHYSNET, "phy0", physical, "eth0")
+    ip("addr", "add", f"{PHYSICAL_SERVER}/24", "dev", "eth0", netns=physical)
     for i in range(1, count + 1):
         name = f"{sb.name}-h{i}"
         roles = ["compute", "network"] if i <= network_hosts else ["compute"]

@@ -165,6 +165,7 @@ def worker(
         netns_prefix=workload_prefix,
         state_dir=state_dir,
         external_interface=external_interface,
+        physical_interfaces=physical,
     )
     AgentService(
         host=host,
@@ -269,7 +270,7 @@ def sandbox_status(
 )
 def sandbox_exec(
     ctx: typer.Context,
-    host: Annotated[str, typer.Argument(help="Host (h1 or its full name), or 'outside'.")],
+    host: Annotated[str, typer.Argument(help="Host (h1 or full name), 'outside', 'physical'.")],
     netns: Annotated[str | None, typer.Argument(help="The port's netns on that host.")] = None,
     name: NameOpt = "vpcd",
 ) -> None:
@@ -279,7 +280,7 @@ def sandbox_exec(
     args = list(ctx.args)
     if netns == "--" or netns is None:
         netns = None
-    if host == "outside" and netns is not None:
+    if host in ("outside", "physical") and netns is not None:
         args, netns = [netns, *args], None
     if not args:
         raise typer.BadParameter("give a command after --")

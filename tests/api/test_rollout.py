@@ -182,9 +182,8 @@ L2_DETAIL = "host h1 does not support section 'routers' (protocol 1: subnets, po
 
 
 def test_an_l2_agent_against_a_controller_that_knows_routers(client, tenant, bus) -> None:  # type: ignore[no-untyped-def]
-    # every section but typed_networks: no agent realises flat and routed subnets yet (issue 12)
-    assert set(SECTIONS) - set(SUPPORTED_SECTIONS) == {"typed_networks"}
-    assert set(SUPPORTED_SECTIONS) < set(SECTIONS) and set(SECTIONS) > set(SECTIONS_L2)
+    # every section, typed_networks too (issue 12)
+    assert set(SUPPORTED_SECTIONS) == set(SECTIONS) and set(SECTIONS) > set(SECTIONS_L2)
     bus.agent("h1", "198.18.0.11", SECTIONS_L2, deltas=False)  # the network host
     bus.agent("h2", "198.18.0.12", SECTIONS_L2, deltas=False)
     host = _host(client, "h1")

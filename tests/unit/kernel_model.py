@@ -14,6 +14,7 @@ import shlex
 from dataclasses import replace
 
 from tests.unit.service_model import ServiceModel
+from tests.unit.typed_model import TypedModel
 from workers.agent import dispatch, names
 from workers.agent.observed import (
     ZERO_MAC,
@@ -198,7 +199,7 @@ class ModelFirewall:
         )
 
 
-class ModelKernel(ServiceModel):
+class ModelKernel(ServiceModel, TypedModel):
     """One method per dispatch row, acting on an Observed-shaped state."""
 
     def __init__(self, observed: Observed) -> None:
@@ -217,6 +218,7 @@ class ModelKernel(ServiceModel):
         self.flushed: list[tuple[str, str]] = []
         self.init_services(observed)
         self.lbs = dict(observed.lbs)
+        self.init_typed(observed)
 
     def _drop_port(self, veth: str) -> None:
         self.veths.pop(veth, None)
@@ -227,6 +229,7 @@ class ModelKernel(ServiceModel):
         return self.firewall.setdefault(netns, ModelFirewall(NetnsFirewall()))
 
     def delete_netns(self, op: DeleteNetns) -> None:
+        self.typed_netns_gone(op.name)
         self.netns.discard(op.name)
         self.owned.discard(op.name)
         self.firewall.pop(op.name, None)
@@ -434,6 +437,7 @@ class ModelKernel(ServiceModel):
             services=self.services,
             resolv={ns: t for ns, t in self.resolv.items() if ns in self.netns},
             lbs=self.lbs,
+            typed=self.typed_obs(),
         )
 
 

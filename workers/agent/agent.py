@@ -31,7 +31,7 @@ import os
 import resource
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -87,11 +87,13 @@ class Agent:
         netns_prefix: str,
         state_dir: str | os.PathLike[str],
         external_interface: str | None = None,
+        physical_interfaces: Mapping[str, str] | None = None,
     ) -> None:
         self.host = host
         if external_interface is not None:
             names.check_ifname(external_interface)
         self.external_interface = external_interface
+        self.physical_interfaces = dict(physical_interfaces or {})
         self.host_netns = host_netns
         if host_netns is not None:
             drivers.netns_path(host_netns)  # validates the name
@@ -175,6 +177,7 @@ class Agent:
             self.state_dir,
             self._health.down(),
             external_interface=self.external_interface,
+            physical_interfaces=self.physical_interfaces,
         )
 
     def _observe(self, desired: Desired, scope: Scope | None) -> Observed:

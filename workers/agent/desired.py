@@ -14,6 +14,7 @@ from types import MappingProxyType
 
 from workers.agent import names
 from workers.agent.observed import RouteObs
+from workers.agent.typed_state import TypedDesired, typed_desired
 from workers.protocol import (
     DhcpDnsState,
     HostState,
@@ -59,6 +60,7 @@ class Desired:
     lbs: Mapping[str, LoadBalancerState] = field(default_factory=dict)
     lb_netns: Mapping[str, str] = field(default_factory=dict)  # load balancer id -> its netns
     udp_down: frozenset[str] = frozenset()  # UDP members the agent's probes took out
+    typed: TypedDesired = field(default_factory=TypedDesired)  # flat and routed ports
 
     @classmethod
     def build(
@@ -68,6 +70,7 @@ class Desired:
         state_dir: str = DEFAULT_STATE_DIR,
         udp_down: frozenset[str] = frozenset(),
         external_interface: str | None = None,
+        physical_interfaces: Mapping[str, str] | None = None,
     ) -> Desired:
         state = with_vip_ports(state)
         problems = port_problems(state, netns_prefix)
@@ -119,6 +122,15 @@ class Desired:
                 }
             ),
             udp_down=udp_down,
+            typed=typed_desired(
+                state,
+                netns_prefix,
+                physical_interfaces or {},
+                {
+                    (names.workload_netns(netns_prefix, p.netns), p.interface_name): p.id
+                    for p in ports
+                },
+            ),
         )
 
     @property
@@ -137,7 +149,8 @@ class Desired:
     def netns(self) -> frozenset[str]:
         """The namespaces this host keeps: realisable ports' workload namespaces and every
         document router's namespace (one that cannot be realised now is left alone)."""
-        return frozenset(self.port_netns.values()) | frozenset(self.router_netns.values())
+        kept = frozenset(self.port_netns.values()) | frozenset(self.router_netns.values())
+        return kept | self.typed.netns
 
 
 def router_problems(state: HostState, external_interface: str | None) -> dict[str, str]:

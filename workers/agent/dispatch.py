@@ -63,6 +63,14 @@ from workers.agent.planners.router import (
     DeleteLeg,
     EnsureExtBridge,
 )
+from workers.agent.planners.typed import (
+    ConfigureRoutedHost,
+    ConfigureTypedWorkload,
+    CreateFlatPort,
+    CreateRoutedPort,
+    DeleteRoutedVeth,
+    SetTypedRoutes,
+)
 
 HANDLERS: Mapping[type[Op], str] = MappingProxyType(
     {
@@ -112,6 +120,12 @@ HANDLERS: Mapping[type[Op], str] = MappingProxyType(
         StartHaproxy: "start_haproxy",
         ReloadHaproxy: "reload_haproxy",
         EnableForwarding: "enable_forwarding",
+        DeleteRoutedVeth: "delete_routed_veth",
+        CreateRoutedPort: "create_routed_port",
+        CreateFlatPort: "create_flat_port",
+        ConfigureRoutedHost: "configure_routed_host",
+        ConfigureTypedWorkload: "configure_typed_workload",
+        SetTypedRoutes: "set_typed_routes",
     }
 )
 

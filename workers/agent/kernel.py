@@ -17,6 +17,7 @@ from pathlib import Path
 from workers.agent import dnsmasq, drivers, names
 from workers.agent.drivers import Netlink, rawnl, rawwrite
 from workers.agent.drivers.cmd import ToolCalls
+from workers.agent.kernel_typed import TypedKernel
 from workers.agent.observed import ZERO_MAC
 from workers.agent.planners.dhcp_dns import (
     ConfigureServiceLeg,
@@ -73,7 +74,7 @@ from workers.agent.ruleset import EB
 
 
 @dataclass
-class HostKernel:
+class HostKernel(TypedKernel):
     nl: Netlink
     host_netns: str | None
     state_dir: str = "/var/lib/vpcd"

@@ -27,6 +27,7 @@ from workers.agent.desired import Desired
 from workers.agent.drivers import Netlink, rawnl
 from workers.agent.drivers.cmd import ToolCalls
 from workers.agent.observe_services import observe_services
+from workers.agent.observe_typed import observe_typed
 from workers.agent.observed import (
     BridgeObs,
     ExternalIfObs,
@@ -200,6 +201,7 @@ def observe(
         services=services,
         resolv=resolv,
         lbs=observe_lbs(state_dir, desired) if state_dir is not None else {},
+        typed=observe_typed(nl, host_netns, desired.typed, scope),
     )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from workers.agent.ruleset import NetnsFirewall
+from workers.agent.typed_state import TypedObs
 
 ZERO_MAC = "00:00:00:00:00:00"
 
@@ -191,6 +192,7 @@ class Observed:
     services: Mapping[str, ServiceObs] = field(default_factory=dict)
     resolv: Mapping[str, str] = field(default_factory=dict)
     lbs: Mapping[str, LbObs] = field(default_factory=dict)  # by load balancer id, always whole
+    typed: TypedObs = field(default_factory=TypedObs)  # flat and routed ports, always whole
 
     def merged(self, part: Observed, scope: Scope) -> Observed:
         """This snapshot with everything `scope` names replaced by `part`'s view of it."""
@@ -222,4 +224,5 @@ class Observed:
             services=part.services,
             resolv=part.resolv,
             lbs=part.lbs,  # cheap to read, so every observation reads all of it
+            typed=part.typed if part.typed.read else self.typed,
         )

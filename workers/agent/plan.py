@@ -21,6 +21,7 @@ from workers.agent.planners.lb import plan_lb
 from workers.agent.planners.nat import plan_nat
 from workers.agent.planners.ports import plan_ports
 from workers.agent.planners.router import plan_router
+from workers.agent.planners.typed import plan_typed
 
 Planner = Callable[[Desired, Observed], list[Op]]
 
@@ -32,6 +33,7 @@ PLANNERS: tuple[Planner, ...] = (
     plan_nat,
     plan_dhcp_dns,
     plan_lb,
+    plan_typed,
 )
 
 

@@ -51,6 +51,11 @@ def build_report(desired: Desired, failures: Failures, leftover: list[Op]) -> Re
             if ("port", port.id) in failures:
                 extra = None
         results.append(result("port", port.id, port.revision, extra))
+    for net in state.typed_networks:  # flat and routed subnets and their ports
+        results.append(result("subnet", net.id, net.revision))
+        for port in net.ports:
+            extra = desired.typed.problems.get(port.id)
+            results.append(result("port", port.id, port.revision, extra))
     results += router_results(
         desired,
         [
@@ -107,7 +112,8 @@ def router_results(desired: Desired, routers: list[ResourceResult]) -> list[Reso
 
 def _enforced_groups(desired: Desired) -> set[str]:
     """Groups whose rules this host enforces: those of its filtered ports."""
-    used = {g for p in desired.state.ports for g in p.security_group_ids or ()}
+    ports = [*desired.state.ports, *(p for t in desired.state.typed_networks for p in t.ports)]
+    used = {g for p in ports for g in p.security_group_ids or ()}
     return used & set(desired.groups)
 
 
@@ -128,6 +134,14 @@ def failed_report(desired: Desired, detail: str) -> Report:
                 kind="port", id=d.port_id, revision=d.port_revision, ok=False, detail=detail
             )
             for d in state.dhcp_dns
+        ]
+        + [
+            ResourceResult(kind=kind, id=rid, revision=rev, ok=False, detail=detail)
+            for net in state.typed_networks
+            for kind, rid, rev in [
+                ("subnet", net.id, net.revision),
+                *(("port", p.id, p.revision) for p in net.ports),
+            ]
         ]
     )
     results += [

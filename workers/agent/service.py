@@ -47,6 +47,7 @@ SUPPORTED_SECTIONS: tuple[str, ...] = (
     "network_acls",
     "routers",
     "load_balancers",
+    "typed_networks",
 )
 
 

@@ -38,6 +38,7 @@ from workers.agent.planners.secgroups import (
     render_arp,
     render_security,
 )
+from workers.agent.planners.typed_fw import render_routed_security, with_routed
 from workers.agent.planners.udp import LB_TABLES, udp_ruleset
 from workers.agent.ruleset import (
     IpsetState,
@@ -163,9 +164,13 @@ def render(desired: Desired) -> dict[str | None, NetnsFirewall]:
     acl_chains, acl_hooks = render_acls(desired)  # before security groups, as on AWS
     sg_chains, sg_hooks, sg_sets = render_security(desired)
     arp_chains, arp_hooks = render_arp(desired)
+    rt_chains, rt_hooks, rt_sets = render_routed_security(desired)  # flat/routed ports
     chains.update(acl_chains)
     chains.update(sg_chains)
     sets.update(sg_sets)
+    chains.update(rt_chains)
+    sets.update(rt_sets)
+    sg_hooks += rt_hooks
     host = {table: Ruleset() for table in TABLES[HOST]}
     host["filter"] = Ruleset(chains=chains, hooks=hooks + acl_hooks + sg_hooks)
     host["raw"] = raw
@@ -208,7 +213,7 @@ def plan_firewall(desired: Desired, observed: Observed) -> list[Op]:
             ops.append(DestroyIpsets(netns, tuple(stale)))
         filters = want.tables.get("filter", Ruleset()).chains
         before = have.tables.get("filter", Ruleset()).chains
-        cuts = conntrack_cuts(desired, filters, before, want.sets, have.sets)
+        cuts = conntrack_cuts(with_routed(desired), filters, before, want.sets, have.sets)
         if cuts:
             ops.append(CutConntrack(netns, cuts))
     return ops
