@@ -21,6 +21,7 @@ from api import errors, metrics
 from api.auth import TokenCache
 from api.deps import DbAdmission
 from api.rest.query import reject_unknown_query, reject_unstorable_parameters
+from api.services import quotas
 from api.services.idempotency import MAX_KEY_LENGTH, IdempotencyMiddleware
 from api.services.notify import Notifier
 from api.settings import Settings, get_settings
@@ -81,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = session_factory(engine)
+    # Quota claims are made binding right before each commit (api.services.quotas).
+    quotas.install(app.state.sessionmaker, engine)
     app.state.read_sessionmaker = session_factory(read_engine(engine))
     app.state.tokens = TokenCache(app.state.read_sessionmaker, settings.token_cache_seconds)
     app.state.notifier = Notifier(settings)

@@ -340,6 +340,8 @@ def machine_info(db_url: str) -> dict[str, Any]:
         pass
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        # Other work on the machine skews every figure: the 1/5/15-minute load at the start.
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "cpu_count": os.cpu_count(),
         "cpu_model": cpu_model,
         "platform": platform.platform(),
@@ -519,6 +521,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ratios_vs_baseline": ratios,
         "server_cpu_ms_per_request": {k: cpu_ms_per_request(v) for k, v in phases.items()},
         "goals": goals(phases, ratios),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
 
 

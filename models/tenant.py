@@ -59,6 +59,18 @@ class Quota(Base):
     limit: Mapped[int] = mapped_column(sa.Integer, nullable=False)
 
 
+class QuotaUsage(Base):
+    """How many rows of a quota'd kind a tenant holds: kept by triggers (migration 0020)
+    on every insert and delete, so no code path can leave it behind."""
+
+    __tablename__ = "quota_usage"
+    tenant_id: Mapped[str] = mapped_column(
+        sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    resource: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    used: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+
+
 def find_token(session: Session, token: str) -> ApiToken | None:
     return session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
 
@@ -120,15 +132,20 @@ def delete_with_tokens(session: Session, tenant: Tenant) -> None:
     session.delete(tenant)
 
 
-def lock_quota(session: Session, tenant_id: str, resource: str) -> None:
-    """Hold one tenant's quota of one kind until this transaction ends.
+def quota_used(session: Session, tenant_id: str, resource: str) -> int:
+    used = session.scalar(
+        sa.select(QuotaUsage.used).where(
+            QuotaUsage.tenant_id == tenant_id, QuotaUsage.resource == resource
+        )
+    )
+    return int(used or 0)
 
-    A quota check counts and then inserts; two requests (in any API process) racing past
-    the count would both insert. A transaction-scoped advisory lock per (tenant, kind)
-    makes the second wait for the first's commit, then count again; other tenants and other
-    kinds never wait. SQLite serialises writers anyway (BEGIN IMMEDIATE).
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    key = sa.func.hashtextextended(f"vpcd-quota:{tenant_id}:{resource}", 0)
-    session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+def quota_limit(tenant_id: str, resource: str) -> sa.ColumnElement[int]:
+    """The tenant's limit of `resource`, as SQL: its override, else the default."""
+    override = (
+        sa.select(Quota.limit)
+        .where(Quota.tenant_id == tenant_id, Quota.resource == resource)
+        .scalar_subquery()
+    )
+    return sa.func.coalesce(override, DEFAULT_QUOTAS[resource])
