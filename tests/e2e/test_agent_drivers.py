@@ -172,7 +172,8 @@ def test_starting_a_running_haproxy_reloads_it_and_keeps_its_sockets(
         assert pid is not None
         assert wait_for(lambda: "f8001" in haproxy.show_stat(str(stats)), 10)
         haproxy.start(tmp_path, name, token, netns, _haproxy_config(stats, 8002))
-        assert haproxy.running(tmp_path, name, token, netns) == pid  # the same master
+        # the same master (after it re-executed itself: for a moment it looks gone)
+        assert wait_for(lambda: haproxy.running(tmp_path, name, token, netns) == pid, 10)
         assert stats.exists() and master.exists()
         assert wait_for(lambda: "f8002" in haproxy.show_stat(str(stats)), 10)  # new config
     finally:

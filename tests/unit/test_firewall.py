@@ -194,6 +194,7 @@ def test_parse_ipset_save_keeps_only_our_sets() -> None:
 
 # --------------------------------------------------------------------- differ
 
+ACL_HOOK = ("INPUT", "-j vpcd-ACL")
 STALE = Ruleset(
     {INPUT_CHAIN: (DROP,), "vpcd-OLD": ("-j RETURN",)}, (HOOK, ("FORWARD", "-j vpcd-OLD"))
 )
@@ -225,6 +226,17 @@ DIFF: dict[str, tuple[Ruleset, Ruleset, str | None]] = {
         GUARD,
         Ruleset({INPUT_CHAIN: (ACCEPT, DROP)}, (("INPUT", "-i eth0 -j vpcd-INPUT"),)),
         "*filter\n-D INPUT -i eth0 -j vpcd-INPUT\n-I INPUT 1 -j vpcd-INPUT\nCOMMIT\n",
+    ),
+    "hooks out of order (an ACL's after the groups' added first): all go in again": (
+        Ruleset({INPUT_CHAIN: (ACCEPT, DROP), "vpcd-ACL": ("-j RETURN",)}, (ACL_HOOK, HOOK)),
+        Ruleset({INPUT_CHAIN: (ACCEPT, DROP), "vpcd-ACL": ("-j RETURN",)}, (HOOK, ACL_HOOK)),
+        "*filter\n-D INPUT -j vpcd-INPUT\n-D INPUT -j vpcd-ACL\n"
+        "-I INPUT 1 -j vpcd-INPUT\n-I INPUT 1 -j vpcd-ACL\nCOMMIT\n",
+    ),
+    "hooks in order with one missing on top: the others stay": (
+        Ruleset({INPUT_CHAIN: (ACCEPT, DROP), "vpcd-ACL": ("-j RETURN",)}, (ACL_HOOK, HOOK)),
+        Ruleset({INPUT_CHAIN: (ACCEPT, DROP), "vpcd-ACL": ("-j RETURN",)}, (HOOK,)),
+        "*filter\n-I INPUT 1 -j vpcd-ACL\nCOMMIT\n",
     ),
     "stale chain and its hook go": (
         GUARD,

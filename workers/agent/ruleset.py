@@ -117,9 +117,10 @@ def restore_text(table: str, want: Ruleset, have: Ruleset) -> str | None:
     policy = "RETURN" if table.startswith(EB) else "- [0:0]"  # ebtables chains have one
     lines = [f"*{table.removeprefix(EB)}"]
     lines += [f":{chain} {policy}" for chain in [*refill, *stale]]
+    redo = _misordered(want.hooks, have.hooks)
     kept: set[tuple[str, str]] = set()
     for hook in have.hooks:  # the first copy of a wanted hook stays; every other goes
-        if hook in want.hooks and hook not in kept:
+        if hook in want.hooks and hook not in kept and hook[0] not in redo:
             kept.add(hook)
         else:
             lines.append(f"-D {hook[0]} {hook[1]}")
@@ -132,6 +133,20 @@ def restore_text(table: str, want: Ruleset, have: Ruleset) -> str | None:
     lines += [f"-X {chain}" for chain in stale]
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
+
+
+def _misordered(want: tuple[tuple[str, str], ...], have: tuple[tuple[str, str], ...]) -> set[str]:
+    """Built-in chains whose hooks, kept in place with the missing ones inserted on top,
+    would not come out in `want`'s order (an ACL hook must come before the groups' hook
+    added earlier): there every hook of ours is deleted and inserted again, in order, in
+    the same atomic restore. Elsewhere hooks stay put, counters and all."""
+    redo = set()
+    for chain in {c for c, _ in (*want, *have)}:
+        wanted = [h for h in want if h[0] == chain]
+        kept = list(dict.fromkeys(h for h in have if h[0] == chain and h in wanted))
+        if [h for h in wanted if h not in kept] + kept != wanted:
+            redo.add(chain)
+    return redo
 
 
 def chain_edits(chain: str, want: tuple[str, ...], have: tuple[str, ...] | None) -> list[str]:

@@ -13,12 +13,14 @@ import os
 import re
 import signal
 import socket
+import time
 from pathlib import Path
 
 from workers.agent.drivers import processes
 from workers.agent.drivers.cmd import check, run
 
 LB_DIR = "lb"
+REEXEC_SECONDS = 2.0  # how long a master re-executing itself on a reload may look gone
 PING_CHECK = "ping-check"  # lbconf.PING_CHECK: haproxy's external check for PING monitors
 # $3 is the server's address; one echo, one second (Octavia's ping-wrapper.sh)
 PING_SCRIPT = '#!/bin/sh\nexec ping -q -n -c 1 -w 1 "$3" >/dev/null 2>&1\n'
@@ -86,7 +88,12 @@ def start(
     sockets: removing a live master's would leave its stats unreadable."""
     _write_config(state_dir, token, config)
     command = argv(state_dir, token)
-    if processes.send_signal(state_dir, name, netns, command, signal.SIGUSR2, prefix=True):
+    deadline = time.monotonic() + REEXEC_SECONDS
+    while not processes.send_signal(state_dir, name, netns, command, signal.SIGUSR2, prefix=True):
+        if not processes.recorded_alive(state_dir, name) or time.monotonic() > deadline:
+            break  # gone (or never ours): start one
+        time.sleep(0.02)  # a master re-executing itself: it will answer in a moment
+    else:
         return
     _, stats, master = files(state_dir, token)
     for stale in (stats, master):  # left by a killed master: haproxy would refuse to bind

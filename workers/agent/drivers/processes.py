@@ -56,6 +56,18 @@ def _matches(pid: int, netns: str | None, argv: list[str], prefix: bool = False)
     return (words[: len(argv)] if prefix else words) == argv
 
 
+def recorded_alive(state_dir: str | os.PathLike[str], name: str) -> bool:
+    """Whether daemon `name`'s pid file names a live process, verified or not: a daemon
+    that re-executes itself (haproxy -W on a reload) fails `running` for a moment."""
+    try:
+        pid = int(pid_file(state_dir, name).read_text().strip())
+        _reap(pid)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError):
+        return False
+    return state != "Z"
+
+
 def running(
     state_dir: str | os.PathLike[str],
     name: str,
