@@ -86,7 +86,10 @@ def test_matrix_through_the_api(box: Box) -> None:
     assert not box.ping(ns["a"], ip["b"])
     icmp = rule(box, t, web["id"], protocol="icmp")
     wait_group(box, t, web["id"])
-    assert box.ping(ns["a"], ip["b"]) and box.ping(ns["c"], ip["b"])
+    # the group is active: icmp passes (a single echo was once lost in CI right after the
+    # report, with the rule in place as the next full sync confirmed: a few tries then)
+    box.wait_ping(ns["a"], ip["b"], timeout=5)
+    box.wait_ping(ns["c"], ip["b"], timeout=5)
     # a member joins the remote group (a: default + client), then leaves
     r = box.http.patch(
         f"/v1/ports/{a['id']}",
