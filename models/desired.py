@@ -6,7 +6,8 @@ so the compiler and the status refresh can never disagree about it.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, lazyload
@@ -19,16 +20,27 @@ from models.network import Port, PortSecurityGroup, Subnet, Vpc
 from models.routing import ExternalNetwork, FloatingIp, Router, RouterInterface
 from models.security import SecurityGroup, SecurityGroupRule
 
+T = TypeVar("T")
 
-def local_ports(session: Session, host: str) -> list[Port]:
-    return list(
-        session.scalars(
-            workload_select(Port)
-            .options(lazyload(Port.security_groups))  # L2 needs none of them
-            .where(Port.host == host)
-            .order_by(Port.id)
-        )
+
+def _by_host(rows: Iterable[tuple[str, T]], hosts: Iterable[str]) -> dict[str, list[T]]:
+    out: dict[str, list[T]] = {h: [] for h in hosts}
+    for host, row in rows:
+        out[host].append(row)
+    return out
+
+
+def local_ports_of(session: Session, hosts: Sequence[str]) -> dict[str, list[Port]]:
+    """Per host, its workload ports by id (one query for any number of hosts)."""
+    if not hosts:
+        return {}
+    rows = session.scalars(
+        workload_select(Port)
+        .options(lazyload(Port.security_groups))  # L2 needs none of them
+        .where(Port.host.in_(sorted(hosts)))
+        .order_by(Port.id)
     )
+    return _by_host(((p.host or "", p) for p in rows), hosts)
 
 
 def subnets_by_id(session: Session, ids: set[str]) -> list[Subnet]:
@@ -60,42 +72,52 @@ class RemotePortRow(NamedTuple):
 REMOTE_COLUMNS = (Port.id, Port.subnet_id, Port.mac_address, Port.ip_address)
 
 
-def remote_ports(
-    session: Session, subnet_ids: set[str], host: str
-) -> list[tuple[RemotePortRow, str]]:
-    """Ports of these subnets realised on other registered hosts, with that host's VTEP:
-    workload ports, router legs and load-balancer VIPs on hosts supporting their section."""
+def remote_ports_all(
+    session: Session, subnet_ids: set[str]
+) -> list[tuple[RemotePortRow, str, str]]:
+    """Every realised port of these subnets on a registered host, with that host's VTEP
+    and name (its owner), by port id: workload ports, router legs and load-balancer VIPs
+    on hosts supporting their section. One read serves every host carrying the subnets."""
     if not subnet_ids:
         return []
     ids = sorted(subnet_ids)
     workload = session.execute(
-        workload_select(*REMOTE_COLUMNS, Host.vtep_ip)
+        workload_select(*REMOTE_COLUMNS, Host.vtep_ip, Host.name)
         .join(Host, Host.name == Port.host)
-        .where(Port.subnet_id.in_(ids), Port.host != host)
+        .where(Port.subnet_id.in_(ids))
     )
     legs = session.execute(
-        leg_select(*REMOTE_COLUMNS, Host.vtep_ip, Host.sections)
+        leg_select(*REMOTE_COLUMNS, Host.vtep_ip, Host.name, Host.sections)
         .join(Host, Host.name == Router.host)
-        .where(Port.subnet_id.in_(ids), Router.host != host)
+        .where(Port.subnet_id.in_(ids))
     )
     services = session.execute(
-        service_select(*REMOTE_COLUMNS, Host.vtep_ip, Host.sections)
+        service_select(*REMOTE_COLUMNS, Host.vtep_ip, Host.name, Host.sections)
         .join(Host, Host.name == Port.host)
-        .where(Port.subnet_id.in_(ids), Port.host != host)
+        .where(Port.subnet_id.in_(ids))
     )
     vips = session.execute(
-        vip_select(*REMOTE_COLUMNS, Host.vtep_ip, Host.sections)
+        vip_select(*REMOTE_COLUMNS, Host.vtep_ip, Host.name, Host.sections)
         .join(Host, Host.name == LoadBalancer.host)
-        .where(Port.subnet_id.in_(ids), LoadBalancer.host != host)
+        .where(Port.subnet_id.in_(ids))
     )
-    rows = [(RemotePortRow(*r[:4]), r[4]) for r in workload]
+    rows = [(RemotePortRow(*r[:4]), r[4], r[5]) for r in workload]
     for result, section in ((legs, "routers"), (services, "dhcp_dns"), (vips, "load_balancers")):
-        rows += [(RemotePortRow(*r[:4]), r[4]) for r in result if section in r[5]]
+        rows += [(RemotePortRow(*r[:4]), r[4], r[5]) for r in result if section in r[6]]
     return sorted(rows, key=lambda r: r[0].id)
 
 
+def routers_on_hosts(session: Session, hosts: Sequence[str]) -> dict[str, list[Router]]:
+    if not hosts:
+        return {}
+    rows = session.scalars(
+        sa.select(Router).where(Router.host.in_(sorted(hosts))).order_by(Router.id)
+    )
+    return _by_host(((r.host or "", r) for r in rows), hosts)
+
+
 def routers_on_host(session: Session, host: str) -> list[Router]:
-    return list(session.scalars(sa.select(Router).where(Router.host == host).order_by(Router.id)))
+    return routers_on_hosts(session, [host])[host]
 
 
 def router_interfaces(
@@ -135,17 +157,21 @@ def router_floating_ips(session: Session, router_ids: set[str]) -> list[tuple[Fl
     return [(f, p) for f, p in rows]
 
 
-def dhcp_services(session: Session, host: str) -> list[tuple[Subnet, Port, Vpc]]:
-    """The DHCP/DNS services this host runs: subnet, service port and VPC."""
+def dhcp_services_on(
+    session: Session, hosts: Sequence[str]
+) -> dict[str, list[tuple[Subnet, Port, Vpc]]]:
+    """Per host, the DHCP/DNS services it runs: subnet, service port and VPC."""
+    if not hosts:
+        return {}
     rows = session.execute(
         service_select(Subnet, Port, Vpc)
         .options(lazyload(Port.security_groups))
         .join(Subnet, Subnet.id == Port.subnet_id)
         .join(Vpc, Vpc.id == Subnet.vpc_id)
-        .where(Port.host == host)
+        .where(Port.host.in_(sorted(hosts)))
         .order_by(Subnet.id)
     )
-    return [(s, p, v) for s, p, v in rows]
+    return _by_host(((p.host or "", (s, p, v)) for s, p, v in rows), hosts)
 
 
 class PortName(NamedTuple):
@@ -279,6 +305,17 @@ class LoadBalancerRows(NamedTuple):
     pools: list[Pool]
     members: list[Member]
     monitors: list[HealthMonitor]
+
+
+def hosts_with_load_balancers(session: Session, hosts: Sequence[str]) -> set[str]:
+    """Of `hosts`, those a load balancer is scheduled on (few: network hosts)."""
+    if not hosts:
+        return set()
+    return set(
+        session.scalars(
+            sa.select(LoadBalancer.host).where(LoadBalancer.host.in_(sorted(hosts))).distinct()
+        )
+    )
 
 
 def load_balancers_on_host(session: Session, host: str) -> LoadBalancerRows:

@@ -94,25 +94,37 @@ def revisions(session: Session) -> list[tuple[str, int, int, bool]]:
     return [(name, rev or 0, real or 0, bool(dirty)) for name, rev, real, dirty in rows]
 
 
-def clear_dirty(session: Session, host: str) -> bool:
+def clear_dirty(session: Session, hosts: Sequence[str]) -> set[str]:
     """Run and commit *before* compiling: a change committed later sets it again and pokes.
-    True when it was dirty (a change waited for this push)."""
+    Returns the hosts that were dirty (a change waited for this push)."""
+    if not hosts:
+        return set()
     result = session.execute(
         sa.update(HostStateRow)
-        .where(HostStateRow.host == host, HostStateRow.dirty.is_(True))
+        .where(HostStateRow.host.in_(sorted(set(hosts))), HostStateRow.dirty.is_(True))
         .values(dirty=False)
+        .returning(HostStateRow.host)
     )
-    return bool(getattr(result, "rowcount", 0))
+    return set(result.scalars())
 
 
-def serialise_compiles(session: Session, host: str) -> None:
+def serialise_compiles(session: Session, hosts: Sequence[str]) -> None:
     """Compiles of one host run one at a time, so a compile that read older rows can never
-    be stamped after a newer one. A transaction-scoped advisory lock, not the state row's
-    lock, so the API marking the host dirty meanwhile is never held up (SQLite serialises
-    writers anyway)."""
-    if session.get_bind().dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.blake2b(host.encode(), digest_size=8).digest(), "big") >> 1
-        session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+    be stamped after a newer one. Transaction-scoped advisory locks, not the state rows'
+    locks, so the API marking a host dirty meanwhile is never held up (SQLite serialises
+    writers anyway); taken in one statement, in key order, so two batches sharing hosts
+    wait for each other rather than deadlock."""
+    if session.get_bind().dialect.name != "postgresql" or not hosts:
+        return
+    keys = sorted(
+        {
+            int.from_bytes(hashlib.blake2b(h.encode(), digest_size=8).digest(), "big") >> 1
+            for h in hosts
+        }
+    )
+    ordered = sa.select(sa.func.unnest(sa.literal(keys, sa.ARRAY(sa.BigInteger))).label("k"))
+    sub = ordered.order_by("k").subquery()
+    session.execute(sa.select(sa.func.count(sa.func.pg_advisory_xact_lock(sub.c.k))))
 
 
 def lock_state(session: Session, host: str) -> HostStateRow:
@@ -128,15 +140,30 @@ def lock_state(session: Session, host: str) -> HostStateRow:
     return row
 
 
-def stamp(session: Session, host: str, digest: str) -> int:
-    """The document's revision, bumped only if its content changed (row locked already)."""
-    row = lock_state(session, host)
-    if row.digest != digest:
-        row.revision += 1
-        row.digest = digest
-        row.updated_at = utcnow()
+def stamp_many(session: Session, digests: dict[str, str]) -> dict[str, int]:
+    """Each host's document revision, bumped only where its content changed: the state
+    rows locked in host order (as `mark_dirty` does), one read for all of them."""
+    if not digests:
+        return {}
+    rows = {
+        r.host: r
+        for r in session.scalars(
+            sa.select(HostStateRow)
+            .where(HostStateRow.host.in_(sorted(digests)))
+            .order_by(HostStateRow.host)
+            .with_for_update()
+        )
+    }
+    now = utcnow()
+    for host in sorted(digests):
+        row = rows.get(host) or lock_state(session, host)
+        if row.digest != digests[host]:
+            row.revision += 1
+            row.digest = digests[host]
+            row.updated_at = now
+        rows[host] = row
     session.flush()
-    return row.revision
+    return {host: rows[host].revision for host in digests}
 
 
 def dirty_hosts(session: Session) -> list[str]:
@@ -224,6 +251,17 @@ def record_heartbeat(
 
 def host_by_name(session: Session, name: str) -> Host | None:
     return session.scalar(sa.select(Host).where(Host.name == name))
+
+
+def hosts_by_name(session: Session, names: Sequence[str]) -> list[Host]:
+    """The registered ones of these hosts, by name."""
+    if not names:
+        return []
+    return list(
+        session.scalars(
+            sa.select(Host).where(Host.name.in_(sorted(set(names)))).order_by(Host.name)
+        )
+    )
 
 
 def record_refusal(session: Session, host: str, detail: str | None) -> None:

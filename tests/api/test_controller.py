@@ -250,16 +250,16 @@ def test_compiles_of_one_host_never_stamp_older_rows_newer(  # type: ignore[no-u
     s = h.subnet(client, tenant, v["id"])
     h.port(client, tenant, s["id"], host="h1", netns="a")
     read, release = threading.Event(), threading.Event()
-    original = q.local_ports
+    original = q.local_ports_of
 
-    def slow(session, host):  # type: ignore[no-untyped-def]
-        rows = original(session, host)
+    def slow(session, hosts):  # type: ignore[no-untyped-def]
+        rows = original(session, hosts)
         if threading.current_thread().name == "slow":
             read.set()
             release.wait(10)
         return rows
 
-    monkeypatch.setattr(q, "local_ports", slow)
+    monkeypatch.setattr(q, "local_ports_of", slow)
     sent.clear()
     first = threading.Thread(target=tasks.sync_host, args=("h1",), name="slow")
     first.start()

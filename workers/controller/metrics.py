@@ -31,7 +31,14 @@ SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 LAG_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
 COMPILE = Histogram(
-    "vpcd_controller_compile_seconds", "Time to compile one host's document", buckets=SECONDS
+    "vpcd_controller_compile_seconds",
+    "Time to compile one batch of host documents (pokes arriving together compile together)",
+    buckets=SECONDS,
+)
+COMPILED = Counter("vpcd_controller_compiled_total", "Host documents compiled")
+COALESCED = Counter(
+    "vpcd_controller_coalesced_total",
+    "Pokes that compiled nothing: a push that cleared the host's dirty flag compiles after it",
 )
 DOCUMENTS = Counter(
     "vpcd_controller_documents_sent_total",

@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -33,8 +33,9 @@ from workers.bus import (
     host_queue,
 )
 from workers.controller import metrics
+from workers.controller.batch import Batcher, RepushBackoff, Want
 from workers.controller.beats import RecentBeats
-from workers.controller.compile import compile_host
+from workers.controller.compile import compile_hosts
 from workers.controller.ring import Ring, queue_of
 from workers.controller.sent import SENT
 from workers.protocol import SECTIONS_L2, Report
@@ -48,6 +49,10 @@ app = celery_app()
 RING: Ring | None = None
 # Set by run(): heartbeats that change nothing are answered from memory (beats.py).
 BEATS: RecentBeats | None = None
+# Set by run(): pokes join batches compiled together by one thread (batch.py).
+BATCHER: Batcher | None = None
+# Documents re-sent for seeming lost, per host: each retry waits twice as long (batch.py).
+RESENDS = RepushBackoff(REPUSH_AFTER.total_seconds())
 
 
 @contextmanager
@@ -58,52 +63,88 @@ def transaction() -> Iterator[Session]:
 
 
 def push(host: str, *, full: bool, resend: bool = False) -> int | None:
-    """Compile the host's document and send it to the host's own queue, unless the host
-    realised it already, or no change waited for it (its dirty flag was clear: a poke
-    that raced the sweeper, a peer of a restarted host) and this process sent it this
-    very document last. `full` (a resync) and `resend` (a document that seems lost)
-    always send."""
+    """Compile the host's document and send it (see `push_many`)."""
+    return push_many({host: Want(full, resend)}).get(host)
+
+
+def push_many(wants: Mapping[str, Want]) -> dict[str, int]:
+    """Compile these hosts' documents together (each kind of row read once for all of
+    them) and send each to its host's own queue; returns the revisions compiled.
+
+    A host is compiled only if a change waited for it (its dirty flag was set), or a
+    whole document is asked for (`full`: a resync) or a document seems lost (`resend`):
+    a plain poke finding the flag clear was overtaken by a push that cleared it and
+    compiles after that, so compiling again could only find the same document. A host
+    is sent nothing when it realised the document already, or (unless asked) when this
+    process sent it this very document last."""
     with transaction() as session:
-        waited = q.clear_dirty(session, host)
+        waited = q.clear_dirty(session, list(wants))
+    hosts = sorted(h for h, w in wants.items() if h in waited or w.full or w.resend)
+    if len(hosts) < len(wants):
+        metrics.COALESCED.inc(len(wants) - len(hosts))
+    if not hosts:
+        return {}
     with transaction() as session, metrics.COMPILE.time():
-        compiled = compile_host(session, host)
-    if compiled is None:
-        return None
-    # What the host cannot carry is `error` at once, in a transaction of its own: the
-    # compile holds the host's state row, and an API request holds resource rows while it
-    # marks that host dirty, so updating resources under the state row would deadlock.
+        compiled = compile_hosts(session, hosts)
+    if compiled:
+        metrics.COMPILED.inc(len(compiled))
+    # What a host cannot carry is `error` at once, in a transaction of its own: the
+    # compile holds the hosts' state rows, and an API request holds resource rows while
+    # it marks a host dirty, so updating resources under the state rows would deadlock.
+    unsent: dict[str, set[str]] = {}
+    for c in compiled.values():
+        for kind, ids in c.unsent.items():
+            unsent.setdefault(kind, set()).update(ids)
     with transaction() as session:
-        carriers.refresh_all(session, compiled.unsent)
-        row = q.host_by_name(session, host)
-        roles = list(row.roles) if row is not None else []
-        deltas = row is not None and row.protocol_version >= docdelta.PROTOCOL
+        if unsent:
+            carriers.refresh_all(session, unsent)
+        rows = {r.name: r for r in q.hosts_by_name(session, sorted(compiled))}
+    out: dict[str, int] = {}
+    for host, doc in compiled.items():
+        row = rows.get(host)
         realised = row.realised_revision if row is not None else None
-    with transaction() as session:  # nothing new for the host to realise: settled now
-        settled = q.settle(session, host, None)
-    if settled is not None:
-        metrics.REALISED.labels(host).observe(settled)
-    if not full and realised == compiled.state.revision:
-        return compiled.state.revision  # realised already: a message would be a no-op
-    again = full or resend or waited
-    message = SENT.message(host, compiled.wire(), deltas=deltas and not full, again=again)
-    if message is None:
-        metrics.DUPLICATES.inc()
-        return compiled.state.revision
-    try:
-        app.send_task(APPLY, args=[message], kwargs={"full": full}, queue=host_queue(host))
-    except Exception:  # the bus is down: keep the need for a sync for the sweeper
-        with transaction() as session:
-            q.mark_dirty(session, {host})
-        raise
-    metrics.record_sent(compiled.sections, roles)
-    return compiled.state.revision
+        revision = doc.state.revision
+        out[host] = revision
+        if realised is not None and realised >= revision:
+            with transaction() as session:  # nothing new for the host to realise: settled now
+                settled = q.settle(session, host, None)
+            if settled is not None:
+                metrics.REALISED.labels(host).observe(settled)
+        want = wants[host]
+        if not want.full and realised == revision:
+            continue  # realised already: a message would be a no-op
+        deltas = row is not None and row.protocol_version >= docdelta.PROTOCOL
+        again = want.full or want.resend or host in waited
+        message = SENT.message(host, doc.wire(), deltas=deltas and not want.full, again=again)
+        if message is None:
+            metrics.DUPLICATES.inc()
+            continue
+        try:
+            app.send_task(APPLY, args=[message], kwargs={"full": want.full}, queue=host_queue(host))
+        except Exception:  # the bus is down: keep the need for a sync for the sweeper
+            with transaction() as session:
+                q.mark_dirty(session, set(compiled))
+            raise
+        metrics.record_sent(doc.sections, list(row.roles) if row is not None else [])
+    return out
+
+
+def remark_dirty(hosts: set[str]) -> None:
+    """A batch failed after clearing its hosts' flags: set them again for the sweeper."""
+    with transaction() as session:
+        q.mark_dirty(session, hosts)
 
 
 def route(host: str, *, full: bool, forwarded: bool = False) -> int | None:
     """Push the host if it is this controller's (always when it shares with no one, or
-    the poke was forwarded here already), else forward the poke to its owner."""
+    the poke was forwarded here already), else forward the poke to its owner. In a
+    running controller the push joins the next batch (`batch.Batcher`)."""
     ring = RING
     if ring is None or forwarded or ring.mine(host):
+        batcher = BATCHER
+        if batcher is not None:
+            batcher.add(host, Want(full, False))
+            return None
         return push(host, full=full)
     app.send_task(
         SYNC_HOST,
@@ -200,6 +241,9 @@ def heartbeat(
             peers = carriers.carrying_hosts(session, "subnet", subnets) - {host}
             if not changed:  # a restart: peers hold its VTEP already; push those a change waits for
                 peers = q.dirty_among(session, peers)
+    if changed and peers:  # their documents change: as durable as any change (own transaction)
+        with transaction() as session:
+            q.mark_dirty(session, peers)
     if beats is not None:
         beats.note(host, said)
     if changed or first:
@@ -253,11 +297,15 @@ def sweep(waited: set[str] | None = None) -> None:
         waited.clear()
         waited.update(fresh)
         dirty = [h for h in dirty if h not in fresh]
-    for host in sorted(set(dirty) | set(lost)):
-        if ring is not None and not ring.mine(host):
-            continue  # its owner's sweeper pushes it
-        metrics.REPUSHES.inc()
-        push(host, full=False, resend=host in lost)
+    resend = RESENDS.due(lost)
+    wants = {
+        host: Want(False, host in resend)
+        for host in sorted(set(dirty) | resend)
+        if ring is None or ring.mine(host)  # else its owner's sweeper pushes it
+    }
+    if wants:
+        metrics.REPUSHES.inc(len(wants))
+        push_many(wants)
 
 
 def start_sweeper(interval: float) -> threading.Thread:
@@ -290,8 +338,10 @@ def run(
     """Run the controller: a worker on the control queue, the sweeper thread, and (with a
     port) the metrics endpoint. With an id (and Redis) it joins the ring of controllers
     sharing the fleet, and also consumes its own queue of pokes forwarded to it."""
-    global BEATS, RING
+    global BATCHER, BEATS, RING
     BEATS = RecentBeats()
+    BATCHER = Batcher(push_many, on_error=remark_dirty)
+    BATCHER.start()
     queues = [CONTROL_QUEUE]
     redis_url = os.environ.get("REDIS_URL")
     if controller_id is not None and redis_url:
