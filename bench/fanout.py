@@ -61,15 +61,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def histogram(metrics_port: int, name: str) -> tuple[float, float]:
-    """(sum, count) of a histogram on the controller's metrics endpoint."""
+def compile_totals(metrics_port: int) -> tuple[float, float, float]:
+    """(seconds compiling, host documents compiled, pokes coalesced) so far, from the
+    controller's metrics endpoint (a compile is of a batch of hosts: its time over its
+    documents is the time per host document)."""
     text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
-    values = {}
+    names = {
+        "vpcd_controller_compile_seconds_sum": 0,
+        "vpcd_controller_compiled_total": 1,
+        "vpcd_controller_coalesced_total": 2,
+    }
+    values = [0.0, 0.0, 0.0]
     for line in text.splitlines():
-        for suffix in ("_sum", "_count"):
-            if line.startswith(f"{name}{suffix} "):
-                values[suffix] = float(line.split()[1])
-    return values.get("_sum", 0.0), values.get("_count", 0.0)
+        name, _, value = line.partition(" ")
+        if name in names:
+            values[names[name]] = float(value)
+    return values[0], values[1], values[2]
 
 
 class Run:
@@ -121,7 +128,7 @@ class Run:
         pid = self.controller_pid()
         idle = self.idle_rate(3.0)
         before = self.fleet.applies()
-        compile0 = histogram(self.metrics_port, "vpcd_controller_compile_seconds")
+        compile0 = compile_totals(self.metrics_port)
         cpu0, agents0 = cpu_seconds(pid), self.agents_cpu()
         t0 = time.time()
         m0 = time.monotonic()
@@ -147,7 +154,7 @@ class Run:
         cpu, agents = cpu_seconds(pid) - cpu0, self.agents_cpu() - agents0
         time.sleep(3.0)  # late duplicates would land now
         sent = sf.diff(self.fleet.applies(), before)
-        compile1 = histogram(self.metrics_port, "vpcd_controller_compile_seconds")
+        compile1 = compile_totals(self.metrics_port)
         compiles = compile1[1] - compile0[1]
         return {
             "affected_hosts": len(affected),
@@ -158,6 +165,7 @@ class Run:
             "api_post_s": round(api_s, 4),
             "time_to_last_report_s": round(last, 3),
             "compiles": int(compiles),
+            "pokes_coalesced": int(compile1[2] - compile0[2]),
             "compile_ms_per_host_doc": round((compile1[0] - compile0[0]) / compiles * 1000, 2)
             if compiles
             else None,
@@ -246,10 +254,11 @@ class Run:
         }
 
 
-def rows_per_compile(db_url: str, host: str) -> dict[str, Any]:
-    """Statements and rows one compile of `host` reads (in this process, same code)."""
+def rows_per_compile(db_url: str, hosts: list[str]) -> dict[str, Any]:
+    """Statements, rows and time of one batch compiling `hosts` (in this process, same
+    code), per batch and per host document."""
     from models.db import engine_for, session_factory
-    from workers.controller.compile import compile_host
+    from workers.controller.compile import compile_hosts
 
     engine = engine_for(db_url)
     counts = {"statements": 0, "rows": 0}
@@ -262,13 +271,36 @@ def rows_per_compile(db_url: str, host: str) -> dict[str, Any]:
     try:
         started = time.perf_counter()
         with session_factory(engine).begin() as session:
-            compiled = compile_host(session, host)
+            compiled = compile_hosts(session, hosts)
+            bodies = [json.dumps(c.wire()) for c in compiled.values()]
         took = time.perf_counter() - started
     finally:
         sa.event.remove(engine, "after_cursor_execute", after)
-    assert compiled is not None
-    body = json.dumps(compiled.wire())
-    return {**counts, "ms": round(took * 1000, 2), "document_bytes": len(body)}
+    assert len(compiled) == len(hosts)
+    return {
+        "hosts": len(hosts),
+        **counts,
+        "ms": round(took * 1000, 1),
+        "ms_per_host_doc": round(took * 1000 / len(hosts), 2),
+        "document_bytes_mean": sum(map(len, bodies)) // len(bodies),
+    }
+
+
+def batch_vs_alone(db_url: str, hosts: list[str]) -> dict[str, Any]:
+    """The same-run baseline: the wide subnet's hosts compiled one by one (as every poke
+    was before batches) and then together, in this process."""
+    alone = [rows_per_compile(db_url, [h]) for h in hosts]
+    together = rows_per_compile(db_url, hosts)
+    per_host_alone = sum(a["ms"] for a in alone) / len(alone)
+    return {
+        "one_by_one": {
+            "statements": sum(a["statements"] for a in alone),
+            "rows": sum(a["rows"] for a in alone),
+            "ms_per_host_doc": round(per_host_alone, 2),
+        },
+        "together": together,
+        "speedup": round(per_host_alone / together["ms_per_host_doc"], 1),
+    }
 
 
 def main() -> None:
@@ -331,8 +363,9 @@ def main() -> None:
             out["wide_subnet_change"] = run.one_change(http, topo, 0, outside, "wide")
             print("wide subnet change", out["wide_subnet_change"], flush=True)
             out["rows_per_compile"] = {
-                "typical_host": rows_per_compile(db_url, topo.hosts[-1]),
-                "wide_subnet_host": rows_per_compile(db_url, topo.hosts[0]),
+                "typical_host": rows_per_compile(db_url, [topo.hosts[-1]]),
+                "wide_subnet_host": rows_per_compile(db_url, [topo.hosts[0]]),
+                "wide_subnet_hosts_batch_vs_alone": batch_vs_alone(db_url, run.carriers[0]),
             }
             print("rows per compile", out["rows_per_compile"], flush=True)
             out["thundering_herd"] = run.restart(topo)

@@ -10,7 +10,6 @@ rollouts).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,9 +57,14 @@ def build(inputs: Inputs, sections: Collection[str] = SECTIONS) -> HostState:
 
 
 def digest(state: HostState, sections: Collection[str] = SECTIONS) -> str:
-    body = state.wire(sections)
-    body.pop("revision")
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    """The hash of what `wire(sections)` sends but the revision. Serialised by pydantic's
+    own encoder in field order (deterministic: the sections sort their lists), not via
+    dicts and `json.dumps`, which took a third of a wide change's compile."""
+    drop: dict[str, Any] = dict.fromkeys(set(SECTIONS) - set(sections), True)
+    drop["revision"] = True
+    if "security_groups" not in sections:
+        drop["ports"] = {"__all__": {"security_group_ids"}}
+    return hashlib.sha256(state.model_dump_json(exclude=drop).encode()).hexdigest()
 
 
 def compile_host(session: Session, host: str) -> Compiled | None:

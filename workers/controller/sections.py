@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from models import (
@@ -76,6 +77,14 @@ class Inputs:
     typed_ports: Sequence[Port] = ()  # local workload ports on them (not in `ports`)
 
 
+@lru_cache(maxsize=1 << 17)
+def remote_port(mac: str, ip: str, vtep: str) -> RemotePort:
+    """A subnet's port on another host, as every document carrying the subnet holds it:
+    built once and shared (never mutated), not once per host per compile, which was most
+    of a compile's time. Columns of the database's own rows: constructed, not validated."""
+    return RemotePort.model_construct(mac=mac.lower(), ip=ip, vtep_ip=vtep)
+
+
 def _prefixlen(cidr: str) -> int:
     return ipaddress.ip_network(cidr).prefixlen
 
@@ -98,12 +107,7 @@ def subnets_section(i: Inputs) -> list[SubnetState]:
                 host_routes=[Route(**r) for r in s.host_routes],
                 remote_vteps=sorted({v for _, v in others if v}),
                 remote_ports=sorted(
-                    (  # columns of the database's own rows: constructed, not re-validated
-                        RemotePort.model_construct(
-                            mac=p.mac_address.lower(), ip=p.ip_address, vtep_ip=v
-                        )
-                        for p, v in others
-                    ),
+                    (remote_port(p.mac_address, p.ip_address, v) for p, v in others),
                     key=lambda r: (r.mac, r.vtep_ip),
                 ),
             )
