@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import socket
 import sys
 import tempfile
@@ -324,6 +325,8 @@ def main() -> None:
     )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fanout.json"))
     args = parser.parse_args()
+    # A SIGTERM runs the cleanup too: the fleet's processes, the scratch database.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
     from migrations.runner import upgrade
     from models.db import scratch_database

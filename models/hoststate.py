@@ -51,9 +51,22 @@ class Realisation(Base):
 def mark_dirty(session: Session, hosts: set[str]) -> set[str]:
     """Flag hosts as needing a sync; returns those that were clean (they need a poke)."""
     newly: set[str] = set()
+    if not hosts:
+        return newly
     now = utcnow()
-    for host in sorted(hosts):
-        row = session.get(HostStateRow, host, with_for_update=True)
+    names = sorted(hosts)
+    rows = {  # locked in host order, in one statement (a change may touch 500 hosts)
+        r.host: r
+        for r in session.scalars(
+            sa.select(HostStateRow)
+            .where(HostStateRow.host.in_(names))
+            .order_by(HostStateRow.host)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
+    for host in names:
+        row = rows.get(host)
         if row is None:
             session.add(HostStateRow(host=host, dirty=True, pending_since=now))
             newly.add(host)
@@ -247,6 +260,19 @@ def record_heartbeat(
         host.touch()
     session.execute(sa.update(Host).where(Host.id == host.id).values(last_heartbeat=now))
     return changed
+
+
+def touch_heartbeats(session: Session, hosts: Sequence[str], at: datetime) -> None:
+    """These hosts beat at `at` (or later), advertising nothing new: one statement."""
+    if hosts:
+        session.execute(
+            sa.update(Host)
+            .where(
+                Host.name.in_(sorted(hosts)),
+                sa.or_(Host.last_heartbeat.is_(None), Host.last_heartbeat < at),
+            )
+            .values(last_heartbeat=at)
+        )
 
 
 def host_by_name(session: Session, name: str) -> Host | None:

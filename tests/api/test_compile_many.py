@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from models import hoststate as hs
 from tests.api import helpers as h
 from tests.conftest import Tenant
 from workers.bus import APPLY
@@ -176,22 +177,38 @@ def test_statements_per_batch_do_not_grow_with_its_hosts(
         h.port(client, tenant, s["id"], host=name, netns=f"b{i}")
 
     def statements(hosts: list[str]) -> int:
-        with _session(client) as session:
-            engine = session.get_bind()
-            count = [0]
-
-            def counted(*_: Any) -> None:
-                count[0] += 1
-
-            sa.event.listen(engine, "after_cursor_execute", counted)
-            try:
-                compiled = compile_hosts(session, hosts)
-            finally:
-                sa.event.remove(engine, "after_cursor_execute", counted)
+        with _session(client) as session, _counted(session) as count:
+            compiled = compile_hosts(session, hosts)
         assert set(compiled) == set(hosts)
         return count[0]
 
     assert statements(names[:3]) == statements(names) == statements(names[:1])
+
+    def marking(hosts: list[str]) -> int:  # a change touching them all: as many statements
+        with _session(client) as session, _counted(session) as count:
+            assert hs.mark_dirty(session, set(hosts)) == set(hosts)
+        return count[0]
+
+    with _session(client) as session:
+        hs.clear_dirty(session, names)
+        session.commit()
+    assert marking(names[:2]) == marking(names)
+
+
+@contextmanager
+def _counted(session: Session) -> Iterator[list[int]]:
+    """The statements `session` issues meanwhile, counted."""
+    engine = session.get_bind()
+    count = [0]
+
+    def counted(*_: Any) -> None:
+        count[0] += 1
+
+    sa.event.listen(engine, "after_cursor_execute", counted)
+    try:
+        yield count
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", counted)
 
 
 def test_a_host_dirtied_twice_is_compiled_once(

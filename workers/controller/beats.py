@@ -1,40 +1,75 @@
-"""Heartbeats that change nothing, answered from memory (issue 13).
+"""Heartbeats that change nothing, answered from memory and written in batches (issue 13).
 
 At 1000 hosts beating every 5 s the control queue carries 200 heartbeats a second; each
 one read and wrote the host's row, and with the bench's simulated fleet they alone
 outran what one controller could do, starving pokes and reports queued behind them.
 A controller process (`tasks.run`) therefore remembers, per host, what its agent last
-advertised and when that was last written: a heartbeat advertising the same thing
-within `every` seconds of the last write is dropped. `last_heartbeat` then lags by at
-most `every` (a third of the 30 s down timeout), and anything advertised anew, a first
-heartbeat after a restart, or a host this process has not seen is written at once.
+advertised (and this process wrote). A heartbeat advertising the same thing again only
+notes when it came; a thread writes the noted hosts' `last_heartbeat` every `FLUSH`
+seconds in one statement (`flush`). Anything advertised anew, a first heartbeat after a
+restart, or a host this process has not seen goes through the database at once.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
+from datetime import datetime
 
-from models.host import HEARTBEAT_TIMEOUT
+from models.base import utcnow
 
-EVERY = HEARTBEAT_TIMEOUT.total_seconds() / 3
+FLUSH = 1.0  # seconds between writes of the noted heartbeats: `last_heartbeat` lags by that
+log = logging.getLogger("vpcd.controller")
 
 
 class RecentBeats:
-    def __init__(self, every: float = EVERY) -> None:
-        self.every = every
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._seen: dict[str, tuple[Hashable, float]] = {}
+        self._said: dict[str, Hashable] = {}
+        self._due: dict[str, datetime] = {}  # host -> its first beat not yet written
 
-    def fresh(self, host: str, advertised: Hashable) -> bool:
-        """True when `host` advertised exactly this, written less than `every` ago."""
+    def known(self, host: str, advertised: Hashable) -> bool:
+        """True when this process wrote exactly this advertisement for `host` last."""
         with self._lock:
-            seen = self._seen.get(host)
-        return (
-            seen is not None and seen[0] == advertised and time.monotonic() - seen[1] < self.every
-        )
+            return self._said.get(host) == advertised
 
     def note(self, host: str, advertised: Hashable) -> None:
         with self._lock:
-            self._seen[host] = (advertised, time.monotonic())
+            self._said[host] = advertised
+
+    def beat(self, host: str) -> None:
+        """`host` beat now: its `last_heartbeat` is written at the next flush."""
+        now = utcnow()
+        with self._lock:
+            self._due.setdefault(host, now)
+
+    def flush(self, write: Callable[[datetime, list[str]], object]) -> int:
+        """Write the noted beats: one time for all of them, the earliest (a host is never
+        shown to have beaten later than it did). Put back if the write fails."""
+        with self._lock:
+            due, self._due = self._due, {}
+        if not due:
+            return 0
+        try:
+            write(min(due.values()), sorted(due))
+        except Exception:
+            with self._lock:
+                for host, at in due.items():
+                    self._due.setdefault(host, at)
+            raise
+        return len(due)
+
+    def start(self, write: Callable[[datetime, list[str]], object]) -> threading.Thread:
+        def loop() -> None:
+            while True:
+                time.sleep(FLUSH)
+                try:
+                    self.flush(write)
+                except Exception:  # kept for the next round
+                    log.exception("writing heartbeats failed")
+
+        thread = threading.Thread(target=loop, name="vpcd-beats", daemon=True)
+        thread.start()
+        return thread

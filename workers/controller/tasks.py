@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -222,7 +222,8 @@ def heartbeat(
     said = repr((vtep_ip, sorted(roles), protocol_version, advertised, capabilities,
                  physical_networks))  # fmt: skip
     beats = BEATS
-    if beats is not None and not first and beats.fresh(host, said):
+    if beats is not None and not first and beats.known(host, said):
+        beats.beat(host)  # nothing new: only its time, written with others' (beats.py)
         return
     with transaction() as session:
         changed = q.record_heartbeat(
@@ -324,6 +325,11 @@ def start_sweeper(interval: float) -> threading.Thread:
     return thread
 
 
+def write_beats(at: datetime, hosts: list[str]) -> None:
+    with transaction() as session:
+        q.touch_heartbeats(session, hosts, at)
+
+
 def host_revisions() -> list[tuple[str, int, int, bool]]:
     with transaction() as session:
         return q.revisions(session)
@@ -340,6 +346,7 @@ def run(
     sharing the fleet, and also consumes its own queue of pokes forwarded to it."""
     global BATCHER, BEATS, RING
     BEATS = RecentBeats()
+    BEATS.start(write_beats)
     BATCHER = Batcher(push_many, on_error=remark_dirty)
     BATCHER.start()
     queues = [CONTROL_QUEUE]
