@@ -145,7 +145,7 @@ def read_inputs_many(
     }
     no_lbs = q.LoadBalancerRows([], {}, {}, frozenset(), [], [], [], [])
     interfaces = q.router_interfaces(session, {r.id for rs in routers.values() for r in rs})
-    port_groups = q.port_groups(session, {p.id for ps in every_port.values() for p in ps})
+    port_groups = q.port_groups(session, [p for ps in every_port.values() for p in ps])
     rules = q.group_rules(session, {g for gs in port_groups.values() for g in gs})
     plans = {
         h.name: _Plan.of(s, every_port[h.name], routers[h.name], interfaces, services[h.name],
