@@ -51,8 +51,10 @@ RING: Ring | None = None
 BEATS: RecentBeats | None = None
 # Set by run(): pokes join batches compiled together by one thread (batch.py).
 BATCHER: Batcher | None = None
-# Documents re-sent for seeming lost, per host: each retry waits twice as long (batch.py).
-RESENDS = RepushBackoff(REPUSH_AFTER.total_seconds())
+# Documents re-sent for seeming lost, per host: the second copy 10 s after the first (at
+# a 5 s lag), each later one twice as long (batch.py). A report can take that long when
+# the control queue is backed up, and every copy costs a report.
+RESENDS = RepushBackoff(2 * REPUSH_AFTER.total_seconds())
 
 
 @contextmanager
