@@ -130,10 +130,10 @@ def test_redis_restart_during_a_burst_of_changes(faulty: tuple[Box, OwnRedis]) -
 
 
 def _compiling(log: str) -> bool:
-    """A sync_host task was received and has not finished: the controller is compiling."""
-    received = len(re.findall(r"vpcd\.controller\.sync_host\[[^\]]+\] received", log))
-    finished = len(re.findall(r"vpcd\.controller\.sync_host\[[^\]]+\] (succeeded|raised)", log))
-    return received > finished
+    """A batch compile started and has not finished: the controller is compiling."""
+    started = len(re.findall(r"compiling \d+ hosts", log))
+    finished = len(re.findall(r"compiled \d+ hosts", log))
+    return started > finished
 
 
 def test_controller_killed_mid_compile_converges(faulty: tuple[Box, OwnRedis]) -> None:

@@ -86,8 +86,10 @@ def push_many(wants: Mapping[str, Want]) -> dict[str, int]:
         metrics.COALESCED.inc(len(wants) - len(hosts))
     if not hosts:
         return {}
+    log.info("compiling %d hosts", len(hosts))
     with transaction() as session, metrics.COMPILE.time():
         compiled = compile_hosts(session, hosts)
+    log.info("compiled %d hosts", len(compiled))
     if compiled:
         metrics.COMPILED.inc(len(compiled))
     # What a host cannot carry is `error` at once, in a transaction of its own: the
