@@ -200,11 +200,26 @@ class Agent:
                 ok=False,
                 detail=f"state for host {state.host!r} delivered to agent of {self.host!r}",
             )
+        started = time.perf_counter()
         desired = self._desire(state)
+        desire = time.perf_counter() - started
+        prior = self._applied
         try:
             return self._sync_once(desired, full)
         finally:
-            self.nl.prune({self.host_netns, *desired.netns})
+            clock = time.perf_counter()
+            if self.stats.full or prior is None:
+                self.nl.prune({self.host_netns, *desired.netns})
+            elif not self.stats.skipped and prior.netns != desired.netns:
+                # Only namespaces the change let go (one stat each for the full check
+                # of every cached namespace is a full sync's job).
+                self.nl.prune_gone(prior.netns - desired.netns)
+            if not self.stats.skipped:
+                timings = self.stats.timings
+                timings["desire"] = desire
+                timings["prune"] = time.perf_counter() - clock
+                # `total` covers the whole sync: document to report, sockets pruned.
+                timings["total"] = time.perf_counter() - started
 
     def _sync_once(self, desired: Desired, full: bool) -> Report:
         applied = self._applied
@@ -231,7 +246,6 @@ class Agent:
             calls.ipset_restores,
             calls.conntrack_deletes,
         )
-        firewall = render(desired)  # host firewall and every router's NAT
         clock = time.perf_counter()
 
         def lap(name: str) -> None:
@@ -241,6 +255,9 @@ class Agent:
             clock = now
 
         started = clock
+        firewall = render(desired)  # host firewall and every router's NAT
+        lap("render")
+        delta: Scope | None = None  # what an incremental sync plans (plan.py)
         try:
             if do_full:
                 observed = self._observe(desired, None)
@@ -248,10 +265,12 @@ class Agent:
                 self._ledger.discard(self._ledger.names - drivers.list_netns())
             else:
                 assert applied is not None and self._cache is not None
-                scope = _trusting(delta_scope(applied, desired, self._applied_firewall, firewall))
+                delta = delta_scope(applied, desired, self._applied_firewall, firewall)
+                lap("scope")
+                scope = _trusting(delta)
                 observed = self._cache.merged(self._observe(desired, scope), scope)
             lap("observe")
-            ops = plan(desired, observed)
+            ops = plan(desired, observed, delta)
             lap("plan")
             failures = self._apply(desired, ops, stats.applied)
             lap("apply")
@@ -263,7 +282,7 @@ class Agent:
                 touched = _trusting(touched)
             if touched:
                 observed = observed.merged(self._observe(desired, touched), touched)
-            leftover = plan(desired, observed)
+            leftover = plan(desired, observed, None if delta is None else delta | touched)
             lap("verify")
         except Exception as exc:  # the host namespace is gone, netlink broke, ...
             log.exception("sync of %s revision %s failed", self.host, desired.revision)
@@ -274,8 +293,13 @@ class Agent:
             self.stats = stats
             return failed_report(desired, drivers.describe(exc))
 
-        report = build_report(desired, failures, leftover)
+        last = self._last_report
+        reuse = None  # an incremental sync rebuilds the results of what it touched only
+        if delta is not None and last is not None:
+            reuse = {r.id: r for r in last.results if r.kind == "port"}
+        report = build_report(desired, failures, leftover, reuse, delta.ports if delta else ())
         report = self._with_lbs(report, desired, failures, leftover)
+        lap("report")
         if leftover:
             log.warning(
                 "host %s revision %s not converged after apply: %s",
