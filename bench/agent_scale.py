@@ -78,6 +78,7 @@ def timed(agent: Agent, state: HostState, full: bool = False) -> dict[str, Any]:
     return {
         "ms": round(stats.timings.get("total", 0.0) * 1000, 1),
         "phases_ms": {k: round(v * 1000, 1) for k, v in stats.timings.items() if k != "total"},
+        "apply_ms_by_op": {k: round(v * 1000, 1) for k, v in stats.op_seconds.items()},
         "ops": stats.ops,
         "kernel_writes": sum(stats.applied.values()) + stats.errors,
         "iptables_saves": stats.iptables_saves,

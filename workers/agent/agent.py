@@ -75,6 +75,7 @@ class SyncStats:
     iptables_restores: int = 0  # one per table whose ruleset had to change
     ipset_restores: int = 0
     applied: Counter[str] = field(default_factory=Counter)  # ops that went through, by type
+    op_seconds: Counter[str] = field(default_factory=Counter)  # apply time by op type
     errors: int = 0  # ops that failed
     conntrack_deletes: int = 0
 
@@ -272,7 +273,7 @@ class Agent:
             lap("observe")
             ops = plan(desired, observed, delta)
             lap("plan")
-            failures = self._apply(desired, ops, stats.applied)
+            failures = self._apply(desired, ops, stats.applied, stats.op_seconds)
             lap("apply")
             touched = Scope()
             for op in ops:
@@ -369,7 +370,11 @@ class Agent:
         return self._run(run)
 
     def _apply(
-        self, desired: Desired, ops: list[Op], applied: Counter[str] | None = None
+        self,
+        desired: Desired,
+        ops: list[Op],
+        applied: Counter[str] | None = None,
+        seconds: Counter[str] | None = None,
     ) -> Failures:
         """Run ops in order through the dispatch table; a resource whose op failed gets
         no further ops, nor does a port whose subnet or namespace failed."""
@@ -378,7 +383,10 @@ class Agent:
         failed_netns: dict[str, str] = {}
         kernel = self.kernel
         kernel.begin()
+        began = time.perf_counter()
         self._ledger.add(op.name for op in ops if isinstance(op, CreateNetns))  # intent first
+        if seconds is not None:
+            seconds["ledger"] += time.perf_counter() - began
         deleted: list[str] = []
         vanishing = self._vanishing(ops)
         for op in ops:
@@ -397,6 +405,7 @@ class Agent:
                 if ns in failed_netns and not isinstance(op, DeletePort):
                     failures[resource] = [f"netns {ns}: {failed_netns[ns]}"]
                     continue
+            began = time.perf_counter()
             try:
                 dispatch.apply(kernel, op)
             except Exception as exc:
@@ -410,7 +419,13 @@ class Agent:
                     applied[type(op).__name__] += 1
                 if isinstance(op, DeleteNetns):
                     deleted.append(op.name)
+            finally:
+                if seconds is not None:
+                    seconds[type(op).__name__] += time.perf_counter() - began
+        began = time.perf_counter()
         self._ledger.discard(deleted)
+        if seconds is not None:
+            seconds["ledger"] += time.perf_counter() - began
         return failures
 
     def _vanishing(self, ops: list[Op]) -> set[str]:

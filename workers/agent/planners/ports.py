@@ -12,6 +12,7 @@ never deleted as stale, even while the port cannot be realised.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -155,7 +156,8 @@ def plan_ports(desired: Desired, observed: Observed, scope: Scope | None = None)
     """With `scope`, only its namespaces, host veths and ports (plan.py)."""
     ops: list[Op] = []
     want_netns = desired.netns
-    netns, owned, veths = observed.netns, observed.owned_netns, observed.veths.keys()
+    netns, owned = observed.netns, observed.owned_netns
+    veths: AbstractSet[str] = observed.veths.keys()
     ports: Iterable[PortState] = desired.ports
     if scope is not None:
         netns, owned = netns | (want_netns - scope.netns), owned & scope.netns
