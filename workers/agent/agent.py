@@ -75,7 +75,7 @@ class SyncStats:
     iptables_restores: int = 0  # one per table whose ruleset had to change
     ipset_restores: int = 0
     applied: Counter[str] = field(default_factory=Counter)  # ops that went through, by type
-    op_seconds: Counter[str] = field(default_factory=Counter)  # apply time by op type
+    op_seconds: dict[str, float] = field(default_factory=dict)  # apply time by op type
     errors: int = 0  # ops that failed
     conntrack_deletes: int = 0
 
@@ -374,7 +374,7 @@ class Agent:
         desired: Desired,
         ops: list[Op],
         applied: Counter[str] | None = None,
-        seconds: Counter[str] | None = None,
+        seconds: dict[str, float] | None = None,
     ) -> Failures:
         """Run ops in order through the dispatch table; a resource whose op failed gets
         no further ops, nor does a port whose subnet or namespace failed."""
@@ -385,8 +385,7 @@ class Agent:
         kernel.begin()
         began = time.perf_counter()
         self._ledger.add(op.name for op in ops if isinstance(op, CreateNetns))  # intent first
-        if seconds is not None:
-            seconds["ledger"] += time.perf_counter() - began
+        _add_time(seconds, "ledger", began)
         deleted: list[str] = []
         vanishing = self._vanishing(ops)
         for op in ops:
@@ -420,12 +419,10 @@ class Agent:
                 if isinstance(op, DeleteNetns):
                     deleted.append(op.name)
             finally:
-                if seconds is not None:
-                    seconds[type(op).__name__] += time.perf_counter() - began
+                _add_time(seconds, type(op).__name__, began)
         began = time.perf_counter()
         self._ledger.discard(deleted)
-        if seconds is not None:
-            seconds["ledger"] += time.perf_counter() - began
+        _add_time(seconds, "ledger", began)
         return failures
 
     def _vanishing(self, ops: list[Op]) -> set[str]:
@@ -467,6 +464,11 @@ def _restored(observed: Observed, firewall: dict[str | None, NetnsFirewall]) -> 
     sysctls = {**(have.sysctls if have is not None else {}), **want.sysctls}
     host = NetnsFirewall(tables=want.tables, sets=want.sets, sysctls=sysctls)
     return replace(observed, firewall={**observed.firewall, None: host})
+
+
+def _add_time(seconds: dict[str, float] | None, key: str, began: float) -> None:
+    if seconds is not None:
+        seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - began
 
 
 def _raise_fd_limit() -> None:
