@@ -25,18 +25,28 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from workers.agent import names
 from workers.agent.desired import Desired
-from workers.agent.ruleset import BRIDGE_NF, EB, TCP_LOOSE, IpsetState
+from workers.agent.ruleset import (
+    BRIDGE_NF,
+    BUCKET_ARP,
+    BUCKET_IN,
+    BUCKET_OUT,
+    EB,
+    TCP_LOOSE,
+    IpsetState,
+)
 from workers.protocol import PortState, SecurityGroupRuleState
 
 FORWARD_CHAIN = "vpcd-sg-FORWARD"
 ARP_TABLE = f"{EB}filter"
 ARP_CHAIN = "vpcd-ARP"
 ARP_HOOK = ("FORWARD", f"-p ARP -j {ARP_CHAIN}")
+# Bucket chains of the per-port jumps (see _bucketed), by a port veth's first token digit.
+VETH_PREFIX = names.PREFIX + names.PORT
 HOOK = ("FORWARD", f"-m physdev --physdev-is-bridged -j {FORWARD_CHAIN}")
 # Bridged IPv4 through iptables; and a TCP segment of a flow conntrack has forgotten
 # (a cut) is INVALID, not picked up again as a new flow from whichever end speaks first.
@@ -162,6 +172,7 @@ def port_chains(
 class _Parts(NamedTuple):
     """Everything a filtered port contributes to the host's tables."""
 
+    veth: str  # its host end
     chains: dict[str, tuple[str, ...]]  # its egress and ingress chains
     jump_out: str  # its line in FORWARD_CHAIN to the egress chain
     jump_in: str  # and to the ingress chain
@@ -195,6 +206,7 @@ def _port_parts(desired: Desired, port: PortState, memo: _Memo, fresh: dict) -> 
     veth = names.host_veth_name(port.id)
     arp_chain = f"vpcd-a-{_token(port.id)}"
     parts = _Parts(
+        veth=veth,
         chains=port_chains(desired, port, memo),
         jump_out=f"-m physdev --physdev-in {veth} --physdev-is-bridged -j {egress_chain(port.id)}",
         jump_in=f"-m physdev --physdev-out {veth} --physdev-is-bridged -j {ingress_chain(port.id)}",
@@ -236,7 +248,13 @@ def render_security(
     chains: dict[str, tuple[str, ...]] = {}
     for part in parts:
         chains.update(part.chains)
-    chains[FORWARD_CHAIN] = (*(p.jump_out for p in parts), *(p.jump_in for p in parts))
+    egress = _bucketed(parts, lambda p: p.jump_out, BUCKET_OUT, "-m physdev --physdev-in")
+    ingress = _bucketed(parts, lambda p: p.jump_in, BUCKET_IN, "-m physdev --physdev-out")
+    chains.update(egress)
+    chains.update(ingress)
+    # Every egress bucket before any ingress bucket: a packet between two ports of this
+    # host passes its sender's egress chain before the receiver's ingress may accept it.
+    chains[FORWARD_CHAIN] = (*egress[FORWARD_CHAIN], *ingress[FORWARD_CHAIN])
     # The groups' rules are the only lines that match on sets: scan each union once.
     return chains, (HOOK,), used_sets(desired, {str(i): r for i, r in enumerate(memo.values())})
 
@@ -262,8 +280,30 @@ def render_arp(
     if not parts:
         return {}, ()
     chains = {p.arp_chain: p.arp_rules for p in parts}
-    chains[ARP_CHAIN] = tuple(p.arp_jump for p in parts)
+    chains.update(_bucketed(parts, lambda p: p.arp_jump, BUCKET_ARP, "-p ARP -i", ARP_CHAIN))
     return chains, (ARP_HOOK,)
+
+
+def _bucketed(
+    parts: list[_Parts],
+    jump: Callable[[_Parts], str],
+    prefix: str,
+    match: str,
+    top: str = FORWARD_CHAIN,
+) -> dict[str, tuple[str, ...]]:
+    """The ports' jumps spread over bucket chains by the first digit of their veth's
+    token, and `top` (its key in the answer, maybe shared) jumping to each bucket by an
+    interface wildcard (`match` is the rule up to the interface, as the -save tools
+    print it): a packet scans 16 jumps and one bucket, not a jump per port, and a port
+    change edits a bucket of ~1/16 of the ports (iptables-nft reads the rules of the
+    chain it inserts into: an insert among 2000 jumps cost ~15 ms more)."""
+    buckets: dict[str, list[str]] = {}
+    for part in parts:  # in veth order: buckets come sorted
+        buckets.setdefault(part.veth[len(VETH_PREFIX)], []).append(jump(part))
+    bridged = " --physdev-is-bridged" if "physdev" in match else ""
+    out = {f"{prefix}{b}": tuple(jumps) for b, jumps in buckets.items()}
+    out[top] = tuple(f"{match} {VETH_PREFIX}{b}+{bridged} -j {prefix}{b}" for b in buckets)
+    return out
 
 
 # -------------------------------------------------------------------- conntrack
