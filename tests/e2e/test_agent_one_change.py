@@ -41,18 +41,19 @@ def fabric(tmp_path: Path) -> Iterator[Fabric]:
 def watch(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     """Ports the ports planner visits and the programs the agent's tools start."""
     seen: dict[str, list[Any]] = {"ports": [], "argv": []}
-    plan_port, run = ports_planner._plan_port, subprocess.run
+    plan_port = ports_planner._plan_port
 
     def counted_port(*args: Any) -> Any:
         seen["ports"].append(args[1].id)
         return plan_port(*args)
 
-    def counted_run(argv: Any, *args: Any, **kwargs: Any) -> Any:
-        seen["argv"].append(list(argv))
-        return run(argv, *args, **kwargs)
+    class Counted(subprocess.Popen):  # type: ignore[type-arg]  # subprocess.run's too
+        def __init__(self, argv: Any, *args: Any, **kwargs: Any) -> None:
+            seen["argv"].append(list(argv))
+            super().__init__(argv, *args, **kwargs)
 
     monkeypatch.setattr(ports_planner, "_plan_port", counted_port)
-    monkeypatch.setattr(subprocess, "run", counted_run)
+    monkeypatch.setattr(subprocess, "Popen", Counted)
     return seen
 
 
@@ -87,7 +88,8 @@ def test_one_port_change_is_planned_alone_and_a_full_sync_then_plans_nothing(
     _sync(agent, shrunk, watch)
     assert not agent.stats.full
     assert watch["ports"] == []  # a removal visits no remaining port
-    assert "nsenter" not in [argv[0] for argv in watch["argv"]]
+    tools = [argv[0] for argv in watch["argv"]]
+    assert "conntrack" in tools and "nsenter" not in tools  # the member's flows are cut
     assert fabric.workload("h1", ports[-1].netns) not in netns_list()
     assert ping(fabric.workload("h1", "wx"), ports[0].ip)
     assert agent.pending(shrunk) == []

@@ -48,6 +48,41 @@ def run(
     return done
 
 
+def run_all(netns: str | None, argvs: list[list[str]]) -> list[subprocess.CompletedProcess[str]]:
+    """Start every argv at once in `netns`, then wait for each: independent tools (one
+    `conntrack -D` per filter) overlap instead of queueing one fork+exec behind another."""
+
+    def spawn() -> list[subprocess.CompletedProcess[str]]:
+        procs = [
+            subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for argv in argvs
+        ]
+        done = []
+        try:
+            for argv, proc in zip(argvs, procs, strict=True):
+                out, err = proc.communicate(timeout=TIMEOUT)
+                done.append(subprocess.CompletedProcess(argv, proc.returncode, out, err))
+        finally:
+            for proc in procs:  # a timeout (or anything) leaves none running
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        return done
+
+    try:
+        return spawn() if netns is None else on_netns_thread(netns, spawn)
+    except FileNotFoundError as exc:
+        raise DriverError(errno.ENOENT, f"{argvs[0][0]}: not installed") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise DriverError(errno.ETIMEDOUT, f"{exc.cmd[0]} timed out after {TIMEOUT}s") from exc
+
+
 def check(done: subprocess.CompletedProcess[str], what: str) -> str:
     if done.returncode != 0:
         message = " ".join((done.stderr or done.stdout).split()) or f"exit {done.returncode}"
