@@ -10,11 +10,13 @@ Objects visited are counted, never timed.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from tests.unit import test_typed_plan as typed
 from tests.unit.kernel_model import apply_ops
 from tests.unit.test_firewall_incremental import COUNT, _desired, _port
 from workers.agent import agent as agent_mod
@@ -117,3 +119,20 @@ def test_a_resolver_change_puts_its_subnets_namespaces_in_the_delta() -> None:
     assert {after.port_netns[p.id] for p in ports} <= delta.netns
     scoped = plan(after, observed, delta)
     assert scoped == plan(after, observed) and len(scoped) == len(ports)  # a resolv.conf each
+
+
+@pytest.mark.parametrize(("before", "after"), list(itertools.permutations(typed.STATES, 2)))
+def test_a_scoped_plan_of_flat_and_routed_ports_equals_the_whole_plan(
+    before: str, after: str
+) -> None:
+    """Typed ports are planned whole, but their namespaces by the ports planner: a
+    namespace that comes or goes with them must be in the delta."""
+
+    def desired(name: str) -> Desired:
+        state = typed.STATES[name].model_copy(update={"revision": 2 if name == after else 1})
+        return Desired.build(state, "h1-", physical_interfaces=typed.PHYS)
+
+    old, new = desired(before), desired(after)
+    observed = typed.converge(typed.STATES[before])
+    delta = delta_scope(old, new, agent_mod.render(old), agent_mod.render(new))
+    assert plan(new, observed, delta) == plan(new, observed)

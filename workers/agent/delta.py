@@ -71,6 +71,9 @@ def delta_scope(
                 if p is not None:
                     with contextlib.suppress(ValueError):
                         netns.add(names.workload_netns(d.netns_prefix, p.netns))
+    # Flat and routed ports are planned whole (planners/typed.py), but their namespaces
+    # are made and removed with every other (planners/ports.py): name those that come or go.
+    netns |= prev.typed.netns ^ new.typed.netns
     for d in (prev, new) if resolved else ():
         netns |= {d.port_netns[p.id] for p in d.ports if p.subnet_id in resolved}
     routers: set[str] = set()
