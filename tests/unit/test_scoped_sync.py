@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.unit import test_plan as l2
+from tests.unit import test_router as l3
 from tests.unit import test_typed_plan as typed
 from tests.unit.kernel_model import apply_ops
 from tests.unit.test_firewall_incremental import COUNT, _desired, _port
@@ -121,6 +123,15 @@ def test_a_resolver_change_puts_its_subnets_namespaces_in_the_delta() -> None:
     assert scoped == plan(after, observed) and len(scoped) == len(ports)  # a resolv.conf each
 
 
+def _scoped_equals_whole(old: Desired, new: Desired) -> None:
+    """From a host converged on `old`, the plan for `new` scoped to their delta is the
+    whole plan."""
+    observed = apply_ops(Observed(), plan(old, Observed()))
+    assert plan(old, observed) == []
+    delta = delta_scope(old, new, agent_mod.render(old), agent_mod.render(new))
+    assert plan(new, observed, delta) == plan(new, observed)
+
+
 @pytest.mark.parametrize(("before", "after"), list(itertools.permutations(typed.STATES, 2)))
 def test_a_scoped_plan_of_flat_and_routed_ports_equals_the_whole_plan(
     before: str, after: str
@@ -129,10 +140,16 @@ def test_a_scoped_plan_of_flat_and_routed_ports_equals_the_whole_plan(
     namespace that comes or goes with them must be in the delta."""
 
     def desired(name: str) -> Desired:
-        state = typed.STATES[name].model_copy(update={"revision": 2 if name == after else 1})
-        return Desired.build(state, "h1-", physical_interfaces=typed.PHYS)
+        return Desired.build(typed.STATES[name], "h1-", physical_interfaces=typed.PHYS)
 
-    old, new = desired(before), desired(after)
-    observed = typed.converge(typed.STATES[before])
-    delta = delta_scope(old, new, agent_mod.render(old), agent_mod.render(new))
-    assert plan(new, observed, delta) == plan(new, observed)
+    _scoped_equals_whole(desired(before), desired(after))
+
+
+@pytest.mark.parametrize(("before", "after"), list(itertools.permutations(l2.STATES, 2)))
+def test_a_scoped_plan_of_subnets_and_ports_equals_the_whole_plan(before: str, after: str) -> None:
+    _scoped_equals_whole(Desired.build(l2.STATES[before]), Desired.build(l2.STATES[after]))
+
+
+@pytest.mark.parametrize(("before", "after"), list(itertools.permutations(sorted(l3.SHAPES), 2)))
+def test_a_scoped_plan_of_routers_equals_the_whole_plan(before: str, after: str) -> None:
+    _scoped_equals_whole(l3.desire(l3.SHAPES[before]), l3.desire(l3.SHAPES[after]))
