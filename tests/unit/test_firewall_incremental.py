@@ -13,6 +13,7 @@ from workers.agent import names
 from workers.agent.desired import Desired
 from workers.agent.observed import Observed
 from workers.agent.plan import plan
+from workers.agent.planners import secgroups
 from workers.agent.planners.firewall import CutConntrack, FillIpsets, RestoreRuleset
 from workers.agent.planners.secgroups import (
     ARP_TABLE,
@@ -166,4 +167,7 @@ def test_a_bucket_of_jumps_is_edited_in_place_however_small() -> None:
     one, two = "-m physdev --physdev-in vpta1 -j A", "-m physdev --physdev-in vpta2 -j B"
     assert chain_edits(f"{BUCKET_OUT}a", (one, two), (one,)) == [f"-I {BUCKET_OUT}a 2 {two}"]
     assert chain_edits(f"{BUCKET_ARP}a", (two,), (one, two)) == [f"-D {BUCKET_ARP}a 1"]
+    assert chain_edits(secgroups.FORWARD_CHAIN, (one, two), (one,)) == [  # buckets' parent
+        f"-I {secgroups.FORWARD_CHAIN} 2 {two}"
+    ]
     assert chain_edits("vpcd-INPUT", (one, two), (one,)) == []  # elsewhere: refilled

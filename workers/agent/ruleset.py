@@ -149,10 +149,12 @@ def _misordered(want: tuple[tuple[str, str], ...], have: tuple[tuple[str, str], 
     return redo
 
 
-# Bucket chains of per-port jumps (planners/secgroups.py). A port's change edits at most
-# two lines of its buckets: always in place, even in a bucket of two, so no other port's
-# jump is ever rewritten (its counters reset).
+# Bucket chains of per-port jumps, and the chains jumping to the buckets
+# (planners/secgroups.py). A port's change edits at most two lines of each: always in
+# place, even in a chain of two, so no other port's jump is ever rewritten (its counters
+# reset).
 BUCKET_OUT, BUCKET_IN, BUCKET_ARP = "vpcd-sgo-", "vpcd-sgi-", "vpcd-arp-"
+_EDITED_IN_PLACE = (BUCKET_OUT, BUCKET_IN, BUCKET_ARP, "vpcd-sg-FORWARD", "vpcd-ARP")
 _FEW_EDITS = 4
 
 
@@ -166,9 +168,7 @@ def chain_edits(chain: str, want: tuple[str, ...], have: tuple[str, ...] | None)
     kept_have, kept_want = set(have), set(want)
     gone = [i for i, spec in enumerate(have) if spec not in kept_want]
     new = [i for i, spec in enumerate(want) if spec not in kept_have]
-    few = (
-        chain.startswith((BUCKET_OUT, BUCKET_IN, BUCKET_ARP)) and len(gone) + len(new) <= _FEW_EDITS
-    )
+    few = chain.startswith(_EDITED_IN_PLACE) and len(gone) + len(new) <= _FEW_EDITS
     if not few and (len(gone) + len(new)) * 4 > len(want):
         return []
     if [r for r in have if r in kept_want] != [r for r in want if r in kept_have]:
