@@ -9,13 +9,14 @@ protocol, no kernel), all on a private database and bus namespace. Measures:
 
 1. one port create: documents sent (== hosts carrying the subnet?) and time to the last report;
 2. a change of the subnet spanning `--span` hosts: compile time per host document (the
-   controller's histogram) and total fan-out time;
+   controller's batch compile time over the documents it compiled) and total fan-out time;
 3. the controller's CPU per change (its process CPU time, minus the same run's idle rate:
    heartbeats of every host);
 4. a burst of `--burst` port creates in `--burst-seconds`: the backlog when it ends and
    the drain time until every host converged;
 5. `--restart` agents restarting at once: documents sent and time to all converged;
-6. Postgres statements and rows per compile (one host's compile, in this process).
+6. Postgres statements and rows per compile (one host's compile, in this process), and
+   the same-run baseline: the wide subnet's hosts compiled one by one against one batch.
 
 Prints the figures and saves bench/results/fanout.json.
 
