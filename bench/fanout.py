@@ -326,6 +326,8 @@ def main() -> None:
     )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fanout.json"))
     args = parser.parse_args()
+    if args.span >= args.hosts:  # the wide change puts a port on a host outside the subnet
+        parser.error("--span must be smaller than --hosts")
     # A SIGTERM runs the cleanup too: the fleet's processes, the scratch database.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
