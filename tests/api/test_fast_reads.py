@@ -69,7 +69,7 @@ def router_calls(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> RouterC
     return calls
 
 
-def callers(c: TestClient, owner: Tenant, other: Tenant) -> dict[str, dict[str, str]]:
+def callers(owner: Tenant, other: Tenant) -> dict[str, dict[str, str]]:
     return {
         "owner": owner.headers,
         "other tenant": other.headers,
@@ -215,8 +215,8 @@ def test_a_get_costs_one_thread_hand_off_and_one_statement(
 
 def test_a_revocation_elsewhere_refuses_a_fast_read_within_the_cache_lifetime(
     client: TestClient,
-    other_worker: TestClient,
-    tenant: Tenant,  # noqa: F811
+    other_worker: TestClient,  # noqa: F811 (the fixture imported above)
+    tenant: Tenant,
 ) -> None:
     url = f"/v1/external-networks/{h.external_network(client)['id']}"  # shared: any tenant's
     clock = Clock()
