@@ -239,3 +239,21 @@ def test_a_revocation_elsewhere_refuses_a_fast_read_within_the_cache_lifetime(
     assert other_worker.get(url, headers=tenant.headers).status_code == 200  # still cached
     clock.now += 1.0
     h.problem(other_worker.get(url, headers=tenant.headers), 401)
+
+
+def test_fast_reads_are_counted_under_their_route_template(
+    client: TestClient, tenant: Tenant, router_calls: RouterCalls
+) -> None:
+    vpc = h.vpc(client, tenant)
+    line = 'vpcd_http_requests_total{method="GET",route="/v1/vpcs/{vpc_id}",status="404"}'
+
+    def count() -> float:
+        found = [x for x in client.get("/metrics").text.splitlines() if x.startswith(line)]
+        return float(found[0].split()[-1]) if found else 0.0
+
+    before = count()
+    router_calls.count = 0
+    h.problem(client.get(f"/v1/vpcs/{vpc['id']}x", headers=tenant.headers), 404)
+    h.problem(client.get(f"/v1/vpcs/{vpc['id']}x", headers=tenant.headers), 404)
+    assert router_calls.count == 0
+    assert count() == before + 2
