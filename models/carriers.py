@@ -10,6 +10,10 @@ leg through the routers section of its router's host, a subnet's DHCP/DNS servic
 through the dhcp_dns section of its host. A leg or service port makes its host carry the
 subnet only when that host supports the section; otherwise the router (or service port)
 is `error` and the subnet does not wait for that host.
+
+Which hosts carry a subnet or a security group through workload ports is read from
+`carrier_hosts` (per host, a count kept by triggers with `workload_select`'s condition:
+migration 0021), so the lookup every port create makes costs O(hosts), not O(ports).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from models.host import Host
 from models.hoststate import Realisation
 from models.loadbalancer import HealthMonitor, Listener, LoadBalancer, Member, Pool
 from models.nacl import NetworkAcl
-from models.network import DHCP, Port, PortSecurityGroup, Subnet
+from models.network import DHCP, CarrierHost, Port, Subnet
 from models.routing import FloatingIp, Router, RouterInterface
 from models.security import SecurityGroup, SecurityGroupRule
 
@@ -124,10 +128,42 @@ def placements(
 # -- one carrier query per kind ---------------------------------------------------------------
 
 
+def _counted(kind: str, ids: set[str]) -> sa.Select[str, str]:
+    """(resource id, host) of the hosts with workload ports of these resources: the
+    trigger-kept counts (migration 0021), one row per host, never one per port."""
+    return sa.select(CarrierHost.resource_id, CarrierHost.host).where(
+        CarrierHost.kind == kind, CarrierHost.resource_id.in_(ids)
+    )
+
+
+def subnet_placements(session: Session, ids: set[str]) -> list[Placement]:
+    """`placements` by subnet, read in O(hosts + legs + services + VIPs): workload ports
+    from their counts, the others from the small tables that name the subnet (the port's
+    own subnet condition stays, so the answer is the same)."""
+    rows = session.execute(
+        sa.union(
+            _counted("subnet", ids)
+            .add_columns(_WORKLOAD_SECTION)
+            .join(Subnet, Subnet.id == CarrierHost.resource_id),
+            leg_select(Port.subnet_id, Router.host, sa.literal("routers")).where(
+                RouterInterface.subnet_id.in_(ids), Port.subnet_id.in_(ids)
+            ),
+            service_select(Port.subnet_id, Port.host, sa.literal("dhcp_dns")).where(
+                Port.device_id.in_(ids),
+                Port.subnet_id.in_(ids),  # a service's device: its subnet
+            ),
+            vip_select(Port.subnet_id, LoadBalancer.host, sa.literal("load_balancers")).where(
+                LoadBalancer.vip_subnet_id.in_(ids), Port.subnet_id.in_(ids)
+            ),
+        )
+    )
+    return [Placement(*row) for row in rows]
+
+
 def _subnets(session: Session, ids: set[str]) -> dict[str, Needs]:
     """Hosts of a subnet's workload ports, and of its router legs, DHCP/DNS service and
     load-balancer VIPs where that host supports the section realising them."""
-    placed = placements(session, Port.subnet_id, Port.subnet_id.in_(ids))
+    placed = subnet_placements(session, ids)
     support = host_support(session, {p.host for p in placed if p.section != "ports"})
     out: dict[str, Needs] = {}
     for p in placed:
@@ -163,14 +199,8 @@ def _security_groups(session: Session, ids: set[str]) -> dict[str, Needs]:
     """A group is enforced by every host of a workload port in it (its security_groups
     section). Hosts that only hold its members for a remote-group rule of theirs do not
     decide its status; `member_hosts` finds them for dirty-marking."""
-    rows = session.execute(
-        workload_select(PortSecurityGroup.security_group_id, Port.host)
-        .join(PortSecurityGroup, PortSecurityGroup.port_id == Port.id)
-        .where(PortSecurityGroup.security_group_id.in_(ids))
-        .distinct()
-    )
     out: dict[str, Needs] = {}
-    for gid, host in rows:
+    for gid, host in session.execute(_counted("security_group", ids)):
         out.setdefault(gid, {})[host] = "security_groups"
     return out
 
