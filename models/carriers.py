@@ -198,7 +198,7 @@ def _floating_ips(session: Session, ids: set[str]) -> dict[str, Needs]:
 def _security_groups(session: Session, ids: set[str]) -> dict[str, Needs]:
     """A group is enforced by every host of a workload port in it (its security_groups
     section). Hosts that only hold its members for a remote-group rule of theirs do not
-    decide its status; `member_hosts` finds them for dirty-marking."""
+    decide its status; `membership_hosts` finds them for dirty-marking."""
     out: dict[str, Needs] = {}
     for gid, host in session.execute(_counted("security_group", ids)):
         out.setdefault(gid, {})[host] = "security_groups"
@@ -218,19 +218,25 @@ def _network_acls(session: Session, ids: set[str]) -> dict[str, Needs]:
     return out
 
 
-def member_hosts(session: Session, group_ids: set[str]) -> set[str]:
-    """Hosts holding these groups' members (a change of membership touches them): the
-    hosts of every group with a rule naming one of them as its remote group."""
+def membership_hosts(session: Session, group_ids: set[str]) -> set[str]:
+    """Hosts a change of these groups' membership touches, in one query: those enforcing
+    them, and those holding their members for a rule naming one as its remote group
+    (the hosts of every group with such a rule)."""
     if not group_ids:
         return set()
-    naming = set(
+    naming = sa.select(SecurityGroupRule.security_group_id).where(
+        SecurityGroupRule.remote_group_id.in_(group_ids)
+    )
+    return set(
         session.scalars(
-            sa.select(SecurityGroupRule.security_group_id).where(
-                SecurityGroupRule.remote_group_id.in_(group_ids)
+            sa.select(CarrierHost.host)
+            .where(
+                CarrierHost.kind == "security_group",
+                sa.or_(CarrierHost.resource_id.in_(group_ids), CarrierHost.resource_id.in_(naming)),
             )
+            .distinct()
         )
     )
-    return carrying_hosts(session, "security_group", naming)
 
 
 def _load_balancers(session: Session, ids: set[str]) -> dict[str, Needs]:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from api.services.port_allocation import set_groups
 from models import Port, PortSecurityGroup
-from models.carriers import carriers
+from models.carriers import carriers, membership_hosts
 from tests.api import helpers as h
 from tests.conftest import Tenant
 
@@ -270,3 +270,39 @@ def test_the_migration_backfills_the_counts(
     upgrade(db_url)
     with app.state.sessionmaker() as session:
         assert counts(session) == made == recount(session)
+
+
+def test_a_membership_change_touches_enforcing_and_remote_group_hosts_in_one_query(
+    app: FastAPI, client: TestClient, tenant: Tenant
+) -> None:
+    """Group A's ports are on host-a; group B (ports on host-b) has a rule naming A as its
+    remote group, so host-b holds A's members too; host-c has only group C."""
+    tenant_id, subnets, (a, b, c) = _world(client, tenant)
+    h.rule(client, tenant, b, remote_group_id=a)
+    with app.state.sessionmaker() as session:
+        for i, (host, group) in enumerate((("host-a", a), ("host-b", b), ("host-c", c))):
+            port = Port(
+                tenant_id=tenant_id,
+                subnet_id=subnets[0],
+                ip_address=f"10.0.1.{10 + i}",
+                mac_address=f"fa:16:3e:00:01:{i:02x}",
+                host=host,
+                netns="ns",
+            )
+            set_groups(port, [group])
+            session.add(port)
+        session.commit()
+        statements: list[str] = []
+
+        def seen(*args: Any) -> None:
+            statements.append(args[2])
+
+        engine = session.get_bind()
+        sa.event.listen(engine, "before_cursor_execute", seen)
+        try:
+            assert membership_hosts(session, {a}) == {"host-a", "host-b"}
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", seen)
+        assert len([s for s in statements if s.startswith("SELECT")]) == 1, statements
+        assert membership_hosts(session, {c}) == {"host-c"}
+        assert membership_hosts(session, set()) == set()
