@@ -18,6 +18,7 @@ migration 0021), so the lookup every port create makes costs O(hosts), not O(por
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, cast
@@ -128,11 +129,36 @@ def placements(
 # -- one carrier query per kind ---------------------------------------------------------------
 
 
-def _counted(kind: str, ids: set[str]) -> sa.Select[str, str]:
-    """(resource id, host) of the hosts with workload ports of these resources: the
+IDS: sa.BindParameter[list[str]] = sa.bindparam(
+    "ids", expanding=True
+)  # the statements below are built once, for any ids
+
+
+def _counted(kind: str) -> sa.Select[str, str]:
+    """(resource id, host) of the hosts with workload ports of resources `IDS`: the
     trigger-kept counts (migration 0021), one row per host, never one per port."""
     return sa.select(CarrierHost.resource_id, CarrierHost.host).where(
-        CarrierHost.kind == kind, CarrierHost.resource_id.in_(ids)
+        CarrierHost.kind == kind, CarrierHost.resource_id.in_(IDS)
+    )
+
+
+@functools.cache
+def _subnet_placements() -> sa.CompoundSelect[Any]:
+    """Built once (building it cost more CPU than running it)."""
+    return sa.union(
+        _counted("subnet")
+        .add_columns(_WORKLOAD_SECTION)
+        .join(Subnet, Subnet.id == CarrierHost.resource_id),
+        leg_select(Port.subnet_id, Router.host, sa.literal("routers")).where(
+            RouterInterface.subnet_id.in_(IDS), Port.subnet_id.in_(IDS)
+        ),
+        service_select(Port.subnet_id, Port.host, sa.literal("dhcp_dns")).where(
+            Port.device_id.in_(IDS),
+            Port.subnet_id.in_(IDS),  # a service's device: its subnet
+        ),
+        vip_select(Port.subnet_id, LoadBalancer.host, sa.literal("load_balancers")).where(
+            LoadBalancer.vip_subnet_id.in_(IDS), Port.subnet_id.in_(IDS)
+        ),
     )
 
 
@@ -140,23 +166,7 @@ def subnet_placements(session: Session, ids: set[str]) -> list[Placement]:
     """`placements` by subnet, read in O(hosts + legs + services + VIPs): workload ports
     from their counts, the others from the small tables that name the subnet (the port's
     own subnet condition stays, so the answer is the same)."""
-    rows = session.execute(
-        sa.union(
-            _counted("subnet", ids)
-            .add_columns(_WORKLOAD_SECTION)
-            .join(Subnet, Subnet.id == CarrierHost.resource_id),
-            leg_select(Port.subnet_id, Router.host, sa.literal("routers")).where(
-                RouterInterface.subnet_id.in_(ids), Port.subnet_id.in_(ids)
-            ),
-            service_select(Port.subnet_id, Port.host, sa.literal("dhcp_dns")).where(
-                Port.device_id.in_(ids),
-                Port.subnet_id.in_(ids),  # a service's device: its subnet
-            ),
-            vip_select(Port.subnet_id, LoadBalancer.host, sa.literal("load_balancers")).where(
-                LoadBalancer.vip_subnet_id.in_(ids), Port.subnet_id.in_(ids)
-            ),
-        )
-    )
+    rows = session.execute(_subnet_placements(), {"ids": sorted(ids)})
     return [Placement(*row) for row in rows]
 
 
@@ -200,7 +210,7 @@ def _security_groups(session: Session, ids: set[str]) -> dict[str, Needs]:
     section). Hosts that only hold its members for a remote-group rule of theirs do not
     decide its status; `membership_hosts` finds them for dirty-marking."""
     out: dict[str, Needs] = {}
-    for gid, host in session.execute(_counted("security_group", ids)):
+    for gid, host in session.execute(_group_hosts(), {"ids": sorted(ids)}):
         out.setdefault(gid, {})[host] = "security_groups"
     return out
 
@@ -218,25 +228,33 @@ def _network_acls(session: Session, ids: set[str]) -> dict[str, Needs]:
     return out
 
 
+@functools.cache
+def _group_hosts() -> sa.Select[str, str]:
+    return _counted("security_group")
+
+
+@functools.cache
+def _membership_hosts() -> sa.Select[str]:
+    naming = sa.select(SecurityGroupRule.security_group_id).where(
+        SecurityGroupRule.remote_group_id.in_(IDS)
+    )
+    return (
+        sa.select(CarrierHost.host)
+        .where(
+            CarrierHost.kind == "security_group",
+            sa.or_(CarrierHost.resource_id.in_(IDS), CarrierHost.resource_id.in_(naming)),
+        )
+        .distinct()
+    )
+
+
 def membership_hosts(session: Session, group_ids: set[str]) -> set[str]:
     """Hosts a change of these groups' membership touches, in one query: those enforcing
     them, and those holding their members for a rule naming one as its remote group
     (the hosts of every group with such a rule)."""
     if not group_ids:
         return set()
-    naming = sa.select(SecurityGroupRule.security_group_id).where(
-        SecurityGroupRule.remote_group_id.in_(group_ids)
-    )
-    return set(
-        session.scalars(
-            sa.select(CarrierHost.host)
-            .where(
-                CarrierHost.kind == "security_group",
-                sa.or_(CarrierHost.resource_id.in_(group_ids), CarrierHost.resource_id.in_(naming)),
-            )
-            .distinct()
-        )
-    )
+    return set(session.scalars(_membership_hosts(), {"ids": sorted(group_ids)}))
 
 
 def _load_balancers(session: Session, ids: set[str]) -> dict[str, Needs]:
