@@ -11,6 +11,7 @@ import ipaddress
 import random
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -96,7 +97,16 @@ def allocate_port(session: Session, subnet: Subnet, fields: dict[str, Any]) -> P
                 errors=[{"field": "body.ip_address", "message": "already used"}],
             ) from exc
         raise Exhausted(f"subnet {subnet.id} ({subnet.cidr}) has no free address left") from exc
-    set_committed_value(port, "security_groups", [])  # a new port: nothing to load
-    set_groups(port, groups)
-    session.flush()  # its group rows too: the carrier counts include them from here on
+    # Its group rows at once (the carrier counts include them from here on), in one
+    # statement that also makes them the port's loaded collection: no unit-of-work flush.
+    rows = [
+        {"port_id": port.id, "security_group_id": gid, "position": i}
+        for i, gid in enumerate(groups)
+    ]
+    members = list(session.scalars(_INSERT_MEMBERS, rows)) if rows else []
+    members.sort(key=lambda m: m.position)
+    set_committed_value(port, "security_groups", members)
     return port
+
+
+_INSERT_MEMBERS = sa.insert(PortSecurityGroup).returning(PortSecurityGroup)
