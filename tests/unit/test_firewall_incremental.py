@@ -13,11 +13,14 @@ from workers.agent import names
 from workers.agent.desired import Desired
 from workers.agent.observed import Observed
 from workers.agent.plan import plan
+from workers.agent.planners import secgroups
 from workers.agent.planners.firewall import CutConntrack, FillIpsets, RestoreRuleset
 from workers.agent.planners.secgroups import (
-    ARP_CHAIN,
     ARP_TABLE,
-    FORWARD_CHAIN,
+    BUCKET_ARP,
+    BUCKET_IN,
+    BUCKET_OUT,
+    VETH_PREFIX,
     egress_chain,
     group_set,
     ingress_chain,
@@ -74,6 +77,12 @@ def _arp_chain(port: PortState) -> str:
     return f"vpcd-a-{names.host_veth_name(port.id)[3:]}"
 
 
+def _buckets(port: PortState) -> tuple[str, str, str]:
+    """The bucket chains holding the port's jumps: egress, ingress, ARP."""
+    digit = names.host_veth_name(port.id)[len(VETH_PREFIX)]
+    return BUCKET_OUT + digit, BUCKET_IN + digit, BUCKET_ARP + digit
+
+
 def _port_chains(port: PortState) -> set[str]:
     return {egress_chain(port.id), ingress_chain(port.id), _arp_chain(port)}
 
@@ -92,19 +101,21 @@ def test_adding_a_port_restores_only_its_chains_and_inserts_its_jumps() -> None:
     ports = [_port(n) for n in range(COUNT)]
     observed = apply_ops(Observed(), plan(_desired(ports, 1), Observed()))
     new = _port(COUNT)
+    assert any(_buckets(p) == _buckets(new) for p in ports)  # its buckets exist already
     grown = [*ports[:17], new, *ports[17:]]  # documents keep their own order
     ops = plan(_desired(grown, 2), observed)
     texts = _firewall_ops(ops)
     assert set(texts) == {"filter", ARP_TABLE}
     filt = texts["filter"]
     named = _named_chains(filt)
-    assert named == {FORWARD_CHAIN, egress_chain(new.id), ingress_chain(new.id)}
-    assert f":{FORWARD_CHAIN}" not in filt  # the jump chain is edited, never flushed
-    jumps = [line for line in filt.splitlines() if line.startswith(f"-I {FORWARD_CHAIN} ")]
+    out, into, arp_bucket = _buckets(new)
+    assert named == {out, into, egress_chain(new.id), ingress_chain(new.id)}
+    assert f":{out}" not in filt and f":{into}" not in filt  # buckets edited, never flushed
+    jumps = [line for line in filt.splitlines() if line.startswith((f"-I {out} ", f"-I {into} "))]
     assert len(jumps) == 2 and all(names.host_veth_name(new.id) in j for j in jumps)
     arp = texts[ARP_TABLE]
-    assert _named_chains(arp) == {ARP_CHAIN, _arp_chain(new)}
-    assert f":{ARP_CHAIN}" not in arp
+    assert _named_chains(arp) == {arp_bucket, _arp_chain(new)}
+    assert f":{arp_bucket}" not in arp
     assert not any(ch in filt + arp for p in ports for ch in _port_chains(p))
     (fill,) = [op for op in ops if isinstance(op, FillIpsets)]
     assert fill.text == f"add {group_set('d')} {new.ip} -exist\n"
@@ -119,12 +130,10 @@ def test_removing_a_port_deletes_its_jumps_by_position_and_only_its_chains() -> 
     rest = [p for p in ports if p is not gone]
     ops = plan(_desired(rest, 2), observed)
     filt = _firewall_ops(ops)["filter"]
-    assert _named_chains(filt) == {
-        FORWARD_CHAIN,
-        egress_chain(gone.id),
-        ingress_chain(gone.id),
-    }
-    deletes = [line for line in filt.splitlines() if line.startswith(f"-D {FORWARD_CHAIN} ")]
+    out, into, _ = _buckets(gone)
+    assert any(_buckets(p) == _buckets(gone) for p in rest)  # its buckets stay
+    assert _named_chains(filt) == {out, into, egress_chain(gone.id), ingress_chain(gone.id)}
+    deletes = [line for line in filt.splitlines() if line.startswith((f"-D {out} ", f"-D {into} "))]
     assert len(deletes) == 2 and all(line.split()[-1].isdigit() for line in deletes)
     assert f"-X {egress_chain(gone.id)}" in filt and f"-X {ingress_chain(gone.id)}" in filt
     (fill,) = [op for op in ops if isinstance(op, FillIpsets)]
@@ -152,3 +161,13 @@ def test_ipset_update_adds_a_few_members_and_rebuilds_a_new_or_much_changed_set(
     rebuilt = ipset_update_text([few], {old.name: old})
     assert "swap vpcd-g-1-tmp vpcd-g-1" in rebuilt and "del " not in rebuilt
     assert "swap" in ipset_update_text([old], {})
+
+
+def test_a_bucket_of_jumps_is_edited_in_place_however_small() -> None:
+    one, two = "-m physdev --physdev-in vpta1 -j A", "-m physdev --physdev-in vpta2 -j B"
+    assert chain_edits(f"{BUCKET_OUT}a", (one, two), (one,)) == [f"-I {BUCKET_OUT}a 2 {two}"]
+    assert chain_edits(f"{BUCKET_ARP}a", (two,), (one, two)) == [f"-D {BUCKET_ARP}a 1"]
+    assert chain_edits(secgroups.FORWARD_CHAIN, (one, two), (one,)) == [  # buckets' parent
+        f"-I {secgroups.FORWARD_CHAIN} 2 {two}"
+    ]
+    assert chain_edits("vpcd-INPUT", (one, two), (one,)) == []  # elsewhere: refilled

@@ -13,9 +13,13 @@ from workers.agent.plan import plan
 from workers.agent.planners.firewall import CutConntrack, FillIpsets, RestoreRuleset, SetSysctls
 from workers.agent.planners.firewall import render as render_firewall
 from workers.agent.planners.secgroups import (
+    BUCKET_ARP,
+    BUCKET_IN,
+    BUCKET_OUT,
     FORWARD_CHAIN,
     HOOK,
     SYSCTLS,
+    VETH_PREFIX,
     Cut,
     egress_chain,
     group_set,
@@ -177,9 +181,21 @@ def test_port_chains_default_group_no_group_and_unfiltered() -> None:
     assert chains[egress_chain("p3")][-1] == "-j RETURN"  # no group: anything goes out
     assert chains[ingress_chain("p3")][-1] == "-j DROP" and len(chains[ingress_chain("p3")]) == 4
     assert egress_chain("p4") not in chains  # port security off: not filtered
-    jumps = chains[FORWARD_CHAIN]
-    assert len(jumps) == 4 and all("--physdev-in" in j for j in jumps[:2])  # egress first
-    assert names.host_veth_name("p2") in jumps[0]
+    veth = names.host_veth_name("p2")
+    digit = veth[len(VETH_PREFIX)]
+    buckets = chains[FORWARD_CHAIN]  # egress buckets first, then ingress, by wildcard
+    half = len(buckets) // 2
+    assert all("--physdev-in" in j for j in buckets[:half])
+    assert all("--physdev-out" in j for j in buckets[half:])
+    assert (
+        f"-m physdev --physdev-in {VETH_PREFIX}{digit}+ --physdev-is-bridged -j "
+        + (BUCKET_OUT + digit)
+        in buckets[:half]
+    )
+    assert any(veth in j and egress_chain("p2") in j for j in chains[BUCKET_OUT + digit])
+    assert any(veth in j and ingress_chain("p2") in j for j in chains[BUCKET_IN + digit])
+    jumps = [j for b in buckets for j in chains[b.split()[-1]]]
+    assert len(jumps) == 4  # p2 and p3 are filtered, each an egress and an ingress jump
 
 
 def test_rule_count_is_flat_in_group_size_and_a_member_change_swaps_a_set() -> None:
@@ -302,9 +318,11 @@ def test_arp_chains_in_ebtables_and_their_restore_text() -> None:
     fw = render_firewall(_desired([_port("p2", 2, []), _port("p4", 4, None)], []))[None]
     arp = fw.tables[ARP_TABLE]
     veth = names.host_veth_name("p2")
-    (chain,) = [c for c in arp.chains if c != ARP_CHAIN]
+    bucket = BUCKET_ARP + veth[len(VETH_PREFIX)]
+    (chain,) = [c for c in arp.chains if c not in (ARP_CHAIN, bucket)]
     assert arp.hooks == (ARP_HOOK,)
-    assert arp.chains[ARP_CHAIN] == (f"-p ARP -i {veth} -j {chain}",)  # p4 is not filtered
+    assert arp.chains[ARP_CHAIN] == (f"-p ARP -i {veth[:4]}+ -j {bucket}",)
+    assert arp.chains[bucket] == (f"-p ARP -i {veth} -j {chain}",)  # p4 is not filtered
     assert arp.chains[chain] == (
         "-p ARP --arp-ip-src ! 10.0.1.2 -j DROP",
         "-p ARP --arp-mac-src ! 02:00:00:00:00:02 -j DROP",

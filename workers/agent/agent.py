@@ -75,6 +75,7 @@ class SyncStats:
     iptables_restores: int = 0  # one per table whose ruleset had to change
     ipset_restores: int = 0
     applied: Counter[str] = field(default_factory=Counter)  # ops that went through, by type
+    op_seconds: dict[str, float] = field(default_factory=dict)  # apply time by op type
     errors: int = 0  # ops that failed
     conntrack_deletes: int = 0
 
@@ -200,11 +201,26 @@ class Agent:
                 ok=False,
                 detail=f"state for host {state.host!r} delivered to agent of {self.host!r}",
             )
+        started = time.perf_counter()
         desired = self._desire(state)
+        desire = time.perf_counter() - started
+        prior = self._applied
         try:
             return self._sync_once(desired, full)
         finally:
-            self.nl.prune({self.host_netns, *desired.netns})
+            clock = time.perf_counter()
+            if self.stats.full or prior is None:
+                self.nl.prune({self.host_netns, *desired.netns})
+            elif not self.stats.skipped and prior.netns != desired.netns:
+                # Only namespaces the change let go (one stat each for the full check
+                # of every cached namespace is a full sync's job).
+                self.nl.prune_gone(prior.netns - desired.netns)
+            if not self.stats.skipped:
+                timings = self.stats.timings
+                timings["desire"] = desire
+                timings["prune"] = time.perf_counter() - clock
+                # `total` covers the whole sync: document to report, sockets pruned.
+                timings["total"] = time.perf_counter() - started
 
     def _sync_once(self, desired: Desired, full: bool) -> Report:
         applied = self._applied
@@ -231,7 +247,6 @@ class Agent:
             calls.ipset_restores,
             calls.conntrack_deletes,
         )
-        firewall = render(desired)  # host firewall and every router's NAT
         clock = time.perf_counter()
 
         def lap(name: str) -> None:
@@ -241,6 +256,9 @@ class Agent:
             clock = now
 
         started = clock
+        firewall = render(desired)  # host firewall and every router's NAT
+        lap("render")
+        delta: Scope | None = None  # what an incremental sync plans (plan.py)
         try:
             if do_full:
                 observed = self._observe(desired, None)
@@ -248,12 +266,14 @@ class Agent:
                 self._ledger.discard(self._ledger.names - drivers.list_netns())
             else:
                 assert applied is not None and self._cache is not None
-                scope = _trusting(delta_scope(applied, desired, self._applied_firewall, firewall))
+                delta = delta_scope(applied, desired, self._applied_firewall, firewall)
+                lap("scope")
+                scope = _trusting(delta)
                 observed = self._cache.merged(self._observe(desired, scope), scope)
             lap("observe")
-            ops = plan(desired, observed)
+            ops = plan(desired, observed, delta)
             lap("plan")
-            failures = self._apply(desired, ops, stats.applied)
+            failures = self._apply(desired, ops, stats.applied, stats.op_seconds)
             lap("apply")
             touched = Scope()
             for op in ops:
@@ -263,7 +283,7 @@ class Agent:
                 touched = _trusting(touched)
             if touched:
                 observed = observed.merged(self._observe(desired, touched), touched)
-            leftover = plan(desired, observed)
+            leftover = plan(desired, observed, None if delta is None else delta | touched)
             lap("verify")
         except Exception as exc:  # the host namespace is gone, netlink broke, ...
             log.exception("sync of %s revision %s failed", self.host, desired.revision)
@@ -274,8 +294,13 @@ class Agent:
             self.stats = stats
             return failed_report(desired, drivers.describe(exc))
 
-        report = build_report(desired, failures, leftover)
+        last = self._last_report
+        reuse = None  # an incremental sync rebuilds the results of what it touched only
+        if delta is not None and last is not None:
+            reuse = {r.id: r for r in last.results if r.kind == "port"}
+        report = build_report(desired, failures, leftover, reuse, delta.ports if delta else ())
         report = self._with_lbs(report, desired, failures, leftover)
+        lap("report")
         if leftover:
             log.warning(
                 "host %s revision %s not converged after apply: %s",
@@ -345,7 +370,11 @@ class Agent:
         return self._run(run)
 
     def _apply(
-        self, desired: Desired, ops: list[Op], applied: Counter[str] | None = None
+        self,
+        desired: Desired,
+        ops: list[Op],
+        applied: Counter[str] | None = None,
+        seconds: dict[str, float] | None = None,
     ) -> Failures:
         """Run ops in order through the dispatch table; a resource whose op failed gets
         no further ops, nor does a port whose subnet or namespace failed."""
@@ -354,7 +383,9 @@ class Agent:
         failed_netns: dict[str, str] = {}
         kernel = self.kernel
         kernel.begin()
+        began = time.perf_counter()
         self._ledger.add(op.name for op in ops if isinstance(op, CreateNetns))  # intent first
+        _add_time(seconds, "ledger", began)
         deleted: list[str] = []
         vanishing = self._vanishing(ops)
         for op in ops:
@@ -373,6 +404,7 @@ class Agent:
                 if ns in failed_netns and not isinstance(op, DeletePort):
                     failures[resource] = [f"netns {ns}: {failed_netns[ns]}"]
                     continue
+            began = time.perf_counter()
             try:
                 dispatch.apply(kernel, op)
             except Exception as exc:
@@ -386,7 +418,11 @@ class Agent:
                     applied[type(op).__name__] += 1
                 if isinstance(op, DeleteNetns):
                     deleted.append(op.name)
+            finally:
+                _add_time(seconds, type(op).__name__, began)
+        began = time.perf_counter()
         self._ledger.discard(deleted)
+        _add_time(seconds, "ledger", began)
         return failures
 
     def _vanishing(self, ops: list[Op]) -> set[str]:
@@ -428,6 +464,11 @@ def _restored(observed: Observed, firewall: dict[str | None, NetnsFirewall]) -> 
     sysctls = {**(have.sysctls if have is not None else {}), **want.sysctls}
     host = NetnsFirewall(tables=want.tables, sets=want.sets, sysctls=sysctls)
     return replace(observed, firewall={**observed.firewall, None: host})
+
+
+def _add_time(seconds: dict[str, float] | None, key: str, began: float) -> None:
+    if seconds is not None:
+        seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - began
 
 
 def _raise_fd_limit() -> None:

@@ -7,6 +7,7 @@ re-derives (or could disagree about) what is valid. Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -145,12 +146,19 @@ class Desired:
     def vtep_ip(self) -> str:
         return self.state.vtep_ip
 
-    @property
+    @functools.cached_property
     def netns(self) -> frozenset[str]:
         """The namespaces this host keeps: realisable ports' workload namespaces and every
-        document router's namespace (one that cannot be realised now is left alone)."""
+        document router's namespace (one that cannot be realised now is left alone).
+        Cached: every planner asks, and at 1000 ports each answer is 1000 names."""
         kept = frozenset(self.port_netns.values()) | frozenset(self.router_netns.values())
         return kept | self.typed.netns
+
+    @functools.cached_property
+    def veths(self) -> Mapping[str, str]:
+        """Host veth name -> port id, for every port of the document (a port that cannot
+        be realised right now keeps its veth all the same)."""
+        return MappingProxyType({names.host_veth_name(p.id): p.id for p in self.state.ports})
 
 
 def router_problems(state: HostState, external_interface: str | None) -> dict[str, str]:

@@ -9,10 +9,14 @@ only a delta, which only a controller that reads partial reports sends.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
-from workers.protocol import Report
+from pydantic import BaseModel
+
+from workers import docdelta
+from workers.protocol import HostState, Report
 
 Seen = tuple[str, int, bool, str | None]  # kind, revision, ok, detail
 PARTIAL_FIELDS = ("partial", "removed")  # Report fields only a partial report carries
@@ -22,6 +26,31 @@ PARTIAL_FIELDS = ("partial", "removed")  # Report fields only a partial report c
 class Documents:
     last: dict[str, Any] | None = None  # the whole last document applied (or attempted)
     reported: dict[str, Seen] = field(default_factory=dict)  # resource id -> last result
+    state: HostState | None = None  # `last`, validated
+
+    def validated(self, doc: dict[str, Any], delta: Mapping[str, Any] | None) -> HostState:
+        """The HostState of `doc`, the whole document. After a delta on `last`, only the
+        items the delta sets are validated (plus the header): every other item is the
+        last state's own object, so a one-port delta at 1000 ports validates one port,
+        and the agent's delta finds the 999 others unchanged by identity."""
+        base = self.state
+        if delta is None or base is None or base.revision != delta[docdelta.BASE]:
+            return HostState.model_validate(doc)
+        update: dict[str, list[BaseModel]] = {}
+        for section, change in delta[docdelta.CHANGES].items():
+            if section not in HostState.model_fields:
+                return HostState.model_validate(doc)  # the whole answer says what is wrong
+            model = get_args(HostState.model_fields[section].annotation)[0]
+            items = {_key(item): item for item in getattr(base, section)}
+            for key in change["remove"]:
+                items.pop(key, None)
+            for item in change["set"]:
+                valid = model.model_validate(item)
+                items[_key(valid)] = valid
+            update[section] = list(items.values())
+        header = HostState.model_validate({k: v for k, v in doc.items() if not isinstance(v, list)})
+        fields = {k: v for k, v in header if not isinstance(v, list)}  # not the sections
+        return base.model_copy(update={**fields, **update})
 
     def changed_only(self, report: Report, *, partial: bool) -> Report:
         """`report` as sent: when `partial`, only the results that differ from the last
@@ -47,3 +76,8 @@ class Documents:
             for name in PARTIAL_FIELDS:
                 body.pop(name)
         return body
+
+
+def _key(item: BaseModel) -> str:
+    """docdelta's key of an item: its id, or its subnet's for per-subnet services."""
+    return str(item.id if "id" in type(item).model_fields else item.subnet_id)  # type: ignore[attr-defined]

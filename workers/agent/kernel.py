@@ -279,8 +279,10 @@ class HostKernel(TypedKernel):
         drivers.iptables.restore(op.netns, op.text)
 
     def flush_conntrack(self, op: FlushConntrack) -> None:
-        drivers.conntrack.delete(op.netns, orig_dst=op.address)
-        drivers.conntrack.delete(op.netns, orig_src=op.fixed_ip, reply_dst=op.address)
+        drivers.conntrack.delete_all(
+            op.netns,
+            [{"orig_dst": op.address}, {"orig_src": op.fixed_ip, "reply_dst": op.address}],
+        )
 
     def announce(self, op: Announce) -> None:
         drivers.garp.announce(op.netns, op.ifname, op.address)
@@ -349,9 +351,8 @@ class HostKernel(TypedKernel):
         drivers.sysctl.write(self.netns(op.netns), dict(op.values))
 
     def cut_conntrack(self, op: CutConntrack) -> None:
-        for cut in op.cuts:
-            self.calls.conntrack_deletes += 1
-            drivers.conntrack.delete(self.netns(op.netns), **cut._asdict())
+        self.calls.conntrack_deletes += len(op.cuts)
+        drivers.conntrack.delete_all(self.netns(op.netns), [cut._asdict() for cut in op.cuts])
 
     # ----------------------------------------------------------- load balancers
 

@@ -199,8 +199,11 @@ class Observed:
         """This snapshot with everything `scope` names replaced by `part`'s view of it."""
 
         def keep(items: Mapping[str, object], names: Iterable[str]) -> dict:
-            drop = set(names)
-            return {k: v for k, v in items.items() if k not in drop}
+            # A copy, then a pop per name: the scope is small, the snapshot is not.
+            out = dict(items)
+            for name in names:
+                out.pop(name, None)
+            return out
 
         return Observed(
             bridges={**keep(self.bridges, scope.links), **part.bridges},

@@ -7,6 +7,7 @@ Host housekeeping (namespaces, the firewall) failing makes the whole report not 
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Literal
 
 from workers.agent.desired import Desired
@@ -16,7 +17,17 @@ from workers.protocol import Report, ResourceResult
 Failures = dict[tuple[str, str] | None, list[str]]
 
 
-def build_report(desired: Desired, failures: Failures, leftover: list[Op]) -> Report:
+def build_report(
+    desired: Desired,
+    failures: Failures,
+    leftover: list[Op],
+    reuse: Mapping[str, ResourceResult] | None = None,
+    changed: Collection[str] = (),
+) -> Report:
+    """With `reuse` (the last report's port results, by id), a port not in `changed`
+    that was ok, whose revision is the same and whose subnet is ok, with no failure nor leftover
+    now, keeps its last result object: an incremental sync then builds results for
+    what it touched only, and a report diff finds the rest unchanged by identity."""
     state = desired.state
     unconverged: dict[tuple[str, str] | None, list[Op]] = {}
     for op in leftover:
@@ -45,6 +56,17 @@ def build_report(desired: Desired, failures: Failures, leftover: list[Op]) -> Re
     results = [result("subnet", s.id, s.revision) for s in state.subnets]
     subnet_ok = {r.id: r.ok for r in results}
     for port in state.ports:
+        old = None if reuse is None or port.id in changed else reuse.get(port.id)
+        if (
+            old is not None
+            and old.ok
+            and old.revision == port.revision
+            and subnet_ok.get(port.subnet_id, True)
+            and ("port", port.id) not in failures
+            and ("port", port.id) not in unconverged
+        ):
+            results.append(old)
+            continue
         extra = desired.problems.get(port.id)
         if extra is None and not subnet_ok.get(port.subnet_id, True):
             extra = f"subnet {port.subnet_id} is not realised on this host"

@@ -149,6 +149,15 @@ def _misordered(want: tuple[tuple[str, str], ...], have: tuple[tuple[str, str], 
     return redo
 
 
+# Bucket chains of per-port jumps, and the chains jumping to the buckets
+# (planners/secgroups.py). A port's change edits at most two lines of each: always in
+# place, even in a chain of two, so no other port's jump is ever rewritten (its counters
+# reset).
+BUCKET_OUT, BUCKET_IN, BUCKET_ARP = "vpcd-sgo-", "vpcd-sgi-", "vpcd-arp-"
+_EDITED_IN_PLACE = (BUCKET_OUT, BUCKET_IN, BUCKET_ARP, "vpcd-sg-FORWARD", "vpcd-ARP")
+_FEW_EDITS = 4
+
+
 def chain_edits(chain: str, want: tuple[str, ...], have: tuple[str, ...] | None) -> list[str]:
     """Rule deletes and inserts, by position, taking chain `have` to `want` when only a
     few rules came or went around an unchanged order (a port added to the 2000 jumps of
@@ -159,7 +168,8 @@ def chain_edits(chain: str, want: tuple[str, ...], have: tuple[str, ...] | None)
     kept_have, kept_want = set(have), set(want)
     gone = [i for i, spec in enumerate(have) if spec not in kept_want]
     new = [i for i, spec in enumerate(want) if spec not in kept_have]
-    if (len(gone) + len(new)) * 4 > len(want):
+    few = chain.startswith(_EDITED_IN_PLACE) and len(gone) + len(new) <= _FEW_EDITS
+    if not few and (len(gone) + len(new)) * 4 > len(want):
         return []
     if [r for r in have if r in kept_want] != [r for r in want if r in kept_have]:
         return []  # the kept rules moved: order matters in a chain

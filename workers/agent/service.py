@@ -31,7 +31,6 @@ from workers.bus import (
 from workers.protocol import (
     PROTOCOL_VERSION,
     SECTIONS_L2,
-    HostState,
     Report,
     unsupported_sections,
 )
@@ -75,6 +74,7 @@ class AgentService:
             log.error("dropping a document for host %s", doc.get("host"))
             return
         incremental = docdelta.is_delta(doc)
+        delta = doc if incremental else None
         if incremental:
             base = self.documents.last
             if not self.deltas or base is None or base.get("revision") != doc[docdelta.BASE]:
@@ -89,13 +89,13 @@ class AgentService:
         if unknown:
             self.refuse(doc, unknown)
             return
-        state = HostState.model_validate(doc)
+        state = self.documents.validated(doc, delta)
         with self.lock:
             report = self.agent.sync(state, full=full)
             stats = self.agent.stats
         if stats.skipped:  # a stale poke: nothing was applied, nothing to report
             return
-        self.documents.last = doc
+        self.documents.last, self.documents.state = doc, state
         report = self.documents.changed_only(report, partial=incremental)
         # One line per sync: what bench/converge.py reads (kernel writes = ops attempted).
         log.info(

@@ -135,6 +135,12 @@ class Netlink:
             if name not in wanted or current != cached.identity:
                 self.forget(name)
 
+    def prune_gone(self, names: Iterable[str]) -> None:
+        """Close the sockets of these namespaces only (an incremental sync's prune:
+        the ones its change let go, without a stat of every cached namespace)."""
+        for name in names:
+            self.forget(name)
+
     def forget(self, name: str | None) -> None:
         cached = self._handles.pop(name, None)
         if cached is None:

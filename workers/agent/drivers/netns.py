@@ -155,6 +155,26 @@ def open_netns_fd(name: str) -> int:
         raise NetnsMissing(name) from None
 
 
+def on_netns_thread(netns: str, fn: Callable[[], T]) -> T:
+    """`fn` on the long-lived netns thread, setns()ed into `netns` for the call (it goes
+    home after). A process forked there starts in `netns`: a tool needs no `nsenter`
+    (one exec fewer per run); NetnsMissing when the namespace is gone."""
+    path = netns_path(netns)
+
+    def inside() -> T:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise NetnsMissing(netns) from None
+        try:
+            _check(_libc.setns(fd, _CLONE_NEWNET), f"setns {netns}")
+        finally:
+            os.close(fd)
+        return fn()
+
+    return _NETNS_THREAD.run(inside)
+
+
 def in_netns(netns: str, fn: Callable[[], T]) -> T:
     """`fn` on a throwaway thread setns()ed into `netns`: ours never moves."""
 

@@ -150,7 +150,9 @@ class RemoveResolvConf(Op):
         return Scope(netns=frozenset({self.netns}))
 
 
-def plan_dhcp_dns(desired: Desired, observed: Observed) -> list[Op]:
+def plan_dhcp_dns(desired: Desired, observed: Observed, scope: Scope | None = None) -> list[Op]:
+    """Services are few and always planned whole; resolv.conf files (one per workload
+    namespace), with `scope`, only for its namespaces (plan.py)."""
     ops: list[Op] = []
     for token, obs in observed.services.items():
         if token in desired.services:
@@ -165,7 +167,7 @@ def plan_dhcp_dns(desired: Desired, observed: Observed) -> list[Op]:
             ops.append(RemoveServiceFiles(token, netns, directory=directory))
     for token, svc in desired.services.items():
         ops += _plan_service(desired, token, svc, observed.services.get(token))
-    ops += _plan_resolv(desired, observed)
+    ops += _plan_resolv(desired, observed, None if scope is None else scope.netns)
     return ops
 
 
@@ -235,12 +237,20 @@ def ipaddress_prefix(cidr: str) -> int:
     return int(cidr.rsplit("/", 1)[1])
 
 
-def desired_resolv(desired: Desired, observed: Observed) -> dict[str, str]:
+def desired_resolv(
+    desired: Desired, observed: Observed, only: frozenset[str] | None = None
+) -> dict[str, str]:
     """resolv.conf per workload namespace the agent made (or is about to make): the
-    resolver of the subnet of its first port (by id) that has one."""
+    resolver of the subnet of its first port (by id) that has one; of the namespaces
+    in `only` when given."""
     out: dict[str, str] = {}
     mine = observed.owned_netns | (desired.netns - observed.netns)
-    for port in sorted(desired.ports, key=lambda p: p.id):
+    if only is not None:
+        mine = mine & only
+        if not mine:
+            return out
+    ports = [p for p in desired.ports if desired.port_netns[p.id] in mine]
+    for port in sorted(ports, key=lambda p: p.id):
         netns = desired.port_netns[port.id]
         resolver = desired.resolvers.get(port.subnet_id)
         if netns in out or netns not in mine or resolver is None or not resolver.nameserver:
@@ -249,9 +259,12 @@ def desired_resolv(desired: Desired, observed: Observed) -> dict[str, str]:
     return out
 
 
-def _plan_resolv(desired: Desired, observed: Observed) -> list[Op]:
-    want = desired_resolv(desired, observed)
-    ops: list[Op] = [RemoveResolvConf(ns) for ns in sorted(observed.resolv.keys() - want.keys())]
+def _plan_resolv(
+    desired: Desired, observed: Observed, only: frozenset[str] | None = None
+) -> list[Op]:
+    want = desired_resolv(desired, observed, only)
+    have = observed.resolv.keys() if only is None else observed.resolv.keys() & only
+    ops: list[Op] = [RemoveResolvConf(ns) for ns in sorted(have - want.keys())]
     ops += [
         WriteResolvConf(ns, t) for ns, t in sorted(want.items()) if observed.resolv.get(ns) != t
     ]

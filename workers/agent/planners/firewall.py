@@ -213,13 +213,16 @@ def _render(desired: Desired) -> dict[str | None, NetnsFirewall]:
     return out
 
 
-def plan_firewall(desired: Desired, observed: Observed) -> list[Op]:
-    """Ops for namespaces whose observed firewall differs from the rendered one.
+def plan_firewall(desired: Desired, observed: Observed, scope: Scope | None = None) -> list[Op]:
+    """Ops for namespaces whose observed firewall differs from the rendered one; with
+    `scope`, only for the namespaces in its `firewall` (plan.py).
 
     A namespace missing from `observed.firewall` is taken as empty (nothing of ours).
     """
     ops: list[Op] = []
     for netns, want in render(desired).items():
+        if scope is not None and netns not in scope.firewall:
+            continue
         have = observed.firewall.get(netns, NetnsFirewall())
         wrong = tuple((k, v) for k, v in sorted(want.sysctls.items()) if have.sysctls.get(k) != v)
         if wrong:

@@ -11,6 +11,8 @@ never deleted as stale, even while the port cannot be realised.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -150,16 +152,23 @@ def desired_workload(
     )
 
 
-def plan_ports(desired: Desired, observed: Observed) -> list[Op]:
+def plan_ports(desired: Desired, observed: Observed, scope: Scope | None = None) -> list[Op]:
+    """With `scope`, only its namespaces, host veths and ports (plan.py)."""
     ops: list[Op] = []
     want_netns = desired.netns
-    ops += [CreateNetns(ns) for ns in want_netns - observed.netns]
-    ops += [DeleteNetns(ns) for ns in (observed.owned_netns & observed.netns) - want_netns]
+    netns, owned = observed.netns, observed.owned_netns
+    veths: AbstractSet[str] = observed.veths.keys()
+    ports: Iterable[PortState] = desired.ports
+    if scope is not None:
+        netns, owned = netns | (want_netns - scope.netns), owned & scope.netns
+        veths = veths & scope.links
+        ports = [p for p in desired.ports if p.id in scope.ports]
+    ops += [CreateNetns(ns) for ns in want_netns - netns]
+    ops += [DeleteNetns(ns) for ns in (owned & observed.netns) - want_netns]
     # A desired port's veth is never deleted as stale, even if the port cannot be
     # realised right now: a controller glitch must not tear down a working workload.
-    keep = {names.host_veth_name(p.id) for p in desired.state.ports}
-    ops += [DeletePort(veth) for veth in sorted(set(observed.veths) - keep)]
-    for port in desired.ports:
+    ops += [DeletePort(veth) for veth in sorted(veths - desired.veths.keys())]
+    for port in ports:
         ops += _plan_port(desired, port, observed)
     return ops
 
