@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from api import errors, metrics
 from api.auth import TokenCache
 from api.deps import DbAdmission
+from api.rest import reads
 from api.rest.query import reject_unknown_query, reject_unstorable_parameters
 from api.services import quotas
 from api.services.idempotency import MAX_KEY_LENGTH, IdempotencyMiddleware
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
 
     problem_only_openapi(app)
+    reads.install(app, pool_capacity(engine))  # GET by id: no routing, no dependency solving
     app.add_middleware(RetryTransient)  # inside idempotency: a replay is the final answer
     app.add_middleware(
         IdempotencyMiddleware,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -44,6 +45,9 @@ def render() -> tuple[bytes, str]:
 class MetricsMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # prometheus_client's labels() checks and locks on every call: a few percent of a
+        # GET (issue 14). The children of each (method, route, status) are kept here.
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,8 +68,9 @@ class MetricsMiddleware:
         finally:
             IN_FLIGHT.dec()
             route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            REQUESTS.labels(scope["method"], template, str(code)).inc()
-            LATENCY.labels(scope["method"], template, str(code)).observe(
-                time.perf_counter() - start
-            )
+            key = (scope["method"], getattr(route, "path", "unmatched"), str(code))
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = (REQUESTS.labels(*key), LATENCY.labels(*key))
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import sqlalchemy as sa
 from fastapi import APIRouter, status
 from pydantic import Field
 from sqlalchemy.orm import Session
 
 from api.deps import NotifierDep, PrincipalDep, SessionDep, TenantDep
-from api.errors import Conflict, Invalid, problems
+from api.errors import Conflict, Invalid, NotFound, problems
 from api.netcheck import DnsLabel, HostName, IfName, IPv4, Mac, NetnsName
 from api.rest.pages import Page, PagesDep
-from api.rest.preconditions import Lookup, LookupDep, ResourceRoute
+from api.rest.preconditions import Lookup, LookupDep, ResourceRoute, kind_of
 from api.rest.schemas import (
     Description,
     Input,
@@ -105,6 +106,20 @@ def render(session: Session, port: Port) -> PortOut:
     )
 
 
+def subnet_with_vpc(session: Session, subnet_id: str, tenant_id: str) -> tuple[Subnet, Vpc]:
+    """The tenant's subnet (404 otherwise) and its VPC, in one query: every create needs
+    both."""
+    row = session.execute(
+        sa.select(Subnet, Vpc)
+        .join(Vpc, Vpc.id == Subnet.vpc_id)
+        .where(Subnet.id == subnet_id, Subnet.tenant_id == tenant_id)
+    ).first()
+    if row is None:
+        raise NotFound(kind_of(Subnet), subnet_id)
+    subnet, vpc = row
+    return subnet, vpc
+
+
 def resolve_groups(lookup: Lookup, vpc: Vpc, ids: list[str] | None, field: str) -> list[str]:
     """The port's groups: the VPC's default one unless named; each once, of its VPC."""
     if ids is None:
@@ -132,9 +147,7 @@ def create_port(
     notifier: NotifierDep,
 ) -> PortOut:
     assert who.tenant_id is not None
-    subnet = lookup.get(Subnet, body.subnet_id)
-    vpc = session.get(Vpc, subnet.vpc_id)
-    assert vpc is not None
+    subnet, vpc = subnet_with_vpc(session, body.subnet_id, who.tenant_id)
     groups = resolve_groups(lookup, vpc, body.security_group_ids, "body.security_group_ids")
     groups = network_types.port_groups(subnet, groups, body.security_group_ids)
     if body.ip_address is not None:

@@ -10,10 +10,15 @@ leg through the routers section of its router's host, a subnet's DHCP/DNS servic
 through the dhcp_dns section of its host. A leg or service port makes its host carry the
 subnet only when that host supports the section; otherwise the router (or service port)
 is `error` and the subnet does not wait for that host.
+
+Which hosts carry a subnet or a security group through workload ports is read from
+`carrier_hosts` (per host, a count kept by triggers with `workload_select`'s condition:
+migration 0021), so the lookup every port create makes costs O(hosts), not O(ports).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, cast
@@ -26,7 +31,7 @@ from models.host import Host
 from models.hoststate import Realisation
 from models.loadbalancer import HealthMonitor, Listener, LoadBalancer, Member, Pool
 from models.nacl import NetworkAcl
-from models.network import DHCP, Port, PortSecurityGroup, Subnet
+from models.network import DHCP, CarrierHost, Port, Subnet
 from models.routing import FloatingIp, Router, RouterInterface
 from models.security import SecurityGroup, SecurityGroupRule
 
@@ -124,10 +129,51 @@ def placements(
 # -- one carrier query per kind ---------------------------------------------------------------
 
 
+IDS: sa.BindParameter[list[str]] = sa.bindparam(
+    "ids", expanding=True
+)  # the statements below are built once, for any ids
+
+
+def _counted(kind: str) -> sa.Select[str, str]:
+    """(resource id, host) of the hosts with workload ports of resources `IDS`: the
+    trigger-kept counts (migration 0021), one row per host, never one per port."""
+    return sa.select(CarrierHost.resource_id, CarrierHost.host).where(
+        CarrierHost.kind == kind, CarrierHost.resource_id.in_(IDS)
+    )
+
+
+@functools.cache
+def _subnet_placements() -> sa.CompoundSelect[Any]:
+    """Built once (building it cost more CPU than running it)."""
+    return sa.union(
+        _counted("subnet")
+        .add_columns(_WORKLOAD_SECTION)
+        .join(Subnet, Subnet.id == CarrierHost.resource_id),
+        leg_select(Port.subnet_id, Router.host, sa.literal("routers")).where(
+            RouterInterface.subnet_id.in_(IDS), Port.subnet_id.in_(IDS)
+        ),
+        service_select(Port.subnet_id, Port.host, sa.literal("dhcp_dns")).where(
+            Port.device_id.in_(IDS),
+            Port.subnet_id.in_(IDS),  # a service's device: its subnet
+        ),
+        vip_select(Port.subnet_id, LoadBalancer.host, sa.literal("load_balancers")).where(
+            LoadBalancer.vip_subnet_id.in_(IDS), Port.subnet_id.in_(IDS)
+        ),
+    )
+
+
+def subnet_placements(session: Session, ids: set[str]) -> list[Placement]:
+    """`placements` by subnet, read in O(hosts + legs + services + VIPs): workload ports
+    from their counts, the others from the small tables that name the subnet (the port's
+    own subnet condition stays, so the answer is the same)."""
+    rows = session.execute(_subnet_placements(), {"ids": sorted(ids)})
+    return [Placement(*row) for row in rows]
+
+
 def _subnets(session: Session, ids: set[str]) -> dict[str, Needs]:
     """Hosts of a subnet's workload ports, and of its router legs, DHCP/DNS service and
     load-balancer VIPs where that host supports the section realising them."""
-    placed = placements(session, Port.subnet_id, Port.subnet_id.in_(ids))
+    placed = subnet_placements(session, ids)
     support = host_support(session, {p.host for p in placed if p.section != "ports"})
     out: dict[str, Needs] = {}
     for p in placed:
@@ -162,15 +208,9 @@ def _floating_ips(session: Session, ids: set[str]) -> dict[str, Needs]:
 def _security_groups(session: Session, ids: set[str]) -> dict[str, Needs]:
     """A group is enforced by every host of a workload port in it (its security_groups
     section). Hosts that only hold its members for a remote-group rule of theirs do not
-    decide its status; `member_hosts` finds them for dirty-marking."""
-    rows = session.execute(
-        workload_select(PortSecurityGroup.security_group_id, Port.host)
-        .join(PortSecurityGroup, PortSecurityGroup.port_id == Port.id)
-        .where(PortSecurityGroup.security_group_id.in_(ids))
-        .distinct()
-    )
+    decide its status; `membership_hosts` finds them for dirty-marking."""
     out: dict[str, Needs] = {}
-    for gid, host in rows:
+    for gid, host in session.execute(_group_hosts(), {"ids": sorted(ids)}):
         out.setdefault(gid, {})[host] = "security_groups"
     return out
 
@@ -188,19 +228,33 @@ def _network_acls(session: Session, ids: set[str]) -> dict[str, Needs]:
     return out
 
 
-def member_hosts(session: Session, group_ids: set[str]) -> set[str]:
-    """Hosts holding these groups' members (a change of membership touches them): the
-    hosts of every group with a rule naming one of them as its remote group."""
+@functools.cache
+def _group_hosts() -> sa.Select[str, str]:
+    return _counted("security_group")
+
+
+@functools.cache
+def _membership_hosts() -> sa.Select[str]:
+    naming = sa.select(SecurityGroupRule.security_group_id).where(
+        SecurityGroupRule.remote_group_id.in_(IDS)
+    )
+    return (
+        sa.select(CarrierHost.host)
+        .where(
+            CarrierHost.kind == "security_group",
+            sa.or_(CarrierHost.resource_id.in_(IDS), CarrierHost.resource_id.in_(naming)),
+        )
+        .distinct()
+    )
+
+
+def membership_hosts(session: Session, group_ids: set[str]) -> set[str]:
+    """Hosts a change of these groups' membership touches, in one query: those enforcing
+    them, and those holding their members for a rule naming one as its remote group
+    (the hosts of every group with such a rule)."""
     if not group_ids:
         return set()
-    naming = set(
-        session.scalars(
-            sa.select(SecurityGroupRule.security_group_id).where(
-                SecurityGroupRule.remote_group_id.in_(group_ids)
-            )
-        )
-    )
-    return carrying_hosts(session, "security_group", naming)
+    return set(session.scalars(_membership_hosts(), {"ids": sorted(group_ids)}))
 
 
 def _load_balancers(session: Session, ids: set[str]) -> dict[str, Needs]:

@@ -73,6 +73,19 @@ class PortSecurityGroup(Base):
     position: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
 
 
+class CarrierHost(Base):
+    """How many workload ports (host and netns set) of a subnet or security group a host
+    has: kept by triggers (migration 0021) on ports and their group rows, so "which hosts
+    carry it" reads O(hosts) rows, never every port (models.carriers)."""
+
+    __tablename__ = "carrier_hosts"
+    __table_args__ = (sa.CheckConstraint("ports > 0", name="ports_positive"),)
+    kind: Mapped[str] = mapped_column(sa.String(32), primary_key=True)  # subnet|security_group
+    resource_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    host: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    ports: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+
+
 class Port(Base, Tenanted, Realised):
     """A tenant interface. device_owner marks ports the service made (router legs)."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -23,8 +24,18 @@ def scoped(stmt: sa.Select[Any], model: Any, tenant_id: str | None) -> sa.Select
 
 
 def get_scoped(session: Session, model: type[M], ident: str, tenant_id: str | None) -> M | None:
-    stmt = scoped(sa.select(model).where(model.id == ident), model, tenant_id)  # type: ignore[attr-defined]
-    return session.scalar(stmt)
+    """The row of that id the tenant may see (the admin: any), else None."""
+    tenanted = tenant_id is not None and issubclass(model, Tenanted)
+    params = {"ident": ident, "tenant_id": tenant_id} if tenanted else {"ident": ident}
+    return session.scalar(_by_id(model, tenanted), params)
+
+
+@cache
+def _by_id(model: Any, tenanted: bool) -> sa.Select[Any]:
+    """Built once per kind: SQLAlchemy then keeps its cache key too, which building the
+    statement again on every GET cost (issue 14)."""
+    stmt = sa.select(model).where(model.id == sa.bindparam("ident"))
+    return stmt.where(model.tenant_id == sa.bindparam("tenant_id")) if tenanted else stmt
 
 
 def has_tag(session: Session, column: Any, tag: str) -> sa.ColumnElement[bool]:

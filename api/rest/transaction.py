@@ -44,12 +44,8 @@ SESSION_SCOPE_KEY = "vpcd.session"
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """The request's Session. Work queued in `session.info["after_commit"]` (host pokes)
     runs only once the commit succeeded, and is dropped on rollback."""
-    state = request.app.state
-    reads = request.method in READS
-    session: Session = (state.read_sessionmaker if reads else state.sessionmaker)()
-    session.info["after_commit"] = []
-    session.info["read_only"] = reads
-    if not reads and request.scope.get(DEFER_SCOPE_KEY):
+    session = open_session(request)
+    if not session.info["read_only"] and request.scope.get(DEFER_SCOPE_KEY):
         session.info["defer_commit"] = True
         request.scope[SESSION_SCOPE_KEY] = session  # the route commits it with its answer
     _SESSION.set(session)
@@ -64,6 +60,16 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         if session.in_transaction():  # not finished by `in_one_call` or the route's answer
             await run_in_threadpool(finish, session, not failed)
         session.close()
+
+
+def open_session(request: Request) -> Session:
+    """A Session for the request: GET and HEAD read on the autocommit engine."""
+    state = request.app.state
+    reads = request.method in READS
+    session: Session = (state.read_sessionmaker if reads else state.sessionmaker)()
+    session.info["after_commit"] = []
+    session.info["read_only"] = reads
+    return session
 
 
 def in_one_call(endpoint: Callable[..., Any]) -> Callable[..., Any]:

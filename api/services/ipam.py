@@ -6,14 +6,16 @@ savepoint and a collision simply retries with another candidate. No process lock
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 import secrets
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from api.errors import Exhausted
 
@@ -56,6 +58,34 @@ def insert_unique(session: Session, candidates: Iterator[T], make: Callable[[T],
                 raise
             continue
     raise Exhausted("allocation kept colliding with concurrent requests; retry")
+
+
+def insert_skipping_taken(
+    session: Session, model: type[R], candidates: Iterator[T], values: Callable[[T], dict[str, Any]]
+) -> R:
+    """Insert `model` rows of `values(c)` for successive candidates until one is not taken
+    (its unique constraints), and return it as the session's object.
+
+    Like `insert_unique`, but one statement per attempt (INSERT .. ON CONFLICT DO NOTHING
+    RETURNING): no savepoint to set and release, no failed statement to recover from.
+    Session events and validators do not run: `values` gives every derived column.
+    StopIteration from `candidates` means nothing is left: the caller's Exhausted.
+    """
+    target: Any = model  # (a mapped class: hashable, whatever R says)
+    stmt = _skipping_conflicts(target, session.get_bind().dialect.name)
+    for _ in range(MAX_ATTEMPTS):
+        row = session.scalars(stmt, [values(next(candidates))]).first()
+        if row is not None:
+            return row
+    raise Exhausted("allocation kept colliding with concurrent requests; retry")
+
+
+@functools.cache
+def _skipping_conflicts(model: Any, dialect: str) -> Any:
+    """Built once per model and dialect (the two the service runs on both have it). The
+    new row's relationships are not loaded: it has no children yet."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(model).on_conflict_do_nothing().returning(model).options(lazyload("*"))
 
 
 def is_unique_violation(exc: IntegrityError) -> bool:

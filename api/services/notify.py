@@ -13,7 +13,7 @@ from celery import Celery
 from sqlalchemy.orm import Session
 
 from api.settings import Settings
-from models.carriers import carrying_hosts, member_hosts
+from models.carriers import carrying_hosts, membership_hosts
 from models.hoststate import mark_dirty
 from models.network import dhcp_hosts_of_vpc
 from models.security import groups_unsettled
@@ -65,6 +65,5 @@ class Notifier:
     def members_changed(self, session: Session, group_ids: set[str]) -> None:
         """A port joined or left these groups (or moved): hosts enforcing them, and hosts
         holding them as a remote group's set, must sync."""
-        hosts: set[str | None] = set(member_hosts(session, group_ids))
-        self.hosts_changed(session, hosts | carrying_hosts(session, "security_group", group_ids))
+        self.hosts_changed(session, set(membership_hosts(session, group_ids)))
         groups_unsettled(session, group_ids)

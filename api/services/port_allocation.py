@@ -1,7 +1,8 @@
 """A port's address and MAC: fixed ones checked, free ones allocated, under concurrency.
 
-The (subnet, ip) and (subnet, mac) unique constraints are the arbiters; `ipam.insert_unique`
-retries a collision with the next candidate, so no two ports ever share either.
+The (subnet, ip) and (subnet, mac) unique constraints are the arbiters; the insert skips a
+taken one (`ipam.insert_skipping_taken`) and tries the next candidate, so no two ports ever
+share either.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ import ipaddress
 import random
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from api.errors import Conflict, Exhausted, Invalid
 from api.services import ipam
 from models import Port, PortSecurityGroup, Subnet
+from models.base import utcnow
 from models.network import address_taken, first_free, mac_taken
 
 _RNG = random.SystemRandom()
@@ -60,20 +64,21 @@ def allocate_port(session: Session, subnet: Subnet, fields: dict[str, Any]) -> P
     fixed_ip = fields.pop("ip_address", None)
     fixed_mac = fields.pop("mac_address", None)
     groups: list[str] = fields.pop("security_group_ids", [])
+    now = utcnow()
 
-    def make(address: int) -> Port:
-        mac = fixed_mac or ipam.random_mac()
-        port = Port(
-            subnet_id=subnet.id,
-            ip_address=str(ipaddress.IPv4Address(address)),
-            mac_address=mac,
+    def values(address: int) -> dict[str, Any]:
+        return {
             **fields,
-        )
-        set_groups(port, groups)
-        return port
+            "subnet_id": subnet.id,
+            "ip_address": str(ipaddress.IPv4Address(address)),
+            "ip_int": address,
+            "mac_address": fixed_mac or ipam.random_mac(),  # redrawn on each attempt
+            "created_at": now,
+            "updated_at": now,
+        }
 
     if fixed_ip is not None:
-        # Same address again: a collision may be on the random MAC, which `make` redraws.
+        # Same address again: a collision may be on the random MAC, which `values` redraws.
         candidates = iter([int(ipaddress.IPv4Address(str(fixed_ip)))] * 8)
     else:
         spans = ipam.pool_spans(subnet.allocation_pools)
@@ -84,7 +89,7 @@ def allocate_port(session: Session, subnet: Subnet, fields: dict[str, Any]) -> P
             _RNG,
         )
     try:
-        return ipam.insert_unique(session, candidates, make)
+        port = ipam.insert_skipping_taken(session, Port, candidates, values)
     except StopIteration as exc:
         if fixed_ip is not None:
             raise Conflict(
@@ -92,3 +97,16 @@ def allocate_port(session: Session, subnet: Subnet, fields: dict[str, Any]) -> P
                 errors=[{"field": "body.ip_address", "message": "already used"}],
             ) from exc
         raise Exhausted(f"subnet {subnet.id} ({subnet.cidr}) has no free address left") from exc
+    # Its group rows at once (the carrier counts include them from here on), in one
+    # statement that also makes them the port's loaded collection: no unit-of-work flush.
+    rows = [
+        {"port_id": port.id, "security_group_id": gid, "position": i}
+        for i, gid in enumerate(groups)
+    ]
+    members = list(session.scalars(_INSERT_MEMBERS, rows)) if rows else []
+    members.sort(key=lambda m: m.position)
+    set_committed_value(port, "security_groups", members)
+    return port
+
+
+_INSERT_MEMBERS = sa.insert(PortSecurityGroup).returning(PortSecurityGroup)
