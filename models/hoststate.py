@@ -121,6 +121,11 @@ def clear_dirty(session: Session, hosts: Sequence[str]) -> set[str]:
     return set(result.scalars())
 
 
+def compile_lock_key(host: str) -> int:
+    """The advisory lock key a compile of `host` holds (a positive bigint)."""
+    return int.from_bytes(hashlib.blake2b(host.encode(), digest_size=8).digest(), "big") >> 1
+
+
 def serialise_compiles(session: Session, hosts: Sequence[str]) -> None:
     """Compiles of one host run one at a time, so a compile that read older rows can never
     be stamped after a newer one. Transaction-scoped advisory locks, not the state rows'
@@ -129,12 +134,7 @@ def serialise_compiles(session: Session, hosts: Sequence[str]) -> None:
     wait for each other rather than deadlock."""
     if session.get_bind().dialect.name != "postgresql" or not hosts:
         return
-    keys = sorted(
-        {
-            int.from_bytes(hashlib.blake2b(h.encode(), digest_size=8).digest(), "big") >> 1
-            for h in hosts
-        }
-    )
+    keys = sorted({compile_lock_key(h) for h in hosts})
     ordered = sa.select(sa.func.unnest(sa.literal(keys, sa.ARRAY(sa.BigInteger))).label("k"))
     sub = ordered.order_by("k").subquery()
     session.execute(sa.select(sa.func.count(sa.func.pg_advisory_xact_lock(sub.c.k))))

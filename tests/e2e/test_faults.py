@@ -13,9 +13,11 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from cli import sandbox as sbx
 from models.db import scratch_database
@@ -136,6 +138,23 @@ def _compiling(log: str) -> bool:
     return started > finished
 
 
+@contextmanager
+def _compiles_held(db_url: str, host: str) -> Iterator[None]:
+    """Holds the advisory lock every compile of `host` takes before it reads a row, so a
+    compile that includes the host stays in flight: its dirty flag already cleared, its
+    transaction open, nothing sent. API requests never take that lock."""
+    from models.db import make_engine
+    from models.hoststate import compile_lock_key
+
+    engine = make_engine(db_url, nullpool=True)
+    try:
+        with engine.connect() as conn:  # closing the connection releases the lock
+            conn.execute(sa.select(sa.func.pg_advisory_lock(compile_lock_key(host))))
+            yield
+    finally:
+        engine.dispose()
+
+
 def test_controller_killed_mid_compile_converges(faulty: tuple[Box, OwnRedis]) -> None:
     box, _ = faulty
     who = box.tenant()
@@ -144,16 +163,18 @@ def test_controller_killed_mid_compile_converges(faulty: tuple[Box, OwnRedis]) -
     label = "controller"
     with Revisions(box.sb.database_url) as revisions:
         offset = log_path.stat().st_size
-        with ThreadPoolExecutor(4) as pool:
-            pending = [
-                pool.submit(box.port, who, subnet, ("h1", "h2")[i % 2], f"ck{i}") for i in range(8)
-            ]
+        with _compiles_held(box.sb.database_url, "h1"):
+            with ThreadPoolExecutor(4) as pool:
+                made = list(
+                    pool.map(
+                        lambda i: box.port(who, subnet, ("h1", "h2")[i % 2], f"ck{i}"), range(8)
+                    )
+                )
             deadline = time.monotonic() + 30
             while not _compiling(log_path.read_text(errors="replace")[offset:]):
                 assert time.monotonic() < deadline, "the controller never started a compile"
-                time.sleep(0.01)
-            sbx.stop(box.sb.pids[label])  # SIGKILL, mid-compile
-            made = [f.result() for f in pending]
+                time.sleep(0.05)
+            sbx.stop(box.sb.pids[label])  # SIGKILL, mid-compile of h1
         killed = box.sb.pids[label]
         assert not sbx.alive(killed)
         sbx.respawn(box.name, label)
