@@ -87,18 +87,21 @@ REMOTE_COLUMNS = (Port.id, Port.subnet_id, Port.mac_address, Port.ip_address)
 
 
 def remote_ports_all(
-    session: Session, subnet_ids: set[str]
+    session: Session, subnet_ids: set[str], *, not_on: str | None = None
 ) -> list[tuple[RemotePortRow, str, str]]:
     """Every realised port of these subnets on a registered host, with that host's VTEP
     and name (its owner), by port id: workload ports, router legs and load-balancer VIPs
-    on hosts supporting their section. One read serves every host carrying the subnets."""
+    on hosts supporting their section. One read serves every host carrying the subnets.
+    `not_on` leaves out the workload ports of that host: compiling it alone, its own
+    ports are not remote to anyone (issue 14: a 1000-port host read them all again)."""
     if not subnet_ids:
         return []
     ids = sorted(subnet_ids)
+    mine = [Port.host != not_on] if not_on is not None else []
     workload = session.execute(
         workload_select(*REMOTE_COLUMNS, Host.vtep_ip, Host.name)
         .join(Host, Host.name == Port.host)
-        .where(Port.subnet_id.in_(ids))
+        .where(Port.subnet_id.in_(ids), *mine)
     )
     legs = session.execute(
         leg_select(*REMOTE_COLUMNS, Host.vtep_ip, Host.name, Host.sections)

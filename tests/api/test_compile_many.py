@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from models import desired as q
 from models import hoststate as hs
 from tests.api import helpers as h
 from tests.conftest import Tenant
@@ -195,13 +196,24 @@ def test_statements_per_batch_do_not_grow_with_its_hosts(
     assert marking(names[:2]) == marking(names)
 
 
-def test_a_hosts_compile_reads_only_the_port_columns_its_document_needs(
-    client: TestClient, tenant: Tenant, sent: list[Any]
+def test_a_hosts_compile_reads_only_the_port_rows_and_columns_its_document_needs(
+    client: TestClient, tenant: Tenant, sent: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 14: a one-port change on a 1000-port host recompiled the whole document, and
     a third of reading its ports was decoding columns no document carries (tags as
-    JSONB). No statement of a compile reads them, and the statements do not grow with
-    the host's ports (a column left out is never loaded port by port)."""
+    JSONB), and its own ports were read a second time as candidate remote ports. No
+    statement of a compile reads those columns, the statements do not grow with the
+    host's ports (a column left out is never loaded port by port), and a host compiled
+    alone reads none of its own ports as remote ones."""
+    remote: list[int] = []
+    original = q.remote_ports_all
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        rows = original(*args, **kwargs)
+        remote.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(q, "remote_ports_all", counted)
     tasks.heartbeat("c1", "198.18.4.1", ["compute"], sections=list(SECTIONS))
     v = h.vpc(client, tenant)
     s = h.subnet(client, tenant, v["id"])
@@ -221,6 +233,7 @@ def test_a_hosts_compile_reads_only_the_port_columns_its_document_needs(
     few, _ = compiled(2)
     many, statements = compiled(20)
     assert few == many
+    assert remote and not any(remote)  # none of its own 22 ports read as remote
     port_reads = [x for x in statements if x.startswith("SELECT ports.")]  # ports' own rows
     assert port_reads
     for column in ("ports.tags", "ports.description", "ports.name", "ports.created_at"):
