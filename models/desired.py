@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import Session, lazyload, load_only
 
 from models.carriers import leg_select, service_select, vip_select, workload_select
 from models.host import Host
@@ -30,13 +30,27 @@ def _by_host(rows: Iterable[tuple[str, T]], hosts: Iterable[str]) -> dict[str, l
     return out
 
 
+# The columns of a local port a document carries or is built from. Loading the whole row
+# (tags as JSONB, names, descriptions, timestamps) was a third of the read of a
+# 1000-port host's compile (issue 14); any other column raises rather than loading one
+# statement per port.
+LOCAL_PORT_COLUMNS = (
+    Port.id, Port.revision, Port.subnet_id, Port.tenant_id, Port.host, Port.netns,
+    Port.interface_name, Port.mac_address, Port.ip_address, Port.ip_config, Port.dns_name,
+)  # fmt: skip
+
+
 def local_ports_of(session: Session, hosts: Sequence[str]) -> dict[str, list[Port]]:
-    """Per host, its workload ports by id (one query for any number of hosts)."""
+    """Per host, its workload ports by id (one query for any number of hosts), with only
+    the columns a document needs (`LOCAL_PORT_COLUMNS`)."""
     if not hosts:
         return {}
     rows = session.scalars(
         workload_select(Port)
-        .options(lazyload(Port.security_groups))  # L2 needs none of them
+        .options(
+            lazyload(Port.security_groups),  # L2 needs none of them
+            load_only(*LOCAL_PORT_COLUMNS, raiseload=True),
+        )
         .where(Port.host.in_(sorted(hosts)))
         .order_by(Port.id)
     )
@@ -73,18 +87,21 @@ REMOTE_COLUMNS = (Port.id, Port.subnet_id, Port.mac_address, Port.ip_address)
 
 
 def remote_ports_all(
-    session: Session, subnet_ids: set[str]
+    session: Session, subnet_ids: set[str], *, not_on: str | None = None
 ) -> list[tuple[RemotePortRow, str, str]]:
     """Every realised port of these subnets on a registered host, with that host's VTEP
     and name (its owner), by port id: workload ports, router legs and load-balancer VIPs
-    on hosts supporting their section. One read serves every host carrying the subnets."""
+    on hosts supporting their section. One read serves every host carrying the subnets.
+    `not_on` leaves out the workload ports of that host: compiling it alone, its own
+    ports are not remote to anyone (issue 14: a 1000-port host read them all again)."""
     if not subnet_ids:
         return []
     ids = sorted(subnet_ids)
+    mine = [Port.host != not_on] if not_on is not None else []
     workload = session.execute(
         workload_select(*REMOTE_COLUMNS, Host.vtep_ip, Host.name)
         .join(Host, Host.name == Port.host)
-        .where(Port.subnet_id.in_(ids))
+        .where(Port.subnet_id.in_(ids), *mine)
     )
     legs = session.execute(
         leg_select(*REMOTE_COLUMNS, Host.vtep_ip, Host.name, Host.sections)

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from models import desired as q
 from models import hoststate as hs
 from tests.api import helpers as h
 from tests.conftest import Tenant
@@ -180,14 +181,14 @@ def test_statements_per_batch_do_not_grow_with_its_hosts(
         with _session(client) as session, _counted(session) as count:
             compiled = compile_hosts(session, hosts)
         assert set(compiled) == set(hosts)
-        return count[0]
+        return len(count)
 
     assert statements(names[:3]) == statements(names) == statements(names[:1])
 
     def marking(hosts: list[str]) -> int:  # a change touching them all: as many statements
         with _session(client) as session, _counted(session) as count:
             assert hs.mark_dirty(session, set(hosts)) == set(hosts)
-        return count[0]
+        return len(count)
 
     with _session(client) as session:
         hs.clear_dirty(session, names)
@@ -195,18 +196,62 @@ def test_statements_per_batch_do_not_grow_with_its_hosts(
     assert marking(names[:2]) == marking(names)
 
 
-@contextmanager
-def _counted(session: Session) -> Iterator[list[int]]:
-    """The statements `session` issues meanwhile, counted."""
-    engine = session.get_bind()
-    count = [0]
+def test_a_hosts_compile_reads_only_the_port_rows_and_columns_its_document_needs(
+    client: TestClient, tenant: Tenant, sent: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: a one-port change on a 1000-port host recompiled the whole document, and
+    a third of reading its ports was decoding columns no document carries (tags as
+    JSONB), and its own ports were read a second time as candidate remote ports. No
+    statement of a compile reads those columns, the statements do not grow with the
+    host's ports (a column left out is never loaded port by port), and a host compiled
+    alone reads none of its own ports as remote ones."""
+    remote: list[int] = []
+    original = q.remote_ports_all
 
-    def counted(*_: Any) -> None:
-        count[0] += 1
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        rows = original(*args, **kwargs)
+        remote.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(q, "remote_ports_all", counted)
+    tasks.heartbeat("c1", "198.18.4.1", ["compute"], sections=list(SECTIONS))
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    g = h.group(client, tenant, v["id"])
+
+    def compiled(ports: int) -> tuple[int, list[str]]:
+        for i in range(ports):
+            h.port(
+                client, tenant, s["id"], host="c1", netns=f"t{ports}-{i}", tags=["a", "b"],
+                name=f"p{i}", description="x" * 200, security_group_ids=[g["id"]],
+            )  # fmt: skip
+        with _session(client) as session, _counted(session) as seen:
+            doc = compile_hosts(session, ["c1"])["c1"]
+        assert doc.wire()["ports"]
+        return len(seen), seen
+
+    few, _ = compiled(2)
+    many, statements = compiled(20)
+    assert few == many
+    assert remote and not any(remote)  # none of its own 22 ports read as remote
+    port_reads = [x for x in statements if x.startswith("SELECT ports.")]  # ports' own rows
+    assert port_reads
+    for column in ("ports.tags", "ports.description", "ports.name", "ports.created_at"):
+        assert not [x for x in port_reads if column in x], column
+
+
+@contextmanager
+def _counted(session: Session) -> Iterator[list[str]]:
+    """The statements `session` issues meanwhile (their text; len() counts them)."""
+    engine = session.get_bind()
+    seen: list[str] = []
+
+    def counted(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
 
     sa.event.listen(engine, "after_cursor_execute", counted)
     try:
-        yield count
+        yield seen
     finally:
         sa.event.remove(engine, "after_cursor_execute", counted)
 

@@ -160,7 +160,10 @@ def read_inputs_many(
         plan.see(subnets)
     every = _Union(plans.values())
     routed = q.routed_subnets(session, every.of(lambda p: p.subnet_ids | p.service_subnets))
-    remote = q.remote_ports_all(session, every.of(lambda p: p.subnet_ids | p.typed_ids))
+    alone = names[0] if len(names) == 1 else None  # its own ports are nobody's remote ones
+    remote = q.remote_ports_all(
+        session, every.of(lambda p: p.subnet_ids | p.typed_ids), not_on=alone
+    )
     remote_by_subnet: dict[str, list[tuple[q.RemotePortRow, str, str]]] = {}
     for row in remote:
         remote_by_subnet.setdefault(row[0].subnet_id, []).append(row)
