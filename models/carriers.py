@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, Literal, NamedTuple, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -53,14 +53,32 @@ class Support(NamedTuple):
         )
 
 
+_MEMO = "carriers.support"  # session.info key: hosts' support read once per refresh_all
+
+
 def host_support(session: Session, hosts: Iterable[str] | None = None) -> dict[str, Support]:
-    """Registered hosts (all, or these) with what they support."""
+    """Registered hosts (all, or these) with what they support. Inside `refresh_all`
+    each host is read at most once (a report's refresh asks for the same hosts from
+    several kinds; what a host advertised cannot change meanwhile in a way this
+    transaction must see)."""
+    memo: dict[str, Support | None] | None = session.info.get(_MEMO)
+    if hosts is None or memo is None:
+        return _read_support(session, hosts)
+    names = set(hosts)
+    missing = names - memo.keys()
+    if missing:
+        read = _read_support(session, missing)
+        memo.update({n: read.get(n) for n in missing})
+    return {n: s for n in names if (s := memo[n]) is not None}
+
+
+def _read_support(session: Session, hosts: Iterable[str] | None) -> dict[str, Support]:
     stmt = sa.select(Host.name, Host.protocol_version, Host.sections)
     if hosts is not None:
         names = set(hosts)
         if not names:
             return {}
-        stmt = stmt.where(Host.name.in_(names))
+        stmt = stmt.where(Host.name.in_(sorted(names)))
     return {name: Support(v, tuple(s)) for name, v, s in session.execute(stmt)}
 
 
@@ -349,11 +367,22 @@ def carrying_hosts(session: Session, kind: str, ids: set[str]) -> set[str]:
 # -- statuses ---------------------------------------------------------------------------------
 
 
+class Reported(Protocol):
+    """What `verdict` reads of a host's result: a `Realisation` row or a `Result`."""
+
+    @property
+    def revision(self) -> int: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def detail(self) -> str | None: ...
+
+
 def verdict(
     revision: int,
     needs: Mapping[str, str],
     support: Mapping[str, Support],
-    reports: Mapping[str, Realisation],
+    reports: Mapping[str, Reported],
     unplaced: str,
     unplaced_detail: str | None = None,
 ) -> tuple[str, str | None]:
@@ -375,50 +404,70 @@ def verdict(
 
 
 def refresh(session: Session, kind: str, ids: set[str]) -> None:
-    """Recompute these resources' statuses (and their parents'), writing only changes.
-
-    Guarded Core UPDATEs: bookkeeping never bumps a revision, and a row whose revision
-    moved on meanwhile is left as it is (pending)."""
-    spec = KINDS.get(kind)
-    if spec is None or not ids:
-        return
-    table = spec.table
-    rows = session.execute(
-        sa.select(table.c.id, table.c.revision, table.c.status, table.c.status_detail).where(
-            table.c.id.in_(ids)
-        )
-    ).all()
-    needs = spec.carriers(session, ids)
-    support = host_support(session, {h for n in needs.values() for h in n})
-    reports = _reports(session, ids)
-    writes = []
-    for rid, rev, status, detail in rows:
-        new = verdict(
-            rev,
-            needs.get(rid, {}),
-            support,
-            reports.get(rid, {}),
-            spec.unplaced,
-            spec.unplaced_detail,
-        )
-        if new != (status, detail):
-            writes.append({"rid": rid, "rev": rev, "new_status": new[0], "new_detail": new[1]})
-    if writes:  # in id order, like every writer: concurrent refreshes never deadlock
-        writes.sort(key=lambda w: w["rid"])
-        stmt = (
-            sa.update(table)
-            .where(table.c.id == sa.bindparam("rid"), table.c.revision == sa.bindparam("rev"))
-            .values(status=sa.bindparam("new_status"), status_detail=sa.bindparam("new_detail"))
-        )
-        session.connection().execute(stmt, writes)
-    if spec.parent is not None:
-        parent, of = spec.parent
-        refresh(session, parent, of(session, ids))
+    """Recompute these resources' statuses (and their parents'), writing only changes."""
+    refresh_all(session, {kind: ids})
 
 
 def refresh_all(session: Session, ids_by_kind: Mapping[str, set[str]]) -> None:
-    for kind, ids in ids_by_kind.items():
-        refresh(session, kind, ids)
+    """Recompute these resources' statuses (and their parents'), writing only changes.
+
+    Each kind once (a port's subnet joins the subnets asked for), the hosts' support and
+    the reports of every resource read once for all kinds: what recording a report costs
+    follows the resources it changed. Guarded Core UPDATEs: bookkeeping never bumps a
+    revision, and a row whose revision moved on meanwhile is left as it is (pending)."""
+    wanted = {k: set(v) for k, v in ids_by_kind.items() if k in KINDS and v}
+    for kind in list(wanted):
+        spec = KINDS[kind]
+        if spec.parent is not None:
+            parent, of = spec.parent
+            if ids := of(session, wanted[kind]):
+                wanted.setdefault(parent, set()).update(ids)
+    if not wanted:
+        return
+    outer = _MEMO in session.info
+    session.info.setdefault(_MEMO, {})
+    try:
+        _refresh(session, {k: wanted[k] for k in KINDS if k in wanted})
+    finally:
+        if not outer:
+            session.info.pop(_MEMO, None)
+
+
+def _refresh(session: Session, wanted: dict[str, set[str]]) -> None:
+    rows, needs = {}, {}
+    for kind, ids in wanted.items():
+        table = KINDS[kind].table
+        rows[kind] = session.execute(
+            sa.select(table.c.id, table.c.revision, table.c.status, table.c.status_detail).where(
+                table.c.id.in_(sorted(ids))
+            )
+        ).all()
+        needs[kind] = KINDS[kind].carriers(session, ids)
+    support = host_support(session, {h for n in needs.values() for x in n.values() for h in x})
+    reports = _reports(session, set().union(*wanted.values()))
+    for kind in wanted:
+        spec = KINDS[kind]
+        writes = []
+        for rid, rev, status, detail in rows[kind]:
+            new = verdict(
+                rev,
+                needs[kind].get(rid, {}),
+                support,
+                reports.get(rid, {}),
+                spec.unplaced,
+                spec.unplaced_detail,
+            )
+            if new != (status, detail):
+                writes.append({"rid": rid, "rev": rev, "new_status": new[0], "new_detail": new[1]})
+        if writes:  # in id order, like every writer: concurrent refreshes never deadlock
+            writes.sort(key=lambda w: w["rid"])
+            table = spec.table
+            stmt = (
+                sa.update(table)
+                .where(table.c.id == sa.bindparam("rid"), table.c.revision == sa.bindparam("rev"))
+                .values(status=sa.bindparam("new_status"), status_detail=sa.bindparam("new_detail"))
+            )
+            session.connection().execute(stmt, writes)
 
 
 def unsettled(session: Session) -> dict[str, set[str]]:
@@ -430,8 +479,18 @@ def unsettled(session: Session) -> dict[str, set[str]]:
     return out
 
 
-def _reports(session: Session, ids: set[str]) -> dict[str, dict[str, Realisation]]:
-    out: dict[str, dict[str, Realisation]] = {}
-    for row in session.scalars(sa.select(Realisation).where(Realisation.resource_id.in_(ids))):
-        out.setdefault(row.resource_id, {})[row.host] = row
+class Result(NamedTuple):
+    """A host's last result for one resource (a `Realisation` row, read as a tuple)."""
+
+    revision: int
+    ok: bool
+    detail: str | None
+
+
+def _reports(session: Session, ids: set[str]) -> dict[str, dict[str, Result]]:
+    out: dict[str, dict[str, Result]] = {}
+    r = Realisation
+    stmt = sa.select(r.resource_id, r.host, r.revision, r.ok, r.detail)
+    for rid, host, rev, ok, detail in session.execute(stmt.where(r.resource_id.in_(sorted(ids)))):
+        out.setdefault(rid, {})[host] = Result(rev, ok, detail)
     return out
