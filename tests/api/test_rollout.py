@@ -78,6 +78,8 @@ class Bus:
         self.messages: list[dict[str, Any]] = []  # what was sent: whole or delta
         self.raw_reports: list[dict[str, Any]] = []
         self.whole: dict[str, dict[str, Any]] = {}
+        self.lose: set[str] = set()  # task names the bus drops (into `lost`)
+        self.lost: list[tuple[str, list[Any], dict[str, Any]]] = []
 
     def send_task(
         self,
@@ -112,7 +114,9 @@ class Bus:
     def run(self) -> None:
         while self.queue:
             name, args, kwargs = self.queue.popleft()
-            if name == APPLY:
+            if name in self.lose:
+                self.lost.append((name, args, kwargs))
+            elif name == APPLY:
                 doc, host = args[0], args[0]["host"]
                 self.messages.append(doc)
                 if docdelta.is_delta(doc) and host in self.whole:
@@ -443,3 +447,51 @@ def test_full_reports_are_what_an_older_controller_reads(client, tenant, bus) ->
     older = set(Report.model_fields) - {"partial", "removed"}
     whole = [r for r, m in zip(bus.raw_reports, bus.reports, strict=True) if not m.partial]
     assert whole and all(set(r) <= older for r in whole)
+
+
+def test_a_document_sent_again_after_a_lost_report_is_answered_again(  # type: ignore[no-untyped-def]
+    client, tenant, bus
+) -> None:
+    """The controller that took a report died before recording it: the host's revision
+    looks unrealised, and the sweep sends the same document again. The agent, which has
+    realised it, skips the apply but answers again, whole; the port becomes active."""
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from models import HostStateRow
+    from models.base import utcnow
+    from models.db import engine_for
+    from workers.agent.simulated import SimAgent
+
+    service = AgentService(
+        host="h1",
+        vtep_ip="198.18.0.11",
+        roles=["compute", "network"],
+        agent=SimAgent(),  # type: ignore[arg-type]  # the real skip rule, no kernel
+        app=bus,  # type: ignore[arg-type]
+        sections=SUPPORTED_SECTIONS,
+    )
+    bus.agents["h1"] = service
+    service.heartbeat(first=True)
+    bus.run()
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    h.port(client, tenant, s["id"], host="h1", netns="a")
+    bus.settle()
+    late = h.port(client, tenant, s["id"], host="h1", netns="b")
+    bus.lose = {REPORT}
+    tasks.sweep()
+    bus.run()  # applied; its report is lost
+    bus.lose = set()
+    assert [name for name, _, _ in bus.lost] == [REPORT]
+    assert _get(client, tenant, f"/v1/ports/{late['id']}")["status"] == "pending"
+    engine = engine_for(client.app.state.settings.database_url)
+    with engine.begin() as conn:  # compiled longer ago than REPUSH_AFTER
+        older = utcnow() - (tasks.REPUSH_AFTER + timedelta(seconds=1))
+        conn.execute(sa.update(HostStateRow).values(updated_at=older))
+    syncs, reports = service.agent.syncs, len(bus.reports)  # type: ignore[attr-defined]
+    bus.settle()
+    assert service.agent.syncs == syncs  # type: ignore[attr-defined]  # nothing applied again
+    assert [r.partial for r in bus.reports[reports:]] == [False]
+    assert _get(client, tenant, f"/v1/ports/{late['id']}")["status"] == "active"

@@ -93,9 +93,14 @@ class AgentService:
         with self.lock:
             report = self.agent.sync(state, full=full)
             stats = self.agent.stats
-        if stats.skipped:  # a stale poke: nothing was applied, nothing to report
-            return
-        self.documents.last, self.documents.state = doc, state
+        if stats.skipped and state.revision != self.applied_revision:
+            return  # a stale poke: nothing was applied, nothing to report
+        if stats.skipped:
+            # Sent again what this host realised: the controller never recorded the answer
+            # (lost with a controller killed holding it). Answer again, whole.
+            incremental = False
+        else:
+            self.documents.last, self.documents.state = doc, state
         report = self.documents.changed_only(report, partial=incremental)
         # One line per sync: what bench/converge.py reads (kernel writes = ops attempted).
         log.info(
