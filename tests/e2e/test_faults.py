@@ -180,7 +180,12 @@ def test_controller_killed_mid_compile_converges(faulty: tuple[Box, OwnRedis]) -
         sbx.respawn(box.name, label)
         box.sb = sbx.load(box.name)
         assert box.sb.pids[label] != killed
-        wait_all_active(box, who, made, time.monotonic() + 30)
+        try:
+            wait_all_active(box, who, made, time.monotonic() + 30)
+        except AssertionError as e:  # with what the controller and the hosts were doing
+            logs = [box.sb.dir / f"{n}.log" for n in ("controller", "agent-h1", "agent-h2")]
+            tails = "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-5000:]}" for p in logs)
+            raise AssertionError(f"{e}\nrevisions {revisions.now()}\n{tails}") from None
         deadline = time.monotonic() + 30
         while not revisions.settled():
             assert time.monotonic() < deadline, revisions.now()
