@@ -350,3 +350,36 @@ def test_the_sweep_pushes_a_host_whose_compile_died_after_clearing_its_flag(  # 
     sent.clear()
     tasks.sweep()
     assert [n for n, _, _ in sent if n == APPLY] == []
+
+
+def test_a_restarted_controller_compiles_what_a_dying_compile_had_cleared(  # type: ignore[no-untyped-def]
+    client, tenant, sent
+) -> None:
+    """The dying compile cleared the flag of a host with a change waiting; the host then
+    reports an older document (sent before the change), which would settle the change
+    unrealised. A controller starting flags every host first, so the change is compiled."""
+    from sqlalchemy.orm import Session
+
+    from models import hoststate as hs
+    from models.db import engine_for
+
+    tasks.heartbeat("h1", "198.18.0.11", ["compute"], first=True)
+    tasks.heartbeat("h2", "198.18.0.12", ["compute"], first=True)
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    h.port(client, tenant, s["id"], host="h1", netns="a")
+    h.port(client, tenant, s["id"], host="h2", netns="a")
+    tasks.sweep()
+    docs = {d.host: d for d in (HostState.model_validate(a[0]) for n, a, _ in sent if n == APPLY)}
+    tasks.report(_ok(docs["h2"]))  # h2 is settled
+    late = h.port(client, tenant, s["id"], host="h1", netns="b")
+    engine = engine_for(client.app.state.settings.database_url)
+    with engine.begin() as conn:  # the dying compile's first transaction
+        assert hs.clear_dirty(Session(bind=conn), ["h1"]) == {"h1"}
+    tasks.report(_ok(docs["h1"]))  # the older document's report arrives
+    sent.clear()
+    tasks.mark_all_dirty()  # the controller starts again
+    tasks.sweep()
+    again = [HostState.model_validate(a[0]) for n, a, _ in sent if n == APPLY]
+    assert [d.host for d in again] == ["h1", "h2"]  # h2 holds the new port as a remote one
+    assert late["id"] in {p.id for p in again[0].ports}

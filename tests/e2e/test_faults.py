@@ -172,7 +172,10 @@ def test_controller_killed_mid_compile_converges(faulty: tuple[Box, OwnRedis]) -
                 )
             deadline = time.monotonic() + 30
             while not _compiling(log_path.read_text(errors="replace")[offset:]):
-                assert time.monotonic() < deadline, "the controller never started a compile"
+                assert time.monotonic() < deadline, (
+                    "the controller never started a compile\n"
+                    + (log_path.read_text(errors="replace")[offset:][-5000:])
+                )
                 time.sleep(0.05)
             sbx.stop(box.sb.pids[label])  # SIGKILL, mid-compile of h1
         killed = box.sb.pids[label]

@@ -339,6 +339,16 @@ def host_revisions() -> list[tuple[str, int, int, bool]]:
         return q.revisions(session)
 
 
+def mark_all_dirty() -> None:
+    """At start: every host needs a compile. A predecessor killed mid-compile had cleared
+    the flags of the hosts it was compiling (committed before the compile, so that a
+    change committed meanwhile is never missed) and died before sending: without a flag,
+    a later report of an older document would settle those changes unrealised. A host
+    whose document comes out unchanged is sent nothing."""
+    with transaction() as session:
+        q.mark_dirty(session, {name for name, *_ in q.revisions(session)})
+
+
 def run(
     concurrency: int = 4,
     metrics_port: int | None = None,
@@ -349,6 +359,11 @@ def run(
     port) the metrics endpoint. With an id (and Redis) it joins the ring of controllers
     sharing the fleet, and also consumes its own queue of pokes forwarded to it."""
     global BATCHER, BEATS, RING
+    if controller_id is None:  # alone: every host is ours (in a ring, see docs/architecture.md)
+        try:
+            mark_all_dirty()
+        except Exception:  # the database is down: the sweeper pushes what is flagged once up
+            log.exception("could not flag the hosts for a compile at start")
     BEATS = RecentBeats()
     BEATS.start(write_beats)
     BATCHER = Batcher(push_many, on_error=remark_dirty)
