@@ -197,32 +197,21 @@ def dirty_among(session: Session, hosts: set[str]) -> set[str]:
 
 
 def lagging_hosts(session: Session, compiled_before: datetime) -> list[str]:
-    """Hosts that are up but have not realised a revision compiled before `compiled_before`,
-    or for which a change has waited since before then with nothing newer compiled.
+    """Hosts that are up but have not realised a revision compiled before `compiled_before`.
 
-    The first kind's document was sent, and then lost (a bus restart drops what it held);
-    the second's compile cleared the dirty flag and never stamped (the controller died in
-    between). No dirty flag is left to say so, so the sweep pushes them again. A host
-    still applying it just skips the copy (it is not newer than the one it has).
+    Their document was sent, and then lost (a bus restart drops what it held): no dirty
+    flag is left to say so, so the sweep pushes them again. A host still applying it just
+    skips the copy (it is not newer than the one it has).
     """
     now = utcnow()
-    realised = sa.func.coalesce(Host.realised_revision, 0)
     return list(
         session.scalars(
             sa.select(HostStateRow.host)
             .join(Host, Host.name == HostStateRow.host)
             .where(
                 HostStateRow.dirty.is_(False),
-                sa.or_(
-                    sa.and_(
-                        HostStateRow.revision > realised,
-                        HostStateRow.updated_at < compiled_before,
-                    ),
-                    sa.and_(
-                        HostStateRow.revision <= realised,
-                        HostStateRow.pending_since < compiled_before,
-                    ),
-                ),
+                HostStateRow.revision > sa.func.coalesce(Host.realised_revision, 0),
+                HostStateRow.updated_at < compiled_before,
                 Host.last_heartbeat > now - HEARTBEAT_TIMEOUT,
                 # an agent that refused the document whole (record_refusal) has it already
                 sa.func.coalesce(Host.status_detail, "").not_like("refused%"),

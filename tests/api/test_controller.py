@@ -313,45 +313,6 @@ def test_the_sweep_sends_again_a_document_the_bus_lost(client, tenant, sent) -> 
     assert [n for n, _, _ in sent if n == APPLY] == []
 
 
-def test_the_sweep_pushes_a_host_whose_compile_died_after_clearing_its_flag(  # type: ignore[no-untyped-def]
-    client, tenant, sent
-) -> None:
-    """A compile clears the host's dirty flag (committed) before it reads; a controller
-    killed before the stamp leaves a change waiting with no flag and no newer revision
-    (and the poke that asked for it was acknowledged). The sweep finds it by the change's
-    age and pushes the host."""
-    from datetime import timedelta
-
-    import sqlalchemy as sa
-    from sqlalchemy.orm import Session
-
-    from models import HostStateRow
-    from models import hoststate as hs
-    from models.base import utcnow
-    from models.db import engine_for
-
-    tasks.heartbeat("h1", "198.18.0.11", ["compute"], first=True)
-    v = h.vpc(client, tenant)
-    s = h.subnet(client, tenant, v["id"])
-    h.port(client, tenant, s["id"], host="h1", netns="a")
-    tasks.sweep()
-    tasks.report(_ok(HostState.model_validate([a for n, a, _ in sent if n == APPLY][-1][0])))
-    late = h.port(client, tenant, s["id"], host="h1", netns="b")  # the change that waits
-    engine = engine_for(client.app.state.settings.database_url)
-    with engine.begin() as conn:  # the dying compile's first transaction, long enough ago
-        assert hs.clear_dirty(Session(bind=conn), ["h1"]) == {"h1"}
-        older = utcnow() - (tasks.REPUSH_AFTER + timedelta(seconds=1))
-        conn.execute(sa.update(HostStateRow).values(pending_since=older))
-    sent.clear()
-    tasks.sweep()
-    (doc,) = [HostState.model_validate(a[0]) for n, a, _ in sent if n == APPLY]
-    assert late["id"] in {p.id for p in doc.ports}
-    tasks.report(_ok(doc))  # realised: the change is settled, nothing goes again
-    sent.clear()
-    tasks.sweep()
-    assert [n for n, _, _ in sent if n == APPLY] == []
-
-
 def test_a_restarted_controller_compiles_what_a_dying_compile_had_cleared(  # type: ignore[no-untyped-def]
     client, tenant, sent
 ) -> None:
