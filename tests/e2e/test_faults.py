@@ -163,7 +163,7 @@ def test_controller_killed_mid_compile_converges(faulty: tuple[Box, OwnRedis]) -
     label = "controller"
     with Revisions(box.sb.database_url) as revisions:
         offset = log_path.stat().st_size
-        with _compiles_held(box.sb.database_url, "h1"):
+        with _compiles_held(box.sb.database_url, box.host("h1")):
             with ThreadPoolExecutor(4) as pool:
                 made = list(
                     pool.map(
