@@ -48,14 +48,10 @@ class Realisation(Base):
 # -- which hosts need a sync -----------------------------------------------------------------
 
 
-def mark_dirty(session: Session, hosts: set[str]) -> set[str]:
-    """Flag hosts as needing a sync; returns those that were clean (they need a poke)."""
-    newly: set[str] = set()
-    if not hosts:
-        return newly
-    now = utcnow()
-    names = sorted(hosts)
-    rows = {  # locked in host order, in one statement (a change may touch 500 hosts)
+def _locked_states(session: Session, names: Sequence[str]) -> dict[str, HostStateRow]:
+    """The state rows of these hosts that exist, locked in host order in one statement
+    (a change may touch 500 hosts; two lockers of the same hosts queue, never deadlock)."""
+    return {
         r.host: r
         for r in session.scalars(
             sa.select(HostStateRow)
@@ -65,6 +61,16 @@ def mark_dirty(session: Session, hosts: set[str]) -> set[str]:
             .execution_options(populate_existing=True)
         )
     }
+
+
+def mark_dirty(session: Session, hosts: set[str]) -> set[str]:
+    """Flag hosts as needing a sync; returns those that were clean (they need a poke)."""
+    newly: set[str] = set()
+    if not hosts:
+        return newly
+    now = utcnow()
+    names = sorted(hosts)
+    rows = _locked_states(session, names)
     for host in names:
         row = rows.get(host)
         if row is None:
@@ -155,18 +161,10 @@ def lock_state(session: Session, host: str) -> HostStateRow:
 
 def stamp_many(session: Session, digests: dict[str, str]) -> dict[str, int]:
     """Each host's document revision, bumped only where its content changed: the state
-    rows locked in host order (as `mark_dirty` does), one read for all of them."""
+    rows locked in host order (`_locked_states`), one read for all of them."""
     if not digests:
         return {}
-    rows = {
-        r.host: r
-        for r in session.scalars(
-            sa.select(HostStateRow)
-            .where(HostStateRow.host.in_(sorted(digests)))
-            .order_by(HostStateRow.host)
-            .with_for_update()
-        )
-    }
+    rows = _locked_states(session, sorted(digests))
     now = utcnow()
     for host in sorted(digests):
         row = rows.get(host) or lock_state(session, host)

@@ -28,7 +28,8 @@ BASE = "base_revision"  # the key that marks a document as a delta
 CHANGES = "changes"
 
 
-def _key(item: Mapping[str, Any]) -> str:
+def item_key(item: Mapping[str, Any]) -> str:
+    """An item's key in its section: its id, or its subnet's for per-subnet services."""
     return str(item.get("id", item.get("subnet_id")))
 
 
@@ -41,10 +42,10 @@ def diff(base: Mapping[str, Any], new: Mapping[str, Any], base_revision: int) ->
     changed section the items set and the keys removed."""
     changes: dict[str, Any] = {}
     for section in sorted(set(_sections(base)) | set(_sections(new))):
-        old = {_key(i): i for i in base.get(section, [])}
+        old = {item_key(i): i for i in base.get(section, [])}
         items = new.get(section, [])
-        put = [i for i in items if old.get(_key(i)) != i]
-        keys = {_key(i) for i in items}
+        put = [i for i in items if old.get(item_key(i)) != i]
+        keys = {item_key(i) for i in items}
         gone = sorted(k for k in old if k not in keys)
         if put or gone or section not in base:
             changes[section] = {"set": put, "remove": gone}
@@ -61,10 +62,10 @@ def patch(base: Mapping[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in base.items() if isinstance(v, list)}
     out.update({k: v for k, v in delta.items() if k not in (BASE, CHANGES)})
     for section, change in delta[CHANGES].items():
-        items = {_key(i): i for i in base.get(section, [])}
+        items = {item_key(i): i for i in base.get(section, [])}
         for key in change["remove"]:
             items.pop(key, None)
         for item in change["set"]:
-            items[_key(item)] = item
+            items[item_key(item)] = item
         out[section] = list(items.values())
     return out

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from tests.conftest import ADMIN, Tenant
@@ -122,3 +124,18 @@ def dependency_names(dependant: Any) -> set[str]:
         names.add(getattr(sub.call, "__name__", ""))
         names |= dependency_names(sub)
     return names
+
+
+@contextmanager
+def recorded_statements(engine: Any) -> Iterator[list[str]]:
+    """The text of every statement `engine` runs meanwhile (len() counts them)."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
@@ -26,16 +25,6 @@ from workers.protocol import SECTIONS, SECTIONS_L2
 
 NETWORK = ["n1", "n2"]  # network hosts: routers, DHCP/DNS and load balancers land here
 COMPUTE = ["c1", "c2", "c3", "c4", "old"]  # "old" speaks the L2 sections only
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch, db_url: str) -> list[tuple[str, list[Any]]]:
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    calls: list[tuple[str, list[Any]]] = []
-    monkeypatch.setattr(
-        tasks.app, "send_task", lambda name, args=None, **_: calls.append((name, args or []))
-    )
-    return calls
 
 
 def _register() -> list[str]:
@@ -240,20 +229,9 @@ def test_a_hosts_compile_reads_only_the_port_rows_and_columns_its_document_needs
         assert not [x for x in port_reads if column in x], column
 
 
-@contextmanager
-def _counted(session: Session) -> Iterator[list[str]]:
+def _counted(session: Session) -> AbstractContextManager[list[str]]:
     """The statements `session` issues meanwhile (their text; len() counts them)."""
-    engine = session.get_bind()
-    seen: list[str] = []
-
-    def counted(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    sa.event.listen(engine, "after_cursor_execute", counted)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "after_cursor_execute", counted)
+    return h.recorded_statements(session.get_bind())
 
 
 def test_a_host_dirtied_twice_is_compiled_once(

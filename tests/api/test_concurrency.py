@@ -112,9 +112,15 @@ def _exhaust_a_slash26(
     assert subnet["gateway_ip"] == f"10.0.{n}.1"
     before = server.served("POST", "/v1/ports")
 
-    responses = burst(
-        70, lambda i: api.post("/v1/ports", json={"subnet_id": subnet["id"]}, headers=who)
-    )
+    # A client of its own with no kept-alive connections: every request of the burst is
+    # a new connection that either worker may accept. Connections kept from an earlier
+    # burst stay with the worker that accepted them, so a burst reusing them could never
+    # spread over both workers if the first one did not.
+    fresh = httpx.Limits(max_connections=100, max_keepalive_connections=0)
+    with httpx.Client(base_url=server.base, timeout=REQUEST_TIMEOUT, limits=fresh) as once:
+        responses = burst(
+            70, lambda i: once.post("/v1/ports", json={"subnet_id": subnet["id"]}, headers=who)
+        )
 
     _no_5xx(responses, server)
     codes = [r.status_code for r in responses]

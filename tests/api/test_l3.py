@@ -8,7 +8,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
@@ -23,16 +22,6 @@ from workers.controller import tasks
 from workers.protocol import SECTIONS
 
 ALL = list(SECTIONS)
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch, db_url: str) -> list[tuple[str, list[Any]]]:
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    calls: list[tuple[str, list[Any]]] = []
-    monkeypatch.setattr(
-        tasks.app, "send_task", lambda name, args=None, **_: calls.append((name, args or []))
-    )
-    return calls
 
 
 def routed(c: TestClient, t: Tenant, ext_id: str | None) -> dict[str, Any]:

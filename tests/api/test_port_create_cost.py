@@ -9,7 +9,6 @@ itself, and the carrier lookups read per-host counts.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -25,14 +24,8 @@ from tests.conftest import Tenant
 
 @pytest.fixture
 def statements(app: FastAPI) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(*args: Any) -> None:
-        seen.append(args[2])
-
-    sa.event.listen(app.state.engine, "before_cursor_execute", record)
-    yield seen
-    sa.event.remove(app.state.engine, "before_cursor_execute", record)
+    with h.recorded_statements(app.state.engine) as seen:
+        yield seen
 
 
 def test_a_port_create_runs_no_savepoint_and_few_statements(

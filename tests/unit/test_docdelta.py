@@ -33,9 +33,8 @@ def _doc(revision: int, ports: list[int], subnet_mtu: int = 1450) -> dict[str, A
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     def norm(doc: dict[str, Any]) -> dict[str, Any]:
-        return {
-            k: sorted(v, key=docdelta._key) if isinstance(v, list) else v for k, v in doc.items()
-        }
+        key = docdelta.item_key
+        return {k: sorted(v, key=key) if isinstance(v, list) else v for k, v in doc.items()}
 
     return norm(a) == norm(b)
 

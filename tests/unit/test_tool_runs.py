@@ -18,7 +18,9 @@ class _Recorded:
         self.argv, self.returncode = argv, 1
         self.events.append(("start", " ".join(argv[2:])))
 
-    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+    def communicate(
+        self, input: str | None = None, timeout: float | None = None
+    ) -> tuple[str, str]:
         self.events.append(("wait", " ".join(self.argv[2:])))
         return "", "conntrack v1.4.7 (conntrack-tools): 2 flow entries have been deleted.\n"
 

@@ -41,12 +41,12 @@ class Documents:
             if section not in HostState.model_fields:
                 return HostState.model_validate(doc)  # the whole answer says what is wrong
             model = get_args(HostState.model_fields[section].annotation)[0]
-            items = {_key(item): item for item in getattr(base, section)}
+            items = {docdelta.item_key(vars(item)): item for item in getattr(base, section)}
             for key in change["remove"]:
                 items.pop(key, None)
             for item in change["set"]:
                 valid = model.model_validate(item)
-                items[_key(valid)] = valid
+                items[docdelta.item_key(vars(valid))] = valid
             update[section] = list(items.values())
         header = HostState.model_validate({k: v for k, v in doc.items() if not isinstance(v, list)})
         fields = {k: v for k, v in header if not isinstance(v, list)}  # not the sections
@@ -76,8 +76,3 @@ class Documents:
             for name in PARTIAL_FIELDS:
                 body.pop(name)
         return body
-
-
-def _key(item: BaseModel) -> str:
-    """docdelta's key of an item: its id, or its subnet's for per-subnet services."""
-    return str(item.id if "id" in type(item).model_fields else item.subnet_id)  # type: ignore[attr-defined]

@@ -34,7 +34,6 @@ class _Plan:
     rules: list[SecurityGroupRule]
     used: set[str]
     remote_groups: set[str]
-    port_ids: list[str] = field(default_factory=list)
     ports: list[Port] = field(default_factory=list)
     typed_ports: list[Port] = field(default_factory=list)
     typed_subnets: list[Subnet] = field(default_factory=list)
@@ -58,7 +57,7 @@ class _Plan:
         router_ids = {r.id for r in routers}
         used = {g for p in every_port for g in port_groups[p.id]}
         mine = [r for r in rules if r.security_group_id in used]
-        plan = cls(
+        return cls(
             sections=sections,
             every_port=every_port,
             routers=routers,
@@ -69,8 +68,6 @@ class _Plan:
             used=used,
             remote_groups={r.remote_group_id for r in mine if r.remote_group_id},
         )
-        plan.port_ids = [p.id for p in every_port]
-        return plan
 
     @property
     def router_ids(self) -> set[str]:
@@ -204,7 +201,7 @@ def read_inputs_many(
             leases=[x for x in leases if x.subnet_id in p.service_subnets],
             names=[(v, x) for v, x in names_ if v in p.vpc_ids],
             resolvers={k: v for k, v in resolvers.items() if k in p.workload_subnets},
-            port_groups={pid: port_groups[pid] for pid in p.port_ids},
+            port_groups={port.id: port_groups[port.id] for port in p.every_port},
             groups=[g for g in groups if g.id in wanted],
             rules=p.rules,
             members={g: members[g] for g in p.remote_groups},

@@ -33,30 +33,21 @@ def run(
     exec more, and a one-port change runs three or four tools); `ip netns exec` also
     remounts /sys and binds /etc/netns files (≈17 ms), which iptables, ipset and
     conntrack never read. DriverError carrying the tool's stderr when it fails."""
-
-    def spawn() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            argv, input=stdin, capture_output=True, text=True, timeout=TIMEOUT, check=False
-        )
-
-    try:
-        done = spawn() if netns is None else on_netns_thread(netns, spawn)
-    except FileNotFoundError as exc:
-        raise DriverError(errno.ENOENT, f"{argv[0]}: not installed") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise DriverError(errno.ETIMEDOUT, f"{argv[0]} timed out after {TIMEOUT}s") from exc
-    return done
+    return run_all(netns, [argv], stdin)[0]
 
 
-def run_all(netns: str | None, argvs: list[list[str]]) -> list[subprocess.CompletedProcess[str]]:
-    """Start every argv at once in `netns`, then wait for each: independent tools (one
-    `conntrack -D` per filter) overlap instead of queueing one fork+exec behind another."""
+def run_all(
+    netns: str | None, argvs: list[list[str]], stdin: str | None = None
+) -> list[subprocess.CompletedProcess[str]]:
+    """Start every argv at once in `netns` (each given `stdin`), then wait for each:
+    independent tools (one `conntrack -D` per filter) overlap instead of queueing one
+    fork+exec behind another."""
 
     def spawn() -> list[subprocess.CompletedProcess[str]]:
         procs = [
             subprocess.Popen(
                 argv,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -66,7 +57,7 @@ def run_all(netns: str | None, argvs: list[list[str]]) -> list[subprocess.Comple
         done = []
         try:
             for argv, proc in zip(argvs, procs, strict=True):
-                out, err = proc.communicate(timeout=TIMEOUT)
+                out, err = proc.communicate(stdin, timeout=TIMEOUT)
                 done.append(subprocess.CompletedProcess(argv, proc.returncode, out, err))
         finally:
             for proc in procs:  # a timeout (or anything) leaves none running
