@@ -308,6 +308,24 @@ def wait_converged(db_url: str, timeout: float, poll: float = 0.05) -> float:
     raise TimeoutError(f"{len(left)} hosts not converged, e.g. {left[:5]}")
 
 
+def wait_settled(fleet: Fleet, timeout: float, quiet: float = 1.5) -> None:
+    """Wait until the controllers' queue is empty and no document arrived for `quiet`
+    seconds. Converged is not settled: an agent's first heartbeat, still queued on a
+    loaded machine, brings it its whole document again after it converged (and a lone
+    controller's start flags every host), which a count of one change would take as
+    its own."""
+    deadline = time.monotonic() + timeout
+    seen, since = fleet.applies(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = fleet.applies()
+        if now != seen or fleet.backlog():
+            seen, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+    raise TimeoutError(f"documents still arriving after {timeout} s")
+
+
 def carrying(db_url: str, subnet_id: str) -> set[str]:
     """The hosts carrying a subnet (the models' own answer)."""
     from models import carriers
