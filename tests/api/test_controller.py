@@ -344,3 +344,47 @@ def test_a_restarted_controller_compiles_what_a_dying_compile_had_cleared(  # ty
     again = [HostState.model_validate(a[0]) for n, a, _ in sent if n == APPLY]
     assert [d.host for d in again] == ["h1", "h2"]  # h2 holds the new port as a remote one
     assert late["id"] in {p.id for p in again[0].ports}
+
+
+class _Owner:
+    """A ring view in which this controller owns every host (after the takeover)."""
+
+    me = "c-live"
+
+    def mine(self, host: str) -> bool:
+        return True
+
+
+def test_a_controller_taking_over_a_dead_members_hosts_compiles_what_it_had_cleared(  # type: ignore[no-untyped-def]
+    client, tenant, sent, monkeypatch
+) -> None:
+    """In a ring, a member killed mid-compile leaves its hosts' flags cleared and nothing
+    sent. The member that takes its hosts over when its beat expires flags them, so the
+    change is compiled although no flag and no poke is left."""
+    from sqlalchemy.orm import Session
+
+    from models import hoststate as hs
+    from models.db import engine_for
+    from workers.controller.ring import owner_of
+
+    before = ["c-live", "c-dead"]
+    tasks.heartbeat("h1", "198.18.0.11", ["compute"], first=True)
+    assert owner_of("h1", before) == "c-dead"  # the dead member owned h1
+    v = h.vpc(client, tenant)
+    s = h.subnet(client, tenant, v["id"])
+    h.port(client, tenant, s["id"], host="h1", netns="a")
+    tasks.sweep()
+    tasks.report(_ok(_doc(sent, "h1")))
+    late = h.port(client, tenant, s["id"], host="h1", netns="b")
+    engine = engine_for(client.app.state.settings.database_url)
+    with engine.begin() as conn:  # the dead member's compile cleared the flag, then died
+        assert hs.clear_dirty(Session(bind=conn), ["h1"]) == {"h1"}
+    sent.clear()
+    tasks.sweep()
+    assert [n for n, _, _ in sent if n == APPLY] == []  # lost: nothing flags h1
+
+    monkeypatch.setattr(tasks, "RING", _Owner())
+    assert tasks.take_over(before, ["c-live"]) == {"h1"}
+    tasks.sweep()
+    (again,) = [HostState.model_validate(a[0]) for n, a, _ in sent if n == APPLY]
+    assert late["id"] in {p.id for p in again.ports}

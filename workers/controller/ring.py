@@ -15,7 +15,9 @@ takes them from the shared queue (they are idempotent writes). A poke for anothe
 controller's host is forwarded once to that controller's own queue; one forwarded
 already is pushed where it lands, so views that briefly disagree cannot bounce it. A
 poke forwarded to a controller that just died is lost, not the change: the host stays
-dirty and its new owner's sweeper pushes it once the dead member's beat expires.
+dirty and its new owner's sweeper pushes it once the dead member's beat expires. A
+member killed mid-compile had cleared its hosts' flags: their new owners flag them again
+when they see it gone (`Ring.on_leave`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from __future__ import annotations
 import bisect
 import contextlib
 import hashlib
+import logging
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -33,6 +37,8 @@ from workers.bus import CONTROL_QUEUE, NAMESPACE
 MEMBERS = f"{NAMESPACE}.controllers"  # Redis sorted set: controller id -> last beat
 VNODES = 64  # points per controller: spreads hosts within a few percent of even
 TTL = 10.0  # seconds without a beat after which a controller is dead
+
+log = logging.getLogger("vpcd.controller")
 
 
 def point(key: str) -> int:
@@ -59,12 +65,36 @@ def queue_of(controller: str) -> str:
     return f"{CONTROL_QUEUE}.{controller}"
 
 
-class Ring:
-    """This controller's view of the ring, refreshed by its beat."""
+def taken_over(hosts: list[str], before: list[str], after: list[str], me: str) -> set[str]:
+    """The hosts `me` owns after a change of members that another, now gone, owned
+    before: what a member that left was responsible for and `me` now is."""
+    if not before:
+        return set()
+    gone = set(before) - set(after)
+    if not gone:
+        return set()
+    old, new = ring_points(before), ring_points(after)
+    return {h for h in hosts if lookup(old, h) in gone and lookup(new, h) == me}
 
-    def __init__(self, redis_url: str, me: str, ttl: float = TTL) -> None:
+
+class Ring:
+    """This controller's view of the ring, refreshed by its beat.
+
+    `on_leave(before, after)` runs (in the beat's thread) when members this controller
+    had seen are gone: a member killed mid-compile had cleared the dirty flags of the
+    hosts it compiled (committed before reading, DESIGN §2) and sent nothing, so their
+    new owner must compile them whatever their flags say."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        me: str,
+        ttl: float = TTL,
+        on_leave: Callable[[list[str], list[str]], object] | None = None,
+    ) -> None:
         self.me = me
         self.ttl = ttl
+        self.on_leave = on_leave
         self._redis = redis.Redis.from_url(redis_url)
         self._lock = threading.Lock()
         self._members: list[str] = [me]
@@ -84,7 +114,13 @@ class Ring:
         pipe.zremrangebyscore(MEMBERS, "-inf", now - self.ttl)
         pipe.zrange(MEMBERS, 0, -1)
         members = sorted({m.decode() for m in pipe.execute()[-1]} | {self.me})
+        before = self.members
         self._set_members(members)
+        if self.on_leave is not None and set(before) - set(members):
+            try:
+                self.on_leave(before, members)
+            except Exception:  # the sweeper still pushes what is flagged; log and go on
+                log.exception("taking over the hosts of %s failed", set(before) - set(members))
         return members
 
     def leave(self) -> None:

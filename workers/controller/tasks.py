@@ -36,7 +36,7 @@ from workers.controller import metrics
 from workers.controller.batch import Batcher, RepushBackoff, Want
 from workers.controller.beats import RecentBeats
 from workers.controller.compile import compile_hosts
-from workers.controller.ring import Ring, queue_of
+from workers.controller.ring import Ring, queue_of, taken_over
 from workers.controller.sent import SENT
 from workers.protocol import SECTIONS_L2, Report
 
@@ -349,6 +349,20 @@ def mark_all_dirty() -> None:
         q.mark_dirty(session, {name for name, *_ in q.revisions(session)})
 
 
+def take_over(before: list[str], after: list[str]) -> set[str]:
+    """Flag the hosts this controller took over from members that left (`Ring.on_leave`):
+    the sweeper then compiles them, and one whose document is unchanged is sent nothing."""
+    ring = RING
+    if ring is None:
+        return set()
+    with transaction() as session:
+        hosts = taken_over([name for name, *_ in q.revisions(session)], before, after, ring.me)
+        q.mark_dirty(session, hosts)
+    if hosts:
+        log.warning("took over %d hosts from %s", len(hosts), sorted(set(before) - set(after)))
+    return hosts
+
+
 def run(
     concurrency: int = 4,
     metrics_port: int | None = None,
@@ -371,7 +385,7 @@ def run(
     queues = [CONTROL_QUEUE]
     redis_url = os.environ.get("REDIS_URL")
     if controller_id is not None and redis_url:
-        RING = Ring(redis_url, controller_id)
+        RING = Ring(redis_url, controller_id, on_leave=take_over)
         RING.start()
         queues.append(queue_of(controller_id))
     if metrics_port is not None:
