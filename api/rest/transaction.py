@@ -18,11 +18,12 @@ once more on a fresh connection: the pool checks no connection before lending it
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 from typing import Any
 
 from fastapi import Request
@@ -69,6 +70,11 @@ def open_session(request: Request) -> Session:
     session: Session = (state.read_sessionmaker if reads else state.sessionmaker)()
     session.info["after_commit"] = []
     session.info["read_only"] = reads
+    # The app's database threads (api.app): a plain executor call, a third of the CPU of
+    # anyio's thread-pool call that it replaces in `in_one_call` (issue 14).
+    session.info["threads"] = getattr(state, "threads", None)
+    # On the autocommit engine each statement committed as it ran: the end is a close.
+    session.info["autocommit"] = reads and getattr(state, "reads_autocommit", False)
     return session
 
 
@@ -79,7 +85,12 @@ def in_one_call(endpoint: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(endpoint)
     async def route(**kwargs: Any) -> Any:
-        return await run_in_threadpool(transact, endpoint, kwargs, _SESSION.get())
+        session = _SESSION.get()
+        threads = None if session is None else session.info.get("threads")
+        if threads is None:
+            return await run_in_threadpool(transact, endpoint, kwargs, session)
+        call = functools.partial(copy_context().run, transact, endpoint, kwargs, session)
+        return await asyncio.get_running_loop().run_in_executor(threads, call)
 
     return route
 
@@ -103,10 +114,19 @@ def transact(endpoint: Callable[..., Any], kwargs: dict[str, Any], session: Sess
     return result
 
 
+def _committed(session: Session) -> bool:
+    """A read on the autocommit engine that changed nothing: there is nothing to commit
+    (a commit's flush and state bookkeeping were a twentieth of a GET)."""
+    return bool(
+        session.info.get("autocommit")
+        and not (session.new or session.dirty or session.deleted or session.info["after_commit"])
+    )
+
+
 def finish(session: Session, ok: bool) -> None:
     """Commit (or roll back), release the connection, then run the after-commit hooks."""
     try:
-        if ok:
+        if ok and not _committed(session):
             session.commit()
         else:
             session.info["after_commit"] = []

@@ -1,0 +1,113 @@
+"""What a request passes through: layers, thread hand-offs, commits (issue 14, no timings).
+
+- A fast GET (api.rest.reads) is answered right inside DbAdmission: none of the layers
+  that only pass a GET on (idempotency, retry, FastAPI's exception and exit-stack layers,
+  the router) is on its way.
+- A create makes one thread hand-off, on the app's own threads, and no anyio call.
+- A GET on Postgres's autocommit engine ends its session without a commit.
+- No request asks OpenTelemetry whether it was configured (vpcd exports Prometheus).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anyio.to_thread
+import opentelemetry.trace
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.routing import Router
+
+from api.deps import DbAdmission
+from api.rest.reads import FastReads
+from api.services.idempotency import IdempotencyMiddleware
+from api.transient import RetryTransient
+from tests.api import helpers as h
+from tests.conftest import Tenant
+
+
+def layers(app: Any) -> list[Any]:
+    """The app's middleware stack from the outside in, down to the router."""
+    if app.middleware_stack is None:
+        app.middleware_stack = app.build_middleware_stack()
+    found, layer = [], app.middleware_stack
+    while layer is not None and not isinstance(layer, Router):
+        found.append(layer)
+        layer = getattr(layer, "app", None)
+    return found
+
+
+def test_a_fast_get_passes_no_layer_that_only_passes_it_on(app: FastAPI) -> None:
+    stack = layers(app)
+    kinds = [type(layer) for layer in stack]
+    fast = kinds.index(FastReads)
+    assert kinds[fast - 1] is DbAdmission  # admitted (it holds a connection) ...
+    outside = set(kinds[:fast])  # ... and nothing of the writes' path before it
+    assert not outside & {IdempotencyMiddleware, RetryTransient, ExceptionMiddleware}, kinds
+
+
+class Calls:
+    def __init__(self) -> None:
+        self.anyio = self.threads = self.commits = self.otel = 0
+
+
+@pytest.fixture
+def calls(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
+    seen = Calls()
+    real_anyio, real_submit = anyio.to_thread.run_sync, app.state.threads.submit
+    real_commit, real_provider = Session.commit, opentelemetry.trace.get_tracer_provider
+
+    async def anyio_call(*args: Any, **kwargs: Any) -> Any:
+        seen.anyio += 1
+        return await real_anyio(*args, **kwargs)
+
+    def submit(*args: Any, **kwargs: Any) -> Any:
+        seen.threads += 1
+        return real_submit(*args, **kwargs)
+
+    def commit(self: Session) -> None:
+        seen.commits += 1
+        real_commit(self)
+
+    def provider(*args: Any, **kwargs: Any) -> Any:
+        seen.otel += 1
+        return real_provider(*args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", anyio_call)
+    monkeypatch.setattr(app.state.threads, "submit", submit)
+    monkeypatch.setattr(Session, "commit", commit)
+    monkeypatch.setattr(opentelemetry.trace, "get_tracer_provider", provider)
+    yield seen
+
+
+def test_a_create_makes_one_hand_off_on_the_apps_threads(
+    client: TestClient, tenant: Tenant, calls: Calls
+) -> None:
+    subnet = h.subnet(client, tenant, h.vpc(client, tenant)["id"])
+    h.port(client, tenant, subnet["id"])  # warm: the token is verified and cached
+    calls.__init__()  # type: ignore[misc]
+    h.port(client, tenant, subnet["id"])
+    assert (calls.anyio, calls.threads, calls.commits) == (0, 1, 1)
+
+
+def test_a_get_on_the_autocommit_engine_commits_nothing(
+    app: FastAPI, client: TestClient, tenant: Tenant, calls: Calls
+) -> None:
+    url = f"/v1/vpcs/{h.vpc(client, tenant)['id']}"
+    assert client.get(url, headers=tenant.headers).status_code == 200
+    calls.__init__()  # type: ignore[misc]
+    for path in (url, "/v1/vpcs"):
+        assert client.get(path, headers=tenant.headers).status_code == 200
+    expected = 0 if app.state.engine.dialect.name == "postgresql" else 2  # SQLite: BEGIN
+    assert (calls.threads, calls.commits) == (2, expected)
+
+
+def test_no_request_asks_opentelemetry(client: TestClient, tenant: Tenant, calls: Calls) -> None:
+    vpc = h.vpc(client, tenant)
+    assert client.get(f"/v1/vpcs/{vpc['id']}", headers=tenant.headers).status_code == 200
+    assert client.get("/healthz").status_code == 200
+    assert calls.otel == 0
