@@ -126,8 +126,9 @@ def _committed(session: Session) -> bool:
 def finish(session: Session, ok: bool) -> None:
     """Commit (or roll back), release the connection, then run the after-commit hooks."""
     try:
-        if ok and not _committed(session):
-            session.commit()
+        if ok:
+            if not _committed(session):
+                session.commit()
         else:
             session.info["after_commit"] = []
             session.rollback()

@@ -4,7 +4,8 @@
   that only pass a GET on (idempotency, retry, FastAPI's exception and exit-stack layers,
   the router) is on its way.
 - A create makes one thread hand-off, on the app's own threads, and no anyio call.
-- A GET on Postgres's autocommit engine ends its session without a commit.
+- A GET on Postgres's autocommit engine ends its session without a commit (nor a
+  rollback, which would expire what it loaded).
 - No request asks OpenTelemetry whether it was configured (vpcd exports Prometheus).
 """
 
@@ -52,7 +53,7 @@ def test_a_fast_get_passes_no_layer_that_only_passes_it_on(app: FastAPI) -> None
 
 class Calls:
     def __init__(self) -> None:
-        self.anyio = self.threads = self.commits = self.otel = 0
+        self.anyio = self.threads = self.commits = self.rollbacks = self.otel = 0
 
 
 @pytest.fixture
@@ -60,6 +61,7 @@ def calls(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
     seen = Calls()
     real_anyio, real_submit = anyio.to_thread.run_sync, app.state.threads.submit
     real_commit, real_provider = Session.commit, opentelemetry.trace.get_tracer_provider
+    real_rollback = Session.rollback
 
     async def anyio_call(*args: Any, **kwargs: Any) -> Any:
         seen.anyio += 1
@@ -73,6 +75,10 @@ def calls(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
         seen.commits += 1
         real_commit(self)
 
+    def rollback(self: Session) -> None:
+        seen.rollbacks += 1
+        real_rollback(self)
+
     def provider(*args: Any, **kwargs: Any) -> Any:
         seen.otel += 1
         return real_provider(*args, **kwargs)
@@ -80,6 +86,7 @@ def calls(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
     monkeypatch.setattr(anyio.to_thread, "run_sync", anyio_call)
     monkeypatch.setattr(app.state.threads, "submit", submit)
     monkeypatch.setattr(Session, "commit", commit)
+    monkeypatch.setattr(Session, "rollback", rollback)
     monkeypatch.setattr(opentelemetry.trace, "get_tracer_provider", provider)
     yield seen
 
@@ -91,10 +98,10 @@ def test_a_create_makes_one_hand_off_on_the_apps_threads(
     h.port(client, tenant, subnet["id"])  # warm: the token is verified and cached
     calls.__init__()  # type: ignore[misc]
     h.port(client, tenant, subnet["id"])
-    assert (calls.anyio, calls.threads, calls.commits) == (0, 1, 1)
+    assert (calls.anyio, calls.threads, calls.commits, calls.rollbacks) == (0, 1, 1, 0)
 
 
-def test_a_get_on_the_autocommit_engine_commits_nothing(
+def test_a_get_on_the_autocommit_engine_neither_commits_nor_rolls_back(
     app: FastAPI, client: TestClient, tenant: Tenant, calls: Calls
 ) -> None:
     url = f"/v1/vpcs/{h.vpc(client, tenant)['id']}"
@@ -103,7 +110,7 @@ def test_a_get_on_the_autocommit_engine_commits_nothing(
     for path in (url, "/v1/vpcs"):
         assert client.get(path, headers=tenant.headers).status_code == 200
     expected = 0 if app.state.engine.dialect.name == "postgresql" else 2  # SQLite: BEGIN
-    assert (calls.threads, calls.commits) == (2, expected)
+    assert (calls.threads, calls.commits, calls.rollbacks) == (2, expected, 0)
 
 
 def test_no_request_asks_opentelemetry(client: TestClient, tenant: Tenant, calls: Calls) -> None:
