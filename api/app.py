@@ -6,6 +6,7 @@ import logging
 import re
 import secrets
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from fastapi import Depends, FastAPI, Response
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from fastapi.telemetry import TelemetryConfig
 from pydantic import BaseModel
 
 from api import errors, metrics
@@ -31,6 +33,7 @@ from models.db import engine_for, ping, pool_capacity, read_engine, session_fact
 from models.tenant import add_token, admin_token_exists, keep_only_admin_token
 
 log = logging.getLogger("vpcd.api")
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 UI_DIR = Path(__file__).with_name("ui")  # the topology page: static files, no build step
 
 
@@ -79,6 +82,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="VPC control plane: tenants declare isolated networks; hosts realise them.",
         generate_unique_id_function=operation_id,
         lifespan=lifespan,
+        # No native OpenTelemetry: vpcd exports Prometheus metrics (api.metrics), and asking
+        # OpenTelemetry on every request whether a provider was configured cost a twentieth
+        # of a create (issue 14).
+        telemetry=NO_TELEMETRY,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -86,8 +93,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Quota claims are made binding right before each commit (api.services.quotas).
     quotas.install(app.state.sessionmaker, engine)
     app.state.read_sessionmaker = session_factory(read_engine(engine))
+    app.state.reads_autocommit = read_engine(engine) is not engine  # Postgres: no BEGIN/COMMIT
     app.state.tokens = TokenCache(app.state.read_sessionmaker, settings.token_cache_seconds)
     app.state.notifier = Notifier(settings)
+    # Each request's transaction runs in one call on these (api.rest.transaction, reads);
+    # DbAdmission admits no more requests at once than there are threads.
+    app.state.threads = ThreadPoolExecutor(pool_capacity(engine), thread_name_prefix="vpcd-db")
     errors.install(app)
 
     from api import (
@@ -158,7 +169,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
 
     problem_only_openapi(app)
-    reads.install(app, pool_capacity(engine))  # GET by id: no routing, no dependency solving
     app.add_middleware(RetryTransient)  # inside idempotency: a replay is the final answer
     app.add_middleware(
         IdempotencyMiddleware,
@@ -166,6 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tokens=app.state.tokens,
         settings=settings,
     )
+    reads.install(app, app.state.threads)  # GETs: no routing, no dependency solving
     app.add_middleware(DbAdmission, limit=pool_capacity(engine))
     app.add_middleware(metrics.MetricsMiddleware)
     return app

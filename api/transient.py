@@ -1,7 +1,7 @@
 """Run a request again when the database aborted its transaction to resolve a conflict.
 
 Postgres may end a transaction with serialization_failure (40001) or deadlock_detected
-(40P01). Every request is one transaction (api.deps.get_session), so such a request wrote
+(40P01). Every request is one transaction (api.rest.transaction), so such a request wrote
 nothing and its after-commit hooks were dropped: running it again is safe, whatever its
 method. The problem handler (api.errors) marks the scope; this middleware, which holds the
 request body, discards that 503 before anything reached the client and runs the request

@@ -57,7 +57,8 @@ class Lookup:
         self.session = session
         self.who: Principal = who
         self._method = request.method
-        self._if_match = request.headers.get("if-match")
+        # Only PATCH and DELETE read If-Match: a GET parses no headers for it.
+        self._if_match = request.headers.get("if-match") if self._method in WRITES else None
 
     def get(self, model: type[M], ident: str) -> M:
         obj = get_scoped(self.session, model, ident, self.who.tenant_id)

@@ -25,12 +25,10 @@ async def reject_unstorable_parameters(request: Request) -> None:
 
     Postgres refuses such text in any comparison, so it never reaches a query.
     """
+    query = request.query_params.multi_items() if request.scope.get("query_string") else []
     errors = [
         {"field": f"{where}.{name}", "message": UNSTORABLE}
-        for where, items in (
-            ("path", request.path_params.items()),
-            ("query", request.query_params.multi_items()),
-        )
+        for where, items in (("path", request.path_params.items()), ("query", query))
         for name, value in items
         if isinstance(value, str) and (unstorable(value) or unstorable(name))
     ]
@@ -40,7 +38,7 @@ async def reject_unstorable_parameters(request: Request) -> None:
 
 async def reject_unknown_query(request: Request) -> None:
     """`/v1/ports?vpc_id=...` would otherwise return every port."""
-    if not request.query_params:
+    if not request.scope.get("query_string") or not request.query_params:
         return
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)

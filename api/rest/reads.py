@@ -2,13 +2,16 @@
 
 FastAPI solving a GET's dependency chain (router-level checks, `Lookup` or `Pages`, session,
 principal) was a third of its CPU, scanning the included routers another tenth, and
-anyio's thread-pool call most of the rest. `FastReads` wraps the app's router: a GET of a
-declared list or by-id route whose dependencies are all known here (KNOWN) is answered by
-the same endpoint, with the same checks in the same order, query parameters validated by
-FastAPI's own function, its transaction in one call on threads of its own, serialised as
-FastAPI serialises it, with the same ETag. Any other request (another method or path,
-dependency overrides) goes to the router unchanged, which then gives its 404, 405 or 307.
-Errors raised here reach the app's problem handlers as a route's would.
+anyio's thread-pool call most of the rest. `FastReads`, a middleware right inside
+DbAdmission, answers a GET of a declared list or by-id route whose dependencies are all
+known here (KNOWN) with the same endpoint, with the same checks in the same order, query
+parameters validated by FastAPI's own function, its transaction in one call on the app's
+threads, serialised as FastAPI serialises it, with the same ETag. Any other request
+(another method or path, dependency overrides) goes on unchanged to the idempotency and
+retry layers and the router, which then gives its 404, 405 or 307. A fast GET passes none
+of those layers, which only passed it on (with FastAPI's own, a tenth of its CPU). Errors
+raised here reach the app's problem handlers as a route's would, through an
+ExceptionMiddleware of the same handlers.
 
 The routes stay declared: they define the OpenAPI document and serve everything else.
 """
@@ -25,6 +28,7 @@ from typing import Any
 from fastapi.dependencies.utils import request_params_to_args
 from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.routing import APIRoute
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import get_route_path
@@ -164,16 +168,23 @@ def _reader(context: Any, path: str) -> Reader | None:
 
 
 class FastReads:
-    """Wraps the app's router: answers the readers' GETs, passes every other request on.
+    """Answers the readers' GETs, passes every other request on.
 
-    Its threads are its own: anyio's thread-pool call (run_in_threadpool) cost more CPU than
-    the query it ran. DbAdmission admits no more requests than there are threads.
+    Its threads are the app's (`app.state.threads`), called directly: anyio's thread-pool
+    call (run_in_threadpool) cost more CPU than the query it ran. DbAdmission admits no
+    more requests than there are threads.
     """
 
-    def __init__(self, app: ASGIApp, table: dict[str, Reader], threads: int) -> None:
+    def __init__(
+        self, app: ASGIApp, table: dict[str, Reader], threads: ThreadPoolExecutor, owner: Any
+    ) -> None:
         self.app = app
         self.table = table
-        self.threads = ThreadPoolExecutor(threads, thread_name_prefix="vpcd-read")
+        self.threads = threads
+        # The app's handlers, as FastAPI gives them to its ExceptionMiddleware (the 500
+        # handler is ServerErrorMiddleware's, outside): an error here is answered as there.
+        handlers = {k: v for k, v in owner.exception_handlers.items() if k not in (500, Exception)}
+        self.errors = ExceptionMiddleware(_raise_caught, handlers=handlers, debug=owner.debug)
 
     def reader(self, scope: Scope) -> tuple[Reader, dict[str, str]] | None:
         if scope["type"] != "http" or scope["method"] != "GET":
@@ -198,11 +209,25 @@ class FastReads:
         reader, path_params = found
         scope["route"], scope["endpoint"] = reader.route, reader.route.endpoint
         scope["path_params"] = path_params
-        response = await reader.answer(Request(scope, receive), self.threads)
+        try:
+            response = await reader.answer(Request(scope, receive), self.threads)
+        except Exception as exc:  # nothing was sent yet: the app's handler answers
+            scope[CAUGHT_SCOPE_KEY] = exc
+            await self.errors(scope, receive, send)
+            return
         await response(scope, receive, send)
 
 
-def install(app: Any, threads: int) -> None:
-    """Answer the app's GET routes here; call once every route is declared."""
-    table = readers(app.routes)
-    app.router.middleware_stack = FastReads(app.router.middleware_stack, table, threads)
+CAUGHT_SCOPE_KEY = "vpcd.fast_read_error"
+
+
+async def _raise_caught(scope: Scope, receive: Receive, send: Send) -> None:
+    """The app behind FastReads' ExceptionMiddleware: raises the reader's error again."""
+    raise scope.pop(CAUGHT_SCOPE_KEY)
+
+
+def install(app: Any, threads: ThreadPoolExecutor) -> None:
+    """Answer the app's GET routes in a middleware; call once every route is declared,
+    before adding DbAdmission (it must admit these GETs) and after the idempotency and
+    retry layers (which such a GET skips)."""
+    app.add_middleware(FastReads, table=readers(app.routes), threads=threads, owner=app)

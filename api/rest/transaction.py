@@ -6,8 +6,12 @@ each a kernel wake-up, were the largest cost of a request (issue 14). Here:
 
 - the dependencies that do no I/O are `async` (they run on the event loop, no hand-off);
 - `get_session` (async) makes the request's Session, which connects only when first used;
+  it is no generator: FastAPI's exit stack around one cost a tenth of a create, and the
+  route's call below always ends the session (a request failing before its route never
+  used it: it holds no connection);
 - `ResourceRoute` turns each sync route into an async one that makes a single thread-pool
-  call running the route, the commit (or the rollback) and the after-commit hooks;
+  call running the route, the commit (or the rollback) and the after-commit hooks (an
+  async route's session is ended the same way, after it);
 - the response is validated and serialised on the event loop.
 
 GET and HEAD read without a transaction on Postgres (`AUTOCOMMIT`: each statement sees
@@ -18,11 +22,12 @@ once more on a fresh connection: the pool checks no connection before lending it
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextvars import ContextVar
+from collections.abc import Callable
+from contextvars import ContextVar, copy_context
 from typing import Any
 
 from fastapi import Request
@@ -41,25 +46,16 @@ DEFER_SCOPE_KEY = "vpcd.defer_commit"
 SESSION_SCOPE_KEY = "vpcd.session"
 
 
-async def get_session(request: Request) -> AsyncIterator[Session]:
-    """The request's Session. Work queued in `session.info["after_commit"]` (host pokes)
-    runs only once the commit succeeded, and is dropped on rollback."""
+async def get_session(request: Request) -> Session:
+    """The request's Session, ended by the route's call (`in_one_call`). Work queued in
+    `session.info["after_commit"]` (host pokes) runs only once the commit succeeded, and
+    is dropped on rollback."""
     session = open_session(request)
     if not session.info["read_only"] and request.scope.get(DEFER_SCOPE_KEY):
         session.info["defer_commit"] = True
         request.scope[SESSION_SCOPE_KEY] = session  # the route commits it with its answer
     _SESSION.set(session)
-    failed = False
-    try:
-        yield session
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        request.scope.pop(SESSION_SCOPE_KEY, None)
-        if session.in_transaction():  # not finished by `in_one_call` or the route's answer
-            await run_in_threadpool(finish, session, not failed)
-        session.close()
+    return session
 
 
 def open_session(request: Request) -> Session:
@@ -69,17 +65,46 @@ def open_session(request: Request) -> Session:
     session: Session = (state.read_sessionmaker if reads else state.sessionmaker)()
     session.info["after_commit"] = []
     session.info["read_only"] = reads
+    # The app's database threads (api.app): a plain executor call, a third of the CPU of
+    # anyio's thread-pool call that it replaces in `in_one_call` (issue 14).
+    session.info["threads"] = getattr(state, "threads", None)
+    # On the autocommit engine each statement committed as it ran: the end is a close.
+    session.info["autocommit"] = reads and getattr(state, "reads_autocommit", False)
     return session
 
 
 def in_one_call(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     """An async route running the sync `endpoint` and its transaction in one pool call."""
     if inspect.iscoroutinefunction(endpoint):
-        return endpoint
+        return _ending_session(endpoint)
 
     @functools.wraps(endpoint)
     async def route(**kwargs: Any) -> Any:
-        return await run_in_threadpool(transact, endpoint, kwargs, _SESSION.get())
+        session = _SESSION.get()
+        threads = None if session is None else session.info.get("threads")
+        if threads is None:
+            return await run_in_threadpool(transact, endpoint, kwargs, session)
+        call = functools.partial(copy_context().run, transact, endpoint, kwargs, session)
+        return await asyncio.get_running_loop().run_in_executor(threads, call)
+
+    return route
+
+
+def _ending_session(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """An async route, then the end of its session (if it took one) as `transact` ends it."""
+
+    @functools.wraps(endpoint)
+    async def route(**kwargs: Any) -> Any:
+        session = _SESSION.get()
+        try:
+            result = await endpoint(**kwargs)
+        except BaseException:
+            if session is not None:
+                await run_in_threadpool(finish, session, False)
+            raise
+        if session is not None and not session.info.get("defer_commit"):
+            await run_in_threadpool(finish, session, True)
+        return result
 
     return route
 
@@ -103,11 +128,21 @@ def transact(endpoint: Callable[..., Any], kwargs: dict[str, Any], session: Sess
     return result
 
 
+def _committed(session: Session) -> bool:
+    """A read on the autocommit engine that changed nothing: there is nothing to commit
+    (a commit's flush and state bookkeeping were a twentieth of a GET)."""
+    return bool(
+        session.info.get("autocommit")
+        and not (session.new or session.dirty or session.deleted or session.info["after_commit"])
+    )
+
+
 def finish(session: Session, ok: bool) -> None:
     """Commit (or roll back), release the connection, then run the after-commit hooks."""
     try:
         if ok:
-            session.commit()
+            if not _committed(session):
+                session.commit()
         else:
             session.info["after_commit"] = []
             session.rollback()

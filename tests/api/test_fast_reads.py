@@ -46,9 +46,14 @@ KINDS = {
 
 
 def fast_reads(c: TestClient) -> FastReads:
-    stack = c.app.router.middleware_stack  # type: ignore[attr-defined]
-    assert isinstance(stack, FastReads)
-    return stack
+    """The app's FastReads layer, in its middleware stack (built as a first request would)."""
+    app: Any = c.app
+    if app.middleware_stack is None:
+        app.middleware_stack = app.build_middleware_stack()
+    layer = app.middleware_stack
+    while not isinstance(layer, FastReads):
+        layer = layer.app
+    return layer
 
 
 class RouterCalls:
