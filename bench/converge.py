@@ -11,7 +11,12 @@
 Baseline in the same run: the same ping between two ports that already exist (the floor
 that ping itself and `ip netns exec` cost). Prints figures and saves them as JSON.
 
-    python bench/converge.py [--ports 60] [--scale 1000] [--out bench/results/converge.json]
+The one change is also broken down stage by stage (bench/stages.py): every process
+runs with VPCD_TIMELINE=1 and marks the stages it passes in its log (workers/timeline.py),
+and the client's own POST and polling are timed here.
+
+    python bench/converge.py [--ports 60] [--scale 1000] [--changes 7] [--skip warm,teardown]
+                             [--poll 0.005] [--out bench/results/converge.json]
 """
 
 from __future__ import annotations
@@ -33,16 +38,19 @@ import httpx
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import kernelwatch
+from bench import kernelwatch, stages
 from bench.sandbox_run import machine, pct, sandbox, save, tenant
 from cli import sandbox as sbx
+from workers import timeline
 
 NAME = "bcv"
 
 
 class Bench:
-    def __init__(self, sb: sbx.Sandbox) -> None:
+    def __init__(self, sb: sbx.Sandbox, poll: float = 0.005) -> None:
         self.sb = sb
+        self.poll = poll  # seconds between two GETs of a port waiting for `active`
+        self.polls: list[tuple[float, float]] = []  # the last wait's GETs: (sent, answered)
         self.http = httpx.Client(base_url=sb.endpoint, timeout=30)
         self.admin = {"Authorization": f"Bearer {sb.admin_token}"}
         self.who = tenant(self.http, self.admin, port_quota=5000)
@@ -66,14 +74,20 @@ class Bench:
         return f"{self.host(short)}-{netns}"
 
     def until_active(self, port_id: str, timeout: float = 120) -> float:
+        """Poll until the port is active; returns the monotonic time the GET that saw it
+        was sent (its answer reflects the database at about then). Each GET's wall times
+        are kept in `polls` (the timeline's last stage)."""
         start = time.monotonic()
+        self.polls = []
         while time.monotonic() - start < timeout:
+            sent, wall = time.monotonic(), time.time()
             body = self.http.get(f"/v1/ports/{port_id}", headers=self.who).json()
+            self.polls.append((wall, time.time()))
             if body["status"] == "active":
-                return time.monotonic()
+                return sent
             if body["status"] == "error":
                 raise RuntimeError(body["status_detail"])
-            time.sleep(0.005)
+            time.sleep(self.poll)
         raise TimeoutError(port_id)
 
     def fast_arp(self, ns: str) -> None:
@@ -264,7 +278,23 @@ def workload_netns(b: Bench, short: str) -> list[str]:
     return sorted(n for n in os.listdir("/run/netns") if n.startswith(prefix))
 
 
-def scale(b: Bench, count: int) -> dict[str, Any]:
+def sandbox_marks(b: Bench) -> list[timeline.Mark]:
+    """Every stage mark the sandbox's processes logged so far."""
+    marks: list[timeline.Mark] = []
+    for log in sorted(b.sb.dir.glob("*.log")):
+        marks += timeline.parse(log.read_text(errors="replace"))
+    return marks
+
+
+def print_timeline(summary: dict[str, Any]) -> None:
+    print("one change, stage by stage (p50 ms):")
+    for span, figures in summary.items():
+        print(f"  {figures['p50_ms']:8.1f}  {span}")
+
+
+def scale(
+    b: Bench, count: int, changes: int = 7, skip: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     out: dict[str, Any] = {"ports_on_host": count}
     # Cold build: the ports are declared while h1's agent is down, then it starts.
     kill_agent(b, "h1")
@@ -287,7 +317,24 @@ def scale(b: Bench, count: int) -> dict[str, Any]:
     }
     out["agent_rss_mb_after_build"] = rss_mb(agent_pid(b, "h1"))
     print(json.dumps(out, indent=2), flush=True)
-    # Warm resync: SIGKILL, restart, everything in place: zero kernel writes.
+    if "warm" not in skip:
+        out["warm_resync"] = warm_resync(b)
+        out["agent_rss_mb_after_resync"] = rss_mb(agent_pid(b, "h1"))
+        print(json.dumps(out["warm_resync"], indent=2), flush=True)
+    out["one_change"] = one_change(b, changes)
+    print(json.dumps(out["one_change"], indent=2), flush=True)
+    print_timeline(out["one_change"]["timeline"])
+    if "teardown" not in skip:
+        out["teardown"] = teardown(b)
+        out["agent_rss_mb_after_teardown"] = rss_mb(agent_pid(b, "h1"))
+        out["kernel_floor_same_run"] = kernelwatch.floor(200)
+        floor_s = out["kernel_floor_same_run"]["per_port_ms"] * count / 1000
+        out["cold_build"]["ratio_agent_sync_to_kernel_floor"] = cold["ms"] / 1000 / floor_s
+    return out
+
+
+def warm_resync(b: Bench) -> dict[str, Any]:
+    """SIGKILL, restart, everything in place: zero kernel writes."""
     kill_agent(b, "h1")
     watch = kernelwatch.Watch([b.host("h1"), *workload_netns(b, "h1")])
     logged = len(agent_syncs(b, "h1"))
@@ -300,7 +347,7 @@ def scale(b: Bench, count: int) -> dict[str, Any]:
     reported = time.monotonic() - restart
     seen = watch.count()
     watch.close()
-    out["warm_resync"] = {
+    return {
         "restart_to_full_resync_reported_s": reported,
         "agent_sync_ms": warm["ms"],
         "kernel_writes_agent": warm["writes"],
@@ -308,19 +355,28 @@ def scale(b: Bench, count: int) -> dict[str, Any]:
         "goal_s": 2,
         "goal_writes": 0,
     }
-    out["agent_rss_mb_after_resync"] = rss_mb(agent_pid(b, "h1"))
-    print(json.dumps(out["warm_resync"], indent=2), flush=True)
-    # One change while the others stay: a new port on h1, pinged from h2.
+
+
+def one_change(b: Bench, changes: int) -> dict[str, Any]:
+    """A new port on h1 while the others stay, pinged from h2: to active (stage by
+    stage), to first ping, and inside the agent."""
     peer = b.port("h2", "peer")
     b.until_active(peer["id"])
     b.fast_arp(b.ns("h2", "peer"))
-    actives, pings, syncs = [], [], []
-    for i in range(7):
+    actives, pings, syncs, spans, polls = [], [], [], [], []
+    for i in range(changes):
         time.sleep(1.0)  # let the peer's FDB updates settle: measure one change alone
         logged = len(agent_syncs(b, "h1"))
-        t1 = time.monotonic()
+        t1, posted = time.monotonic(), time.time()
         extra = b.port("h1", f"extra{i}")
+        returned = time.time()
         actives.append((b.until_active(extra["id"]) - t1) * 1000)
+        seen = b.polls[-1][1]  # the wall time the answer saying `active` came
+        line = stages.chain(sandbox_marks(b), b.host("h1"), posted, seen)
+        spans.append(stages.durations(line))
+        spans[-1][stages.POST_ANSWERED] = (returned - posted) * 1000
+        gets = [(done - sent) * 1000 for sent, done in b.polls]
+        polls.append({"gets": len(gets), "get_ms_p50": round(statistics.median(gets), 2)})
         while True:
             try:
                 pinged = b.ping_until(b.ns("h2", "peer"), extra["ip_address"], deadline=2)
@@ -331,19 +387,23 @@ def scale(b: Bench, count: int) -> dict[str, Any]:
         pings.append((pinged - t1) * 1000)
         syncs.append([s["ms"] for s in agent_syncs(b, "h1")[logged:]])
     applied = [ms for batch in syncs for ms in batch]
-    out["one_change"] = {
+    return {
         "post_to_active_ms": {"p50": statistics.median(actives), "all": actives, "goal_p50": 150},
         "post_to_first_ping_ms": {"p50": statistics.median(pings), "all": pings},
         "agent_sync_ms": {"p50": statistics.median(applied), "all": syncs, "goal": 50},
+        "timeline": stages.summary(spans),
+        "client_polls": {"interval_ms": b.poll * 1000, "per_change": polls},
     }
-    print(json.dumps(out["one_change"], indent=2), flush=True)
-    # Teardown: the ports are deleted while the agent is down, then it starts.
+
+
+def teardown(b: Bench) -> dict[str, Any]:
+    """The ports are deleted while the agent is down, then it starts."""
     kill_agent(b, "h1")
     ports = host_ports(b, "h1")
     t0 = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda p: b.http.delete(f"/v1/ports/{p['id']}", headers=b.who), ports))
-    out["api_delete_all_s"] = time.monotonic() - t0
+    deleted_s = time.monotonic() - t0
     control_idle(b)
     purge_queue(b, "h1")
     logged = len(agent_syncs(b, "h1"))
@@ -353,33 +413,39 @@ def scale(b: Bench, count: int) -> dict[str, Any]:
     theirs = {f"{b.host('h1')}-{p['netns']}" for p in ports}  # not the DHCP service's
     while theirs & set(workload_netns(b, "h1")) and time.monotonic() - start < 120:
         time.sleep(0.05)
-    out["teardown"] = {
+    return {
         "ports": len(ports),
+        "api_delete_all_s": deleted_s,
         "agent_start_to_no_netns_s": time.monotonic() - start,
         "agent_sync_ms": gone["ms"],
         "goal_s": 5,
     }
-    out["agent_rss_mb_after_teardown"] = rss_mb(agent_pid(b, "h1"))
-    out["kernel_floor_same_run"] = kernelwatch.floor(200)
-    floor_s = out["kernel_floor_same_run"]["per_port_ms"] * count / 1000
-    out["cold_build"]["ratio_agent_sync_to_kernel_floor"] = cold["ms"] / 1000 / floor_s
-    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--ports", type=int, default=60)
-    parser.add_argument("--scale", type=int, default=1000)
+    parser.add_argument("--ports", type=int, default=60, help="first-ping samples (0: skip)")
+    parser.add_argument("--scale", type=int, default=1000, help="ports on h1 (0: skip)")
+    parser.add_argument("--changes", type=int, default=7, help="one-change samples")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated scale phases to skip: warm, teardown"
+    )
+    parser.add_argument("--poll", type=float, default=0.005, help="seconds between GETs")
     parser.add_argument("--out", default="bench/results/converge.json")
     args = parser.parse_args()
+    skip = frozenset(p for p in args.skip.split(",") if p)
     result = machine()
+    result["load_average_at_start"] = os.getloadavg()
+    os.environ["VPCD_TIMELINE"] = "1"  # every sandbox process marks its stages
     with sandbox(NAME, resync=300.0) as sb:
-        b = Bench(sb)
-        result["first_ping"] = first_ping_latencies(b, args.ports)
-        print(json.dumps(result["first_ping"], indent=2), flush=True)
+        b = Bench(sb, poll=args.poll)
+        if args.ports:
+            result["first_ping"] = first_ping_latencies(b, args.ports)
+            print(json.dumps(result["first_ping"], indent=2), flush=True)
         if args.scale:
-            result["scale"] = scale(b, args.scale)
+            result["scale"] = scale(b, args.scale, args.changes, skip)
             print(json.dumps(result["scale"], indent=2), flush=True)
+    result["load_average_at_end"] = os.getloadavg()
     save(result, args.out)
 
 

@@ -16,7 +16,10 @@ from pathlib import Path
 from celery import Celery
 from kombu import Queue
 
-from workers import fsbus  # also registers the "vpcdfs" transport
+from workers import (
+    fsbus,  # also registers the "vpcdfs" transport
+    timeline,
+)
 
 # Queue names carry a namespace (VPCD_BUS_NAMESPACE) so that several deployments or
 # sandboxes can share one Redis without hearing each other.
@@ -88,3 +91,4 @@ def poke_controller(app: Celery, hosts: set[str] | list[str], *, full: bool = Fa
     """Ask the controller to compile and push these hosts' documents (by name only)."""
     for host in sorted(hosts):
         app.send_task(SYNC_HOST, args=[host], kwargs={"full": full}, queue=CONTROL_QUEUE)
+        timeline.mark("poked", host)

@@ -16,7 +16,7 @@ from typing import Any
 
 from celery import Celery
 
-from workers import docdelta
+from workers import docdelta, timeline
 from workers.agent.agent import Agent
 from workers.agent.documents import Documents
 from workers.bus import (
@@ -73,6 +73,8 @@ class AgentService:
         if doc.get("host") != self.host:  # never apply (nor answer) another host's document
             log.error("dropping a document for host %s", doc.get("host"))
             return
+        revision = doc.get("revision")
+        timeline.mark("received", self.host, revision if isinstance(revision, int) else None)
         incremental = docdelta.is_delta(doc)
         delta = doc if incremental else None
         if incremental:
@@ -91,8 +93,10 @@ class AgentService:
             return
         state = self.documents.validated(doc, delta)
         with self.lock:
+            timeline.mark("apply_start", self.host, state.revision)
             report = self.agent.sync(state, full=full)
             stats = self.agent.stats
+        timeline.mark("applied", self.host, state.revision)
         if stats.skipped and state.revision != self.applied_revision:
             return  # a stale poke: nothing was applied, nothing to report
         if stats.skipped:
@@ -124,6 +128,7 @@ class AgentService:
             }
         )
         self.app.send_task(REPORT, args=[self.documents.wire(report)], queue=CONTROL_QUEUE)
+        timeline.mark("report_sent", self.host, state.revision)
 
     def refuse(self, doc: dict[str, Any], unknown: list[str]) -> None:
         revision = doc.get("revision")
