@@ -363,7 +363,7 @@ def one_change(b: Bench, changes: int) -> dict[str, Any]:
     peer = b.port("h2", "peer")
     b.until_active(peer["id"])
     b.fast_arp(b.ns("h2", "peer"))
-    actives, pings, syncs, spans, polls = [], [], [], [], []
+    actives, pings, syncs, spans, polls, raw = [], [], [], [], [], []
     for i in range(changes):
         time.sleep(1.0)  # let the peer's FDB updates settle: measure one change alone
         logged = len(agent_syncs(b, "h1"))
@@ -372,8 +372,10 @@ def one_change(b: Bench, changes: int) -> dict[str, Any]:
         returned = time.time()
         actives.append((b.until_active(extra["id"]) - t1) * 1000)
         seen = b.polls[-1][1]  # the wall time the answer saying `active` came
-        line = stages.chain(sandbox_marks(b), b.host("h1"), posted, seen)
+        marks = sandbox_marks(b)
+        line = stages.chain(marks, b.host("h1"), posted, seen)
         spans.append(stages.durations(line))
+        raw.append(stages.relative(marks, posted, seen))
         spans[-1][stages.POST_ANSWERED] = (returned - posted) * 1000
         gets = [(done - sent) * 1000 for sent, done in b.polls]
         polls.append({"gets": len(gets), "get_ms_p50": round(statistics.median(gets), 2)})
@@ -393,6 +395,7 @@ def one_change(b: Bench, changes: int) -> dict[str, Any]:
         "agent_sync_ms": {"p50": statistics.median(applied), "all": syncs, "goal": 50},
         "timeline": stages.summary(spans),
         "client_polls": {"interval_ms": b.poll * 1000, "per_change": polls},
+        "marks_ms_after_post": raw,
     }
 
 

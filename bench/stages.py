@@ -103,5 +103,12 @@ def summary(runs: Sequence[dict[str, float]]) -> dict[str, Any]:
     }
 
 
+def relative(marks: Iterable[Mark], posted: float, seen: float) -> list[str]:
+    """Every host's marks between the POST and the client seeing `active`, as
+    "ms stage host revision" lines (what else the processes did meanwhile)."""
+    inside = sorted((m for m in marks if posted <= m.at <= seen), key=_at)
+    return [f"{(m.at - posted) * 1000:.1f} {m.stage} {m.host} {m.revision}" for m in inside]
+
+
 def _at(m: Mark) -> float:
     return m.at

@@ -90,5 +90,5 @@ def make_app(redis_url: str | None, bus_dir: str | None) -> Celery:
 def poke_controller(app: Celery, hosts: set[str] | list[str], *, full: bool = False) -> None:
     """Ask the controller to compile and push these hosts' documents (by name only)."""
     for host in sorted(hosts):
+        timeline.mark("poked", host)  # before: the controller may take it before we return
         app.send_task(SYNC_HOST, args=[host], kwargs={"full": full}, queue=CONTROL_QUEUE)
-        timeline.mark("poked", host)

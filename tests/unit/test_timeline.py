@@ -115,3 +115,8 @@ def test_summary_takes_medians_in_pipeline_order() -> None:
     assert list(summary) == ["api: request, commit, poke", "controller: compile"]
     assert summary["controller: compile"]["p50_ms"] == 20.0
     assert summary["api: request, commit, poke"]["all_ms"] == [3.0, 5.0, None]
+
+
+def test_relative_lists_every_hosts_marks_inside_the_window() -> None:
+    marks = [_m("compiled", 0.9, 1), _m("sent", 1.05, 2, host="h2"), _m("recorded", 1.3, 2)]
+    assert stages.relative(marks, posted=1.0, seen=1.2) == ["50.0 sent h2 2"]

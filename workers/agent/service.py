@@ -127,8 +127,9 @@ class AgentService:
                 "applied_revision": self.applied_revision,
             }
         )
-        self.app.send_task(REPORT, args=[self.documents.wire(report)], queue=CONTROL_QUEUE)
-        timeline.mark("report_sent", self.host, state.revision)
+        body = self.documents.wire(report)
+        timeline.mark("report_sent", self.host, state.revision)  # before: it may arrive first
+        self.app.send_task(REPORT, args=[body], queue=CONTROL_QUEUE)
 
     def refuse(self, doc: dict[str, Any], unknown: list[str]) -> None:
         revision = doc.get("revision")

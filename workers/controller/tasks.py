@@ -126,13 +126,13 @@ def push_many(wants: Mapping[str, Want]) -> dict[str, int]:
         if message is None:
             metrics.DUPLICATES.inc()
             continue
+        timeline.mark("sent", host, revision)  # before sending: the agent may answer first
         try:
             app.send_task(APPLY, args=[message], kwargs={"full": want.full}, queue=host_queue(host))
         except Exception:  # the bus is down: keep the need for a sync for the sweeper
             with transaction() as session:
                 q.mark_dirty(session, set(compiled))
             raise
-        timeline.mark("sent", host, revision)
         metrics.record_sent(doc.sections, list(row.roles) if row is not None else [])
     return out
 
