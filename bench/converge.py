@@ -179,16 +179,32 @@ def host_sync(b: Bench, short: str) -> dict[str, Any] | None:
     return None
 
 
-SYNC_LINE = re.compile(r"sync revision=(\d+) full=(\w+) ops=(\d+) writes=(\d+) ms=([\d.]+)")
+SYNC_LINE = re.compile(
+    r"sync revision=(\d+) full=(\w+) ops=(\d+) writes=(\d+) ms=([\d.]+)"
+    r"(?: steps=(\S+) apply=(\S+))?"
+)
 
 
 def agent_syncs(b: Bench, short: str) -> list[dict[str, Any]]:
     """Every sync the host's agent logged (service.py writes one line per sync)."""
     text = (b.sb.dir / f"agent-{short}.log").read_text(errors="replace")
     return [
-        {"revision": int(r), "full": f == "True", "ops": int(o), "writes": int(w), "ms": float(ms)}
-        for r, f, o, w, ms in SYNC_LINE.findall(text)
+        {
+            "revision": int(r),
+            "full": f == "True",
+            "ops": int(o),
+            "writes": int(w),
+            "ms": float(ms),
+            "steps_ms": _pairs(steps),
+            "apply_ms": _pairs(apply),
+        }
+        for r, f, o, w, ms, steps, apply in SYNC_LINE.findall(text)
     ]
+
+
+def _pairs(text: str) -> dict[str, float]:
+    """`name:ms,...` (the agent's sync line) as a dict; "" or "-" is empty."""
+    return {k: float(v) for k, v in (p.split(":") for p in text.split(",") if ":" in p)}
 
 
 def host_ports(b: Bench, short: str) -> list[dict[str, Any]]:
@@ -363,7 +379,7 @@ def one_change(b: Bench, changes: int) -> dict[str, Any]:
     peer = b.port("h2", "peer")
     b.until_active(peer["id"])
     b.fast_arp(b.ns("h2", "peer"))
-    actives, pings, syncs, spans, polls, raw = [], [], [], [], [], []
+    actives, pings, syncs, spans, polls, raw, steps = [], [], [], [], [], [], []
     for i in range(changes):
         time.sleep(1.0)  # let the peer's FDB updates settle: measure one change alone
         logged = len(agent_syncs(b, "h1"))
@@ -387,12 +403,15 @@ def one_change(b: Bench, changes: int) -> dict[str, Any]:
                 if time.monotonic() - t1 > 30:
                     raise
         pings.append((pinged - t1) * 1000)
-        syncs.append([s["ms"] for s in agent_syncs(b, "h1")[logged:]])
+        done = agent_syncs(b, "h1")[logged:]
+        syncs.append([s["ms"] for s in done])
+        steps.append([{**s["steps_ms"], **s["apply_ms"]} for s in done])
     applied = [ms for batch in syncs for ms in batch]
     return {
         "post_to_active_ms": {"p50": statistics.median(actives), "all": actives, "goal_p50": 150},
         "post_to_first_ping_ms": {"p50": statistics.median(pings), "all": pings},
         "agent_sync_ms": {"p50": statistics.median(applied), "all": syncs, "goal": 50},
+        "agent_steps_ms": steps,
         "timeline": stages.summary(spans),
         "client_polls": {"interval_ms": b.poll * 1000, "per_change": polls},
         "marks_ms_after_post": raw,

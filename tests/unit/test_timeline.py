@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import io
 import logging
+from collections import Counter
+from typing import Any
 
 import pytest
 
 from bench import stages
+from bench.converge import SYNC_LINE, _pairs
 from workers import timeline
+from workers.agent.agent import SyncStats
+from workers.agent.service import AgentService
+from workers.protocol import HostState, Report
 from workers.timeline import Mark
 
 
@@ -120,3 +126,48 @@ def test_summary_takes_medians_in_pipeline_order() -> None:
 def test_relative_lists_every_hosts_marks_inside_the_window() -> None:
     marks = [_m("compiled", 0.9, 1), _m("sent", 1.05, 2, host="h2"), _m("recorded", 1.3, 2)]
     assert stages.relative(marks, posted=1.0, seen=1.2) == ["50.0 sent h2 2"]
+
+
+class _Agent:
+    """Applies nothing; its stats say where a sync's time went."""
+
+    stats = SyncStats(
+        ops=2,
+        applied=Counter({"CreatePort": 1}),
+        timings={"total": 0.03, "render": 0.004, "apply": 0.02},
+        op_seconds={"RestoreRuleset": 0.015, "CreatePort": 0.005},
+    )
+
+    def sync(self, state: HostState, *, full: bool = False) -> Report:
+        return Report(host=state.host, revision=state.revision, ok=True)
+
+
+def test_the_agent_marks_its_stages_and_logs_where_a_sync_spent_its_time(
+    captured: io.StringIO, caplog: pytest.LogCaptureFixture
+) -> None:
+    sent: list[str] = []
+
+    class Bus:
+        def send_task(self, name: str, args: list[Any], **_: Any) -> None:
+            timeline.mark("on_the_bus", "a1", args[0]["revision"])
+            sent.append(name)
+
+    timeline.enable()
+    service = AgentService("a1", "198.18.0.31", ["compute"], _Agent(), app=Bus())  # type: ignore[arg-type]
+    doc = HostState(host="a1", revision=4, vtep_ip="198.18.0.31").wire(["subnets", "ports"])
+    with caplog.at_level(logging.INFO, logger="vpcd.agent"):
+        service.apply(doc, full=True)
+    marks = timeline.parse(captured.getvalue())
+    assert [(m.stage, m.revision) for m in marks] == [
+        ("received", 4),
+        ("apply_start", 4),
+        ("applied", 4),
+        ("report_sent", 4),  # before the report is on the bus: it may be taken at once
+        ("on_the_bus", 4),
+    ]
+    assert sent == ["vpcd.controller.report"]
+    (line,) = [r.getMessage() for r in caplog.records if "sync revision=" in r.getMessage()]
+    (parsed,) = SYNC_LINE.findall(line)
+    assert parsed[:5] == ("4", "False", "2", "1", "30.0")
+    assert _pairs(parsed[5]) == {"render": 4.0, "apply": 20.0}
+    assert _pairs(parsed[6]) == {"RestoreRuleset": 15.0, "CreatePort": 5.0}

@@ -107,13 +107,16 @@ class AgentService:
             self.documents.last, self.documents.state = doc, state
         report = self.documents.changed_only(report, partial=incremental)
         # One line per sync: what bench/converge.py reads (kernel writes = ops attempted).
+        # Then where the time went: the sync's steps, and the apply's by op type (ms).
         log.info(
-            "sync revision=%s full=%s ops=%s writes=%s ms=%.1f",
+            "sync revision=%s full=%s ops=%s writes=%s ms=%.1f steps=%s apply=%s",
             state.revision,
             stats.full,
             stats.ops,
             sum(stats.applied.values()) + stats.errors,
             stats.timings.get("total", 0.0) * 1000,
+            _ms(stats.timings),
+            _ms(stats.op_seconds),
         )
         if report.ok:
             self.applied_revision = state.revision
@@ -235,3 +238,8 @@ class AgentService:
             )
         finally:
             self.agent.close()
+
+
+def _ms(seconds: dict[str, float]) -> str:
+    """`name:ms,...` of timings in seconds: one token, for the sync log line."""
+    return ",".join(f"{k}:{v * 1000:.1f}" for k, v in seconds.items() if k != "total") or "-"
