@@ -18,7 +18,8 @@ from typing import Any
 
 from workers.timeline import Mark
 
-BEFORE = ("poked", "poke_received", "batched", "compile_start")  # walked back from compile
+# walked back from the compile (its last steps name no revision yet)
+BEFORE = ("poked", "poke_received", "batched", "compile_start", "inputs_read", "built")
 COMPILED = "compiled"
 AFTER = (
     "sent",
@@ -36,7 +37,9 @@ SPANS = {
     "poke_received": "bus: poke to controller",
     "batched": "controller: batcher wait (gather)",
     "compile_start": "controller: clear dirty flag",
-    "compiled": "controller: compile",
+    "inputs_read": "controller: compile: read rows",
+    "built": "controller: compile: build sections",
+    "compiled": "controller: compile: digest, stamp, commit",
     "sent": "controller: settle check, delta, send",
     "received": "bus: document to agent",
     "apply_start": "agent: patch and validate",

@@ -75,6 +75,8 @@ def test_a_change_is_marked_from_poke_to_recorded(
         ("poked", "m1", None),
         ("poke_received", "m1", None),
         ("compile_start", "m1", None),
+        ("inputs_read", "m1", None),
+        ("built", "m1", None),
         ("compiled", "m1", rev),
         ("sent", "m1", rev),
         ("report_received", "m1", rev),

@@ -71,6 +71,8 @@ def test_chain_follows_the_revision_that_made_the_change_active() -> None:
         _m("poke_received", 1.02),
         _m("batched", 1.03),
         _m("compile_start", 1.031),
+        _m("inputs_read", 1.04),
+        _m("built", 1.045),
         _m("compiled", 1.05, 7),
         _m("sent", 1.051, 7),
         _m("received", 1.06, 6),  # an older document arriving late
@@ -89,6 +91,8 @@ def test_chain_follows_the_revision_that_made_the_change_active() -> None:
         "poke_received",
         "batched",
         "compile_start",
+        "inputs_read",
+        "built",
         "compiled",
         "sent",
         "received",
@@ -101,7 +105,8 @@ def test_chain_follows_the_revision_that_made_the_change_active() -> None:
     ]
     assert dict(line)["received"] == 1.07
     spans = stages.durations(line)
-    assert spans["controller: compile"] == pytest.approx(19.0)
+    assert spans["controller: compile: read rows"] == pytest.approx(9.0)
+    assert spans["controller: compile: digest, stamp, commit"] == pytest.approx(5.0)
     assert spans["client: polling sees active"] == pytest.approx(10.0)
     assert sum(spans.values()) == pytest.approx(130.0)
 
@@ -113,13 +118,13 @@ def test_chain_of_a_process_that_marks_nothing_is_post_to_seen() -> None:
 
 def test_summary_takes_medians_in_pipeline_order() -> None:
     runs = [
-        {"controller: compile": 10.0, "api: request, commit, poke": 3.0},
-        {"controller: compile": 30.0, "api: request, commit, poke": 5.0},
-        {"controller: compile": 20.0},
+        {"agent: sync (observe, plan, apply)": 10.0, "api: request, commit, poke": 3.0},
+        {"agent: sync (observe, plan, apply)": 30.0, "api: request, commit, poke": 5.0},
+        {"agent: sync (observe, plan, apply)": 20.0},
     ]
     summary = stages.summary(runs)
-    assert list(summary) == ["api: request, commit, poke", "controller: compile"]
-    assert summary["controller: compile"]["p50_ms"] == 20.0
+    assert list(summary) == ["api: request, commit, poke", "agent: sync (observe, plan, apply)"]
+    assert summary["agent: sync (observe, plan, apply)"]["p50_ms"] == 20.0
     assert summary["api: request, commit, poke"]["all_ms"] == [3.0, 5.0, None]
 
 
