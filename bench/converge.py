@@ -302,6 +302,26 @@ def sandbox_marks(b: Bench) -> list[timeline.Mark]:
     return marks
 
 
+CPU_OF = ("api", "controller", "agent-h1", "agent-h2")  # the processes a change runs through
+
+
+def cpu_ns(b: Bench) -> dict[str, int]:
+    """CPU time each sandbox process (all its threads, not its children) has used so far,
+    in ns (schedstat): per change, a figure the machine's load does not stretch."""
+    state = sbx.Sandbox.load(b.sb.name)
+    assert state is not None
+    out = {}
+    for label in CPU_OF:
+        total = 0
+        for task in Path(f"/proc/{state.pids[label]}/task").glob("*/schedstat"):
+            try:
+                total += int(task.read_text().split()[0])
+            except (OSError, ValueError, IndexError):  # a thread that just ended
+                continue
+        out[label] = total
+    return out
+
+
 def print_timeline(summary: dict[str, Any]) -> None:
     print("one change, stage by stage (p50 ms):")
     for span, figures in summary.items():
@@ -379,14 +399,17 @@ def one_change(b: Bench, changes: int) -> dict[str, Any]:
     peer = b.port("h2", "peer")
     b.until_active(peer["id"])
     b.fast_arp(b.ns("h2", "peer"))
-    actives, pings, syncs, spans, polls, raw, steps = [], [], [], [], [], [], []
+    actives, pings, syncs, spans, polls, raw, steps, cpu = [], [], [], [], [], [], [], []
     for i in range(changes):
         time.sleep(1.0)  # let the peer's FDB updates settle: measure one change alone
         logged = len(agent_syncs(b, "h1"))
+        cpu_before = cpu_ns(b)
         t1, posted = time.monotonic(), time.time()
         extra = b.port("h1", f"extra{i}")
         returned = time.time()
         actives.append((b.until_active(extra["id"]) - t1) * 1000)
+        cpu_after = cpu_ns(b)
+        cpu.append({k: (cpu_after[k] - cpu_before[k]) / 1e6 for k in CPU_OF})
         seen = b.polls[-1][1]  # the wall time the answer saying `active` came
         marks = sandbox_marks(b)
         line = stages.chain(marks, b.host("h1"), posted, seen)
@@ -413,6 +436,11 @@ def one_change(b: Bench, changes: int) -> dict[str, Any]:
         "agent_sync_ms": {"p50": statistics.median(applied), "all": syncs, "goal": 50},
         "agent_steps_ms": steps,
         "timeline": stages.summary(spans),
+        # CPU each process spent from the POST to `active` (the API's includes the GETs)
+        "cpu_ms_per_change": {
+            k: {"p50": round(statistics.median(c[k] for c in cpu), 1), "all": [c[k] for c in cpu]}
+            for k in CPU_OF
+        },
         "client_polls": {"interval_ms": b.poll * 1000, "per_change": polls},
         "marks_ms_after_post": raw,
     }
