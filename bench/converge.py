@@ -11,7 +11,12 @@
 Baseline in the same run: the same ping between two ports that already exist (the floor
 that ping itself and `ip netns exec` cost). Prints figures and saves them as JSON.
 
-    python bench/converge.py [--ports 60] [--scale 1000] [--out bench/results/converge.json]
+The one change is also broken down stage by stage (bench/stages.py): every process
+runs with VPCD_TIMELINE=1 and marks the stages it passes in its log (workers/timeline.py),
+and the client's own POST and polling are timed here.
+
+    python bench/converge.py [--ports 60] [--scale 1000] [--changes 7] [--skip warm,teardown]
+                             [--poll 0.005] [--out bench/results/converge.json]
 """
 
 from __future__ import annotations
@@ -33,16 +38,19 @@ import httpx
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import kernelwatch
+from bench import kernelwatch, stages
 from bench.sandbox_run import machine, pct, sandbox, save, tenant
 from cli import sandbox as sbx
+from workers import timeline
 
 NAME = "bcv"
 
 
 class Bench:
-    def __init__(self, sb: sbx.Sandbox) -> None:
+    def __init__(self, sb: sbx.Sandbox, poll: float = 0.005) -> None:
         self.sb = sb
+        self.poll = poll  # seconds between two GETs of a port waiting for `active`
+        self.polls: list[tuple[float, float]] = []  # the last wait's GETs: (sent, answered)
         self.http = httpx.Client(base_url=sb.endpoint, timeout=30)
         self.admin = {"Authorization": f"Bearer {sb.admin_token}"}
         self.who = tenant(self.http, self.admin, port_quota=5000)
@@ -66,14 +74,20 @@ class Bench:
         return f"{self.host(short)}-{netns}"
 
     def until_active(self, port_id: str, timeout: float = 120) -> float:
+        """Poll until the port is active; returns the monotonic time the GET that saw it
+        was sent (its answer reflects the database at about then). Each GET's wall times
+        are kept in `polls` (the timeline's last stage)."""
         start = time.monotonic()
+        self.polls = []
         while time.monotonic() - start < timeout:
+            sent, wall = time.monotonic(), time.time()
             body = self.http.get(f"/v1/ports/{port_id}", headers=self.who).json()
+            self.polls.append((wall, time.time()))
             if body["status"] == "active":
-                return time.monotonic()
+                return sent
             if body["status"] == "error":
                 raise RuntimeError(body["status_detail"])
-            time.sleep(0.005)
+            time.sleep(self.poll)
         raise TimeoutError(port_id)
 
     def fast_arp(self, ns: str) -> None:
@@ -165,16 +179,32 @@ def host_sync(b: Bench, short: str) -> dict[str, Any] | None:
     return None
 
 
-SYNC_LINE = re.compile(r"sync revision=(\d+) full=(\w+) ops=(\d+) writes=(\d+) ms=([\d.]+)")
+SYNC_LINE = re.compile(
+    r"sync revision=(\d+) full=(\w+) ops=(\d+) writes=(\d+) ms=([\d.]+)"
+    r"(?: steps=(\S+) apply=(\S+))?"
+)
 
 
 def agent_syncs(b: Bench, short: str) -> list[dict[str, Any]]:
     """Every sync the host's agent logged (service.py writes one line per sync)."""
     text = (b.sb.dir / f"agent-{short}.log").read_text(errors="replace")
     return [
-        {"revision": int(r), "full": f == "True", "ops": int(o), "writes": int(w), "ms": float(ms)}
-        for r, f, o, w, ms in SYNC_LINE.findall(text)
+        {
+            "revision": int(r),
+            "full": f == "True",
+            "ops": int(o),
+            "writes": int(w),
+            "ms": float(ms),
+            "steps_ms": _pairs(steps),
+            "apply_ms": _pairs(apply),
+        }
+        for r, f, o, w, ms, steps, apply in SYNC_LINE.findall(text)
     ]
+
+
+def _pairs(text: str) -> dict[str, float]:
+    """`name:ms,...` (the agent's sync line) as a dict; "" or "-" is empty."""
+    return {k: float(v) for k, v in (p.split(":") for p in text.split(",") if ":" in p)}
 
 
 def host_ports(b: Bench, short: str) -> list[dict[str, Any]]:
@@ -264,7 +294,43 @@ def workload_netns(b: Bench, short: str) -> list[str]:
     return sorted(n for n in os.listdir("/run/netns") if n.startswith(prefix))
 
 
-def scale(b: Bench, count: int) -> dict[str, Any]:
+def sandbox_marks(b: Bench) -> list[timeline.Mark]:
+    """Every stage mark the sandbox's processes logged so far."""
+    marks: list[timeline.Mark] = []
+    for log in sorted(b.sb.dir.glob("*.log")):
+        marks += timeline.parse(log.read_text(errors="replace"))
+    return marks
+
+
+CPU_OF = ("api", "controller", "agent-h1", "agent-h2")  # the processes a change runs through
+
+
+def cpu_ns(b: Bench) -> dict[str, int]:
+    """CPU time each sandbox process (all its threads, not its children) has used so far,
+    in ns (schedstat): per change, a figure the machine's load does not stretch."""
+    state = sbx.Sandbox.load(b.sb.name)
+    assert state is not None
+    out = {}
+    for label in CPU_OF:
+        total = 0
+        for task in Path(f"/proc/{state.pids[label]}/task").glob("*/schedstat"):
+            try:
+                total += int(task.read_text().split()[0])
+            except (OSError, ValueError, IndexError):  # a thread that just ended
+                continue
+        out[label] = total
+    return out
+
+
+def print_timeline(summary: dict[str, Any]) -> None:
+    print("one change, stage by stage (p50 ms):")
+    for span, figures in summary.items():
+        print(f"  {figures['p50_ms']:8.1f}  {span}")
+
+
+def scale(
+    b: Bench, count: int, changes: int = 7, skip: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     out: dict[str, Any] = {"ports_on_host": count}
     # Cold build: the ports are declared while h1's agent is down, then it starts.
     kill_agent(b, "h1")
@@ -287,7 +353,24 @@ def scale(b: Bench, count: int) -> dict[str, Any]:
     }
     out["agent_rss_mb_after_build"] = rss_mb(agent_pid(b, "h1"))
     print(json.dumps(out, indent=2), flush=True)
-    # Warm resync: SIGKILL, restart, everything in place: zero kernel writes.
+    if "warm" not in skip:
+        out["warm_resync"] = warm_resync(b)
+        out["agent_rss_mb_after_resync"] = rss_mb(agent_pid(b, "h1"))
+        print(json.dumps(out["warm_resync"], indent=2), flush=True)
+    out["one_change"] = one_change(b, changes)
+    print(json.dumps(out["one_change"], indent=2), flush=True)
+    print_timeline(out["one_change"]["timeline"])
+    if "teardown" not in skip:
+        out["teardown"] = teardown(b)
+        out["agent_rss_mb_after_teardown"] = rss_mb(agent_pid(b, "h1"))
+        out["kernel_floor_same_run"] = kernelwatch.floor(200)
+        floor_s = out["kernel_floor_same_run"]["per_port_ms"] * count / 1000
+        out["cold_build"]["ratio_agent_sync_to_kernel_floor"] = cold["ms"] / 1000 / floor_s
+    return out
+
+
+def warm_resync(b: Bench) -> dict[str, Any]:
+    """SIGKILL, restart, everything in place: zero kernel writes."""
     kill_agent(b, "h1")
     watch = kernelwatch.Watch([b.host("h1"), *workload_netns(b, "h1")])
     logged = len(agent_syncs(b, "h1"))
@@ -300,7 +383,7 @@ def scale(b: Bench, count: int) -> dict[str, Any]:
     reported = time.monotonic() - restart
     seen = watch.count()
     watch.close()
-    out["warm_resync"] = {
+    return {
         "restart_to_full_resync_reported_s": reported,
         "agent_sync_ms": warm["ms"],
         "kernel_writes_agent": warm["writes"],
@@ -308,19 +391,33 @@ def scale(b: Bench, count: int) -> dict[str, Any]:
         "goal_s": 2,
         "goal_writes": 0,
     }
-    out["agent_rss_mb_after_resync"] = rss_mb(agent_pid(b, "h1"))
-    print(json.dumps(out["warm_resync"], indent=2), flush=True)
-    # One change while the others stay: a new port on h1, pinged from h2.
+
+
+def one_change(b: Bench, changes: int) -> dict[str, Any]:
+    """A new port on h1 while the others stay, pinged from h2: to active (stage by
+    stage), to first ping, and inside the agent."""
     peer = b.port("h2", "peer")
     b.until_active(peer["id"])
     b.fast_arp(b.ns("h2", "peer"))
-    actives, pings, syncs = [], [], []
-    for i in range(7):
+    actives, pings, syncs, spans, polls, raw, steps, cpu = [], [], [], [], [], [], [], []
+    for i in range(changes):
         time.sleep(1.0)  # let the peer's FDB updates settle: measure one change alone
         logged = len(agent_syncs(b, "h1"))
-        t1 = time.monotonic()
+        cpu_before = cpu_ns(b)
+        t1, posted = time.monotonic(), time.time()
         extra = b.port("h1", f"extra{i}")
+        returned = time.time()
         actives.append((b.until_active(extra["id"]) - t1) * 1000)
+        cpu_after = cpu_ns(b)
+        cpu.append({k: (cpu_after[k] - cpu_before[k]) / 1e6 for k in CPU_OF})
+        seen = b.polls[-1][1]  # the wall time the answer saying `active` came
+        marks = sandbox_marks(b)
+        line = stages.chain(marks, b.host("h1"), posted, seen)
+        spans.append(stages.durations(line))
+        raw.append(stages.relative(marks, posted, seen))
+        spans[-1][stages.POST_ANSWERED] = (returned - posted) * 1000
+        gets = [(done - sent) * 1000 for sent, done in b.polls]
+        polls.append({"gets": len(gets), "get_ms_p50": round(statistics.median(gets), 2)})
         while True:
             try:
                 pinged = b.ping_until(b.ns("h2", "peer"), extra["ip_address"], deadline=2)
@@ -329,21 +426,34 @@ def scale(b: Bench, count: int) -> dict[str, Any]:
                 if time.monotonic() - t1 > 30:
                     raise
         pings.append((pinged - t1) * 1000)
-        syncs.append([s["ms"] for s in agent_syncs(b, "h1")[logged:]])
+        done = agent_syncs(b, "h1")[logged:]
+        syncs.append([s["ms"] for s in done])
+        steps.append([{**s["steps_ms"], **s["apply_ms"]} for s in done])
     applied = [ms for batch in syncs for ms in batch]
-    out["one_change"] = {
+    return {
         "post_to_active_ms": {"p50": statistics.median(actives), "all": actives, "goal_p50": 150},
         "post_to_first_ping_ms": {"p50": statistics.median(pings), "all": pings},
         "agent_sync_ms": {"p50": statistics.median(applied), "all": syncs, "goal": 50},
+        "agent_steps_ms": steps,
+        "timeline": stages.summary(spans),
+        # CPU each process spent from the POST to `active` (the API's includes the GETs)
+        "cpu_ms_per_change": {
+            k: {"p50": round(statistics.median(c[k] for c in cpu), 1), "all": [c[k] for c in cpu]}
+            for k in CPU_OF
+        },
+        "client_polls": {"interval_ms": b.poll * 1000, "per_change": polls},
+        "marks_ms_after_post": raw,
     }
-    print(json.dumps(out["one_change"], indent=2), flush=True)
-    # Teardown: the ports are deleted while the agent is down, then it starts.
+
+
+def teardown(b: Bench) -> dict[str, Any]:
+    """The ports are deleted while the agent is down, then it starts."""
     kill_agent(b, "h1")
     ports = host_ports(b, "h1")
     t0 = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda p: b.http.delete(f"/v1/ports/{p['id']}", headers=b.who), ports))
-    out["api_delete_all_s"] = time.monotonic() - t0
+    deleted_s = time.monotonic() - t0
     control_idle(b)
     purge_queue(b, "h1")
     logged = len(agent_syncs(b, "h1"))
@@ -353,33 +463,39 @@ def scale(b: Bench, count: int) -> dict[str, Any]:
     theirs = {f"{b.host('h1')}-{p['netns']}" for p in ports}  # not the DHCP service's
     while theirs & set(workload_netns(b, "h1")) and time.monotonic() - start < 120:
         time.sleep(0.05)
-    out["teardown"] = {
+    return {
         "ports": len(ports),
+        "api_delete_all_s": deleted_s,
         "agent_start_to_no_netns_s": time.monotonic() - start,
         "agent_sync_ms": gone["ms"],
         "goal_s": 5,
     }
-    out["agent_rss_mb_after_teardown"] = rss_mb(agent_pid(b, "h1"))
-    out["kernel_floor_same_run"] = kernelwatch.floor(200)
-    floor_s = out["kernel_floor_same_run"]["per_port_ms"] * count / 1000
-    out["cold_build"]["ratio_agent_sync_to_kernel_floor"] = cold["ms"] / 1000 / floor_s
-    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--ports", type=int, default=60)
-    parser.add_argument("--scale", type=int, default=1000)
+    parser.add_argument("--ports", type=int, default=60, help="first-ping samples (0: skip)")
+    parser.add_argument("--scale", type=int, default=1000, help="ports on h1 (0: skip)")
+    parser.add_argument("--changes", type=int, default=7, help="one-change samples")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated scale phases to skip: warm, teardown"
+    )
+    parser.add_argument("--poll", type=float, default=0.005, help="seconds between GETs")
     parser.add_argument("--out", default="bench/results/converge.json")
     args = parser.parse_args()
+    skip = frozenset(p for p in args.skip.split(",") if p)
     result = machine()
+    result["load_average_at_start"] = os.getloadavg()
+    os.environ["VPCD_TIMELINE"] = "1"  # every sandbox process marks its stages
     with sandbox(NAME, resync=300.0) as sb:
-        b = Bench(sb)
-        result["first_ping"] = first_ping_latencies(b, args.ports)
-        print(json.dumps(result["first_ping"], indent=2), flush=True)
+        b = Bench(sb, poll=args.poll)
+        if args.ports:
+            result["first_ping"] = first_ping_latencies(b, args.ports)
+            print(json.dumps(result["first_ping"], indent=2), flush=True)
         if args.scale:
-            result["scale"] = scale(b, args.scale)
+            result["scale"] = scale(b, args.scale, args.changes, skip)
             print(json.dumps(result["scale"], indent=2), flush=True)
+    result["load_average_at_end"] = os.getloadavg()
     save(result, args.out)
 
 

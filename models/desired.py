@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, lazyload, load_only
+from sqlalchemy.orm import Session, lazyload
 
 from models.carriers import leg_select, service_select, vip_select, workload_select
 from models.host import Host
@@ -30,31 +30,43 @@ def _by_host(rows: Iterable[tuple[str, T]], hosts: Iterable[str]) -> dict[str, l
     return out
 
 
-# The columns of a local port a document carries or is built from. Loading the whole row
-# (tags as JSONB, names, descriptions, timestamps) was a third of the read of a
-# 1000-port host's compile (issue 14); any other column raises rather than loading one
-# statement per port.
+class LocalPortRow(NamedTuple):
+    """A workload port of a host being compiled, with the columns a document carries or
+    is built from, and nothing else. Columns, not ORM objects: loading 1000 Port objects
+    (identity map, attribute state) was the largest part of a 1000-port host's compile
+    (issue 14), and a plain row is hashable, so the port's state can be built once per
+    revision (workers.controller.typed.port_state)."""
+
+    id: str
+    revision: int
+    subnet_id: str
+    tenant_id: str
+    host: str | None
+    netns: str | None
+    interface_name: str
+    mac_address: str
+    ip_address: str
+    ip_config: str
+    dns_name: str | None
+
+
+# In LocalPortRow's order. Loading the whole row (tags as JSONB, names, descriptions,
+# timestamps) was a third of the read of a 1000-port host's compile (issue 14).
 LOCAL_PORT_COLUMNS = (
     Port.id, Port.revision, Port.subnet_id, Port.tenant_id, Port.host, Port.netns,
     Port.interface_name, Port.mac_address, Port.ip_address, Port.ip_config, Port.dns_name,
 )  # fmt: skip
 
 
-def local_ports_of(session: Session, hosts: Sequence[str]) -> dict[str, list[Port]]:
+def local_ports_of(session: Session, hosts: Sequence[str]) -> dict[str, list[LocalPortRow]]:
     """Per host, its workload ports by id (one query for any number of hosts), with only
-    the columns a document needs (`LOCAL_PORT_COLUMNS`)."""
+    the columns a document needs (`LocalPortRow`)."""
     if not hosts:
         return {}
-    rows = session.scalars(
-        workload_select(Port)
-        .options(
-            lazyload(Port.security_groups),  # L2 needs none of them
-            load_only(*LOCAL_PORT_COLUMNS, raiseload=True),
-        )
-        .where(Port.host.in_(sorted(hosts)))
-        .order_by(Port.id)
+    rows = session.execute(
+        workload_select(*LOCAL_PORT_COLUMNS).where(Port.host.in_(sorted(hosts))).order_by(Port.id)
     )
-    return _by_host(((p.host or "", p) for p in rows), hosts)
+    return _by_host(((r[4] or "", LocalPortRow(*r)) for r in rows), hosts)
 
 
 def subnets_by_id(session: Session, ids: set[str]) -> list[Subnet]:
@@ -216,7 +228,7 @@ def user_ports_of(session: Session, subnet_ids: set[str]) -> list[PortName]:
     return [PortName(*r) for r in rows]
 
 
-def port_groups(session: Session, ports: Sequence[Port]) -> dict[str, list[str]]:
+def port_groups(session: Session, ports: Sequence[Port | LocalPortRow]) -> dict[str, list[str]]:
     """Each of these workload ports' security groups in their order (every port listed,
     maybe with none). Read by the ports' hosts, not by their ids: a batch may hold ten
     thousand ports, and an IN list of them cost more than the rows."""

@@ -16,7 +16,10 @@ from pathlib import Path
 from celery import Celery
 from kombu import Queue
 
-from workers import fsbus  # also registers the "vpcdfs" transport
+from workers import (
+    fsbus,  # also registers the "vpcdfs" transport
+    timeline,
+)
 
 # Queue names carry a namespace (VPCD_BUS_NAMESPACE) so that several deployments or
 # sandboxes can share one Redis without hearing each other.
@@ -87,4 +90,5 @@ def make_app(redis_url: str | None, bus_dir: str | None) -> Celery:
 def poke_controller(app: Celery, hosts: set[str] | list[str], *, full: bool = False) -> None:
     """Ask the controller to compile and push these hosts' documents (by name only)."""
     for host in sorted(hosts):
+        timeline.mark("poked", host)  # before: the controller may take it before we return
         app.send_task(SYNC_HOST, args=[host], kwargs={"full": full}, queue=CONTROL_QUEUE)

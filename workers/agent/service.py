@@ -16,7 +16,7 @@ from typing import Any
 
 from celery import Celery
 
-from workers import docdelta
+from workers import docdelta, timeline
 from workers.agent.agent import Agent
 from workers.agent.documents import Documents
 from workers.bus import (
@@ -73,6 +73,8 @@ class AgentService:
         if doc.get("host") != self.host:  # never apply (nor answer) another host's document
             log.error("dropping a document for host %s", doc.get("host"))
             return
+        revision = doc.get("revision")
+        timeline.mark("received", self.host, revision if isinstance(revision, int) else None)
         incremental = docdelta.is_delta(doc)
         delta = doc if incremental else None
         if incremental:
@@ -91,8 +93,10 @@ class AgentService:
             return
         state = self.documents.validated(doc, delta)
         with self.lock:
+            timeline.mark("apply_start", self.host, state.revision)
             report = self.agent.sync(state, full=full)
             stats = self.agent.stats
+        timeline.mark("applied", self.host, state.revision)
         if stats.skipped and state.revision != self.applied_revision:
             return  # a stale poke: nothing was applied, nothing to report
         if stats.skipped:
@@ -103,13 +107,16 @@ class AgentService:
             self.documents.last, self.documents.state = doc, state
         report = self.documents.changed_only(report, partial=incremental)
         # One line per sync: what bench/converge.py reads (kernel writes = ops attempted).
+        # Then where the time went: the sync's steps, and the apply's by op type (ms).
         log.info(
-            "sync revision=%s full=%s ops=%s writes=%s ms=%.1f",
+            "sync revision=%s full=%s ops=%s writes=%s ms=%.1f steps=%s apply=%s",
             state.revision,
             stats.full,
             stats.ops,
             sum(stats.applied.values()) + stats.errors,
             stats.timings.get("total", 0.0) * 1000,
+            _ms(stats.timings),
+            _ms(stats.op_seconds),
         )
         if report.ok:
             self.applied_revision = state.revision
@@ -123,7 +130,9 @@ class AgentService:
                 "applied_revision": self.applied_revision,
             }
         )
-        self.app.send_task(REPORT, args=[self.documents.wire(report)], queue=CONTROL_QUEUE)
+        body = self.documents.wire(report)
+        timeline.mark("report_sent", self.host, state.revision)  # before: it may arrive first
+        self.app.send_task(REPORT, args=[body], queue=CONTROL_QUEUE)
 
     def refuse(self, doc: dict[str, Any], unknown: list[str]) -> None:
         revision = doc.get("revision")
@@ -229,3 +238,8 @@ class AgentService:
             )
         finally:
             self.agent.close()
+
+
+def _ms(seconds: dict[str, float]) -> str:
+    """`name:ms,...` of timings in seconds: one token, for the sync log line."""
+    return ",".join(f"{k}:{v * 1000:.1f}" for k, v in seconds.items() if k != "total") or "-"

@@ -48,10 +48,12 @@ class _Stats:
     errors: int = 0
     applied: dict[str, int] | None = None
     timings: dict[str, float] | None = None
+    op_seconds: dict[str, float] | None = None  # applies nothing: no op took any time
 
     def __post_init__(self) -> None:
         self.applied = self.applied or {}
         self.timings = self.timings or {"total": 0.0}
+        self.op_seconds = self.op_seconds or {}
 
 
 class SimAgent:

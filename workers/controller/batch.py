@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
+from workers import timeline
+
 log = logging.getLogger("vpcd.controller")
 
 
@@ -60,7 +62,9 @@ class Batcher:
         time.sleep(self.gather)
         with self._cond:
             hosts = sorted(self._pending)[: self.limit]
-            return {h: self._pending.pop(h) for h in hosts}
+            batch = {h: self._pending.pop(h) for h in hosts}
+        timeline.mark("batched", hosts)
+        return batch
 
     def run_once(self, timeout: float | None = None) -> int:
         batch = self.take(timeout)

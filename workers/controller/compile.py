@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from models import hoststate as hs
+from workers import timeline
 from workers.controller.inputs import read_inputs_many
 from workers.controller.sections import COMPILERS, Inputs
 from workers.protocol import SECTIONS, HostState
@@ -81,7 +82,9 @@ def compile_hosts(session: Session, hosts: Sequence[str]) -> dict[str, Compiled]
     sections = {r.name: tuple(s for s in SECTIONS if s in r.sections) for r in rows}
     hs.serialise_compiles(session, sorted(sections))  # before reading any row of a document
     inputs = read_inputs_many(session, [(r, sections[r.name]) for r in rows])
+    timeline.mark("inputs_read", sections)
     states = {name: build(inputs[name], sections[name]) for name in sorted(sections)}
+    timeline.mark("built", sections)
     revisions = hs.stamp_many(
         session, {name: digest(state, sections[name]) for name, state in states.items()}
     )

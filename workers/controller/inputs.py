@@ -26,7 +26,7 @@ class _Plan:
     are read (the order of the statements in the per-host compile it replaces)."""
 
     sections: Collection[str]
-    every_port: list[Port]
+    every_port: list[q.LocalPortRow]
     routers: list[Router]
     interfaces: list[tuple[RouterInterface, Port, Subnet]]
     services: list[tuple[Subnet, Port, Vpc]]
@@ -34,8 +34,8 @@ class _Plan:
     rules: list[SecurityGroupRule]
     used: set[str]
     remote_groups: set[str]
-    ports: list[Port] = field(default_factory=list)
-    typed_ports: list[Port] = field(default_factory=list)
+    ports: list[q.LocalPortRow] = field(default_factory=list)
+    typed_ports: list[q.LocalPortRow] = field(default_factory=list)
     typed_subnets: list[Subnet] = field(default_factory=list)
     typed_ids: set[str] = field(default_factory=set)
     workload_subnets: set[str] = field(default_factory=set)
@@ -46,7 +46,7 @@ class _Plan:
     def of(
         cls,
         sections: Collection[str],
-        every_port: list[Port],
+        every_port: list[q.LocalPortRow],
         routers: list[Router],
         interfaces: Sequence[tuple[RouterInterface, Port, Subnet]],
         services: list[tuple[Subnet, Port, Vpc]],

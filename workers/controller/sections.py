@@ -22,7 +22,7 @@ from models import (
     Subnet,
     Vpc,
 )
-from models.desired import PortName, RemotePortRow
+from models.desired import LocalPortRow, PortName, RemotePortRow
 from workers.controller import typed
 from workers.controller.lb_section import LbInputs, load_balancers_carry, load_balancers_section
 from workers.protocol import (
@@ -52,7 +52,7 @@ class Inputs:
     host: str
     vtep_ip: str
     revision: int = 0
-    ports: Sequence[Port] = ()  # workload ports on this host
+    ports: Sequence[Port | LocalPortRow] = ()  # workload ports on this host
     subnets: Sequence[Subnet] = ()  # every subnet the host carries
     routed: frozenset[str] = frozenset()  # subnets a router serves
     # their ports on other hosts, with the VTEP
@@ -74,7 +74,7 @@ class Inputs:
     acl_entries: Sequence[NetworkAclEntry] = ()  # their entries
     lb: LbInputs = field(default_factory=LbInputs)  # load balancers scheduled on this host, whole
     typed_subnets: Sequence[Subnet] = ()  # flat and routed subnets of local ports
-    typed_ports: Sequence[Port] = ()  # local workload ports on them (not in `ports`)
+    typed_ports: Sequence[Port | LocalPortRow] = ()  # local workload ports on them (not in `ports`)
 
 
 @lru_cache(maxsize=1 << 17)

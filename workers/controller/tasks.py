@@ -22,7 +22,7 @@ from models import hoststate as q
 from models.base import utcnow
 from models.db import DbSettings, engine_for, session_factory
 from models.loadbalancer import record_operating
-from workers import docdelta
+from workers import docdelta, timeline
 from workers.bus import (
     APPLY,
     CONTROL_QUEUE,
@@ -87,9 +87,12 @@ def push_many(wants: Mapping[str, Want]) -> dict[str, int]:
     if not hosts:
         return {}
     log.info("compiling %d hosts", len(hosts))
+    timeline.mark("compile_start", hosts)
     with transaction() as session, metrics.COMPILE.time():
         compiled = compile_hosts(session, hosts)
     log.info("compiled %d hosts", len(compiled))
+    for host, doc in compiled.items():
+        timeline.mark("compiled", host, doc.state.revision)
     if compiled:
         metrics.COMPILED.inc(len(compiled))
     # What a host cannot carry is `error` at once, in a transaction of its own: the
@@ -123,6 +126,7 @@ def push_many(wants: Mapping[str, Want]) -> dict[str, int]:
         if message is None:
             metrics.DUPLICATES.inc()
             continue
+        timeline.mark("sent", host, revision)  # before sending: the agent may answer first
         try:
             app.send_task(APPLY, args=[message], kwargs={"full": want.full}, queue=host_queue(host))
         except Exception:  # the bus is down: keep the need for a sync for the sweeper
@@ -161,12 +165,14 @@ def route(host: str, *, full: bool, forwarded: bool = False) -> int | None:
 
 @app.task(name=SYNC_HOST)
 def sync_host(host: str, full: bool = False, forwarded: bool = False) -> int | None:
+    timeline.mark("poke_received", host)
     return route(host, full=full, forwarded=forwarded)
 
 
 @app.task(name=REPORT)
 def report(doc: dict[str, Any]) -> None:
     rep = Report.model_validate(doc)
+    timeline.mark("report_received", rep.host, rep.revision)
     settled: float | None = None
     results = [(r.kind, r.id, r.revision, r.ok, r.detail) for r in rep.results]
     with transaction() as session:
@@ -186,9 +192,11 @@ def report(doc: dict[str, Any]) -> None:
             )
             carriers.refresh_all(session, changed)
         record_operating(session, operating_statuses(rep))
+    timeline.mark("recorded", rep.host, rep.revision)  # statuses committed: GET sees them
     if rep.applied and rep.ok:  # its own transaction: never the state row under resource rows
         with transaction() as session:
             settled = q.settle(session, rep.host, rep.revision)
+        timeline.mark("settled", rep.host, rep.revision)
     metrics.record_report(rep)
     if settled is not None:
         metrics.REALISED.labels(rep.host).observe(settled)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from models import Port
+from models.desired import LocalPortRow
 from workers.protocol import PortState, RemotePort, Route, TypedNetworkState
 
 if TYPE_CHECKING:
@@ -24,8 +26,22 @@ COPIED = (
 )  # fmt: skip
 
 
-def port_state(p: Port, prefixlen: int, groups: Sequence[str]) -> PortState:
-    """A workload port as the ports and typed_networks sections carry it."""
+def port_state(p: Port | LocalPortRow, prefixlen: int, groups: Sequence[str]) -> PortState:
+    """A workload port as the ports and typed_networks sections carry it. From a row
+    (what a compile reads) it is built once per port revision, prefix and groups and
+    shared by every later compile (never mutated, like `sections.remote_port`): a
+    one-port change on a 1000-port host rebuilt and validated 999 unchanged ones."""
+    if isinstance(p, LocalPortRow):
+        return _port_state(p, prefixlen, tuple(groups))
+    return _build(p, prefixlen, groups)
+
+
+@lru_cache(maxsize=1 << 16)
+def _port_state(p: LocalPortRow, prefixlen: int, groups: tuple[str, ...]) -> PortState:
+    return _build(p, prefixlen, groups)
+
+
+def _build(p: Port | LocalPortRow, prefixlen: int, groups: Sequence[str]) -> PortState:
     return PortState(
         id=p.id,
         revision=p.revision,
