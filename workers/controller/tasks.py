@@ -29,6 +29,7 @@ from workers.bus import (
     HEARTBEAT,
     REPORT,
     SYNC_HOST,
+    SYNC_HOSTS,
     celery_app,
     host_queue,
 )
@@ -36,6 +37,7 @@ from workers.controller import metrics
 from workers.controller.batch import Batcher, RepushBackoff, Want
 from workers.controller.beats import RecentBeats
 from workers.controller.compile import compile_hosts
+from workers.controller.refresher import Refresher
 from workers.controller.ring import Ring, queue_of
 from workers.controller.sent import SENT
 from workers.protocol import SECTIONS_L2, Report
@@ -51,6 +53,8 @@ RING: Ring | None = None
 BEATS: RecentBeats | None = None
 # Set by run(): pokes join batches compiled together by one thread (batch.py).
 BATCHER: Batcher | None = None
+# Set by run(): reports' status refreshes joined and done by one thread (refresher.py).
+REFRESHER: Refresher | None = None
 # Documents re-sent for seeming lost, per host: the second copy 10 s after the first (at
 # a 5 s lag), each later one twice as long (batch.py). A report can take that long when
 # the control queue is backed up, and every copy costs a report.
@@ -164,11 +168,38 @@ def sync_host(host: str, full: bool = False, forwarded: bool = False) -> int | N
     return route(host, full=full, forwarded=forwarded)
 
 
+@app.task(name=SYNC_HOSTS)
+def sync_hosts(hosts: list[str], full: bool = False, forwarded: bool = False) -> None:
+    """Many hosts poked at once (`bus.poke_controller`): each pushed or forwarded as
+    `sync_host` would, those of one other owner in one message."""
+    ring = RING
+    others: dict[str, list[str]] = {}
+    for host in hosts:
+        if ring is None or forwarded or ring.mine(host):
+            route(host, full=full, forwarded=True)
+        else:
+            others.setdefault(ring.owner(host), []).append(host)
+    for owner, theirs in sorted(others.items()):
+        app.send_task(
+            SYNC_HOSTS,
+            args=[theirs],
+            kwargs={"full": full, "forwarded": True},
+            queue=queue_of(owner),
+        )
+
+
+def refresh_statuses(ids_by_kind: Mapping[str, set[str]]) -> None:
+    with transaction() as session:
+        carriers.refresh_all(session, ids_by_kind)
+
+
 @app.task(name=REPORT)
 def report(doc: dict[str, Any]) -> None:
     rep = Report.model_validate(doc)
     settled: float | None = None
     results = [(r.kind, r.id, r.revision, r.ok, r.detail) for r in rep.results]
+    changed: dict[str, set[str]] = {}
+    refresher = REFRESHER
     with transaction() as session:
         if not rep.applied:  # refused whole: what the host realised is unchanged
             q.record_refusal(session, rep.host, rep.detail)
@@ -184,8 +215,11 @@ def report(doc: dict[str, Any]) -> None:
                 partial=rep.partial,
                 removed=rep.removed,
             )
-            carriers.refresh_all(session, changed)
+            if refresher is None:
+                carriers.refresh_all(session, changed)
         record_operating(session, operating_statuses(rep))
+    if refresher is not None:  # after the commit: the refresh reads it
+        refresher.add(changed)
     if rep.applied and rep.ok:  # its own transaction: never the state row under resource rows
         with transaction() as session:
             settled = q.settle(session, rep.host, rep.revision)
@@ -310,7 +344,12 @@ def sweep(waited: set[str] | None = None) -> None:
     }
     if wants:
         metrics.REPUSHES.inc(len(wants))
-        push_many(wants)
+        batcher = BATCHER
+        if batcher is None:
+            push_many(wants)
+            return
+        for host, want in wants.items():  # with the pokes' batches: never a second compile
+            batcher.add(host, want)  # of a host in flight, nor one racing the batch
 
 
 def start_sweeper(interval: float) -> threading.Thread:
@@ -358,7 +397,7 @@ def run(
     """Run the controller: a worker on the control queue, the sweeper thread, and (with a
     port) the metrics endpoint. With an id (and Redis) it joins the ring of controllers
     sharing the fleet, and also consumes its own queue of pokes forwarded to it."""
-    global BATCHER, BEATS, RING
+    global BATCHER, BEATS, REFRESHER, RING
     if controller_id is None:  # alone: every host is ours (in a ring, see docs/architecture.md)
         try:
             mark_all_dirty()
@@ -368,6 +407,8 @@ def run(
     BEATS.start(write_beats)
     BATCHER = Batcher(push_many, on_error=remark_dirty)
     BATCHER.start()
+    REFRESHER = Refresher(refresh_statuses)
+    REFRESHER.start()
     queues = [CONTROL_QUEUE]
     redis_url = os.environ.get("REDIS_URL")
     if controller_id is not None and redis_url:
