@@ -102,3 +102,12 @@ def poke_controller(app: Celery, hosts: set[str] | list[str], *, full: bool = Fa
     for i in range(0, len(names), POKE_CHUNK):
         chunk = names[i : i + POKE_CHUNK]
         app.send_task(SYNC_HOSTS, args=[chunk], kwargs={"full": full}, queue=CONTROL_QUEUE)
+
+
+def queue_length(app: Celery, queue: str) -> int:
+    """Messages waiting on `queue` (0 when the bus cannot say)."""
+    try:
+        with app.connection_for_read() as conn:
+            return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+    except Exception:  # no such queue yet, or the bus is away: nothing known to wait
+        return 0

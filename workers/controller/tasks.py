@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +32,7 @@ from workers.bus import (
     SYNC_HOSTS,
     celery_app,
     host_queue,
+    queue_length,
 )
 from workers.controller import metrics
 from workers.controller.batch import Batcher, RepushBackoff, Want
@@ -55,6 +56,8 @@ BEATS: RecentBeats | None = None
 BATCHER: Batcher | None = None
 # Set by run(): reports' status refreshes joined and done by one thread (refresher.py).
 REFRESHER: Refresher | None = None
+# Set by run(): how many messages (reports among them) wait on the control queue.
+BACKLOG: Callable[[], int] | None = None
 # Documents re-sent for seeming lost, per host: the second copy 10 s after the first (at
 # a 5 s lag), each later one twice as long (batch.py). A report can take that long when
 # the control queue is backed up, and every copy costs a report.
@@ -336,7 +339,11 @@ def sweep(waited: set[str] | None = None) -> None:
         waited.clear()
         waited.update(fresh)
         dirty = [h for h in dirty if h not in fresh]
-    resend = RESENDS.due(lost)
+    # A document is taken for lost only while no report waits to be recorded: behind a
+    # backlog its report is most likely queued, and each copy sent costs another report
+    # (during a 500-host fan-out every lagging host was sent up to four copies).
+    backlog = BACKLOG() if BACKLOG is not None and lost else 0
+    resend = RESENDS.due(lost) if not backlog else set()
     wants = {
         host: Want(False, host in resend)
         for host in sorted(set(dirty) | resend)
@@ -397,7 +404,7 @@ def run(
     """Run the controller: a worker on the control queue, the sweeper thread, and (with a
     port) the metrics endpoint. With an id (and Redis) it joins the ring of controllers
     sharing the fleet, and also consumes its own queue of pokes forwarded to it."""
-    global BATCHER, BEATS, REFRESHER, RING
+    global BACKLOG, BATCHER, BEATS, REFRESHER, RING
     if controller_id is None:  # alone: every host is ours (in a ring, see docs/architecture.md)
         try:
             mark_all_dirty()
@@ -408,6 +415,7 @@ def run(
     BATCHER = Batcher(push_many, on_error=remark_dirty)
     BATCHER.start()
     REFRESHER = Refresher(refresh_statuses)
+    BACKLOG = lambda: queue_length(app, CONTROL_QUEUE)  # noqa: E731
     REFRESHER.start()
     queues = [CONTROL_QUEUE]
     redis_url = os.environ.get("REDIS_URL")
