@@ -150,3 +150,62 @@ def _subnet(db_url: str, sid: str) -> Subnet:
         assert row is not None
         session.expunge(row)
         return row
+
+
+def test_settling_a_batch_at_once_settles_what_one_by_one_would(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, db_url: str
+) -> None:
+    """A push settles the hosts with nothing new to realise in one transaction: the
+    same hosts, and only those, as `settle` host by host."""
+    import random
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from models import Host, HostStateRow
+    from models import hoststate as hs
+    from models.base import utcnow
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    rng = random.Random(7)
+    names = [f"st{i}" for i in range(40)]
+    for i, name in enumerate(names):
+        tasks.heartbeat(name, f"198.18.7.{i + 1}", ["compute"], first=False, sections=["subnets"])
+    maker = session_factory(engine_for(db_url))
+    with maker.begin() as session:
+        session.execute(sa.delete(HostStateRow).where(HostStateRow.host.in_(names)))
+        for name in names:
+            if rng.random() < 0.1:
+                continue  # never compiled: no state row
+            revision = rng.randint(1, 3)
+            session.add(
+                HostStateRow(
+                    host=name,
+                    revision=revision,
+                    digest="d",
+                    dirty=rng.random() < 0.3,
+                    pending_since=utcnow() - timedelta(seconds=5) if rng.random() < 0.7 else None,
+                )
+            )
+            realised = rng.choice([0, revision - 1, revision, revision + 1])
+            session.execute(
+                sa.update(Host).where(Host.name == name).values(realised_revision=realised)
+            )
+    expected = set()
+    with maker() as session:
+        for name in names:
+            if hs.settle(session, name, None) is not None:
+                expected.add(name)
+        session.rollback()
+    assert expected and len(expected) < len(names)  # the draw covers both outcomes
+    with maker.begin() as session:
+        settled = hs.settle_many(session, names)
+    assert set(settled) == expected
+    assert all(4.0 < s < 60.0 for s in settled.values())
+    with maker() as session:
+        left = session.scalars(
+            sa.select(HostStateRow.host).where(
+                HostStateRow.host.in_(sorted(expected)), HostStateRow.pending_since.is_not(None)
+            )
+        ).all()
+        assert left == []

@@ -110,17 +110,23 @@ def push_many(wants: Mapping[str, Want]) -> dict[str, int]:
         if unsent:
             carriers.refresh_all(session, unsent)
         rows = {r.name: r for r in q.hosts_by_name(session, sorted(compiled))}
+    current = [  # nothing new for these hosts to realise: settled now, in one transaction
+        h
+        for h, doc in compiled.items()
+        if (r := rows.get(h)) is not None
+        and r.realised_revision is not None
+        and r.realised_revision >= doc.state.revision
+    ]
+    if current:
+        with transaction() as session:
+            for host, settled in q.settle_many(session, current).items():
+                metrics.REALISED.labels(host).observe(settled)
     out: dict[str, int] = {}
     for host, doc in compiled.items():
         row = rows.get(host)
         realised = row.realised_revision if row is not None else None
         revision = doc.state.revision
         out[host] = revision
-        if realised is not None and realised >= revision:
-            with transaction() as session:  # nothing new for the host to realise: settled now
-                settled = q.settle(session, host, None)
-            if settled is not None:
-                metrics.REALISED.labels(host).observe(settled)
         want = wants[host]
         if not want.full and realised == revision:
             continue  # realised already: a message would be a no-op
