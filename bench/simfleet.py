@@ -208,6 +208,21 @@ class Fleet:
         raw = self.redis.hgetall(f"{self.namespace}.sim.applies")
         return {k.decode(): int(v) for k, v in raw.items()}
 
+    def quiet(self, still: float = 2.0, timeout: float = 120.0) -> None:
+        """Wait until no document has arrived anywhere for `still` seconds: a loaded
+        machine delivers the last copies of a cold start (a peer's document sent again
+        while its first was on its way) seconds after every host converged, and a count
+        taken then would charge them to the next change."""
+        deadline = time.monotonic() + timeout
+        last, since = self.applies(), time.monotonic()
+        while time.monotonic() - since < still:
+            if time.monotonic() > deadline:
+                raise TimeoutError("documents kept arriving")
+            time.sleep(0.2)
+            now = self.applies()
+            if now != last:
+                last, since = now, time.monotonic()
+
     def reported(self) -> dict[str, float]:
         raw = self.redis.hgetall(f"{self.namespace}.sim.reported")
         return {k.decode(): float(v) for k, v in raw.items()}
@@ -270,21 +285,29 @@ class Fleet:
 
 
 def lagging(db_url: str) -> list[str]:
-    """Hosts not settled: dirty, never compiled, or not realising their last document."""
+    """Hosts not settled: dirty, never compiled, not realising their last document, or
+    with a change pending (a batch clears the dirty flags before its compile: between
+    the two the host looked settled on its previous document)."""
     from models import Host
     from models.db import engine_for, session_factory
     from models.hoststate import HostStateRow
 
     with session_factory(engine_for(db_url))() as session:
         rows = session.execute(
-            sa.select(Host.name, HostStateRow.revision, HostStateRow.dirty, Host.realised_revision)
+            sa.select(
+                Host.name,
+                HostStateRow.revision,
+                HostStateRow.dirty,
+                HostStateRow.pending_since.is_not(None),
+                Host.realised_revision,
+            )
             .join(HostStateRow, HostStateRow.host == Host.name, isouter=True)
             .order_by(Host.name)
         )
         return [
             name
-            for name, rev, dirty, real in rows
-            if rev is None or rev == 0 or dirty or (real or 0) < rev
+            for name, rev, dirty, pending, real in rows
+            if rev is None or rev == 0 or dirty or pending or (real or 0) < rev
         ]
 
 

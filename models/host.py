@@ -54,6 +54,16 @@ def is_up(host: Host, now: datetime) -> bool:
 
 def network_hosts(session: Session, now: datetime | None = None) -> list[Host]:
     """Hosts with the network role (where routers run), by name; with `now`, only those
-    that are up then."""
-    hosts = session.scalars(sa.select(Host).order_by(Host.name))
-    return [h for h in hosts if "network" in h.roles and (now is None or is_up(h, now))]
+    that are up then. Three columns of every host, then whole rows of the network ones
+    only: the sweep asks three times every 2 s, and loading 1000 whole hosts each time
+    was a tenth of a busy controller's CPU."""
+    rows = session.execute(sa.select(Host.name, Host.roles, Host.last_heartbeat))
+    names = [
+        name
+        for name, roles, beat in rows
+        if "network" in roles
+        and (now is None or (beat is not None and now - beat < HEARTBEAT_TIMEOUT))
+    ]
+    if not names:
+        return []
+    return list(session.scalars(sa.select(Host).where(Host.name.in_(names)).order_by(Host.name)))

@@ -103,6 +103,42 @@ def settle(session: Session, host: str, realised: int | None) -> float | None:
     return max(0.0, (utcnow() - since).total_seconds())
 
 
+def settle_many(session: Session, hosts: Sequence[str]) -> dict[str, float]:
+    """`settle(host, None)` for many hosts in one transaction, their rows locked in host
+    order (a batch settled each in a transaction of its own: 520 round trips, each
+    queued behind the API's locks during a burst): host -> seconds its changes took."""
+    if not hosts:
+        return {}
+    names = sorted(set(hosts))
+    rows = list(
+        session.scalars(
+            sa.select(HostStateRow)
+            .where(
+                HostStateRow.host.in_(names),
+                HostStateRow.pending_since.is_not(None),
+                HostStateRow.dirty.is_(False),
+            )
+            .order_by(HostStateRow.host)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+    if not rows:
+        return {}
+    stmt = sa.select(Host.name, Host.realised_revision).where(Host.name.in_([r.host for r in rows]))
+    realised: dict[str, int | None] = {name: rev for name, rev in session.execute(stmt)}
+    now = utcnow()
+    out: dict[str, float] = {}
+    for row in rows:
+        done = realised.get(row.host)
+        if done is None or done < row.revision or row.pending_since is None:
+            continue
+        out[row.host] = max(0.0, (now - row.pending_since).total_seconds())
+        row.pending_since = None
+    session.flush()
+    return out
+
+
 def revisions(session: Session) -> list[tuple[str, int, int, bool]]:
     """Per host: (name, desired revision, realised revision, dirty), for the lag gauges."""
     rows = session.execute(
@@ -118,9 +154,23 @@ def clear_dirty(session: Session, hosts: Sequence[str]) -> set[str]:
     Returns the hosts that were dirty (a change waited for this push)."""
     if not hosts:
         return set()
+    names = sorted(set(hosts))
+    # Locked in host order first, as `mark_dirty` and `stamp_many` lock them: a bare
+    # UPDATE locks in the table's order and deadlocked with API requests marking hosts
+    # (seen in a burst, a batch of 520 hosts failed and waited for the sweeper).
+    dirty = list(
+        session.scalars(
+            sa.select(HostStateRow.host)
+            .where(HostStateRow.host.in_(names), HostStateRow.dirty.is_(True))
+            .order_by(HostStateRow.host)
+            .with_for_update()
+        )
+    )
+    if not dirty:
+        return set()
     result = session.execute(
         sa.update(HostStateRow)
-        .where(HostStateRow.host.in_(sorted(set(hosts))), HostStateRow.dirty.is_(True))
+        .where(HostStateRow.host.in_(dirty), HostStateRow.dirty.is_(True))
         .values(dirty=False)
         .returning(HostStateRow.host)
     )

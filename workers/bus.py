@@ -28,6 +28,9 @@ CONTROL_QUEUE = f"{NAMESPACE}.control"
 
 # Task names: the API and the agent send by name, so neither imports the other's code.
 SYNC_HOST = "vpcd.controller.sync_host"
+# Many hosts in one poke (the API's, for a change touching them): one message, not 500.
+SYNC_HOSTS = "vpcd.controller.sync_hosts"
+POKE_CHUNK = 1000  # hosts per SYNC_HOSTS message
 REPORT = "vpcd.controller.report"
 HEARTBEAT = "vpcd.controller.heartbeat"
 APPLY = "vpcd.agent.apply"
@@ -88,7 +91,28 @@ def make_app(redis_url: str | None, bus_dir: str | None) -> Celery:
 
 
 def poke_controller(app: Celery, hosts: set[str] | list[str], *, full: bool = False) -> None:
-    """Ask the controller to compile and push these hosts' documents (by name only)."""
-    for host in sorted(hosts):
+    """Ask the controller to compile and push these hosts' documents (by name only).
+
+    One host (what an agent asks for itself) is a SYNC_HOST poke, as every controller
+    takes; more go as SYNC_HOSTS messages of up to POKE_CHUNK hosts: a change touching
+    500 hosts cost the controller 500 task deliveries before its batch could start (an
+    older controller, which has no such task, leaves them to its sweeper: the hosts'
+    dirty flags stay set)."""
+    names = sorted(hosts)
+    for host in names:
         timeline.mark("poked", host)  # before: the controller may take it before we return
-        app.send_task(SYNC_HOST, args=[host], kwargs={"full": full}, queue=CONTROL_QUEUE)
+    if len(names) == 1:
+        app.send_task(SYNC_HOST, args=names, kwargs={"full": full}, queue=CONTROL_QUEUE)
+        return
+    for i in range(0, len(names), POKE_CHUNK):
+        chunk = names[i : i + POKE_CHUNK]
+        app.send_task(SYNC_HOSTS, args=[chunk], kwargs={"full": full}, queue=CONTROL_QUEUE)
+
+
+def queue_length(app: Celery, queue: str) -> int:
+    """Messages waiting on `queue` (0 when the bus cannot say)."""
+    try:
+        with app.connection_for_read() as conn:
+            return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+    except Exception:  # no such queue yet, or the bus is away: nothing known to wait
+        return 0

@@ -277,7 +277,7 @@ def test_compiles_of_one_host_never_stamp_older_rows_newer(  # type: ignore[no-u
     assert late["id"] in {p.id for p in newest.ports}
 
 
-def test_the_sweep_sends_again_a_document_the_bus_lost(client, tenant, sent) -> None:  # type: ignore[no-untyped-def]
+def test_the_sweep_sends_again_a_document_the_bus_lost(client, tenant, sent, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A document sent and then lost (Redis restarted holding it) leaves no dirty flag:
     the sweep sends it again once the host has not realised it for REPUSH_AFTER."""
     from datetime import timedelta
@@ -303,6 +303,10 @@ def test_the_sweep_sends_again_a_document_the_bus_lost(client, tenant, sent) -> 
     with engine.begin() as conn:  # as if compiled longer ago than REPUSH_AFTER
         older = utcnow() - (tasks.REPUSH_AFTER + timedelta(seconds=1))
         conn.execute(sa.update(HostStateRow).values(updated_at=older))
+    monkeypatch.setattr(tasks, "BACKLOG", lambda: 3)  # reports wait: its own may be there
+    tasks.sweep()
+    assert [n for n, _, _ in sent if n == APPLY] == []
+    monkeypatch.setattr(tasks, "BACKLOG", lambda: 0)  # none: it was lost
     tasks.sweep()
     again = [HostState.model_validate(a[0]) for n, a, _ in sent if n == APPLY]
     assert [d.revision for d in again] == [lost["revision"]]

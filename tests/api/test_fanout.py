@@ -54,12 +54,13 @@ def _port(client, topo: sf.Topology, tenant: int, host: str, netns: str) -> dict
 def _change(client, fleet: sf.Fleet, topo: sf.Topology, tenant: int, host: str, netns: str):  # type: ignore[no-untyped-def]
     """Create a port as the API does (its pokes sent by hand: the test app has no bus),
     wait for convergence, and return (hosts carrying the subnet, documents per host)."""
+    fleet.quiet()  # the previous phase's last documents landed
     before = fleet.applies()
     _port(client, topo, tenant, host, netns)
     affected = sf.carrying(fleet.db_url, topo.subnets[tenant])
     fleet.poke(affected)
     sf.wait_converged(fleet.db_url, CONVERGE)
-    time.sleep(1.5)  # a late duplicate would land now (a sweep interval and more)
+    fleet.quiet()  # a late duplicate would land now
     return affected, sf.diff(fleet.applies(), before)
 
 

@@ -9,15 +9,15 @@ rollouts).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from models import hoststate as hs
 from workers import timeline
+from workers.controller import wiring
 from workers.controller.inputs import read_inputs_many
 from workers.controller.sections import COMPILERS, Inputs
 from workers.protocol import SECTIONS, HostState
@@ -42,9 +42,12 @@ class Compiled:
     state: HostState
     sections: tuple[str, ...]
     unsent: dict[str, set[str]]
+    # the batch's serialised items, shared with the other documents compiled with it
+    dumps: wiring.Dumps = field(default_factory=wiring.Dumps, compare=False, repr=False)
 
     def wire(self) -> dict[str, Any]:
-        return self.state.wire(self.sections)
+        """`state.wire(sections)`, each shared item serialised once per batch."""
+        return wiring.wire(self.state, self.sections, self.dumps)
 
 
 def build(inputs: Inputs, sections: Collection[str] = SECTIONS) -> HostState:
@@ -58,14 +61,8 @@ def build(inputs: Inputs, sections: Collection[str] = SECTIONS) -> HostState:
 
 
 def digest(state: HostState, sections: Collection[str] = SECTIONS) -> str:
-    """The hash of what `wire(sections)` sends but the revision. Serialised by pydantic's
-    own encoder in field order (deterministic: the sections sort their lists), not via
-    dicts and `json.dumps`, which took a third of a wide change's compile."""
-    drop: dict[str, Any] = dict.fromkeys(set(SECTIONS) - set(sections), True)
-    drop["revision"] = True
-    if "security_groups" not in sections:
-        drop["ports"] = {"__all__": {"security_group_ids"}}
-    return hashlib.sha256(state.model_dump_json(exclude=drop).encode()).hexdigest()
+    """The hash of what `wire(sections)` sends but the revision (`wiring.digest`)."""
+    return wiring.digest(state, sections)
 
 
 def compile_host(session: Session, host: str) -> Compiled | None:
@@ -85,8 +82,10 @@ def compile_hosts(session: Session, hosts: Sequence[str]) -> dict[str, Compiled]
     timeline.mark("inputs_read", sections)
     states = {name: build(inputs[name], sections[name]) for name in sorted(sections)}
     timeline.mark("built", sections)
+    dumps = wiring.Dumps()  # each item shared by the documents serialised once
     revisions = hs.stamp_many(
-        session, {name: digest(state, sections[name]) for name, state in states.items()}
+        session,
+        {name: wiring.digest(state, sections[name], dumps) for name, state in states.items()},
     )
     out = {}
     for name, state in states.items():
@@ -97,6 +96,6 @@ def compile_hosts(session: Session, hosts: Sequence[str]) -> dict[str, Compiled]
                 for kind, ids in COMPILERS[section].carries(built).items():
                     unsent.setdefault(kind, set()).update(ids)
         out[name] = Compiled(
-            state.model_copy(update={"revision": revisions[name]}), sections[name], unsent
+            state.model_copy(update={"revision": revisions[name]}), sections[name], unsent, dumps
         )
     return out

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from models import Host, Port, Router, RouterInterface, SecurityGroupRule, Subnet, Vpc
 from models import desired as q
 from workers.controller.lb_section import LbInputs
+from workers.controller.remotes import SubnetRemotes
 from workers.controller.sections import Inputs
 
 
@@ -161,9 +163,8 @@ def read_inputs_many(
     remote = q.remote_ports_all(
         session, every.of(lambda p: p.subnet_ids | p.typed_ids), not_on=alone
     )
-    remote_by_subnet: dict[str, list[tuple[q.RemotePortRow, str, str]]] = {}
-    for row in remote:
-        remote_by_subnet.setdefault(row[0].subnet_id, []).append(row)
+    remotes = SubnetRemotes.group(remote)  # sorted once, shared by the hosts
+    shared: dict[Any, Any] = {}  # items the sections build once for the batch
     networks = q.external_networks(session, every.of(lambda p: p.external_ids))
     fips = q.router_floating_ips(session, every.of(lambda p: p.router_ids))
     leases = q.user_ports_of(session, every.of(lambda p: p.service_subnets))
@@ -184,15 +185,8 @@ def read_inputs_many(
             ports=p.ports,
             subnets=[subnets[i] for i in sorted(p.subnet_ids) if i in subnets],
             routed=frozenset(routed & (p.subnet_ids | p.service_subnets)),
-            remote=sorted(
-                (
-                    (port, vtep)
-                    for sid in near
-                    for port, vtep, owner in remote_by_subnet.get(sid, ())
-                    if owner != h.name
-                ),
-                key=lambda r: r[0].id,
-            ),
+            remotes={sid: remotes[sid] for sid in sorted(near) if sid in remotes},
+            shared=shared,
             routers=p.routers,
             interfaces=p.interfaces,
             external_networks={k: v for k, v in networks.items() if k in p.external_ids},

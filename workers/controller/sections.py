@@ -6,7 +6,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from models import (
@@ -25,6 +24,7 @@ from models import (
 from models.desired import LocalPortRow, PortName, RemotePortRow
 from workers.controller import typed
 from workers.controller.lb_section import LbInputs, load_balancers_carry, load_balancers_section
+from workers.controller.remotes import SubnetRemotes, remotes_of
 from workers.protocol import (
     DhcpDnsState,
     DhcpLease,
@@ -34,7 +34,6 @@ from workers.protocol import (
     NetworkAclEntryState,
     NetworkAclState,
     PortState,
-    RemotePort,
     ResolverState,
     Route,
     RouterInterfaceState,
@@ -57,6 +56,10 @@ class Inputs:
     routed: frozenset[str] = frozenset()  # subnets a router serves
     # their ports on other hosts, with the VTEP
     remote: Sequence[tuple[Port | RemotePortRow, str]] = ()
+    # or the same per subnet, shared by a batch's hosts (each host's own ports left out)
+    remotes: Mapping[str, SubnetRemotes] | None = field(default=None, compare=False)
+    # items a batch's documents share, built once (the same object in every document)
+    shared: dict[Any, Any] | None = field(default=None, compare=False)
     routers: Sequence[Router] = ()  # routers scheduled on this host
     interfaces: Sequence[tuple[RouterInterface, Port, Subnet]] = ()  # their legs
     external_networks: Mapping[str, ExternalNetwork] = field(default_factory=dict)
@@ -77,27 +80,20 @@ class Inputs:
     typed_ports: Sequence[Port | LocalPortRow] = ()  # local workload ports on them (not in `ports`)
 
 
-@lru_cache(maxsize=1 << 17)
-def remote_port(mac: str, ip: str, vtep: str) -> RemotePort:
-    """A subnet's port on another host, as every document carrying the subnet holds it:
-    built once and shared (never mutated), not once per host per compile, which was most
-    of a compile's time. Columns of the database's own rows: constructed, not validated."""
-    return RemotePort.model_construct(mac=mac.lower(), ip=ip, vtep_ip=vtep)
-
-
 def _prefixlen(cidr: str) -> int:
     return ipaddress.ip_network(cidr).prefixlen
 
 
 def subnets_section(i: Inputs) -> list[SubnetState]:
-    remote_by_subnet: dict[str, list[tuple[Port | RemotePortRow, str]]] = {}
-    for port, vtep in i.remote:
-        remote_by_subnet.setdefault(port.subnet_id, []).append((port, vtep))
+    """Constructed, not validated: every field comes from rows or from items built by
+    the section's own typed constructors, and the remote ports are the batch's shared
+    objects (validating them again per host was a third of a wide change's compile)."""
+    remotes = remotes_of(i)
     out = []
     for s in sorted(i.subnets, key=lambda s: s.id):
-        others = remote_by_subnet.get(s.id, [])
+        others = remotes.get(s.id)
         out.append(
-            SubnetState(
+            SubnetState.model_construct(
                 id=s.id,
                 revision=s.revision,
                 vni=s.vni,
@@ -105,11 +101,8 @@ def subnets_section(i: Inputs) -> list[SubnetState]:
                 gateway_ip=s.gateway_ip,
                 routed=s.id in i.routed,
                 host_routes=[Route(**r) for r in s.host_routes],
-                remote_vteps=sorted({v for _, v in others if v}),
-                remote_ports=sorted(
-                    (remote_port(p.mac_address, p.ip_address, v) for p, v in others),
-                    key=lambda r: (r.mac, r.vtep_ip),
-                ),
+                remote_vteps=others.vteps(i.host) if others else [],
+                remote_ports=others.l2_ports(i.host) if others else [],
             )
         )
     return out
@@ -144,16 +137,24 @@ def security_groups_section(i: Inputs) -> list[SecurityGroupState]:
                 )
             )
     named = {r.remote_group_id for rs in rules.values() for r in rs if r.remote_group_id}
-    return [
-        SecurityGroupState(
-            id=g.id,
-            revision=g.revision,
-            rules=rules.get(g.id, []),
-            members=sorted(i.members.get(g.id, ())) if g.id in named else [],
-        )
-        for g in sorted(i.groups, key=lambda g: g.id)
-        if g.id in used or g.id in named
-    ]
+    memo = {} if i.shared is None else i.shared
+    out = []
+    for g in sorted(i.groups, key=lambda g: g.id):
+        if g.id not in used and g.id not in named:
+            continue
+        # Within a batch a group's rules and members are the same for every host: what
+        # differs is only whether the host uses it and names it (the key).
+        key = ("security_group", g.id, g.id in used, g.id in named)
+        item = memo.get(key)
+        if item is None:
+            item = memo[key] = SecurityGroupState(
+                id=g.id,
+                revision=g.revision,
+                rules=rules.get(g.id, []),
+                members=sorted(i.members.get(g.id, ())) if g.id in named else [],
+            )
+        out.append(item)
+    return out
 
 
 def acl_subnets(i: Inputs) -> list[Subnet]:

@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,13 +29,16 @@ from workers.bus import (
     HEARTBEAT,
     REPORT,
     SYNC_HOST,
+    SYNC_HOSTS,
     celery_app,
     host_queue,
+    queue_length,
 )
 from workers.controller import metrics
 from workers.controller.batch import Batcher, RepushBackoff, Want
 from workers.controller.beats import RecentBeats
 from workers.controller.compile import compile_hosts
+from workers.controller.refresher import Refresher
 from workers.controller.ring import Ring, queue_of, taken_over
 from workers.controller.sent import SENT
 from workers.protocol import SECTIONS_L2, Report
@@ -51,6 +54,10 @@ RING: Ring | None = None
 BEATS: RecentBeats | None = None
 # Set by run(): pokes join batches compiled together by one thread (batch.py).
 BATCHER: Batcher | None = None
+# Set by run(): reports' status refreshes joined and done by one thread (refresher.py).
+REFRESHER: Refresher | None = None
+# Set by run(): how many messages (reports among them) wait on the control queue.
+BACKLOG: Callable[[], int] | None = None
 # Documents re-sent for seeming lost, per host: the second copy 10 s after the first (at
 # a 5 s lag), each later one twice as long (batch.py). A report can take that long when
 # the control queue is backed up, and every copy costs a report.
@@ -106,17 +113,23 @@ def push_many(wants: Mapping[str, Want]) -> dict[str, int]:
         if unsent:
             carriers.refresh_all(session, unsent)
         rows = {r.name: r for r in q.hosts_by_name(session, sorted(compiled))}
+    current = [  # nothing new for these hosts to realise: settled now, in one transaction
+        h
+        for h, doc in compiled.items()
+        if (r := rows.get(h)) is not None
+        and r.realised_revision is not None
+        and r.realised_revision >= doc.state.revision
+    ]
+    if current:
+        with transaction() as session:
+            for host, settled in q.settle_many(session, current).items():
+                metrics.REALISED.labels(host).observe(settled)
     out: dict[str, int] = {}
     for host, doc in compiled.items():
         row = rows.get(host)
         realised = row.realised_revision if row is not None else None
         revision = doc.state.revision
         out[host] = revision
-        if realised is not None and realised >= revision:
-            with transaction() as session:  # nothing new for the host to realise: settled now
-                settled = q.settle(session, host, None)
-            if settled is not None:
-                metrics.REALISED.labels(host).observe(settled)
         want = wants[host]
         if not want.full and realised == revision:
             continue  # realised already: a message would be a no-op
@@ -169,12 +182,40 @@ def sync_host(host: str, full: bool = False, forwarded: bool = False) -> int | N
     return route(host, full=full, forwarded=forwarded)
 
 
+@app.task(name=SYNC_HOSTS)
+def sync_hosts(hosts: list[str], full: bool = False, forwarded: bool = False) -> None:
+    """Many hosts poked at once (`bus.poke_controller`): each pushed or forwarded as
+    `sync_host` would, those of one other owner in one message."""
+    timeline.mark("poke_received", hosts)
+    ring = RING
+    others: dict[str, list[str]] = {}
+    for host in hosts:
+        if ring is None or forwarded or ring.mine(host):
+            route(host, full=full, forwarded=True)
+        else:
+            others.setdefault(ring.owner(host), []).append(host)
+    for owner, theirs in sorted(others.items()):
+        app.send_task(
+            SYNC_HOSTS,
+            args=[theirs],
+            kwargs={"full": full, "forwarded": True},
+            queue=queue_of(owner),
+        )
+
+
+def refresh_statuses(ids_by_kind: Mapping[str, set[str]]) -> None:
+    with transaction() as session:
+        carriers.refresh_all(session, ids_by_kind)
+
+
 @app.task(name=REPORT)
 def report(doc: dict[str, Any]) -> None:
     rep = Report.model_validate(doc)
     timeline.mark("report_received", rep.host, rep.revision)
     settled: float | None = None
     results = [(r.kind, r.id, r.revision, r.ok, r.detail) for r in rep.results]
+    changed: dict[str, set[str]] = {}
+    refresher = REFRESHER
     with transaction() as session:
         if not rep.applied:  # refused whole: what the host realised is unchanged
             q.record_refusal(session, rep.host, rep.detail)
@@ -190,8 +231,11 @@ def report(doc: dict[str, Any]) -> None:
                 partial=rep.partial,
                 removed=rep.removed,
             )
-            carriers.refresh_all(session, changed)
+            if refresher is None:
+                carriers.refresh_all(session, changed)
         record_operating(session, operating_statuses(rep))
+    if refresher is not None:  # after the commit: the refresh reads it
+        refresher.add(changed)
     timeline.mark("recorded", rep.host, rep.revision)  # statuses committed: GET sees them
     if rep.applied and rep.ok:  # its own transaction: never the state row under resource rows
         with transaction() as session:
@@ -310,7 +354,11 @@ def sweep(waited: set[str] | None = None) -> None:
         waited.clear()
         waited.update(fresh)
         dirty = [h for h in dirty if h not in fresh]
-    resend = RESENDS.due(lost)
+    # A document is taken for lost only while no report waits to be recorded: behind a
+    # backlog its report is most likely queued, and each copy sent costs another report
+    # (during a 500-host fan-out every lagging host was sent up to four copies).
+    backlog = BACKLOG() if BACKLOG is not None and lost else 0
+    resend = RESENDS.due(lost) if not backlog else set()
     wants = {
         host: Want(False, host in resend)
         for host in sorted(set(dirty) | resend)
@@ -318,7 +366,12 @@ def sweep(waited: set[str] | None = None) -> None:
     }
     if wants:
         metrics.REPUSHES.inc(len(wants))
-        push_many(wants)
+        batcher = BATCHER
+        if batcher is None:
+            push_many(wants)
+            return
+        for host, want in wants.items():  # with the pokes' batches: never a second compile
+            batcher.add(host, want)  # of a host in flight, nor one racing the batch
 
 
 def start_sweeper(interval: float) -> threading.Thread:
@@ -380,7 +433,7 @@ def run(
     """Run the controller: a worker on the control queue, the sweeper thread, and (with a
     port) the metrics endpoint. With an id (and Redis) it joins the ring of controllers
     sharing the fleet, and also consumes its own queue of pokes forwarded to it."""
-    global BATCHER, BEATS, RING
+    global BACKLOG, BATCHER, BEATS, REFRESHER, RING
     if controller_id is None:  # alone: every host is ours (in a ring, see docs/architecture.md)
         try:
             mark_all_dirty()
@@ -390,6 +443,9 @@ def run(
     BEATS.start(write_beats)
     BATCHER = Batcher(push_many, on_error=remark_dirty)
     BATCHER.start()
+    REFRESHER = Refresher(refresh_statuses)
+    BACKLOG = lambda: queue_length(app, CONTROL_QUEUE)  # noqa: E731
+    REFRESHER.start()
     queues = [CONTROL_QUEUE]
     redis_url = os.environ.get("REDIS_URL")
     if controller_id is not None and redis_url:
