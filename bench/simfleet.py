@@ -209,10 +209,12 @@ class Fleet:
         return {k.decode(): int(v) for k, v in raw.items()}
 
     def quiet(self, still: float = 2.0, timeout: float = 120.0) -> None:
-        """Wait until no document has arrived anywhere for `still` seconds: a loaded
-        machine delivers the last copies of a cold start (a peer's document sent again
-        while its first was on its way) seconds after every host converged, and a count
-        taken then would charge them to the next change."""
+        """Wait until the controllers' queue is empty and no document has arrived
+        anywhere for `still` seconds. Converged is not settled: a loaded machine delivers
+        the last copies of a cold start (a peer's document sent again while its first was
+        on its way; an agent's first heartbeat, still queued, bringing it its whole
+        document again) seconds after every host converged, and a count taken then would
+        charge them to the next change."""
         deadline = time.monotonic() + timeout
         last, since = self.applies(), time.monotonic()
         while time.monotonic() - since < still:
@@ -220,7 +222,7 @@ class Fleet:
                 raise TimeoutError("documents kept arriving")
             time.sleep(0.2)
             now = self.applies()
-            if now != last:
+            if now != last or self.backlog():
                 last, since = now, time.monotonic()
 
     def reported(self) -> dict[str, float]:
@@ -329,24 +331,6 @@ def wait_converged(db_url: str, timeout: float, poll: float = 0.05) -> float:
             return time.monotonic()
         time.sleep(poll)
     raise TimeoutError(f"{len(left)} hosts not converged, e.g. {left[:5]}")
-
-
-def wait_settled(fleet: Fleet, timeout: float, quiet: float = 1.5) -> None:
-    """Wait until the controllers' queue is empty and no document arrived for `quiet`
-    seconds. Converged is not settled: an agent's first heartbeat, still queued on a
-    loaded machine, brings it its whole document again after it converged (and a lone
-    controller's start flags every host), which a count of one change would take as
-    its own."""
-    deadline = time.monotonic() + timeout
-    seen, since = fleet.applies(), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        now = fleet.applies()
-        if now != seen or fleet.backlog():
-            seen, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return
-    raise TimeoutError(f"documents still arriving after {timeout} s")
 
 
 def carrying(db_url: str, subnet_id: str) -> set[str]:

@@ -69,7 +69,7 @@ def test_one_change_reaches_only_the_hosts_carrying_its_subnet(client, fleet) ->
     fleet.start_controller()
     fleet.start_agents(topo.hosts, processes=1)
     sf.wait_converged(fleet.db_url, CONVERGE)
-    sf.wait_settled(fleet, CONVERGE)
+    fleet.quiet(timeout=CONVERGE)
     assert set(fleet.applies()) == set(topo.hosts)  # every host got its first document
 
     tenant = 3
@@ -94,7 +94,7 @@ def test_agents_restarting_at_once_resync_without_pushing_their_peers(client, fl
     fleet.start_controller()
     fleet.start_agents(topo.hosts, processes=1)
     sf.wait_converged(fleet.db_url, CONVERGE)
-    sf.wait_settled(fleet, CONVERGE)
+    fleet.quiet(timeout=CONVERGE)
     before, revisions = fleet.applies(), sf.revisions(fleet.db_url)
     restarted = topo.hosts[:10]
     fleet.restart(restarted)
