@@ -86,57 +86,55 @@ def mark_dirty(session: Session, hosts: set[str]) -> set[str]:
     return newly
 
 
+def _settle(row: HostStateRow, realised: int | None, now: datetime) -> float | None:
+    """Clear the row's pending changes if the host realised everything compiled and
+    nothing newer waits: how long the oldest took from commit (None: not settled)."""
+    since = row.pending_since
+    if since is None or row.dirty or realised is None or realised < row.revision:
+        return None
+    row.pending_since = None
+    return max(0.0, (now - since).total_seconds())
+
+
 def settle(session: Session, host: str, realised: int | None) -> float | None:
-    """The host realised `realised` (None: it may have nothing new to realise). When that
-    is everything compiled and nothing newer waits, the pending changes are done: return
+    """The host realised `realised` (None: the revision it last reported). When that is
+    everything compiled and nothing newer waits, the pending changes are done: return
     how long the oldest took from commit (None when nothing was pending)."""
     row = session.get(HostStateRow, host, with_for_update=True)
-    if row is None or row.pending_since is None or row.dirty:
+    if row is None:
         return None
     if realised is None:
         realised = session.scalar(sa.select(Host.realised_revision).where(Host.name == host))
-    if realised is None or realised < row.revision:
-        return None
-    since = row.pending_since
-    row.pending_since = None
+    settled = _settle(row, realised, utcnow())
     session.flush()
-    return max(0.0, (utcnow() - since).total_seconds())
+    return settled
 
 
 def settle_many(session: Session, hosts: Sequence[str]) -> dict[str, float]:
-    """`settle(host, None)` for many hosts in one transaction, their rows locked in host
-    order (a batch settled each in a transaction of its own: 520 round trips, each
-    queued behind the API's locks during a burst): host -> seconds its changes took."""
+    """`settle` for many hosts at the revision each has realised, in one transaction,
+    their rows locked in host order (a batch settled each in a transaction of its own:
+    520 round trips, each queued behind the API's locks during a burst): host ->
+    seconds its changes took."""
     if not hosts:
         return {}
-    names = sorted(set(hosts))
-    rows = list(
-        session.scalars(
-            sa.select(HostStateRow)
-            .where(
-                HostStateRow.host.in_(names),
-                HostStateRow.pending_since.is_not(None),
-                HostStateRow.dirty.is_(False),
-            )
-            .order_by(HostStateRow.host)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    )
-    if not rows:
+    rows = _locked_states(session, sorted(set(hosts)))
+    if not any(r.pending_since is not None for r in rows.values()):
         return {}
-    stmt = sa.select(Host.name, Host.realised_revision).where(Host.name.in_([r.host for r in rows]))
+    stmt = sa.select(Host.name, Host.realised_revision).where(Host.name.in_(sorted(rows)))
     realised: dict[str, int | None] = {name: rev for name, rev in session.execute(stmt)}
     now = utcnow()
     out: dict[str, float] = {}
-    for row in rows:
-        done = realised.get(row.host)
-        if done is None or done < row.revision or row.pending_since is None:
-            continue
-        out[row.host] = max(0.0, (now - row.pending_since).total_seconds())
-        row.pending_since = None
+    for host, row in rows.items():
+        settled = _settle(row, realised.get(host), now)
+        if settled is not None:
+            out[host] = settled
     session.flush()
     return out
+
+
+def host_names(session: Session) -> list[str]:
+    """Every registered host, by name."""
+    return list(session.scalars(sa.select(Host.name).order_by(Host.name)))
 
 
 def revisions(session: Session) -> list[tuple[str, int, int, bool]]:

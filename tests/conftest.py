@@ -6,6 +6,8 @@ SQLite file; each pytest process gets a database of its own, so parallel runs ne
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import tempfile
 import uuid
@@ -137,3 +139,22 @@ def _token(client: TestClient, tid: str) -> str:
 @pytest.fixture
 def tenant(make_tenant: Callable[..., Tenant]) -> Tenant:
     return make_tenant("alpha")
+
+
+@pytest.fixture
+def timeline_log() -> Iterator[io.StringIO]:
+    """The stage marks (workers/timeline.py) written meanwhile; marking is left as it
+    was found, and restored afterwards."""
+    from workers import timeline
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("vpcd.timeline")
+    log.addHandler(handler)
+    was = timeline.ENABLED
+    try:
+        yield out
+    finally:
+        log.removeHandler(handler)
+        timeline.ENABLED = was

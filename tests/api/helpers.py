@@ -139,3 +139,14 @@ def recorded_statements(engine: Any) -> Iterator[list[str]]:
         yield seen
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)
+
+
+@contextmanager
+def rolled_back_session(c: TestClient) -> Iterator[Any]:
+    """A session on the test app's database whose work is rolled back at the end."""
+    from models.db import engine_for, session_factory
+
+    maker = session_factory(engine_for(c.app.state.settings.database_url))  # type: ignore[attr-defined]
+    with maker() as session, session.begin():
+        yield session
+        session.rollback()

@@ -6,8 +6,7 @@ grow with its hosts; a host poked again after a push covered it is not compiled 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -36,23 +35,13 @@ def _register() -> list[str]:
     return NETWORK + COMPUTE
 
 
-@contextmanager
-def _session(client: TestClient) -> Iterator[Session]:
-    from models.db import engine_for, session_factory
-
-    maker = session_factory(engine_for(client.app.state.settings.database_url))  # type: ignore[attr-defined]
-    with maker() as session, session.begin():
-        yield session
-        session.rollback()
-
-
 def _documents(client: TestClient, hosts: list[str]) -> set[str]:
     """Every host's document compiled in one batch equals the one compiled alone;
     returns the sections some document filled."""
-    with _session(client) as session:
+    with h.rolled_back_session(client) as session:
         together = compile_hosts(session, hosts)
     for host in hosts:
-        with _session(client) as session:
+        with h.rolled_back_session(client) as session:
             alone = compile_hosts(session, [host])[host]
         got = together[host]
         assert got.wire() == alone.wire(), host
@@ -167,7 +156,7 @@ def test_statements_per_batch_do_not_grow_with_its_hosts(
         h.port(client, tenant, s["id"], host=name, netns=f"b{i}")
 
     def statements(hosts: list[str]) -> int:
-        with _session(client) as session, _counted(session) as count:
+        with h.rolled_back_session(client) as session, _counted(session) as count:
             compiled = compile_hosts(session, hosts)
         assert set(compiled) == set(hosts)
         return len(count)
@@ -175,11 +164,11 @@ def test_statements_per_batch_do_not_grow_with_its_hosts(
     assert statements(names[:3]) == statements(names) == statements(names[:1])
 
     def marking(hosts: list[str]) -> int:  # a change touching them all: as many statements
-        with _session(client) as session, _counted(session) as count:
+        with h.rolled_back_session(client) as session, _counted(session) as count:
             assert hs.mark_dirty(session, set(hosts)) == set(hosts)
         return len(count)
 
-    with _session(client) as session:
+    with h.rolled_back_session(client) as session:
         hs.clear_dirty(session, names)
         session.commit()
     assert marking(names[:2]) == marking(names)
@@ -214,7 +203,7 @@ def test_a_hosts_compile_reads_only_the_port_rows_and_columns_its_document_needs
                 client, tenant, s["id"], host="c1", netns=f"t{ports}-{i}", tags=["a", "b"],
                 name=f"p{i}", description="x" * 200, security_group_ids=[g["id"]],
             )  # fmt: skip
-        with _session(client) as session, _counted(session) as seen:
+        with h.rolled_back_session(client) as session, _counted(session) as seen:
             doc = compile_hosts(session, ["c1"])["c1"]
         assert doc.wire()["ports"]
         return len(seen), seen

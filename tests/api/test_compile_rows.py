@@ -4,14 +4,11 @@ change is the very object the last compile built, not a new one."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session
 
 from models import Port
 from tests.api import helpers as h
@@ -27,16 +24,6 @@ def host(monkeypatch: pytest.MonkeyPatch, db_url: str) -> str:
     monkeypatch.setattr(tasks.app, "send_task", lambda *a, **k: None)
     tasks.heartbeat("r1", "198.18.5.1", ["compute"], sections=list(SECTIONS))
     return "r1"
-
-
-@contextmanager
-def _session(client: TestClient) -> Iterator[Session]:
-    from models.db import engine_for, session_factory
-
-    maker = session_factory(engine_for(client.app.state.settings.database_url))  # type: ignore[attr-defined]
-    with maker() as session, session.begin():
-        yield session
-        session.rollback()
 
 
 def _ports(doc: Any) -> dict[str, Any]:
@@ -57,7 +44,7 @@ def test_a_compile_loads_no_port_objects_for_the_hosts_own_ports(
 
     sa.event.listen(Port, "load", seen)
     try:
-        with _session(client) as session:
+        with h.rolled_back_session(client) as session:
             doc = compile_hosts(session, [host])[host]
     finally:
         sa.event.remove(Port, "load", seen)
@@ -73,14 +60,14 @@ def test_an_unchanged_port_keeps_its_state_object_and_a_changed_one_is_rebuilt(
     g = h.group(client, tenant, v["id"])
     a = h.port(client, tenant, s["id"], host=host, netns="wa")
     b = h.port(client, tenant, s["id"], host=host, netns="wb")
-    with _session(client) as session:
+    with h.rolled_back_session(client) as session:
         before = _ports(compile_hosts(session, [host])[host])
     h.port(client, tenant, s["id"], host=host, netns="wc")  # the one change
     r = client.patch(
         f"/v1/ports/{b['id']}", json={"security_group_ids": [g["id"]]}, headers=tenant.headers
     )
     assert r.status_code == 200, r.text
-    with _session(client) as session:
+    with h.rolled_back_session(client) as session:
         after = _ports(compile_hosts(session, [host])[host])
     assert len(after) == 3
     assert after[a["id"]] is before[a["id"]]  # built once, shared by both documents

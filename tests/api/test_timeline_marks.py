@@ -5,8 +5,6 @@ lines these up with the API's and the agent's marks."""
 from __future__ import annotations
 
 import io
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,19 +19,9 @@ from workers.protocol import SECTIONS
 
 
 @pytest.fixture
-def marks() -> Iterator[io.StringIO]:
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log = logging.getLogger("vpcd.timeline")
-    log.addHandler(handler)
-    was = timeline.ENABLED
-    timeline.ENABLED = True
-    try:
-        yield out
-    finally:
-        log.removeHandler(handler)
-        timeline.ENABLED = was
+def marks(timeline_log: io.StringIO) -> io.StringIO:
+    timeline.ENABLED = True  # restored by `timeline_log`
+    return timeline_log
 
 
 def test_a_change_is_marked_from_poke_to_recorded(

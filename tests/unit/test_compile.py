@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict
 
 from models import ExternalNetwork, FloatingIp, Port, Router, RouterInterface, Subnet
 from models.host import LEGACY_SECTIONS, LEGACY_VERSION
-from workers.controller.compile import COMPILERS, Inputs, build, digest
+from workers.controller.compile import COMPILERS, Inputs, build
+from workers.controller.wiring import digest
 from workers.protocol import (
     PROTOCOL_VERSION,
     SECTIONS,

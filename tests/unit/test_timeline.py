@@ -19,18 +19,8 @@ from workers.timeline import Mark
 
 
 @pytest.fixture
-def captured() -> io.StringIO:
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log = logging.getLogger("vpcd.timeline")
-    log.addHandler(handler)
-    was = timeline.ENABLED
-    try:
-        yield out
-    finally:
-        log.removeHandler(handler)
-        timeline.ENABLED = was
+def captured(timeline_log: io.StringIO) -> io.StringIO:
+    return timeline_log
 
 
 def test_marks_are_off_unless_enabled(captured: io.StringIO) -> None:

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from workers import timeline
 
@@ -33,7 +33,45 @@ class Want(NamedTuple):
         return Want(self.full or other.full, self.resend or other.resend)
 
 
-class Batcher:
+P = TypeVar("P", dict[str, "Want"], dict[str, set[str]])
+
+
+class Gathering(Generic[P]):
+    """Work noted by many threads and done by one (`run_once`, in a loop of its own): a
+    round waits for something to be noted, then `gather` seconds more for the rest of
+    it to arrive, and takes what is pending (`_pending`, guarded by `_cond`)."""
+
+    thread_name = "vpcd-gathering"
+
+    def __init__(self, pending: P, gather: float) -> None:
+        self.gather = gather
+        self._cond = threading.Condition()
+        self._pending: P = pending
+
+    def _wait(self, timeout: float | None) -> bool:
+        """Something is pending (waited for up to `timeout`), and `gather` has passed."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: bool(self._pending), timeout):
+                return False
+        time.sleep(self.gather)
+        return True
+
+    def run_once(self, timeout: float | None = None) -> int:
+        raise NotImplementedError
+
+    def start(self) -> threading.Thread:
+        def loop() -> None:
+            while True:
+                self.run_once()
+
+        thread = threading.Thread(target=loop, name=self.thread_name, daemon=True)
+        thread.start()
+        return thread
+
+
+class Batcher(Gathering[dict[str, "Want"]]):
+    thread_name = "vpcd-batcher"
+
     def __init__(
         self,
         push: Callable[[Mapping[str, Want]], object],
@@ -42,12 +80,10 @@ class Batcher:
         limit: int = 1000,
         gather: float = 0.005,
     ) -> None:
+        super().__init__({}, gather)  # gather: for the pokes of one change to arrive together
         self._push = push
         self._on_error = on_error
         self.limit = limit
-        self.gather = gather  # seconds to let the pokes of one change arrive together
-        self._cond = threading.Condition()
-        self._pending: dict[str, Want] = {}
 
     def add(self, host: str, want: Want) -> None:
         with self._cond:
@@ -56,10 +92,8 @@ class Batcher:
 
     def take(self, timeout: float | None = None) -> dict[str, Want]:
         """The next batch: every host noted so far (up to `limit`), once each."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: bool(self._pending), timeout):
-                return {}
-        time.sleep(self.gather)
+        if not self._wait(timeout):
+            return {}
         with self._cond:
             hosts = sorted(self._pending)[: self.limit]
             batch = {h: self._pending.pop(h) for h in hosts}
@@ -77,15 +111,6 @@ class Batcher:
             if self._on_error is not None:
                 self._on_error(set(batch))
         return len(batch)
-
-    def start(self) -> threading.Thread:
-        def loop() -> None:
-            while True:
-                self.run_once()
-
-        thread = threading.Thread(target=loop, name="vpcd-batcher", daemon=True)
-        thread.start()
-        return thread
 
 
 class RepushBackoff:

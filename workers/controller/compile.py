@@ -29,7 +29,6 @@ __all__ = [
     "build",
     "compile_host",
     "compile_hosts",
-    "digest",
     "read_inputs_many",
 ]
 
@@ -58,11 +57,6 @@ def build(inputs: Inputs, sections: Collection[str] = SECTIONS) -> HostState:
         vtep_ip=inputs.vtep_ip,
         **{name: COMPILERS[name].build(inputs) for name in SECTIONS if name in sections},
     )
-
-
-def digest(state: HostState, sections: Collection[str] = SECTIONS) -> str:
-    """The hash of what `wire(sections)` sends but the revision (`wiring.digest`)."""
-    return wiring.digest(state, sections)
 
 
 def compile_host(session: Session, host: str) -> Compiled | None:

@@ -13,21 +13,22 @@ fails is noted again; the sweep re-derives every unsettled status anyway.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
+
+from workers.controller.batch import Gathering
 
 log = logging.getLogger("vpcd.controller")
 
 Ids = dict[str, set[str]]
 
 
-class Refresher:
+class Refresher(Gathering[Ids]):
+    thread_name = "vpcd-refresher"
+
     def __init__(self, refresh: Callable[[Ids], object], *, gather: float = 0.05) -> None:
+        super().__init__({}, gather)  # gather: for more reports to join a refresh
         self._refresh = refresh
-        self.gather = gather  # seconds for more reports to join a refresh
-        self._cond = threading.Condition()
-        self._pending: Ids = {}
 
     def add(self, ids_by_kind: Mapping[str, set[str]]) -> None:
         with self._cond:
@@ -38,10 +39,8 @@ class Refresher:
                 self._cond.notify()
 
     def take(self, timeout: float | None = None) -> Ids:
-        with self._cond:
-            if not self._cond.wait_for(lambda: bool(self._pending), timeout):
-                return {}
-        time.sleep(self.gather)
+        if not self._wait(timeout):
+            return {}
         with self._cond:
             taken, self._pending = self._pending, {}
         return taken
@@ -58,12 +57,3 @@ class Refresher:
             self.add(taken)
             time.sleep(self.gather)
         return sum(map(len, taken.values()))
-
-    def start(self) -> threading.Thread:
-        def loop() -> None:
-            while True:
-                self.run_once()
-
-        thread = threading.Thread(target=loop, name="vpcd-refresher", daemon=True)
-        thread.start()
-        return thread

@@ -407,7 +407,7 @@ def mark_all_dirty() -> None:
     a later report of an older document would settle those changes unrealised. A host
     whose document comes out unchanged is sent nothing."""
     with transaction() as session:
-        q.mark_dirty(session, {name for name, *_ in q.revisions(session)})
+        q.mark_dirty(session, set(q.host_names(session)))
 
 
 def take_over(before: list[str], after: list[str]) -> set[str]:
@@ -417,7 +417,7 @@ def take_over(before: list[str], after: list[str]) -> set[str]:
     if ring is None:
         return set()
     with transaction() as session:
-        hosts = taken_over([name for name, *_ in q.revisions(session)], before, after, ring.me)
+        hosts = taken_over(q.host_names(session), before, after, ring.me)
         q.mark_dirty(session, hosts)
     if hosts:
         log.warning("took over %d hosts from %s", len(hosts), sorted(set(before) - set(after)))
